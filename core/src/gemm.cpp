@@ -1,0 +1,128 @@
+// eva — GEMM entry points: argument checks, workspace, and the run-time choice of SIMD architecture.
+#include "eva/gemm.hpp"
+
+#include <memory>
+#include <vector>
+
+#include "gemm_kernel.hpp"
+
+namespace eva {
+
+#if defined(EVA_GEMM_DISPATCH)
+// x86-64: the kernel is compiled for each of these (gemm_arch.cpp) and the widest the CPU supports is
+// used. xsimd's AVX-512 code needs the BW/DQ/CD extensions too (every AVX-512 CPU since Skylake-X).
+namespace detail {
+EVA_GEMM_KERNEL_INSTANCE(extern, xsimd::avx512bw, float)
+EVA_GEMM_KERNEL_INSTANCE(extern, xsimd::avx512bw, double)
+EVA_GEMM_KERNEL_INSTANCE(extern, xsimd::fma3<xsimd::avx2>, float)
+EVA_GEMM_KERNEL_INSTANCE(extern, xsimd::fma3<xsimd::avx2>, double)
+EVA_GEMM_KERNEL_INSTANCE(extern, xsimd::sse2, float)
+EVA_GEMM_KERNEL_INSTANCE(extern, xsimd::sse2, double)
+}  // namespace detail
+#endif
+
+namespace {
+
+using detail::GemmWorkspace;
+
+struct GemmRun {  // the functor xsimd::dispatch calls with the chosen architecture
+    template <class Arch, class T, class... Args>
+    void operator()(Arch arch, Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A,
+                    Args... rest) const {
+        detail::run_gemm_kernel<Arch, T>(arch, op_a, op_b, M, N, K, A, rest...);
+    }
+};
+
+#if defined(EVA_GEMM_DISPATCH)
+using GemmArchs = xsimd::arch_list<xsimd::avx512bw, xsimd::fma3<xsimd::avx2>, xsimd::sse2>;
+#endif
+
+template <class T>
+void run_kernel(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
+                const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate, const GemmWorkspace& ws) {
+#if defined(EVA_GEMM_DISPATCH)
+    static const auto dispatched = xsimd::dispatch<GemmArchs>(GemmRun{});  // reads CPUID once
+    auto run = dispatched;
+    run(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ws);
+#else
+    GemmRun{}(xsimd::default_arch{}, op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ws);
+#endif
+}
+
+void check_args(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const void* A, std::size_t lda,
+                const void* B, std::size_t ldb, const void* C, std::size_t ldc) {
+    auto fail = [](const std::string& what) { throw ShapeError("gemm: " + what); };
+    const std::size_t a_cols = op_a == Op::N ? K : M, b_cols = op_b == Op::N ? N : K;
+    if (lda < a_cols) fail("lda " + std::to_string(lda) + " is smaller than A's row length " + std::to_string(a_cols));
+    if (ldb < b_cols) fail("ldb " + std::to_string(ldb) + " is smaller than B's row length " + std::to_string(b_cols));
+    if (ldc < N) fail("ldc " + std::to_string(ldc) + " is smaller than C's row length " + std::to_string(N));
+    if (M * K != 0 && !A) fail("A is null");
+    if (K * N != 0 && !B) fail("B is null");
+    if (M * N != 0 && !C) fail("C is null");
+}
+
+template <class T>
+struct AlignedBuffer {
+    struct Free {
+        void operator()(T* p) const { ::operator delete[](p, std::align_val_t{64}); }
+    };
+    std::unique_ptr<T[], Free> data;
+    explicit AlignedBuffer(std::size_t n)
+        : data(n ? static_cast<T*>(::operator new[](n * sizeof(T), std::align_val_t{64})) : nullptr) {}
+};
+
+}  // namespace
+
+template <class T>
+void gemm(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda, const T* B,
+          std::size_t ldb, T* C, std::size_t ldc, bool accumulate) {
+    check_args(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc);
+    if (M == 0 || N == 0) return;
+    if (K == 0) {  // an empty sum: C = 0, or C unchanged when accumulating
+        if (!accumulate)
+            for (std::size_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
+        return;
+    }
+    // Upper bounds over all architectures (the widest registers need the largest panels).
+    using Bound = detail::GemmShape<T, 64>;
+    const std::size_t kc = std::min(K, Bound::KC);
+    AlignedBuffer<T> a((std::min(M, Bound::MC) + Bound::MR) * kc);
+    AlignedBuffer<T> b((std::min(N, Bound::NC) + Bound::NR) * kc);
+    AlignedBuffer<T> row(K);
+    run_kernel(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, GemmWorkspace{a.data.get(), b.data.get(), row.data.get()});
+}
+
+template <class T>
+void gemm_reference(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
+                    const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate) {
+    check_args(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc);
+    for (std::size_t i = 0; i < M; ++i)
+        for (std::size_t j = 0; j < N; ++j) {
+            T s = accumulate ? C[i * ldc + j] : T(0);
+            for (std::size_t k = 0; k < K; ++k)
+                s += (op_a == Op::N ? A[i * lda + k] : A[k * lda + i]) * (op_b == Op::N ? B[k * ldb + j] : B[j * ldb + k]);
+            C[i * ldc + j] = s;
+        }
+}
+
+std::string gemm_arch() {
+#if defined(EVA_GEMM_DISPATCH)
+    const unsigned best = xsimd::available_architectures().best;
+    if (xsimd::avx512bw::version() <= best) return xsimd::avx512bw::name();
+    if (xsimd::fma3<xsimd::avx2>::version() <= best) return xsimd::fma3<xsimd::avx2>::name();
+    return xsimd::sse2::name();
+#else
+    return xsimd::default_arch::name();
+#endif
+}
+
+template void gemm<float>(Op, Op, std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*,
+                          std::size_t, float*, std::size_t, bool);
+template void gemm<double>(Op, Op, std::size_t, std::size_t, std::size_t, const double*, std::size_t,
+                           const double*, std::size_t, double*, std::size_t, bool);
+template void gemm_reference<float>(Op, Op, std::size_t, std::size_t, std::size_t, const float*, std::size_t,
+                                    const float*, std::size_t, float*, std::size_t, bool);
+template void gemm_reference<double>(Op, Op, std::size_t, std::size_t, std::size_t, const double*, std::size_t,
+                                     const double*, std::size_t, double*, std::size_t, bool);
+
+}  // namespace eva

@@ -1,0 +1,203 @@
+// eva — GEMM kernel, generic over the scalar type and the SIMD architecture (private header).
+//
+// The classic Goto/BLIS structure. For each block of KC inner-dimension steps, B is packed once into
+// panels of NR columns and A into panels of MR rows, both laid out k-major, so the micro-kernel streams
+// both from contiguous memory. The micro-kernel keeps an MR × NR tile of C in SIMD registers and does
+// MR·NR/lanes fused multiply-adds per step k: one broadcast of A's element, NV vector loads of B.
+//   register budget: MR·NV accumulators + NV B vectors + 1 broadcast ≤ number of vector registers
+//   (AVX-512: 32 → MR 12, NV 2; AVX2/SSE/wasm: 16 → MR 6, NV 2).
+// Block sizes keep the packed A block (MC × KC) in L2 and one B panel (KC × NR) in L1.
+//
+// This header is included by one translation unit per architecture, each compiled with that
+// architecture's flags. It must therefore allocate nothing and call no non-template library code, so
+// that no instruction of a wider ISA leaks into code shared with the other units.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+
+#include <xsimd/xsimd.hpp>
+
+#include "eva/gemm.hpp"
+
+namespace eva::detail {
+
+struct GemmWorkspace {
+    void* packed_a;  // MC × KC scalars, aligned
+    void* packed_b;  // KC × NC scalars, aligned
+    void* row;       // K scalars (small-M path)
+};
+
+/// Tile and block sizes for scalar T with SIMD registers of `Bytes` bytes. Every size grows with the
+/// register width, so GemmShape<T, 64> bounds the workspace any architecture needs.
+template <class T, std::size_t Bytes>
+struct GemmShape {
+    static constexpr std::size_t L = Bytes / sizeof(T);  // lanes per vector
+    static constexpr std::size_t NV = 2;                 // vectors per tile row
+    static constexpr std::size_t NR = NV * L;            // tile columns
+    static constexpr std::size_t MR = Bytes == 64 ? 12 : 6;  // tile rows
+    static constexpr std::size_t KC = 384;
+    static constexpr std::size_t MC = MR * 16;
+    static constexpr std::size_t NC = NR * 128;
+};
+
+template <class T, class Arch>
+struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
+    using batch = xsimd::batch<T, Arch>;
+    using S = GemmShape<T, sizeof(batch)>;
+    using S::L, S::NV, S::NR, S::MR, S::KC, S::MC, S::NC;
+
+    // Packs op(A)[i0 : i0+m, p0 : p0+kc] as ⌈m/MR⌉ panels of kc × MR; rows past m are zero.
+    static void pack_a(Op op, const T* A, std::size_t lda, std::size_t i0, std::size_t m, std::size_t p0,
+                       std::size_t kc, T* out) {
+        for (std::size_t ir = 0; ir < m; ir += MR) {
+            const std::size_t mr = std::min(MR, m - ir);
+            T* panel = out + ir * kc;
+            for (std::size_t p = 0; p < kc; ++p) {
+                for (std::size_t r = 0; r < mr; ++r) {
+                    const std::size_t i = i0 + ir + r, k = p0 + p;
+                    panel[p * MR + r] = op == Op::N ? A[i * lda + k] : A[k * lda + i];
+                }
+                for (std::size_t r = mr; r < MR; ++r) panel[p * MR + r] = T(0);
+            }
+        }
+    }
+
+    // Packs op(B)[p0 : p0+kc, j0 : j0+n] as ⌈n/NR⌉ panels of kc × NR; columns past n are zero.
+    static void pack_b(Op op, const T* B, std::size_t ldb, std::size_t p0, std::size_t kc, std::size_t j0,
+                       std::size_t n, T* out) {
+        for (std::size_t jr = 0; jr < n; jr += NR) {
+            const std::size_t nr = std::min(NR, n - jr);
+            T* panel = out + jr * kc;
+            if (op == Op::N) {
+                for (std::size_t p = 0; p < kc; ++p) {
+                    const T* src = B + (p0 + p) * ldb + j0 + jr;
+                    for (std::size_t c = 0; c < nr; ++c) panel[p * NR + c] = src[c];
+                    for (std::size_t c = nr; c < NR; ++c) panel[p * NR + c] = T(0);
+                }
+            } else {  // op(B)(k, j) = B[j, k]: read each stored row contiguously
+                for (std::size_t c = 0; c < nr; ++c) {
+                    const T* src = B + (j0 + jr + c) * ldb + p0;
+                    for (std::size_t p = 0; p < kc; ++p) panel[p * NR + c] = src[p];
+                }
+                for (std::size_t c = nr; c < NR; ++c)
+                    for (std::size_t p = 0; p < kc; ++p) panel[p * NR + c] = T(0);
+            }
+        }
+    }
+
+    // C[0:m, 0:n] (+)= Ap · Bp over kc steps, for one MR × NR tile (m ≤ MR, n ≤ NR).
+    static void micro(std::size_t kc, const T* Ap, const T* Bp, T* C, std::size_t ldc, bool add,
+                      std::size_t m, std::size_t n) {
+        batch acc[MR][NV];
+        for (std::size_t i = 0; i < MR; ++i)
+            for (std::size_t v = 0; v < NV; ++v) acc[i][v] = batch(T(0));
+        for (std::size_t p = 0; p < kc; ++p) {
+            batch b[NV];
+            for (std::size_t v = 0; v < NV; ++v) b[v] = batch::load_aligned(Bp + p * NR + v * L);
+            for (std::size_t i = 0; i < MR; ++i) {
+                const batch a(Ap[p * MR + i]);
+                for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(a, b[v], acc[i][v]);
+            }
+        }
+        if (m == MR && n == NR) {
+            for (std::size_t i = 0; i < MR; ++i)
+                for (std::size_t v = 0; v < NV; ++v) {
+                    T* c = C + i * ldc + v * L;
+                    (add ? acc[i][v] + batch::load_unaligned(c) : acc[i][v]).store_unaligned(c);
+                }
+            return;
+        }
+        alignas(64) T tile[MR * NR];
+        for (std::size_t i = 0; i < MR; ++i)
+            for (std::size_t v = 0; v < NV; ++v) acc[i][v].store_aligned(tile + i * NR + v * L);
+        for (std::size_t i = 0; i < m; ++i)
+            for (std::size_t j = 0; j < n; ++j) C[i * ldc + j] = (add ? C[i * ldc + j] : T(0)) + tile[i * NR + j];
+    }
+
+    static T dot(const T* x, const T* y, std::size_t K) {
+        batch s0(T(0)), s1(T(0));
+        std::size_t k = 0;
+        for (; k + 2 * L <= K; k += 2 * L) {
+            s0 = xsimd::fma(batch::load_unaligned(x + k), batch::load_unaligned(y + k), s0);
+            s1 = xsimd::fma(batch::load_unaligned(x + k + L), batch::load_unaligned(y + k + L), s1);
+        }
+        T s = xsimd::hadd(s0 + s1);
+        for (; k < K; ++k) s += x[k] * y[k];
+        return s;
+    }
+
+    static void axpy(T a, const T* x, T* y, std::size_t n) {
+        const batch va(a);
+        std::size_t j = 0;
+        for (; j + L <= n; j += L)
+            xsimd::fma(va, batch::load_unaligned(x + j), batch::load_unaligned(y + j)).store_unaligned(y + j);
+        for (; j < n; ++j) y[j] += a * x[j];
+    }
+
+    // Few rows of C (decode steps, matrix-vector products): packing B would cost as much as the
+    // product itself, so stream B directly — dot products for op(B) = Bᵀ, row updates for op(B) = B.
+    static void small_m(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A,
+                        std::size_t lda, const T* B, std::size_t ldb, T* C, std::size_t ldc, bool add,
+                        T* row) {
+        for (std::size_t i = 0; i < M; ++i) {
+            for (std::size_t k = 0; k < K; ++k) row[k] = op_a == Op::N ? A[i * lda + k] : A[k * lda + i];
+            T* c = C + i * ldc;
+            if (op_b == Op::T) {
+                for (std::size_t j = 0; j < N; ++j) c[j] = (add ? c[j] : T(0)) + dot(row, B + j * ldb, K);
+            } else {
+                if (!add) std::fill(c, c + N, T(0));
+                for (std::size_t k = 0; k < K; ++k) axpy(row[k], B + k * ldb, c, N);
+            }
+        }
+    }
+
+    static void run(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A,
+                    std::size_t lda, const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate,
+                    const GemmWorkspace& ws) {
+        if (M < MR / 2) {
+            small_m(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, static_cast<T*>(ws.row));
+            return;
+        }
+        T* Ap = static_cast<T*>(ws.packed_a);
+        T* Bp = static_cast<T*>(ws.packed_b);
+        for (std::size_t jc = 0; jc < N; jc += NC) {
+            const std::size_t nc = std::min(NC, N - jc);
+            for (std::size_t pc = 0; pc < K; pc += KC) {
+                const std::size_t kc = std::min(KC, K - pc);
+                const bool add = accumulate || pc > 0;
+                pack_b(op_b, B, ldb, pc, kc, jc, nc, Bp);
+                for (std::size_t ic = 0; ic < M; ic += MC) {
+                    const std::size_t mc = std::min(MC, M - ic);
+                    pack_a(op_a, A, lda, ic, mc, pc, kc, Ap);
+                    for (std::size_t jr = 0; jr < nc; jr += NR)
+                        for (std::size_t ir = 0; ir < mc; ir += MR)
+                            micro(kc, Ap + ir * kc, Bp + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, add,
+                                  std::min(MR, mc - ir), std::min(NR, nc - jr));
+                }
+            }
+        }
+    }
+};
+
+/// Runs the kernel for one architecture. Deliberately a non-inline function template: each
+/// architecture's unit instantiates it explicitly, and the dispatching unit declares those
+/// instantiations `extern`, so it never compiles a kernel body with the wrong instruction set.
+template <class Arch, class T>
+void run_gemm_kernel(Arch, Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A,
+                     std::size_t lda, const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate,
+                     const GemmWorkspace& ws);
+
+template <class Arch, class T>
+void run_gemm_kernel(Arch, Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A,
+                     std::size_t lda, const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate,
+                     const GemmWorkspace& ws) {
+    GemmKernel<T, Arch>::run(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ws);
+}
+
+#define EVA_GEMM_KERNEL_INSTANCE(PREFIX, A, T)                                                          \
+    PREFIX template void run_gemm_kernel<A, T>(A, Op, Op, std::size_t, std::size_t, std::size_t, const T*, \
+                                               std::size_t, const T*, std::size_t, T*, std::size_t, bool,  \
+                                               const GemmWorkspace&);
+
+}  // namespace eva::detail

@@ -1,0 +1,90 @@
+// `eva gemm`: runs the GEMM kernel on random matrices, checks it against the plain triple loop in
+// double precision, and reports its speed. A learner's first look at the kernel every layer uses.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <memory>
+#include <vector>
+
+#include "cli.hpp"
+#include "eva/gemm.hpp"
+#include "eva/rng.hpp"
+
+namespace eva::cli {
+namespace {
+
+struct GemmOptions {
+    std::size_t m = 512, n = 512, k = 512;
+    bool trans_a = false, trans_b = false, check = true, json = false;
+    int repeat = 5;
+    std::uint64_t seed = 1;
+};
+
+constexpr std::size_t kMaxElements = std::size_t(1) << 28;  // 1 GiB of float32 per operand
+
+void run(const GemmOptions& o) {
+    for (auto [name, a, b] : {std::tuple{"--m × --k", o.m, o.k}, {"--k × --n", o.k, o.n}, {"--m × --n", o.m, o.n}})
+        if (a * b > kMaxElements)
+            throw ConfigError(std::string(name) + " = " + std::to_string(a * b) + " elements; at most " +
+                              std::to_string(kMaxElements) + " are allowed");
+    const Op op_a = o.trans_a ? Op::T : Op::N, op_b = o.trans_b ? Op::T : Op::N;
+    Rng rng(o.seed);
+    std::vector<float> A(o.m * o.k), B(o.k * o.n), C(o.m * o.n);
+    rng.fill_normal(A.data(), A.size(), 0, 1);
+    rng.fill_normal(B.data(), B.size(), 0, 1);
+    const std::size_t lda = o.trans_a ? o.m : o.k, ldb = o.trans_b ? o.k : o.n;
+
+    std::vector<double> seconds;
+    for (int r = 0; r < o.repeat; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        gemm<float>(op_a, op_b, o.m, o.n, o.k, A.data(), lda, B.data(), ldb, C.data(), o.n);
+        seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(seconds.begin(), seconds.end());
+    const double median = seconds[seconds.size() / 2];
+    const double gflops = 2.0 * double(o.m) * double(o.n) * double(o.k) / median * 1e-9;
+
+    nlohmann::json j = {{"m", o.m}, {"n", o.n}, {"k", o.k}, {"op_a", o.trans_a ? "T" : "N"},
+                        {"op_b", o.trans_b ? "T" : "N"}, {"simd", gemm_arch()}, {"repeat", o.repeat},
+                        {"median_seconds", median}, {"gflops", gflops}};
+    if (o.check) {
+        // Reference: the triple loop in double. Error relative to the largest |C| entry.
+        std::vector<double> Ad(A.begin(), A.end()), Bd(B.begin(), B.end()), Cd(C.size());
+        gemm_reference<double>(op_a, op_b, o.m, o.n, o.k, Ad.data(), lda, Bd.data(), ldb, Cd.data(), o.n);
+        double max_err = 0, max_ref = 0;
+        for (std::size_t i = 0; i < C.size(); ++i) {
+            max_err = std::max(max_err, std::abs(C[i] - Cd[i]));
+            max_ref = std::max(max_ref, std::abs(Cd[i]));
+        }
+        j["max_abs_error"] = max_err;
+        j["max_rel_error"] = max_ref > 0 ? max_err / max_ref : 0.0;
+    }
+    if (o.json) return print_json(j);
+    std::cout << "C[" << o.m << "×" << o.n << "] = " << (o.trans_a ? "Aᵀ" : "A") << "·" << (o.trans_b ? "Bᵀ" : "B")
+              << ", K = " << o.k << ", kernel: " << gemm_arch() << '\n'
+              << "  median of " << o.repeat << ": " << median * 1e3 << " ms = " << gflops << " GFLOP/s\n";
+    if (o.check)
+        std::cout << "  max |error| vs double triple loop: " << j["max_abs_error"].get<double>()
+                  << " (relative to max |C|: " << j["max_rel_error"].get<double>() << ")\n";
+}
+
+}  // namespace
+
+void add_gemm_command(CLI::App& app) {
+    auto o = std::make_shared<GemmOptions>();
+    auto* cmd = app.add_subcommand("gemm", "Multiply random matrices with eva's GEMM: speed and error vs a plain loop");
+    cmd->add_option("--m", o->m, "Rows of C")->capture_default_str()->check(CLI::PositiveNumber);
+    cmd->add_option("--n", o->n, "Columns of C")->capture_default_str()->check(CLI::PositiveNumber);
+    cmd->add_option("--k", o->k, "Inner dimension")->capture_default_str()->check(CLI::PositiveNumber);
+    cmd->add_flag("--trans-a", o->trans_a, "Use Aᵀ (A stored K×M)");
+    cmd->add_flag("--trans-b", o->trans_b, "Use Bᵀ (B stored N×K), as a Linear layer's forward does");
+    cmd->add_option("--repeat", o->repeat, "Timed repetitions (the median is reported)")
+        ->capture_default_str()->check(CLI::Range(1, 1000));
+    cmd->add_option("--seed", o->seed, "Seed of the random operands")->capture_default_str();
+    cmd->add_flag("!--no-check", o->check, "Skip the double-precision reference check");
+    cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
+    cmd->callback([o] { run(*o); });
+}
+
+}  // namespace eva::cli

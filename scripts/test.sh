@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds everything and runs every test suite:
+#   1. native release     — Catch2 suite (ctest)
+#   2. native debug       — the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   3. WebAssembly SIMD   — the same suite compiled with Emscripten, run under node
+#   4. browser            — the ImGui page in headless Chromium, driven by playwright-core
+# Installs missing dependencies first (scripts/setup.sh). Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export NODE_PATH=/usr/share/nodejs EMSDK_PYTHON=/usr/bin/python3  # Emscripten 3.1.6 on Debian needs both
+jobs=$(nproc)
+start=$SECONDS
+for preset in release debug-asan wasm; do
+  echo "== $preset: build"
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j "$jobs"
+  echo "== $preset: test"
+  ctest --preset "$preset" -j "$jobs"
+done
+echo "== browser: test"
+node --test tests/browser/
+echo "== all suites passed in $((SECONDS - start)) s"
+echo "suites: 4 passed, 0 failed"
