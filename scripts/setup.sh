@@ -12,7 +12,7 @@ mkdir -p "$cache"
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 packages=(
-  build-essential cmake ninja-build pkg-config
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   libxtensor-dev libxsimd-dev xtl-dev nlohmann-json3-dev libcli11-dev
   catch2 libbenchmark-dev libopenblas-dev
   emscripten wabt

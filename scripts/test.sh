@@ -3,7 +3,8 @@
 #   1. native release     — Catch2 suite (ctest)
 #   2. native debug       — the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   3. WebAssembly SIMD   — the same suite compiled with Emscripten, run under node
-#   4. browser            — the ImGui page in headless Chromium, driven by playwright-core
+#   4. fuzz               — libFuzzer on the file parsers, briefly, from the seed corpora in tests/fuzz/
+#   5. browser            — the ImGui page in headless Chromium, driven by playwright-core
 # Installs missing dependencies first (scripts/setup.sh). Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,18 @@ for preset in release debug-asan wasm; do
   echo "== $preset: test"
   ctest --preset "$preset" -j "$jobs"
 done
+echo "== fuzz: build and run (20 s per target)"
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz -j "$jobs"
+for target in build/fuzz/fuzz_*; do
+  [ -f "$target" ] && [ -x "$target" ] || continue
+  name=$(basename "$target")
+  mkdir -p "build/fuzz/corpus-$name"
+  "$target" -max_total_time=20 -print_final_stats=1 "build/fuzz/corpus-$name" "tests/fuzz/corpus-${name#fuzz_}" \
+    >"build/fuzz/$name.log" 2>&1 || { tail -n 40 "build/fuzz/$name.log"; echo "$name: failed" >&2; exit 1; }
+  echo "$name: $(grep -E '^Done' "build/fuzz/$name.log")"
+done
 echo "== browser: test"
 node --test tests/browser/
 echo "== all suites passed in $((SECONDS - start)) s"
-echo "suites: 4 passed, 0 failed"
+echo "suites: 5 passed, 0 failed"
