@@ -1,0 +1,72 @@
+// eva — training pieces that do not depend on the architecture: the cross-entropy loss, AdamW with
+// decoupled weight decay, the warmup + cosine learning-rate schedule, and global gradient-norm clipping.
+//
+// AdamW follows Loshchilov & Hutter and PyTorch's torch.optim.AdamW step for step, so that a training
+// run can be compared with PyTorch's loss for loss:
+//   θ ← θ − lr·λ·θ                               (decoupled decay, only for tensors marked `decay`)
+//   m ← β1·m + (1−β1)·g,   v ← β2·v + (1−β2)·g²
+//   θ ← θ − lr · (m / (1−β1ᵗ)) / (√(v / (1−β2ᵗ)) + ε)
+// DeepSeek-V3 trains with β = (0.9, 0.95) and weight decay 0.1; decay applies to matrices, not to norm
+// gains or biases.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "eva/data.hpp"
+
+namespace eva {
+
+/// Mean cross-entropy over N rows of logits [N, V] with integer targets, in nats. If `dlogits` is not
+/// null it receives ∂loss/∂logits = (softmax(logits) − onehot(target)) / N. The log-sum-exp subtracts the
+/// row maximum, so large logits do not overflow.
+template <class T>
+T cross_entropy(const T* logits, const Token* targets, std::size_t N, std::size_t V, T* dlogits = nullptr);
+
+struct ScheduleConfig {
+    double lr = 3e-3;          // peak learning rate
+    int warmup_steps = 100;    // linear warmup from lr/warmup to lr
+    int total_steps = 1000;    // cosine decay reaches min_lr at this step
+    double min_lr_ratio = 0.1; // min_lr = lr · min_lr_ratio
+};
+/// Learning rate at `step` (0-based): linear warmup, then cosine decay to min_lr, then constant.
+double learning_rate(const ScheduleConfig& s, int step);
+
+/// One trainable tensor as the optimizer sees it: value and gradient buffers of `size` floats.
+struct Param {
+    std::string name;
+    float* value;
+    float* grad;
+    std::size_t size;
+    bool decay;  // apply weight decay (matrices yes, norm gains no)
+};
+
+/// Scales all gradients so their global L2 norm is at most `max_norm` (no-op if max_norm ≤ 0).
+/// Returns the norm before clipping.
+double clip_grad_norm(const std::vector<Param>& params, double max_norm);
+
+struct AdamWConfig {
+    double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
+};
+
+class AdamW {
+public:
+    explicit AdamW(AdamWConfig c = {}) : c_(c) {}
+    /// One update of every parameter with learning rate `lr`. The moment buffers are created on the
+    /// first call and matched to parameters by position; the parameter list must not change afterwards.
+    void step(const std::vector<Param>& params, double lr);
+    long steps() const { return t_; }
+    /// Moment buffers, exposed for checkpointing a resumable training state.
+    std::vector<std::vector<float>>& first_moments() { return m_; }
+    std::vector<std::vector<float>>& second_moments() { return v_; }
+    void set_steps(long t) { t_ = t; }
+
+private:
+    AdamWConfig c_;
+    long t_ = 0;
+    std::vector<std::vector<float>> m_, v_;
+};
+
+}  // namespace eva

@@ -1,0 +1,91 @@
+// eva — byte tokenizer and corpus loading.
+#include "eva/data.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include "eva/error.hpp"
+
+namespace eva {
+namespace fs = std::filesystem;
+
+std::vector<Token> encode_bytes(const std::string& text) {
+    std::vector<Token> t(text.size());
+    std::transform(text.begin(), text.end(), t.begin(), [](char c) { return Token(std::uint8_t(c)); });
+    return t;
+}
+
+std::string decode_bytes(const std::vector<Token>& tokens) {
+    std::string s(tokens.size(), '\0');
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+        if (tokens[i] < 0 || tokens[i] >= kByteVocab)
+            throw ConfigError("token " + std::to_string(tokens[i]) + " is not a byte (allowed: 0..255)");
+        s[i] = char(tokens[i]);
+    }
+    return s;
+}
+
+namespace {
+
+std::string read_text(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    if (!in) throw FileError(p.string() + ": cannot open");
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A fortune file separates entries with lines holding a single '%'.
+std::string fortunes_as_text(const std::string& raw) {
+    std::istringstream in(raw);
+    std::string line, out;
+    while (std::getline(in, line)) out += (line == "%" ? "" : line) + "\n";
+    return out;
+}
+
+}  // namespace
+
+Corpus load_corpus(const std::string& path) {
+    std::error_code ec;
+    std::string text;
+    if (fs::is_directory(path, ec)) {
+        std::vector<fs::path> files;
+        for (const auto& e : fs::directory_iterator(path, ec))
+            if (e.is_regular_file() && !e.is_symlink() && e.path().extension() != ".dat") files.push_back(e.path());
+        std::sort(files.begin(), files.end());
+        for (const auto& f : files) text += fortunes_as_text(read_text(f));
+    } else if (fs::exists(path, ec)) {
+        text = read_text(path);
+    } else {
+        throw FileError(path + ": no such file or folder" +
+                        (path == kDefaultCorpus ? " (the default corpus: run scripts/setup.sh, or pass --data FILE)" : ""));
+    }
+    if (text.size() < 1000)
+        throw FileError(path + ": only " + std::to_string(text.size()) + " bytes of text; at least 1000 are needed");
+    Corpus c;
+    c.source = path;
+    const std::size_t split = text.size() * 9 / 10;
+    c.train = encode_bytes(text.substr(0, split));
+    c.validation = encode_bytes(text.substr(split));
+    return c;
+}
+
+Batch sample_batch(const std::vector<Token>& tokens, int batch, int seq_len, Rng& rng) {
+    if (batch <= 0 || seq_len <= 0) throw ConfigError("batch and seq_len must be positive");
+    if (tokens.size() < std::size_t(seq_len) + 1)
+        throw ConfigError("seq_len " + std::to_string(seq_len) + " is longer than the data (" +
+                          std::to_string(tokens.size()) + " tokens)");
+    if (tokens.size() > 0xFFFFFFFFull) throw ConfigError("corpus larger than 4 GiB tokens is not supported");
+    Batch b;
+    const std::uint32_t starts = std::uint32_t(tokens.size() - std::size_t(seq_len));  // valid window starts
+    for (int i = 0; i < batch; ++i) {
+        // Multiply-shift maps a 32-bit draw to [0, starts) with bias below starts/2^32.
+        const std::size_t s = std::size_t((std::uint64_t(rng.next_u32()) * starts) >> 32);
+        b.inputs.insert(b.inputs.end(), tokens.begin() + s, tokens.begin() + s + seq_len);
+        b.targets.insert(b.targets.end(), tokens.begin() + s + 1, tokens.begin() + s + seq_len + 1);
+    }
+    return b;
+}
+
+}  // namespace eva
