@@ -36,7 +36,10 @@ bool checked_mul(std::size_t x, std::size_t y, std::size_t& out) {
 std::size_t get_size(const json& v, const std::string& what, const std::string& source) {
     if (!v.is_number_unsigned())
         throw FileError(source + ": " + what + " must be a non-negative integer, got " + v.dump());
-    return v.get<std::size_t>();
+    const std::uint64_t x = v.get<std::uint64_t>();
+    if (x > std::numeric_limits<std::size_t>::max())  // 32-bit size_t in WebAssembly
+        throw FileError(source + ": " + what + " " + std::to_string(x) + " overflows this platform's sizes");
+    return std::size_t(x);
 }
 
 }  // namespace
