@@ -1,6 +1,7 @@
-// eva in the browser: the ImGui application. GLFW gives a window on the page's <canvas>, WebGL2 draws,
-// and every number shown is computed by the eva core compiled to WebAssembly SIMD — the same code the
-// native tests check. One frame = poll input, build the panels (plain functions of their state), draw.
+// eva in the browser: the platform glue and the panel layout (the panels live in panel_*.cpp).
+// GLFW gives a window on the page's <canvas>, WebGL2 draws, and every number shown is computed by the
+// eva core compiled to WebAssembly SIMD — the same code the native tests check. One frame = poll
+// input, build the panels (plain functions of their state), draw.
 #include <emscripten.h>
 #include <emscripten/html5.h>
 #include <GLFW/glfw3.h>
@@ -16,57 +17,68 @@
 #include <imgui_impl_opengl3.h>
 #include <nlohmann/json.hpp>
 
+#include "app.hpp"
 #include "eva/gemm.hpp"
 #include "eva/rng.hpp"
 
+namespace eva::web {
+
+void explain(const char* text) {
+    ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
+    ImGui::TextWrapped("%s", text);
+    ImGui::PopStyleColor();
+    ImGui::Separator();
+}
+
+void draw(App& app) {
+    struct Panel {
+        const char* id;
+        const char* title;
+        void (*draw)(App&);
+    };
+    static const Panel panels[] = {
+        {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }},
+    };
+    const ImGuiViewport* vp = ImGui::GetMainViewport();
+    ImGui::SetNextWindowPos(vp->WorkPos);
+    ImGui::SetNextWindowSize(vp->WorkSize);
+    ImGui::Begin("eva", nullptr, ImGuiWindowFlags_NoDecoration | ImGuiWindowFlags_NoMove);
+    bool shown = false;
+    for (const Panel& p : panels)  // ?panel=ID shows that panel alone
+        if (app.panel == p.id) {
+            p.draw(app);
+            shown = true;
+        }
+    if (!shown && ImGui::BeginTabBar("panels")) {
+        for (const Panel& p : panels)
+            if (ImGui::BeginTabItem(p.title)) {
+                p.draw(app);
+                ImGui::EndTabItem();
+            }
+        ImGui::EndTabBar();
+    }
+    if (!app.embed) ImGui::Text("frame: %.2f ms (compute + draw, rolling mean)", app.frame_ms);
+    ImGui::End();
+}
+
+}  // namespace eva::web
+
 namespace {
 
-// The GEMM self-check shown on the first page: a random product against the plain loop in double.
-struct GemmCheck {
-    int size = 128;
-    double gflops = 0, max_rel_error = 0;
-    bool done = false;
+using eva::web::App;
 
-    void run() {
-        const std::size_t n = std::size_t(size);
-        std::vector<float> a(n * n), b(n * n), c(n * n);
-        eva::Rng rng(1);
-        rng.fill_normal(a.data(), a.size(), 0, 1);
-        rng.fill_normal(b.data(), b.size(), 0, 1);
-        const auto t0 = std::chrono::steady_clock::now();
-        eva::gemm<float>(eva::Op::N, eva::Op::N, n, n, n, a.data(), n, b.data(), n, c.data(), n);
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        gflops = 2.0 * double(n) * n * n / std::max(s, 1e-9) * 1e-9;
-        std::vector<double> ad(a.begin(), a.end()), bd(b.begin(), b.end()), cd(n * n);
-        eva::gemm_reference<double>(eva::Op::N, eva::Op::N, n, n, n, ad.data(), n, bd.data(), n, cd.data(), n);
-        double err = 0, mag = 0;
-        for (std::size_t i = 0; i < c.size(); ++i) {
-            err = std::max(err, std::abs(c[i] - cd[i]));
-            mag = std::max(mag, std::abs(cd[i]));
-        }
-        max_rel_error = err / mag;
-        done = true;
-    }
-};
+GLFWwindow* window = nullptr;  // the one canvas of the page
 
-struct App {
-    GLFWwindow* window = nullptr;
-    GemmCheck gemm;
-    double frame_ms = 0;  // rolling mean of compute + render time per frame
-    long frames = 0;
-};
-
-void foundation_panel(App& app) {
-    ImGui::TextWrapped("eva runs DeepSeek-V3's mechanisms in this page with WebAssembly SIMD. "
-                       "Panels for the KV cache, expert routing, FP8 error and training arrive as their "
-                       "components land; this first one checks the matrix product they all share.");
-    ImGui::Separator();
-    ImGui::Text("GEMM kernel: %s", eva::gemm_arch().c_str());
-    ImGui::SliderInt("matrix size", &app.gemm.size, 16, 512);
-    if (ImGui::Button("Multiply and check") || !app.gemm.done) app.gemm.run();
-    ImGui::Text("%d x %d x %d: %.2f GFLOP/s, max relative error vs double loop %.2e", app.gemm.size,
-                app.gemm.size, app.gemm.size, app.gemm.gflops, app.gemm.max_rel_error);
-    ImGui::Text("frame: %.2f ms (compute + draw, rolling mean)", app.frame_ms);
+// A query-string parameter of the page's URL, or `fallback`.
+std::string query_param(const char* name, const char* fallback) {
+    char value[128];
+    const int found = EM_ASM_INT({
+        const v = new URLSearchParams(location.search).get(UTF8ToString($0));
+        if (v === null) return 0;
+        stringToUTF8(v, $1, $2);
+        return 1;
+    }, name, value, int(sizeof value));
+    return found ? std::string(value) : std::string(fallback);
 }
 
 void fit_canvas(GLFWwindow* window) {
@@ -80,22 +92,16 @@ void fit_canvas(GLFWwindow* window) {
 void frame(void* arg) {
     App& app = *static_cast<App*>(arg);
     const auto t0 = std::chrono::steady_clock::now();
-    fit_canvas(app.window);
+    fit_canvas(window);
     glfwPollEvents();
     ImGui_ImplOpenGL3_NewFrame();
     ImGui_ImplGlfw_NewFrame();
     ImGui::NewFrame();
 
-    const ImGuiViewport* vp = ImGui::GetMainViewport();
-    ImGui::SetNextWindowPos(vp->WorkPos);
-    ImGui::SetNextWindowSize(vp->WorkSize);
-    ImGui::Begin("eva", nullptr, ImGuiWindowFlags_NoDecoration | ImGuiWindowFlags_NoMove);
-    foundation_panel(app);
-    ImGui::End();
-
+    eva::web::draw(app);
     ImGui::Render();
     int w = 0, h = 0;
-    glfwGetFramebufferSize(app.window, &w, &h);
+    glfwGetFramebufferSize(window, &w, &h);
     glViewport(0, 0, w, h);
     glClearColor(0.106f, 0.114f, 0.137f, 1.0f);
     glClear(GL_COLOR_BUFFER_BIT);
@@ -119,7 +125,7 @@ void frame(void* arg) {
 // Figures computed by the wasm core, for the browser tests to compare with the native ones.
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_self_test() {
     static std::string out;
-    GemmCheck g;
+    eva::web::GemmPanel g;
     g.size = 96;
     g.run();
     eva::Rng rng(42);
@@ -137,15 +143,17 @@ int main() {
     glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
     glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 0);
     static App app;
-    app.window = glfwCreateWindow(1280, 800, "eva", nullptr, nullptr);
-    if (!app.window) return 1;
-    glfwMakeContextCurrent(app.window);
+    app.panel = query_param("panel", "all");
+    app.embed = query_param("embed", "0") == "1";
+    window = glfwCreateWindow(1280, 800, "eva", nullptr, nullptr);
+    if (!window) return 1;
+    glfwMakeContextCurrent(window);
 
     IMGUI_CHECKVERSION();
     ImGui::CreateContext();
     ImGui::GetIO().IniFilename = nullptr;  // no imgui.ini in the browser
     ImGui::StyleColorsDark();
-    ImGui_ImplGlfw_InitForOpenGL(app.window, true);
+    ImGui_ImplGlfw_InitForOpenGL(window, true);
     ImGui_ImplOpenGL3_Init("#version 300 es");
     emscripten_set_main_loop_arg(frame, &app, 0, true);
 }

@@ -29,7 +29,7 @@ struct GemmWorkspace {
 };
 
 #if defined(__EMSCRIPTEN__)
-// V8 and SpiderMonkey keep fewer WebAssembly SIMD values in registers than a native compiler does:
+// V8 keeps fewer WebAssembly SIMD values in registers than a native compiler does:
 // a 4-row tile (8 accumulators) ran faster than 6 rows under node 20 (eva_speed, 512³: ~28 vs ~21
 // GFLOP/s in one A/B run on a busy machine).
 constexpr std::size_t kNarrowRows = 4;
