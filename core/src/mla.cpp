@@ -355,11 +355,16 @@ Matrix<T> mla_decode(const ModelArgs& args, const RopeTable& rope, const MLAWeig
     for (size_t h = 0; h < d.H; ++h)
         gemm<T>(Op::N, Op::N, n, d.kvr, d.nope, a.q.data() + h * d.qk, ldq,
                 w.wkv_b.data() + h * (d.nope + d.v) * d.kvr, d.kvr, q_abs.data() + h * d.kvr, d.H * d.kvr);
-    // Scores of all heads at once against the shared latent: rows are (token i, head h), the cache is
-    // read once for every head.
-    std::vector<T> S(nh * end);
-    gemm<T>(Op::N, Op::T, nh, end, d.kvr, q_abs.data(), d.kvr, c.kv.data(), d.kvr, S.data(), end);
-    gemm<T>(Op::N, Op::T, nh, end, d.rope, a.q.data() + d.nope, d.qk, c.pe.data(), d.rope, S.data(), end, true);
+    // Scores of all heads at once against the shared latent: one pass over the cache serves every
+    // (token i, head h) query row. Computed transposed, Sᵀ[t, (i,h)] = c_KV(t)·q_abs(i,h) + k_pe(t)·q_pe(i,h),
+    // so the long cache is GEMM's A operand: eva's GEMM then streams it row by row, where as B
+    // (S = q_abs·c_KVᵀ) it would be transposed element by element while packing — measured ~2× slower
+    // at context 8192 (see docs/mla.md).
+    std::vector<T> St(end * nh), S(nh * end);
+    gemm<T>(Op::N, Op::T, end, nh, d.kvr, c.kv.data(), d.kvr, q_abs.data(), d.kvr, St.data(), nh);
+    gemm<T>(Op::N, Op::T, end, nh, d.rope, c.pe.data(), d.rope, a.q.data() + d.nope, d.qk, St.data(), nh, true);
+    for (size_t t = 0; t < end; ++t)
+        for (size_t r = 0; r < nh; ++r) S[r * end + t] = St[t * nh + r];
     const T scale = T(mla_softmax_scale(args, rope));
     masked_softmax(S.data(), nh, end, scale, [L, H = d.H](size_t r) { return L + r / H; });
     std::vector<T> o_lat(nh * d.kvr);  // Σ_t p_t c_KV(t), per (token, head)
