@@ -140,10 +140,12 @@ void check_paths_agree(const ModelArgs& a, std::size_t seq_len, double tol, std:
 }  // namespace
 
 TEST_CASE("MLA full forward == naive decode == absorbed decode == prefill + decode", "[mla]") {
-    // float32: each output is a few chained dot products of length <= 32 over O(1) values; rounding is
-    // ~1e-7 relative per product and the paths sum in different orders (the absorbed one reassociates
-    // q·(W c) as (q W)·c), so differences of a few 1e-7 of the output scale are expected. The bound
-    // 1e-5 holds with a wide margin. In double the same differences are ~1e-15: 1e-12 is tight.
+    // float32: each output is a few chained dot products over O(1) values; rounding is ~1e-7 relative per
+    // product and the paths sum in different orders (the absorbed one reassociates q·(W c) as (q W)·c).
+    // A score s carries an absolute error ~|s|·ε, which the softmax passes on, so the difference grows with
+    // the score magnitude: observed ≤ 4e-7 of the output scale on the tiny configs and ≤ 3e-6 on mini with
+    // std-0.35 weights (fan-in 256: scores of order 100, a deliberately peaked softmax). The bound
+    // 1e-5 holds. In double the same differences are ≤ 1.1e-15: 1e-12 is tight.
     for (std::int64_t qr : {0, 12})
         for (bool yarn : {false, true}) {
             const auto a = tiny(qr, yarn);
