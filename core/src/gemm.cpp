@@ -88,7 +88,8 @@ void gemm(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T
     const std::size_t kc = std::min(K, Bound::KC);
     AlignedBuffer<T> a((std::min(M, Bound::MC) + Bound::MR) * kc);
     AlignedBuffer<T> b((std::min(N, Bound::NC) + Bound::NR) * kc);
-    AlignedBuffer<T> row(K);
+    // Short products gather up to DR (≤ 8) rows of a transposed A; matrix–vector ones a single row.
+    AlignedBuffer<T> row(K * (M <= Bound::kShortRows ? 8 : 1));
     run_kernel(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, GemmWorkspace{a.data.get(), b.data.get(), row.data.get()});
 }
 

@@ -25,7 +25,7 @@ namespace eva::detail {
 struct GemmWorkspace {
     void* packed_a;  // MC × KC scalars, aligned
     void* packed_b;  // KC × NC scalars, aligned
-    void* row;       // K scalars (small-M path)
+    void* row;       // K · 8 scalars (short-M paths: up to DR gathered rows of A)
 };
 
 #if defined(__EMSCRIPTEN__)
@@ -48,13 +48,14 @@ struct GemmShape {
     static constexpr std::size_t KC = 384;
     static constexpr std::size_t MC = MR * 16;
     static constexpr std::size_t NC = NR * 128;
+    static constexpr std::size_t kShortRows = 2 * MR;  // at most this many rows of C: B is not packed
 };
 
 template <class T, class Arch>
 struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
     using batch = xsimd::batch<T, Arch>;
     using S = GemmShape<T, sizeof(batch)>;
-    using S::L, S::NV, S::NR, S::MR, S::KC, S::MC, S::NC;
+    using S::L, S::NV, S::NR, S::MR, S::KC, S::MC, S::NC, S::kShortRows;
 
     // Packs op(A)[i0 : i0+m, p0 : p0+kc] as ⌈m/MR⌉ panels of kc × MR; rows past m are zero.
     static void pack_a(Op op, const T* A, std::size_t lda, std::size_t i0, std::size_t m, std::size_t p0,
@@ -95,15 +96,16 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
         }
     }
 
-    // C[0:m, 0:n] (+)= Ap · Bp over kc steps, for one MR × NR tile (m ≤ MR, n ≤ NR).
-    static void micro(std::size_t kc, const T* Ap, const T* Bp, T* C, std::size_t ldc, bool add,
+    // C[0:m, 0:n] (+)= Ap · Bp over kc steps, for one MR × NR tile (m ≤ MR, n ≤ NR). Row p of the B
+    // panel starts at Bp + p·ldbp: ldbp = NR for a packed panel, ldb when B is read in place.
+    static void micro(std::size_t kc, const T* Ap, const T* Bp, std::size_t ldbp, T* C, std::size_t ldc, bool add,
                       std::size_t m, std::size_t n) {
         batch acc[MR][NV];
         for (std::size_t i = 0; i < MR; ++i)
             for (std::size_t v = 0; v < NV; ++v) acc[i][v] = batch(T(0));
         for (std::size_t p = 0; p < kc; ++p) {
             batch b[NV];
-            for (std::size_t v = 0; v < NV; ++v) b[v] = batch::load_aligned(Bp + p * NR + v * L);
+            for (std::size_t v = 0; v < NV; ++v) b[v] = batch::load_unaligned(Bp + p * ldbp + v * L);
             for (std::size_t i = 0; i < MR; ++i) {
                 const batch a(Ap[p * MR + i]);
                 for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(a, b[v], acc[i][v]);
@@ -136,6 +138,59 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
         return s;
     }
 
+    // Rows of A per block in dot_rows: with 2 columns, 2·DR accumulators stay in registers.
+    static constexpr std::size_t DR = MR == 12 ? 8 : 4;
+
+    // C[i, j] (+)= a_i · b_j for the rows of a block of `rows` ≤ DR rows of A (each K contiguous) and
+    // every row b_j of B (each K contiguous): each B row is loaded once per block and used DR times.
+    static void dot_block(const T* const* a, std::size_t rows, std::size_t N, std::size_t K, const T* B,
+                          std::size_t ldb, T* C, std::size_t ldc, bool add) {
+        for (std::size_t j = 0; j < N; j += 2) {
+            const T* b0 = B + j * ldb;
+            const T* b1 = j + 1 < N ? b0 + ldb : b0;  // odd N: the last column is computed twice
+            batch acc[DR][2];
+            for (std::size_t i = 0; i < DR; ++i) acc[i][0] = acc[i][1] = batch(T(0));
+            std::size_t k = 0;
+            for (; k + L <= K; k += L) {
+                const batch x0 = batch::load_unaligned(b0 + k), x1 = batch::load_unaligned(b1 + k);
+                for (std::size_t i = 0; i < DR; ++i) {
+                    const batch y = batch::load_unaligned(a[i] + k);
+                    acc[i][0] = xsimd::fma(y, x0, acc[i][0]);
+                    acc[i][1] = xsimd::fma(y, x1, acc[i][1]);
+                }
+            }
+            for (std::size_t i = 0; i < rows; ++i)
+                for (std::size_t c = 0; c < 2 && j + c < N; ++c) {
+                    T s = xsimd::hadd(acc[i][c]);
+                    const T* bc = c ? b1 : b0;
+                    for (std::size_t kk = k; kk < K; ++kk) s += a[i][kk] * bc[kk];
+                    T& out = C[i * ldc + j + c];
+                    out = (add ? out : T(0)) + s;
+                }
+        }
+    }
+
+    // Short products with op(B) = Bᵀ (few rows of C, long B — e.g. attention scores against a long
+    // cache): dot products of A's rows with B's rows, B streamed once per DR rows of A, no packing.
+    static void dot_rows(Op op_a, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
+                         const T* B, std::size_t ldb, T* C, std::size_t ldc, bool add, T* rows) {
+        for (std::size_t i0 = 0; i0 < M; i0 += DR) {
+            const std::size_t m = std::min(DR, M - i0);
+            const T* a[DR];
+            for (std::size_t i = 0; i < DR; ++i) {
+                const std::size_t r = i0 + std::min(i, m - 1);  // rows past m repeat the last one
+                if (op_a == Op::N) {
+                    a[i] = A + r * lda;
+                } else {
+                    T* dst = rows + i * K;
+                    for (std::size_t k = 0; k < K; ++k) dst[k] = A[k * lda + r];
+                    a[i] = dst;
+                }
+            }
+            dot_block(a, m, N, K, B, ldb, C + i0 * ldc, ldc, add);
+        }
+    }
+
     static void axpy(T a, const T* x, T* y, std::size_t n) {
         const batch va(a);
         std::size_t j = 0;
@@ -164,10 +219,12 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
     static void run(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A,
                     std::size_t lda, const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate,
                     const GemmWorkspace& ws) {
-        if (M < MR / 2) {
-            small_m(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, static_cast<T*>(ws.row));
-            return;
-        }
+        T* row = static_cast<T*>(ws.row);
+        if (M < MR / 2) return small_m(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, row);
+        if (op_b == Op::T && M <= kShortRows) return dot_rows(op_a, M, N, K, A, lda, B, ldb, C, ldc, accumulate, row);
+        // With few rows of C, packing B would cost as much as using it: B is then read in place
+        // (op(B) = B has its panel rows contiguous already); only a partial last panel is packed.
+        const bool pack_all_b = !(op_b == Op::N && M <= kShortRows);
         T* Ap = static_cast<T*>(ws.packed_a);
         T* Bp = static_cast<T*>(ws.packed_b);
         for (std::size_t jc = 0; jc < N; jc += NC) {
@@ -175,14 +232,24 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
             for (std::size_t pc = 0; pc < K; pc += KC) {
                 const std::size_t kc = std::min(KC, K - pc);
                 const bool add = accumulate || pc > 0;
-                pack_b(op_b, B, ldb, pc, kc, jc, nc, Bp);
+                if (pack_all_b) pack_b(op_b, B, ldb, pc, kc, jc, nc, Bp);
                 for (std::size_t ic = 0; ic < M; ic += MC) {
                     const std::size_t mc = std::min(MC, M - ic);
                     pack_a(op_a, A, lda, ic, mc, pc, kc, Ap);
-                    for (std::size_t jr = 0; jr < nc; jr += NR)
+                    for (std::size_t jr = 0; jr < nc; jr += NR) {
+                        const T* bp = Bp + jr * kc;
+                        std::size_t ldbp = NR;
+                        if (!pack_all_b && nc - jr >= NR) {
+                            bp = B + pc * ldb + jc + jr;
+                            ldbp = ldb;
+                        } else if (!pack_all_b) {
+                            pack_b(op_b, B, ldb, pc, kc, jc + jr, nc - jr, Bp);
+                            bp = Bp;
+                        }
                         for (std::size_t ir = 0; ir < mc; ir += MR)
-                            micro(kc, Ap + ir * kc, Bp + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, add,
+                            micro(kc, Ap + ir * kc, bp, ldbp, C + (ic + ir) * ldc + jc + jr, ldc, add,
                                   std::min(MR, mc - ir), std::min(NR, nc - jr));
+                    }
                 }
             }
         }
