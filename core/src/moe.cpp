@@ -108,7 +108,9 @@ MoeConfig MoeConfig::from_json(const nlohmann::json& j) {
         {"n_shared_experts", &c.n_shared_experts}, {"n_activated_experts", &c.n_activated_experts},
         {"n_expert_groups", &c.n_expert_groups}, {"n_limited_groups", &c.n_limited_groups}};
     std::pair<const char*, double*> reals[] = {{"route_scale", &c.route_scale}, {"gamma", &c.gamma}, {"alpha", &c.alpha}};
-    for (const auto& [key, value] : j.items()) {
+    for (const auto& item : j.items()) {
+        const std::string key = item.key();  // (not a structured binding: lambdas cannot capture those in C++17)
+        const nlohmann::json& value = item.value();
         bool known = std::find_if(std::begin(kIgnored), std::end(kIgnored), [&](const char* k) { return key == k; }) !=
                      std::end(kIgnored);
         for (auto& [name, field] : sizes)
