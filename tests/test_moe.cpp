@@ -453,6 +453,8 @@ TEST_CASE("MoE config: presets, JSON fields, validation naming the field", "[moe
 }
 
 #ifndef __EMSCRIPTEN__
+#include <unistd.h>
+
 TEST_CASE("MoE forward and gradients match PyTorch", "[moe][torch]") {
     if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
         WARN("skipped: /usr/bin/python3 cannot import torch");
@@ -479,7 +481,8 @@ TEST_CASE("MoE forward and gradients match PyTorch", "[moe][torch]") {
                              {"gate", mat(m.gate)}, {"bias", m.bias}, {"experts", nlohmann::json::array()},
                              {"shared", {mat(m.shared.w1), mat(m.shared.w2), mat(m.shared.w3)}}};
         for (auto& e : m.experts) in["experts"].push_back({mat(e.w1), mat(e.w2), mat(e.w3)});
-        const std::string in_path = "eva_torch_moe_in.json", out_path = "eva_torch_moe_out.json";
+        const std::string tag = std::to_string(getpid());  // concurrent suites must not share files
+        const std::string in_path = "eva_torch_moe_in_" + tag + ".json", out_path = "eva_torch_moe_out_" + tag + ".json";
         std::ofstream(in_path) << in.dump();
         const std::string cmd = "/usr/bin/python3 " + here + "/torch_moe.py " + in_path + " " + out_path;
         REQUIRE(std::system(cmd.c_str()) == 0);

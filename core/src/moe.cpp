@@ -242,6 +242,9 @@ void gate_backward(const MoeConfig& cfg, const Matrix<T>& gate, const T* x, cons
                    const T* dweights, std::vector<T>& dscores, Matrix<T>& dgate, T* dx) {
     const std::size_t n = r.n_tokens, E = r.n_experts, k = r.top_k, D = cfg.dim;
     const T scale = T(cfg.route_scale);
+    if (dscores.size() != n * E)
+        throw ShapeError("gate_backward: dscores has " + std::to_string(dscores.size()) + " entries, expected n·E = " +
+                         std::to_string(n * E));
     for (std::size_t t = 0; t < n; ++t) {
         T* ds = dscores.data() + t * E;
         const T* s = r.scores.data() + t * E;
