@@ -20,7 +20,7 @@ namespace eva::cli {
 namespace {
 
 struct MoeRouteOptions {
-    std::string config = "mini", balance = "none", input;
+    std::string config = "mini", balance, input;  // empty balance: the config file's (presets: none)
     std::size_t tokens = 4096, steps = 0, seq_len = 256;
     std::uint64_t seed = 1;
     double skew = 1.0, lr = 1000.0;
@@ -113,7 +113,7 @@ void print_table(const RoutingStats& first, const RoutingStats& last, bool has_b
 
 void run(const MoeRouteOptions& o) {
     MoeConfig c = load_config(o.config);
-    c.balance = parse_balance(o.balance);
+    if (!o.balance.empty()) c.balance = parse_balance(o.balance);
     c.validate();
     std::size_t tokens = o.tokens;
     std::vector<float> given;  // hidden states from --input: the same batch every step
@@ -130,7 +130,7 @@ void run(const MoeRouteOptions& o) {
     if (!o.json)
         std::printf("config %s: %zu routed experts (top-%zu, %zu groups keep %zu), %s scores, balance %s, %zu tokens/step\n",
                     o.config.c_str(), c.n_routed_experts, c.n_activated_experts, c.n_expert_groups,
-                    c.n_limited_groups, to_string(c.score_func).c_str(), o.balance.c_str(), tokens);
+                    c.n_limited_groups, to_string(c.score_func).c_str(), to_string(c.balance).c_str(), tokens);
     if (!o.json) std::printf("%6s %9s %8s %8s %12s\n", "step", "MaxVio", "CV", "entropy", "balance loss");
     for (std::size_t step = 0; step <= o.steps; ++step) {
         const auto x = given.empty() ? hidden_states(c, tokens, o.seed, step) : given;
@@ -174,7 +174,7 @@ void add_moe_command(CLI::App& app) {
     cmd->add_option("--input", o->input, "Hidden states [tokens, dim] as a float32/float64 .npy (default: synthetic)");
     cmd->add_option("--tokens", o->tokens, "Tokens per step (synthetic input)")->capture_default_str()->check(CLI::Range(1, 1 << 20));
     cmd->add_option("--seed", o->seed, "Seed of the gate and the hidden states")->capture_default_str();
-    cmd->add_option("--balance", o->balance, "none | aux-free | seq-loss | aux-loss")->capture_default_str();
+    cmd->add_option("--balance", o->balance, "none | aux-free | seq-loss | aux-loss (default: the config file's, else none)");
     cmd->add_option("--steps", o->steps, "Balancing steps after the first routing")
         ->capture_default_str()->check(CLI::Range(0, 100000));
     cmd->add_option("--seq-len", o->seq_len, "Sequence length for the sequence-wise loss")
