@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     eva::cli::add_info_command(app);
     eva::cli::add_gemm_command(app);
     eva::cli::add_mla_command(app);
+    eva::cli::add_moe_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,171 @@
+// eva — DeepSeekMoE: a gate, shared experts and routed experts (DeepSeek-V3 inference/model.py `Gate`,
+// `Expert`, `MoE`; technical report arXiv 2412.19437 §2.1.2 and §2.1.2's balancing).
+//
+// For a token x (a row of `[n, dim]`):
+//   s      = score_func(x·gateᵀ)            softmax over the routed experts, or element-wise sigmoid
+//   s_sel  = s + b                          the bias b is used ONLY to choose experts
+//   groups (n_expert_groups > 1): group score = sum of the top-2 s_sel in the group (max of s without
+//          bias); keep the n_limited_groups best groups, set the others' s_sel to −inf
+//   I      = top-k(s_sel), k = n_activated_experts (ties: the lower expert index wins)
+//   w_i    = s_i for i ∈ I (the ORIGINAL scores); sigmoid: w ← w / Σ w; then w ← w · route_scale
+//   y      = Σ_{i∈I} w_i · expert_i(x) + shared(x)       (every token is processed: nothing is dropped)
+//
+// Dispatch groups the (token, expert) pairs by expert, so each expert runs ONE gemm-backed SwiGLU over
+// exactly its tokens; `moe_forward_naive` is the per-token loop kept beside it as the reference.
+//
+// Training-side balancing (switchable by MoeConfig::balance):
+//   aux-free  after each step b_i ← b_i + γ·sign(mean load − load_i) over the batch; b gets no gradient
+//   seq-loss  L = α·mean_seq Σ_i f_i·P_i, f_i = N_r/(K_r·T)·Σ_t 1[i ∈ I_t], P_i = (1/T)·Σ_t s'_{i,t},
+//             s'_t = s_t / Σ_j s_{j,t} (scores normalized over all routed experts); f is a constant
+//   aux-loss  the same product over the whole batch at once: the GShard/Switch auxiliary loss baseline
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eva/mlp.hpp"
+#include "eva/rng.hpp"
+#include "eva/tensor.hpp"
+
+namespace eva {
+
+enum class ScoreFunc { softmax, sigmoid };
+enum class Balance { none, aux_free, seq_loss, aux_loss };
+
+std::string to_string(ScoreFunc f);
+std::string to_string(Balance b);
+/// "softmax" | "sigmoid"; anything else raises ConfigError naming `score_func`.
+ScoreFunc parse_score_func(const std::string& s);
+/// "none" | "aux-free" | "seq-loss" | "aux-loss"; anything else raises ConfigError naming `balance`.
+Balance parse_balance(const std::string& s);
+
+/// The MoE fields of DeepSeek-V3's ModelArgs (official names) plus the training knobs of the report.
+struct MoeConfig {
+    std::size_t dim = 256;
+    std::size_t moe_inter_dim = 128;
+    std::size_t n_routed_experts = 16;
+    std::size_t n_shared_experts = 1;
+    std::size_t n_activated_experts = 2;
+    std::size_t n_expert_groups = 1;
+    std::size_t n_limited_groups = 1;
+    ScoreFunc score_func = ScoreFunc::softmax;
+    double route_scale = 1.0;
+    // Training knobs (not in ModelArgs): balancing mode, bias update speed γ, balance-loss weight α.
+    Balance balance = Balance::none;
+    double gamma = 0.001;
+    double alpha = 1e-4;
+
+    /// Raises ConfigError naming the first invalid field and its allowed values.
+    void validate() const;
+    /// Built-in presets: "mini", "v2-lite", "v2", "v3" (numbers from the official configs).
+    static MoeConfig preset(const std::string& name);
+    /// From an official config JSON: MoE fields and training knobs are read, the other official
+    /// ModelArgs fields are ignored, any other key raises ConfigError. The result is validated.
+    static MoeConfig from_json(const nlohmann::json& j);
+    nlohmann::json to_json() const;
+};
+
+/// The gate's decision for n tokens.
+template <class T>
+struct Routing {
+    std::size_t n_tokens = 0, n_experts = 0, top_k = 0;
+    std::vector<T> scores;             // [n, E] original scores (after softmax / sigmoid)
+    std::vector<std::int32_t> indices;  // [n, k] chosen experts, best (biased) first
+    std::vector<T> weights;            // [n, k] combine weights
+};
+
+/// Selection and weights from the scores `s` [n, E] (already in routing.scores). `bias` is [E] or
+/// nullptr (no bias: group score = group max).
+template <class T>
+void route(const MoeConfig& cfg, const T* bias, Routing<T>& r);
+
+/// s = score_func(x·gateᵀ) for x [n, dim], gate [E, dim], then `route`.
+template <class T>
+void gate_forward(const MoeConfig& cfg, const Matrix<T>& gate, const T* bias, const T* x, std::size_t n,
+                  Routing<T>& r);
+
+/// Gate backward. `dweights` [n, k] (or nullptr) is the gradient w.r.t. the combine weights; `dscores`
+/// [n, E] enters holding any gradient w.r.t. the scores (a balance loss's) and is consumed. Adds
+/// dL/dgate into `dgate` and, if `dx` is non-null, dL/dx into dx. The bias has no gradient.
+template <class T>
+void gate_backward(const MoeConfig& cfg, const Matrix<T>& gate, const T* x, const Routing<T>& r,
+                   const T* dweights, std::vector<T>& dscores, Matrix<T>& dgate, T* dx);
+
+/// α·mean over sequences of Σ_i f_i·P_i, sequences being consecutive runs of `seq_len` tokens (the
+/// complementary sequence-wise loss; seq_len = n gives the batch-wide auxiliary loss). Adds its gradient
+/// w.r.t. the scores into `dscores` [n, E] when non-null.
+template <class T>
+T balance_loss(const MoeConfig& cfg, const Routing<T>& r, std::size_t seq_len, T* dscores);
+
+/// Tokens routed to each expert.
+template <class T>
+std::vector<std::size_t> expert_counts(const Routing<T>& r);
+
+/// The auxiliary-loss-free update over one batch: b_i += γ·sign(mean count − count_i).
+template <class T>
+void update_bias(std::vector<T>& bias, const std::vector<std::size_t>& counts, double gamma);
+
+/// Per-layer, per-step routing statistics.
+struct RoutingStats {
+    std::vector<std::size_t> tokens_per_expert;
+    std::vector<double> load_fraction;  // tokens_per_expert / (n·k), sums to 1
+    double max_vio = 0;                 // max_i load_i / mean load − 1
+    double cv = 0;                      // std / mean of the loads
+    double entropy = 0;                 // −Σ p ln p / ln E over load_fraction: 1 = perfectly even
+    double shared_fraction = 0;         // 1 / (1 + mean_t Σ_k w_tk): the shared MLP's coefficient is 1
+    std::vector<double> bias;
+    double balance_loss = 0;
+    nlohmann::json to_json() const;
+};
+
+template <class T>
+RoutingStats routing_stats(const MoeConfig& cfg, const Routing<T>& r, const std::vector<T>& bias);
+
+/// The whole layer's parameters (also the container of its gradients, where `bias` stays unused).
+template <class T>
+struct Moe {
+    MoeConfig cfg;
+    Matrix<T> gate;           // gate.weight [n_routed_experts, dim]
+    std::vector<T> bias;      // gate.bias [n_routed_experts], empty = no bias (created for aux-free)
+    std::vector<Mlp<T>> experts;  // experts.{j}: dim → moe_inter_dim → dim
+    Mlp<T> shared;            // shared_experts: ONE MLP of width n_shared_experts·moe_inter_dim
+
+    static Moe random(const MoeConfig& cfg, Rng& rng, float std);
+    static Moe zeros(const MoeConfig& cfg);
+};
+
+/// What moe_forward keeps for moe_backward.
+template <class T>
+struct MoeCache {
+    std::size_t n_tokens = 0, seq_len = 0;
+    Routing<T> routing;
+    std::vector<std::size_t> offsets;  // [E+1]: expert e owns grouped rows offsets[e] .. offsets[e+1]
+    std::vector<std::size_t> row_of;   // [n·k]: grouped row of (token t, choice j) at t·k + j
+    std::vector<T> xg, yg;             // grouped expert inputs and (unweighted) outputs [n·k, dim]
+    std::vector<MlpCache<T>> expert_cache;
+    MlpCache<T> shared_cache;
+    T balance_loss = 0;                // α·L for seq-loss / aux-loss, else 0
+};
+
+/// y [n, dim] = MoE(x [n, dim]). n must be a multiple of seq_len (used only by the seq-loss).
+template <class T>
+void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len, T* y, MoeCache<T>& c);
+
+/// Gradients for dy (plus the balance loss's own gradient, whose weight is 1 in the total loss):
+/// adds into g (gate, experts, shared) and writes dx [n, dim].
+template <class T>
+void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy, T* dx, Moe<T>& g);
+
+/// Reference: the same layer as a loop over tokens and their chosen experts (one row at a time).
+template <class T>
+void moe_forward_naive(const Moe<T>& m, const T* x, std::size_t n, T* y);
+
+/// Reference backward, token by token (recomputes each token's expert forward). No balance loss.
+template <class T>
+void moe_backward_naive(const Moe<T>& m, const T* x, std::size_t n, const T* dy, T* dx, Moe<T>& g);
+
+}  // namespace eva

@@ -1,0 +1,531 @@
+// DeepSeekMoE: config, gate (forward/backward), balance losses and bias update, grouped dispatch.
+#include "eva/moe.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "eva/error.hpp"
+#include "eva/gemm.hpp"
+
+namespace eva {
+
+// ------------------------------------------------------------------------------------------- config
+
+std::string to_string(ScoreFunc f) { return f == ScoreFunc::softmax ? "softmax" : "sigmoid"; }
+
+std::string to_string(Balance b) {
+    switch (b) {
+        case Balance::none: return "none";
+        case Balance::aux_free: return "aux-free";
+        case Balance::seq_loss: return "seq-loss";
+        case Balance::aux_loss: return "aux-loss";
+    }
+    return "none";
+}
+
+ScoreFunc parse_score_func(const std::string& s) {
+    if (s == "softmax") return ScoreFunc::softmax;
+    if (s == "sigmoid") return ScoreFunc::sigmoid;
+    throw ConfigError("score_func = \"" + s + "\"; allowed: softmax, sigmoid");
+}
+
+Balance parse_balance(const std::string& s) {
+    for (Balance b : {Balance::none, Balance::aux_free, Balance::seq_loss, Balance::aux_loss})
+        if (s == to_string(b)) return b;
+    throw ConfigError("balance = \"" + s + "\"; allowed: none, aux-free, seq-loss, aux-loss");
+}
+
+namespace {
+
+void require(bool ok, const std::string& message) {
+    if (!ok) throw ConfigError(message);
+}
+
+}  // namespace
+
+void MoeConfig::validate() const {
+    require(dim > 0, "dim must be > 0");
+    require(moe_inter_dim > 0, "moe_inter_dim must be > 0");
+    require(n_routed_experts > 0, "n_routed_experts must be > 0");
+    require(n_activated_experts >= 1 && n_activated_experts <= n_routed_experts,
+            "n_activated_experts = " + std::to_string(n_activated_experts) + "; allowed: 1 .. n_routed_experts (" +
+                std::to_string(n_routed_experts) + ")");
+    require(n_expert_groups >= 1 && n_routed_experts % n_expert_groups == 0,
+            "n_expert_groups = " + std::to_string(n_expert_groups) + "; allowed: a divisor of n_routed_experts (" +
+                std::to_string(n_routed_experts) + ")");
+    require(n_limited_groups >= 1 && n_limited_groups <= n_expert_groups,
+            "n_limited_groups = " + std::to_string(n_limited_groups) + "; allowed: 1 .. n_expert_groups (" +
+                std::to_string(n_expert_groups) + ")");
+    const std::size_t per_group = n_routed_experts / n_expert_groups;
+    require(n_limited_groups * per_group >= n_activated_experts,
+            "n_limited_groups = " + std::to_string(n_limited_groups) +
+                " keeps too few experts for n_activated_experts = " + std::to_string(n_activated_experts));
+    // With a selection bias a group's score is the sum of its top-2 scores: groups need two experts.
+    require(!(balance == Balance::aux_free && n_expert_groups > 1 && per_group < 2),
+            "n_expert_groups = " + std::to_string(n_expert_groups) +
+                " leaves one expert per group; aux-free balancing (top-2 group scores) needs >= 2");
+    require(std::isfinite(route_scale) && route_scale > 0, "route_scale must be finite and > 0");
+    require(std::isfinite(gamma) && gamma >= 0, "gamma must be finite and >= 0");
+    require(std::isfinite(alpha) && alpha >= 0, "alpha must be finite and >= 0");
+}
+
+MoeConfig MoeConfig::preset(const std::string& name) {
+    MoeConfig c;
+    if (name == "mini") {  // small enough to train in a test; V3's routing rules (sigmoid, groups)
+        c.dim = 256, c.moe_inter_dim = 128, c.n_routed_experts = 16, c.n_shared_experts = 1;
+        c.n_activated_experts = 2, c.n_expert_groups = 4, c.n_limited_groups = 2;
+        c.score_func = ScoreFunc::sigmoid, c.route_scale = 1.0;
+    } else if (name == "v2-lite") {
+        c.dim = 2048, c.moe_inter_dim = 1408, c.n_routed_experts = 64, c.n_shared_experts = 2;
+        c.n_activated_experts = 6, c.n_expert_groups = 1, c.n_limited_groups = 1;
+        c.score_func = ScoreFunc::softmax, c.route_scale = 1.0;
+    } else if (name == "v2") {
+        c.dim = 5120, c.moe_inter_dim = 1536, c.n_routed_experts = 160, c.n_shared_experts = 2;
+        c.n_activated_experts = 6, c.n_expert_groups = 8, c.n_limited_groups = 3;
+        c.score_func = ScoreFunc::softmax, c.route_scale = 16.0;
+    } else if (name == "v3") {
+        c.dim = 7168, c.moe_inter_dim = 2048, c.n_routed_experts = 256, c.n_shared_experts = 1;
+        c.n_activated_experts = 8, c.n_expert_groups = 8, c.n_limited_groups = 4;
+        c.score_func = ScoreFunc::sigmoid, c.route_scale = 2.5;
+    } else {
+        throw ConfigError("config = \"" + name + "\"; allowed: mini, v2-lite, v2, v3 or a .json file");
+    }
+    return c;
+}
+
+MoeConfig MoeConfig::from_json(const nlohmann::json& j) {
+    if (!j.is_object()) throw ConfigError("MoE config JSON must be an object");
+    // Official ModelArgs fields that do not concern the MoE layer.
+    static const char* const kIgnored[] = {
+        "max_batch_size", "max_seq_len", "dtype", "scale_fmt", "vocab_size", "inter_dim", "n_layers",
+        "n_dense_layers", "n_heads", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
+        "v_head_dim", "original_seq_len", "rope_theta", "rope_factor", "beta_fast", "beta_slow", "mscale"};
+    MoeConfig c;
+    std::pair<const char*, std::size_t*> sizes[] = {
+        {"dim", &c.dim}, {"moe_inter_dim", &c.moe_inter_dim}, {"n_routed_experts", &c.n_routed_experts},
+        {"n_shared_experts", &c.n_shared_experts}, {"n_activated_experts", &c.n_activated_experts},
+        {"n_expert_groups", &c.n_expert_groups}, {"n_limited_groups", &c.n_limited_groups}};
+    std::pair<const char*, double*> reals[] = {{"route_scale", &c.route_scale}, {"gamma", &c.gamma}, {"alpha", &c.alpha}};
+    for (const auto& [key, value] : j.items()) {
+        bool known = std::find_if(std::begin(kIgnored), std::end(kIgnored), [&](const char* k) { return key == k; }) !=
+                     std::end(kIgnored);
+        for (auto& [name, field] : sizes)
+            if (key == name) {
+                require(value.is_number_integer() && value.get<long long>() >= 0,
+                        key + " must be a non-negative integer");
+                *field = value.get<std::size_t>();
+                known = true;
+            }
+        for (auto& [name, field] : reals)
+            if (key == name) {
+                require(value.is_number(), key + " must be a number");
+                *field = value.get<double>();
+                known = true;
+            }
+        if (key == "score_func" || key == "balance") {
+            require(value.is_string(), key + " must be a string");
+            if (key == "score_func") c.score_func = parse_score_func(value.get<std::string>());
+            else c.balance = parse_balance(value.get<std::string>());
+            known = true;
+        }
+        require(known, "unknown config field \"" + key +
+                           "\"; allowed: the official ModelArgs fields and balance, gamma, alpha");
+    }
+    c.validate();
+    return c;
+}
+
+nlohmann::json MoeConfig::to_json() const {
+    return {{"dim", dim}, {"moe_inter_dim", moe_inter_dim}, {"n_routed_experts", n_routed_experts},
+            {"n_shared_experts", n_shared_experts}, {"n_activated_experts", n_activated_experts},
+            {"n_expert_groups", n_expert_groups}, {"n_limited_groups", n_limited_groups},
+            {"score_func", to_string(score_func)}, {"route_scale", route_scale}, {"balance", to_string(balance)},
+            {"gamma", gamma}, {"alpha", alpha}};
+}
+
+// --------------------------------------------------------------------------------------------- gate
+
+namespace {
+
+/// Indices of the k largest values of v[0..n), largest first; equal values: the lower index first.
+template <class T>
+void top_k(const T* v, std::size_t n, std::size_t k, std::vector<std::int32_t>& out) {
+    out.resize(n);
+    std::iota(out.begin(), out.end(), 0);
+    std::partial_sort(out.begin(), out.begin() + k, out.end(),
+                      [v](std::int32_t a, std::int32_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); });
+    out.resize(k);
+}
+
+/// Sets the selection scores of every expert outside the n_limited_groups best groups to −inf.
+template <class T>
+void mask_groups(const MoeConfig& cfg, bool has_bias, T* sel, std::vector<T>& group_score,
+                 std::vector<std::int32_t>& scratch) {
+    const std::size_t G = cfg.n_expert_groups, per = cfg.n_routed_experts / G;
+    group_score.resize(G);
+    for (std::size_t g = 0; g < G; ++g) {
+        const T* s = sel + g * per;
+        if (has_bias) {  // sum of the two largest biased scores of the group
+            top_k(s, per, 2, scratch);
+            group_score[g] = s[scratch[0]] + s[scratch[1]];
+        } else {  // the group's maximum score
+            group_score[g] = *std::max_element(s, s + per);
+        }
+    }
+    top_k(group_score.data(), G, cfg.n_limited_groups, scratch);
+    std::vector<bool> keep(G, false);
+    for (auto g : scratch) keep[std::size_t(g)] = true;
+    for (std::size_t g = 0; g < G; ++g)
+        if (!keep[g]) std::fill(sel + g * per, sel + (g + 1) * per, -std::numeric_limits<T>::infinity());
+}
+
+}  // namespace
+
+template <class T>
+void route(const MoeConfig& cfg, const T* bias, Routing<T>& r) {
+    const std::size_t n = r.n_tokens, E = cfg.n_routed_experts, k = cfg.n_activated_experts;
+    if (bias && cfg.n_expert_groups > 1 && E / cfg.n_expert_groups < 2)
+        throw ConfigError("n_expert_groups: a selection bias needs >= 2 experts per group (top-2 group score)");
+    r.n_experts = E;
+    r.top_k = k;
+    r.indices.resize(n * k);
+    r.weights.resize(n * k);
+    std::vector<T> sel(E), group_score;
+    std::vector<std::int32_t> chosen, scratch;
+    for (std::size_t t = 0; t < n; ++t) {
+        const T* s = r.scores.data() + t * E;
+        for (std::size_t e = 0; e < E; ++e) sel[e] = s[e] + (bias ? bias[e] : T(0));
+        if (cfg.n_expert_groups > 1) mask_groups(cfg, bias != nullptr, sel.data(), group_score, scratch);
+        top_k(sel.data(), E, k, chosen);
+        T sum = 0;
+        for (std::size_t j = 0; j < k; ++j) {
+            r.indices[t * k + j] = chosen[j];
+            r.weights[t * k + j] = s[chosen[j]];  // the ORIGINAL score: the bias never enters a weight
+            sum += s[chosen[j]];
+        }
+        for (std::size_t j = 0; j < k; ++j) {
+            T& w = r.weights[t * k + j];
+            if (cfg.score_func == ScoreFunc::sigmoid) w /= sum;
+            w *= T(cfg.route_scale);
+        }
+    }
+}
+
+template <class T>
+void gate_forward(const MoeConfig& cfg, const Matrix<T>& gate, const T* bias, const T* x, std::size_t n,
+                  Routing<T>& r) {
+    const std::size_t E = cfg.n_routed_experts, D = cfg.dim;
+    require_shape(gate, std::array<std::size_t, 2>{E, D}, "gate.weight");
+    r.n_tokens = n;
+    r.scores.resize(n * E);
+    if (n > 0) gemm<T>(Op::N, Op::T, n, E, D, x, D, gate.data(), D, r.scores.data(), E);  // logits = x·gateᵀ
+    for (std::size_t t = 0; t < n; ++t) {
+        T* s = r.scores.data() + t * E;
+        if (cfg.score_func == ScoreFunc::softmax) {  // max-subtracted for range safety
+            const T mx = *std::max_element(s, s + E);
+            T sum = 0;
+            for (std::size_t e = 0; e < E; ++e) sum += (s[e] = std::exp(s[e] - mx));
+            for (std::size_t e = 0; e < E; ++e) s[e] /= sum;
+        } else {
+            for (std::size_t e = 0; e < E; ++e) s[e] = T(1) / (T(1) + std::exp(-s[e]));
+        }
+    }
+    route(cfg, bias, r);
+}
+
+template <class T>
+void gate_backward(const MoeConfig& cfg, const Matrix<T>& gate, const T* x, const Routing<T>& r,
+                   const T* dweights, std::vector<T>& dscores, Matrix<T>& dgate, T* dx) {
+    const std::size_t n = r.n_tokens, E = r.n_experts, k = r.top_k, D = cfg.dim;
+    const T scale = T(cfg.route_scale);
+    for (std::size_t t = 0; t < n; ++t) {
+        T* ds = dscores.data() + t * E;
+        const T* s = r.scores.data() + t * E;
+        const std::int32_t* idx = r.indices.data() + t * k;
+        if (dweights) {
+            const T* dw = dweights + t * k;
+            if (cfg.score_func == ScoreFunc::softmax) {  // w_j = scale·s_{i_j}
+                for (std::size_t j = 0; j < k; ++j) ds[idx[j]] += scale * dw[j];
+            } else {  // w_j = scale·s_{i_j}/S, S = Σ_chosen s: ds_m = scale/S·(dw_m − Σ_j dw_j·s_{i_j}/S)
+                T S = 0, dot = 0;
+                for (std::size_t j = 0; j < k; ++j) S += s[idx[j]];
+                for (std::size_t j = 0; j < k; ++j) dot += dw[j] * s[idx[j]];
+                for (std::size_t j = 0; j < k; ++j) ds[idx[j]] += scale / S * (dw[j] - dot / S);
+            }
+        }
+        // Through the score function, in place: ds becomes the gradient w.r.t. the logits.
+        if (cfg.score_func == ScoreFunc::softmax) {  // dl = s ⊙ (ds − ⟨ds, s⟩)
+            T dot = 0;
+            for (std::size_t e = 0; e < E; ++e) dot += ds[e] * s[e];
+            for (std::size_t e = 0; e < E; ++e) ds[e] = s[e] * (ds[e] - dot);
+        } else {  // dl = ds ⊙ s(1 − s)
+            for (std::size_t e = 0; e < E; ++e) ds[e] *= s[e] * (T(1) - s[e]);
+        }
+    }
+    if (n == 0) return;
+    gemm<T>(Op::T, Op::N, E, D, n, dscores.data(), E, x, D, dgate.data(), D, true);  // dgate += dlᵀ·x
+    if (dx) gemm<T>(Op::N, Op::N, n, D, E, dscores.data(), E, gate.data(), D, dx, D, true);  // dx += dl·gate
+}
+
+// ---------------------------------------------------------------------------------------- balancing
+
+template <class T>
+std::vector<std::size_t> expert_counts(const Routing<T>& r) {
+    std::vector<std::size_t> counts(r.n_experts, 0);
+    for (auto e : r.indices) ++counts[std::size_t(e)];
+    return counts;
+}
+
+template <class T>
+T balance_loss(const MoeConfig& cfg, const Routing<T>& r, std::size_t seq_len, T* dscores) {
+    const std::size_t n = r.n_tokens, E = r.n_experts, k = r.top_k;
+    if (seq_len == 0 || n % seq_len != 0)
+        throw ShapeError("seq_len = " + std::to_string(seq_len) + " must divide the token count " + std::to_string(n));
+    const std::size_t n_seq = n / seq_len;
+    const T alpha = T(cfg.alpha);
+    std::vector<T> f(E), P(E);
+    T loss = 0;
+    for (std::size_t q = 0; q < n_seq; ++q) {
+        const std::size_t t0 = q * seq_len;
+        std::fill(f.begin(), f.end(), T(0));
+        std::fill(P.begin(), P.end(), T(0));
+        for (std::size_t t = t0; t < t0 + seq_len; ++t) {
+            for (std::size_t j = 0; j < k; ++j) f[std::size_t(r.indices[t * k + j])] += T(E) / T(k * seq_len);
+            const T* s = r.scores.data() + t * E;
+            const T S = std::accumulate(s, s + E, T(0));
+            for (std::size_t e = 0; e < E; ++e) P[e] += s[e] / S / T(seq_len);
+        }
+        for (std::size_t e = 0; e < E; ++e) loss += alpha * f[e] * P[e] / T(n_seq);
+        if (!dscores) continue;
+        // ∂L/∂s'_{e,t} = α·f_e/(T·n_seq) =: g_e; through s' = s/S: ∂L/∂s_e = (g_e − Σ_i g_i·s'_i)/S.
+        for (std::size_t t = t0; t < t0 + seq_len; ++t) {
+            const T* s = r.scores.data() + t * E;
+            const T S = std::accumulate(s, s + E, T(0));
+            T gs = 0;
+            for (std::size_t e = 0; e < E; ++e) gs += alpha * f[e] / T(seq_len * n_seq) * s[e] / S;
+            for (std::size_t e = 0; e < E; ++e)
+                dscores[t * E + e] += (alpha * f[e] / T(seq_len * n_seq) - gs) / S;
+        }
+    }
+    return loss;
+}
+
+template <class T>
+void update_bias(std::vector<T>& bias, const std::vector<std::size_t>& counts, double gamma) {
+    if (bias.size() != counts.size())
+        throw ShapeError("gate.bias has " + std::to_string(bias.size()) + " entries, counts " + std::to_string(counts.size()));
+    const double mean = double(std::accumulate(counts.begin(), counts.end(), std::size_t(0))) / double(counts.size());
+    for (std::size_t i = 0; i < bias.size(); ++i) {
+        if (double(counts[i]) > mean) bias[i] -= T(gamma);       // overloaded: make it less attractive
+        else if (double(counts[i]) < mean) bias[i] += T(gamma);  // underloaded: more attractive
+    }
+}
+
+template <class T>
+RoutingStats routing_stats(const MoeConfig& cfg, const Routing<T>& r, const std::vector<T>& bias) {
+    RoutingStats st;
+    const std::size_t E = r.n_experts;
+    st.tokens_per_expert = expert_counts(r);
+    const double total = double(r.n_tokens * r.top_k), mean = total / double(E);
+    double var = 0, ent = 0, mx = 0;
+    for (std::size_t c : st.tokens_per_expert) {
+        const double p = total > 0 ? double(c) / total : 0;
+        st.load_fraction.push_back(p);
+        var += (double(c) - mean) * (double(c) - mean) / double(E);
+        if (p > 0) ent -= p * std::log(p);
+        mx = std::max(mx, double(c));
+    }
+    if (total > 0) {
+        st.max_vio = mx / mean - 1;
+        st.cv = std::sqrt(var) / mean;
+        st.entropy = E > 1 ? ent / std::log(double(E)) : 1.0;
+    }
+    if (cfg.n_shared_experts > 0 && r.n_tokens > 0) {
+        const double routed = double(std::accumulate(r.weights.begin(), r.weights.end(), T(0))) / double(r.n_tokens);
+        st.shared_fraction = 1.0 / (1.0 + routed);
+    }
+    st.bias.assign(bias.begin(), bias.end());
+    return st;
+}
+
+nlohmann::json RoutingStats::to_json() const {
+    return {{"tokens_per_expert", tokens_per_expert}, {"load_fraction", load_fraction}, {"max_vio", max_vio},
+            {"cv", cv}, {"entropy", entropy}, {"shared_fraction", shared_fraction}, {"bias", bias},
+            {"balance_loss", balance_loss}};
+}
+
+// ------------------------------------------------------------------------------------------ the layer
+
+template <class T>
+Moe<T> Moe<T>::zeros(const MoeConfig& cfg) {
+    cfg.validate();
+    Moe m;
+    m.cfg = cfg;
+    m.gate = Matrix<T>::from_shape({cfg.n_routed_experts, cfg.dim});
+    m.gate.fill(T(0));
+    if (cfg.balance == Balance::aux_free) m.bias.assign(cfg.n_routed_experts, T(0));
+    for (std::size_t e = 0; e < cfg.n_routed_experts; ++e) m.experts.push_back(Mlp<T>::zeros(cfg.dim, cfg.moe_inter_dim));
+    if (cfg.n_shared_experts > 0) m.shared = Mlp<T>::zeros(cfg.dim, cfg.n_shared_experts * cfg.moe_inter_dim);
+    return m;
+}
+
+template <class T>
+Moe<T> Moe<T>::random(const MoeConfig& cfg, Rng& rng, float std) {
+    Moe m = zeros(cfg);
+    for (T& v : m.gate) v = T(rng.normal() * std);
+    for (auto& e : m.experts) e = Mlp<T>::random(cfg.dim, cfg.moe_inter_dim, rng, std);
+    if (cfg.n_shared_experts > 0) m.shared = Mlp<T>::random(cfg.dim, cfg.n_shared_experts * cfg.moe_inter_dim, rng, std);
+    return m;
+}
+
+template <class T>
+void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len, T* y, MoeCache<T>& c) {
+    const MoeConfig& cfg = m.cfg;
+    const std::size_t E = cfg.n_routed_experts, k = cfg.n_activated_experts, D = cfg.dim;
+    c.n_tokens = n;
+    c.seq_len = seq_len;
+    gate_forward(cfg, m.gate, m.bias.empty() ? nullptr : m.bias.data(), x, n, c.routing);
+    c.balance_loss = 0;
+    if (cfg.balance == Balance::seq_loss) c.balance_loss = balance_loss<T>(cfg, c.routing, seq_len, nullptr);
+    if (cfg.balance == Balance::aux_loss) c.balance_loss = balance_loss<T>(cfg, c.routing, n, nullptr);
+
+    // Group the n·k (token, expert) pairs by expert: a counting sort, stable in token order.
+    const auto counts = expert_counts(c.routing);
+    c.offsets.assign(E + 1, 0);
+    for (std::size_t e = 0; e < E; ++e) c.offsets[e + 1] = c.offsets[e] + counts[e];
+    std::vector<std::size_t> next(c.offsets.begin(), c.offsets.end() - 1);
+    c.row_of.resize(n * k);
+    c.xg.resize(n * k * D);
+    c.yg.resize(n * k * D);
+    for (std::size_t p = 0; p < n * k; ++p) {
+        const std::size_t row = next[std::size_t(c.routing.indices[p])]++;
+        c.row_of[p] = row;
+        std::copy(x + p / k * D, x + (p / k + 1) * D, c.xg.begin() + row * D);
+    }
+    // One SwiGLU (three GEMMs) per expert over exactly its tokens.
+    c.expert_cache.resize(E);
+    for (std::size_t e = 0; e < E; ++e)
+        mlp_forward(m.experts[e], c.xg.data() + c.offsets[e] * D, counts[e], c.yg.data() + c.offsets[e] * D,
+                    c.expert_cache[e]);
+    // Combine: y = shared(x) + Σ_j w_j·expert_j(x), summed in the same order as the naive loop.
+    if (cfg.n_shared_experts > 0) mlp_forward(m.shared, x, n, y, c.shared_cache);
+    else std::fill(y, y + n * D, T(0));
+    for (std::size_t p = 0; p < n * k; ++p) {
+        const T w = c.routing.weights[p];
+        const T* ye = c.yg.data() + c.row_of[p] * D;
+        T* yt = y + p / k * D;
+        for (std::size_t d = 0; d < D; ++d) yt[d] += w * ye[d];
+    }
+}
+
+template <class T>
+void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy, T* dx, Moe<T>& g) {
+    const MoeConfig& cfg = m.cfg;
+    const std::size_t n = c.n_tokens, E = cfg.n_routed_experts, k = cfg.n_activated_experts, D = cfg.dim;
+    const Routing<T>& r = c.routing;
+    // Shared expert: it sees every token with coefficient 1.
+    if (cfg.n_shared_experts > 0) mlp_backward(m.shared, x, n, c.shared_cache, dy, dx, g.shared);
+    else std::fill(dx, dx + n * D, T(0));
+    // Combine backward: the expert's output gradient is w·dy, the weight's gradient ⟨dy, expert(x)⟩.
+    std::vector<T> dyg(n * k * D), dxg(n * k * D), dweights(n * k);
+    for (std::size_t p = 0; p < n * k; ++p) {
+        const T* dyt = dy + p / k * D;
+        const T* ye = c.yg.data() + c.row_of[p] * D;
+        T* d = dyg.data() + c.row_of[p] * D;
+        T dot = 0;
+        for (std::size_t i = 0; i < D; ++i) {
+            d[i] = r.weights[p] * dyt[i];
+            dot += dyt[i] * ye[i];
+        }
+        dweights[p] = dot;
+    }
+    for (std::size_t e = 0; e < E; ++e) {
+        const std::size_t o = c.offsets[e], cnt = c.offsets[e + 1] - o;
+        mlp_backward(m.experts[e], c.xg.data() + o * D, cnt, c.expert_cache[e], dyg.data() + o * D,
+                     dxg.data() + o * D, g.experts[e]);
+    }
+    for (std::size_t p = 0; p < n * k; ++p) {
+        const T* d = dxg.data() + c.row_of[p] * D;
+        T* dxt = dx + p / k * D;
+        for (std::size_t i = 0; i < D; ++i) dxt[i] += d[i];
+    }
+    // Gate: the combine weights' gradient plus the balance loss's own gradient w.r.t. the scores.
+    std::vector<T> dscores(n * E, T(0));
+    if (cfg.balance == Balance::seq_loss) balance_loss<T>(cfg, r, c.seq_len, dscores.data());
+    if (cfg.balance == Balance::aux_loss) balance_loss<T>(cfg, r, n, dscores.data());
+    gate_backward(cfg, m.gate, x, r, dweights.data(), dscores, g.gate, dx);
+}
+
+template <class T>
+void moe_forward_naive(const Moe<T>& m, const T* x, std::size_t n, T* y) {
+    const MoeConfig& cfg = m.cfg;
+    const std::size_t k = cfg.n_activated_experts, D = cfg.dim;
+    Routing<T> r;
+    gate_forward(cfg, m.gate, m.bias.empty() ? nullptr : m.bias.data(), x, n, r);
+    MlpCache<T> cache;
+    std::vector<T> out(D);
+    for (std::size_t t = 0; t < n; ++t) {
+        T* yt = y + t * D;
+        if (cfg.n_shared_experts > 0) mlp_forward(m.shared, x + t * D, 1, yt, cache);
+        else std::fill(yt, yt + D, T(0));
+        for (std::size_t j = 0; j < k; ++j) {
+            mlp_forward(m.experts[std::size_t(r.indices[t * k + j])], x + t * D, 1, out.data(), cache);
+            for (std::size_t d = 0; d < D; ++d) yt[d] += r.weights[t * k + j] * out[d];
+        }
+    }
+}
+
+template <class T>
+void moe_backward_naive(const Moe<T>& m, const T* x, std::size_t n, const T* dy, T* dx, Moe<T>& g) {
+    const MoeConfig& cfg = m.cfg;
+    const std::size_t E = cfg.n_routed_experts, k = cfg.n_activated_experts, D = cfg.dim;
+    Routing<T> r;
+    gate_forward(cfg, m.gate, m.bias.empty() ? nullptr : m.bias.data(), x, n, r);
+    MlpCache<T> cache;
+    std::vector<T> out(D), dyw(D), dweights(n * k);
+    for (std::size_t t = 0; t < n; ++t) {
+        const T* xt = x + t * D;
+        const T* dyt = dy + t * D;
+        if (cfg.n_shared_experts > 0) {
+            mlp_forward(m.shared, xt, 1, out.data(), cache);
+            mlp_backward(m.shared, xt, 1, cache, dyt, dx + t * D, g.shared);
+        } else {
+            std::fill(dx + t * D, dx + (t + 1) * D, T(0));
+        }
+        for (std::size_t j = 0; j < k; ++j) {
+            const std::size_t e = std::size_t(r.indices[t * k + j]);
+            mlp_forward(m.experts[e], xt, 1, out.data(), cache);
+            T dot = 0;
+            for (std::size_t d = 0; d < D; ++d) {
+                dyw[d] = r.weights[t * k + j] * dyt[d];
+                dot += dyt[d] * out[d];
+            }
+            dweights[t * k + j] = dot;
+            mlp_backward(m.experts[e], xt, 1, cache, dyw.data(), dx + t * D, g.experts[e], true);
+        }
+    }
+    std::vector<T> dscores(n * E, T(0));
+    gate_backward(cfg, m.gate, x, r, dweights.data(), dscores, g.gate, dx);
+}
+
+#define EVA_MOE_INSTANTIATE(T)                                                                                 \
+    template struct Moe<T>;                                                                                    \
+    template void route<T>(const MoeConfig&, const T*, Routing<T>&);                                           \
+    template void gate_forward<T>(const MoeConfig&, const Matrix<T>&, const T*, const T*, std::size_t, Routing<T>&); \
+    template void gate_backward<T>(const MoeConfig&, const Matrix<T>&, const T*, const Routing<T>&, const T*,    \
+                                   std::vector<T>&, Matrix<T>&, T*);                                           \
+    template T balance_loss<T>(const MoeConfig&, const Routing<T>&, std::size_t, T*);                          \
+    template std::vector<std::size_t> expert_counts<T>(const Routing<T>&);                                     \
+    template void update_bias<T>(std::vector<T>&, const std::vector<std::size_t>&, double);                    \
+    template RoutingStats routing_stats<T>(const MoeConfig&, const Routing<T>&, const std::vector<T>&);        \
+    template void moe_forward<T>(const Moe<T>&, const T*, std::size_t, std::size_t, T*, MoeCache<T>&);         \
+    template void moe_backward<T>(const Moe<T>&, const T*, const MoeCache<T>&, const T*, T*, Moe<T>&);         \
+    template void moe_forward_naive<T>(const Moe<T>&, const T*, std::size_t, T*);                              \
+    template void moe_backward_naive<T>(const Moe<T>&, const T*, std::size_t, const T*, T*, Moe<T>&);
+EVA_MOE_INSTANTIATE(float)
+EVA_MOE_INSTANTIATE(double)
+#undef EVA_MOE_INSTANTIATE
+
+}  // namespace eva
