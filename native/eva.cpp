@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
     eva::cli::add_gemm_command(app);
     eva::cli::add_mla_command(app);
     eva::cli::add_moe_command(app);
+    eva::cli::add_model_commands(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -156,7 +156,7 @@ const SafetensorsEntry& SafetensorsFile::entry(const std::string& name) const {
     return it->second;
 }
 
-void SafetensorsFile::copy_f32(const std::string& name, const std::vector<std::size_t>& shape, float* out) const {
+void SafetensorsFile::read_f32(const std::string& name, const std::vector<std::size_t>& shape, float* out) const {
     const SafetensorsEntry& e = entry(name);
     if (e.dtype != "F32") throw FileError(source_ + ": tensor \"" + name + "\" is " + e.dtype + ", expected F32");
     if (e.shape != shape)

@@ -46,12 +46,13 @@ public:
     template <std::size_t N>
     xt::xtensor<float, N> f32(const std::string& name, const std::array<std::size_t, N>& shape) const {
         xt::xtensor<float, N> t = xt::xtensor<float, N>::from_shape(shape);
-        copy_f32(name, std::vector<std::size_t>(shape.begin(), shape.end()), t.data());
+        read_f32(name, std::vector<std::size_t>(shape.begin(), shape.end()), t.data());
         return t;
     }
+    /// Copies a float32 tensor of exactly `shape` into `out`; FileError as for f32.
+    void read_f32(const std::string& name, const std::vector<std::size_t>& shape, float* out) const;
 
 private:
-    void copy_f32(const std::string& name, const std::vector<std::size_t>& shape, float* out) const;
 
     std::string source_, bytes_;
     std::size_t data_start_ = 0;

@@ -1,0 +1,166 @@
+// eva — the assembled DeepSeek-V3-style model (inference/model.py `Transformer`, `Block`).
+//
+//   x  = embed[tokens]                                           [n, dim], n = B·T
+//   for each layer i:   h = x + MLA(attn_norm(x))                pre-norm residual blocks
+//                       x = h + FFN(ffn_norm(h))                 FFN = SwiGLU MLP for i < n_dense_layers,
+//                                                                      DeepSeekMoE after
+//   logits = head(norm(x))                                       [n, vocab]
+//
+// Training: `model_forward` keeps every layer's activations, `model_backward` walks them in reverse
+// (each layer's hand-written backward, llm.c style) and returns the gradient of every parameter. The
+// loss is the mean next-token cross-entropy plus, when enabled, the MoE layers' balance losses.
+// Generation: `Generator` runs the same weights token by token with a KV cache per layer (absorbed
+// MLA by default, or the naive per-head cache).
+//
+// Tensor names are exactly DeepSeek-V3's (`embed.weight`, `layers.{i}.attn.wkv_a.weight`,
+// `layers.{i}.ffn.experts.{j}.w1.weight`, …), so checkpoints map one to one.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "eva/config.hpp"
+#include "eva/data.hpp"
+#include "eva/mla.hpp"
+#include "eva/mlp.hpp"
+#include "eva/moe.hpp"
+#include "eva/rope.hpp"
+#include "eva/tensor.hpp"
+
+namespace eva {
+
+/// The MoE layer settings of a ModelArgs, with the training-side balancing knobs.
+MoeConfig moe_config(const ModelArgs& args, Balance balance = Balance::aux_free, double gamma = 0.001,
+                     double alpha = 1e-4);
+
+template <class T>
+struct Block {
+    Vector<T> attn_norm;  // [dim]
+    MLAWeights<T> attn;
+    Vector<T> ffn_norm;   // [dim]
+    bool dense = true;    // layer index < n_dense_layers: SwiGLU MLP, else MoE
+    Mlp<T> mlp;           // dense FFN (ffn.w1/w2/w3)
+    Moe<T> moe;           // MoE FFN (ffn.gate, ffn.experts.{j}, ffn.shared_experts)
+};
+
+/// All parameters of the model; the same struct holds their gradients.
+template <class T>
+struct ModelWeights {
+    Matrix<T> embed;  // [vocab, dim]
+    std::vector<Block<T>> layers;
+    Vector<T> norm;   // [dim]
+    Matrix<T> head;   // [vocab, dim]
+};
+
+/// One named tensor of the model: its data, shape, whether the optimizer trains it and whether
+/// weight decay applies (matrices yes; norm gains no; the MoE selection bias is not trained at all:
+/// the auxiliary-loss-free rule sets it).
+template <class T>
+struct NamedTensor {
+    std::string name;
+    T* data;
+    std::vector<std::size_t> shape;
+    bool trainable, decay;
+    std::size_t size() const;
+};
+
+/// Every tensor of `w` under its official name, in a fixed order.
+template <class T>
+std::vector<NamedTensor<T>> named_tensors(ModelWeights<T>& w);
+
+template <class T>
+struct Model {
+    ModelArgs args;
+    MoeConfig moe;
+    RopeTable rope;
+    ModelWeights<T> w;
+};
+
+/// A model with every tensor allocated: Linear weights and biases 0, norm gains 1.
+template <class T>
+Model<T> model_alloc(const ModelArgs& args, const MoeConfig& moe);
+/// A model with Linear weights ~ N(0, std²) (DeepSeek-V3: 0.006), norm gains 1, biases 0.
+template <class T>
+Model<T> model_init(const ModelArgs& args, const MoeConfig& moe, Rng& rng, double std = 0.006);
+/// Zero tensors with the shapes of `m`'s (a gradient accumulator).
+template <class T>
+ModelWeights<T> model_zeros(const Model<T>& m);
+/// Number of parameters: all, and those a token activates (shared + top-k routed experts only).
+std::size_t parameter_count(const ModelArgs& args, bool activated_only = false);
+
+/// Everything the forward keeps for the backward.
+template <class T>
+struct LayerActivations {
+    Matrix<T> x, xn, h, hn;  // block input, attn_norm(x), after attention, ffn_norm(h)   [n, dim]
+    std::vector<T> attn_rstd, ffn_rstd;
+    MLAActivations<T> mla;
+    MlpCache<T> mlp;
+    MoeCache<T> moe;
+};
+template <class T>
+struct ModelActivations {
+    std::size_t batch = 0, seq_len = 0;
+    std::vector<Token> tokens;
+    std::vector<LayerActivations<T>> layers;
+    Matrix<T> x, xn;  // final hidden state and norm(x)
+    std::vector<T> rstd;
+    Matrix<T> logits;  // [n, vocab]
+};
+
+/// Logits [B·T, vocab] for B sequences of T tokens (row-major in `tokens`); fills *acts if given.
+template <class T>
+Matrix<T> model_forward(const Model<T>& m, const std::vector<Token>& tokens, std::size_t batch, std::size_t seq_len,
+                        ModelActivations<T>* acts = nullptr);
+
+/// The forward's losses: mean next-token cross-entropy (nats) and the sum of MoE balance losses.
+struct Loss {
+    double cross_entropy = 0, balance = 0;
+    double total() const { return cross_entropy + balance; }
+};
+
+/// Forward + backward: returns the losses and accumulates ∂(total loss)/∂θ into `grad`.
+template <class T>
+Loss model_loss_and_grad(const Model<T>& m, const std::vector<Token>& inputs, const std::vector<Token>& targets,
+                         std::size_t batch, std::size_t seq_len, ModelWeights<T>& grad,
+                         ModelActivations<T>* acts = nullptr);
+/// Forward only: the losses (no gradients).
+template <class T>
+Loss model_loss(const Model<T>& m, const std::vector<Token>& inputs, const std::vector<Token>& targets,
+                std::size_t batch, std::size_t seq_len);
+
+/// Auxiliary-loss-free balancing after a step: each MoE layer's bias moves by ±γ against its load in
+/// the step's forward (`acts`). No-op for layers without a bias.
+template <class T>
+void update_balance_bias(Model<T>& m, const ModelActivations<T>& acts);
+
+enum class AttentionCache { absorbed, naive };
+
+/// Token-by-token inference with a KV cache per layer.
+template <class T>
+class Generator {
+public:
+    Generator(const Model<T>& m, AttentionCache kind, std::size_t capacity);
+    /// Feeds `tokens` (a prompt chunk or one token) and returns the logits of the last one [vocab].
+    std::vector<T> feed(const std::vector<Token>& tokens);
+    std::size_t length() const;
+    /// Floats held by all layers' caches.
+    std::size_t cache_floats() const;
+
+private:
+    const Model<T>& m_;
+    AttentionCache kind_;
+    std::vector<MLANaiveCache<T>> naive_;
+    std::vector<MLAAbsorbedCache<T>> absorbed_;
+};
+
+struct SamplingConfig {
+    double temperature = 1.0;  // 0: greedy
+    int top_k = 0;             // 0: off
+    double top_p = 1.0;        // 1: off
+};
+/// Draws the next token from logits with temperature, top-k and top-p (nucleus) filtering.
+Token sample_token(const std::vector<float>& logits, const SamplingConfig& s, Rng& rng);
+
+}  // namespace eva

@@ -1,0 +1,67 @@
+// eva — the training loop: batches from a corpus, forward + hand-written backward, gradient clipping,
+// AdamW on a warmup + cosine schedule, and the MoE balancing rule after every step. Deterministic: the
+// same seed, data and config give the same losses bit for bit, and a run saved with `save` and
+// continued with `resume` matches an uninterrupted run exactly.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eva/data.hpp"
+#include "eva/model.hpp"
+#include "eva/train.hpp"
+
+namespace eva {
+
+struct TrainConfig {
+    int batch = 16, seq_len = 128, steps = 1000;
+    ScheduleConfig schedule{3e-3, 100, 1000, 0.1};
+    AdamWConfig adamw{0.9, 0.95, 1e-8, 0.1};
+    double grad_clip = 1.0;
+    std::uint64_t seed = 1;
+    int eval_batches = 8;  // validation windows per evaluation, batch·eval_batches in total
+
+    void validate(const ModelArgs& args) const;
+    nlohmann::json to_json() const;
+    static TrainConfig from_json(const nlohmann::json& j);
+};
+
+struct StepStats {
+    int step = 0;                 // 1-based, after this step
+    double loss = 0, balance_loss = 0, lr = 0, grad_norm = 0, seconds = 0;
+    std::vector<double> max_vio;  // per MoE layer, this step's batch
+};
+
+class Trainer {
+public:
+    Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg);
+    /// One optimizer step on a fresh batch.
+    StepStats step();
+    /// Mean cross-entropy (nats/byte) over fixed, evenly spaced windows of the validation (or train) split.
+    double evaluate(bool validation = true);
+    int steps_done() const { return step_; }
+    const TrainConfig& config() const { return cfg_; }
+
+    /// Writes the model to `path` and the optimizer state to `optimizer_path(path)`.
+    void save(const std::string& path);
+    /// Restores a run saved by `save` (the model is loaded by the caller with load_model).
+    void resume(const std::string& path, const nlohmann::json& training_metadata);
+    static std::string optimizer_path(const std::string& path);
+
+private:
+    std::vector<Param> params();
+
+    Model<float>& m_;
+    const Corpus& corpus_;
+    TrainConfig cfg_;
+    AdamW opt_;
+    Rng data_;
+    int step_ = 0;
+    ModelWeights<float> grad_;
+    ModelActivations<float> acts_;
+};
+
+}  // namespace eva

@@ -1,0 +1,364 @@
+// eva — the assembled model: forward, hand-written backward, balancing, token-by-token generation.
+#include "eva/model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include <xtensor/xview.hpp>
+
+#include "eva/error.hpp"
+#include "eva/gemm.hpp"
+#include "eva/rmsnorm.hpp"
+#include "eva/train.hpp"
+
+namespace eva {
+
+MoeConfig moe_config(const ModelArgs& a, Balance balance, double gamma, double alpha) {
+    MoeConfig c;
+    c.dim = std::size_t(a.dim);
+    c.moe_inter_dim = std::size_t(a.moe_inter_dim);
+    c.n_routed_experts = std::size_t(a.n_routed_experts);
+    c.n_shared_experts = std::size_t(a.n_shared_experts);
+    c.n_activated_experts = std::size_t(a.n_activated_experts);
+    c.n_expert_groups = std::size_t(a.n_expert_groups);
+    c.n_limited_groups = std::size_t(a.n_limited_groups);
+    c.score_func = parse_score_func(a.score_func);
+    c.route_scale = a.route_scale;
+    c.balance = balance;
+    c.gamma = gamma;
+    c.alpha = alpha;
+    c.validate();
+    return c;
+}
+
+template <class T>
+std::size_t NamedTensor<T>::size() const {
+    return std::accumulate(shape.begin(), shape.end(), std::size_t(1), std::multiplies<>());
+}
+
+namespace {
+
+template <class T, class E>
+NamedTensor<T> named(const std::string& name, E& t, bool trainable = true) {
+    std::vector<std::size_t> shape(t.shape().begin(), t.shape().end());
+    return {name, t.data(), shape, trainable, shape.size() == 2};
+}
+
+template <class T>
+void add_mlp(std::vector<NamedTensor<T>>& out, const std::string& prefix, Mlp<T>& m) {
+    out.push_back(named<T>(prefix + "w1.weight", m.w1));
+    out.push_back(named<T>(prefix + "w2.weight", m.w2));
+    out.push_back(named<T>(prefix + "w3.weight", m.w3));
+}
+
+}  // namespace
+
+template <class T>
+std::vector<NamedTensor<T>> named_tensors(ModelWeights<T>& w) {
+    std::vector<NamedTensor<T>> out;
+    out.push_back(named<T>("embed.weight", w.embed));
+    for (std::size_t i = 0; i < w.layers.size(); ++i) {
+        Block<T>& b = w.layers[i];
+        const std::string p = "layers." + std::to_string(i) + ".";
+        out.push_back(named<T>(p + "attn_norm.weight", b.attn_norm));
+        b.attn.visit([&](const std::string& name, auto& t) { out.push_back(named<T>(p + "attn." + name + ".weight", t)); });
+        out.push_back(named<T>(p + "ffn_norm.weight", b.ffn_norm));
+        if (b.dense) {
+            add_mlp(out, p + "ffn.", b.mlp);
+            continue;
+        }
+        out.push_back(named<T>(p + "ffn.gate.weight", b.moe.gate));
+        if (!b.moe.bias.empty())  // the selection bias: set by the balancing rule, never by gradients
+            out.push_back({p + "ffn.gate.bias", b.moe.bias.data(), {b.moe.bias.size()}, false, false});
+        for (std::size_t j = 0; j < b.moe.experts.size(); ++j)
+            add_mlp(out, p + "ffn.experts." + std::to_string(j) + ".", b.moe.experts[j]);
+        if (b.moe.cfg.n_shared_experts > 0) add_mlp(out, p + "ffn.shared_experts.", b.moe.shared);
+    }
+    out.push_back(named<T>("norm.weight", w.norm));
+    out.push_back(named<T>("head.weight", w.head));
+    return out;
+}
+
+template <class T>
+Model<T> model_alloc(const ModelArgs& args, const MoeConfig& moe) {
+    args.validate();
+    Model<T> m{args, moe, make_rope(args), {}};
+    const std::size_t V = std::size_t(args.vocab_size), D = std::size_t(args.dim);
+    m.w.embed = Matrix<T>::from_shape({V, D});
+    m.w.head = Matrix<T>::from_shape({V, D});
+    m.w.norm = xt::ones<T>({D});
+    for (std::int64_t i = 0; i < args.n_layers; ++i) {
+        Block<T> b;
+        b.attn_norm = xt::ones<T>({D});
+        b.ffn_norm = xt::ones<T>({D});
+        b.attn = mla_zeros<T>(args);
+        b.dense = i < args.n_dense_layers;
+        if (b.dense) b.mlp = Mlp<T>::zeros(D, std::size_t(args.inter_dim));
+        else b.moe = Moe<T>::zeros(moe);
+        m.w.layers.push_back(std::move(b));
+    }
+    return m;
+}
+
+template <class T>
+Model<T> model_init(const ModelArgs& args, const MoeConfig& moe, Rng& rng, double std) {
+    Model<T> m = model_alloc<T>(args, moe);
+    const std::size_t D = std::size_t(args.dim);
+    for (T& v : m.w.embed) v = T(rng.normal() * std);
+    for (T& v : m.w.head) v = T(rng.normal() * std);
+    for (Block<T>& b : m.w.layers) {
+        b.attn = mla_init<T>(args, rng, std);
+        if (b.dense) b.mlp = Mlp<T>::random(D, std::size_t(args.inter_dim), rng, float(std));
+        else b.moe = Moe<T>::random(moe, rng, float(std));
+    }
+    return m;
+}
+
+template <class T>
+ModelWeights<T> model_zeros(const Model<T>& m) {
+    ModelWeights<T> g = model_alloc<T>(m.args, m.moe).w;
+    for (auto& t : named_tensors(g)) std::fill(t.data, t.data + t.size(), T(0));
+    return g;
+}
+
+std::size_t parameter_count(const ModelArgs& a, bool activated_only) {
+    const std::size_t D = a.dim, H = a.n_heads, qk = a.qk_head_dim(), kv = a.kv_lora_rank, rope = a.qk_rope_head_dim;
+    const std::size_t q = a.q_lora_rank == 0 ? H * qk * D : a.q_lora_rank * D + a.q_lora_rank + H * qk * a.q_lora_rank;
+    const std::size_t attn = q + (kv + rope) * D + kv + H * (a.qk_nope_head_dim + a.v_head_dim) * kv + D * H * a.v_head_dim;
+    const std::size_t expert = 3 * D * a.moe_inter_dim;
+    const std::size_t routed = activated_only ? a.n_activated_experts : a.n_routed_experts;
+    const std::size_t moe = a.n_routed_experts * D + routed * expert + a.n_shared_experts * expert;
+    const std::size_t dense = 3 * D * a.inter_dim;
+    return 2 * a.vocab_size * D + D + a.n_layers * (attn + 2 * D) + a.n_dense_layers * dense +
+           (a.n_layers - a.n_dense_layers) * moe;
+}
+
+namespace {
+
+template <class T>
+void rmsnorm(const Matrix<T>& x, const Vector<T>& w, Matrix<T>& y, std::vector<T>& rstd) {
+    const std::size_t n = x.shape(0), D = x.shape(1);
+    y = Matrix<T>::from_shape({n, D});
+    rstd.resize(n);
+    rmsnorm_forward(x.data(), D, w.data(), y.data(), D, rstd.data(), n, D);
+}
+
+// dx += ∂L/∂x of y = rmsnorm(x)·w, given dy; dw += ∂L/∂w.
+template <class T>
+void rmsnorm_grad_add(const Matrix<T>& dy, const Matrix<T>& x, const Vector<T>& w, const std::vector<T>& rstd,
+                      Matrix<T>& dx, Vector<T>& dw) {
+    const std::size_t n = x.shape(0), D = x.shape(1);
+    Matrix<T> d = Matrix<T>::from_shape({n, D});
+    rmsnorm_backward(dy.data(), D, x.data(), D, w.data(), rstd.data(), d.data(), D, dw.data(), n, D);
+    dx += d;
+}
+
+template <class T>
+Matrix<T> embed_tokens(const Model<T>& m, const std::vector<Token>& tokens) {
+    const std::size_t D = std::size_t(m.args.dim), V = std::size_t(m.args.vocab_size);
+    Matrix<T> x = Matrix<T>::from_shape({tokens.size(), D});
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+        if (tokens[i] < 0 || std::size_t(tokens[i]) >= V)
+            throw ConfigError("token " + std::to_string(tokens[i]) + " outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+        std::copy_n(m.w.embed.data() + std::size_t(tokens[i]) * D, D, x.data() + i * D);
+    }
+    return x;
+}
+
+// FFN of one block on n rows: the dense SwiGLU or the MoE (seq_len groups rows for the seq-wise loss).
+template <class T>
+Matrix<T> ffn_forward(const Block<T>& b, const Matrix<T>& hn, std::size_t seq_len, LayerActivations<T>& L) {
+    const std::size_t n = hn.shape(0), D = hn.shape(1);
+    Matrix<T> f = Matrix<T>::from_shape({n, D});
+    if (b.dense) mlp_forward(b.mlp, hn.data(), n, f.data(), L.mlp);
+    else moe_forward(b.moe, hn.data(), n, seq_len, f.data(), L.moe);
+    return f;
+}
+
+}  // namespace
+
+template <class T>
+Matrix<T> model_forward(const Model<T>& m, const std::vector<Token>& tokens, std::size_t batch, std::size_t seq_len,
+                        ModelActivations<T>* acts) {
+    if (batch * seq_len != tokens.size() || batch == 0 || seq_len == 0)
+        throw ShapeError("model_forward: " + std::to_string(tokens.size()) + " tokens are not " + std::to_string(batch) +
+                         " sequences of " + std::to_string(seq_len));
+    if (seq_len > std::size_t(m.args.max_seq_len))
+        throw ConfigError("seq_len " + std::to_string(seq_len) + " exceeds max_seq_len " + std::to_string(m.args.max_seq_len));
+    ModelActivations<T> local;
+    ModelActivations<T>& A = acts ? *acts : local;
+    A.batch = batch;
+    A.seq_len = seq_len;
+    A.tokens = tokens;
+    A.layers.resize(m.w.layers.size());
+    Matrix<T> x = embed_tokens(m, tokens);
+    for (std::size_t l = 0; l < m.w.layers.size(); ++l) {
+        const Block<T>& b = m.w.layers[l];
+        LayerActivations<T>& L = A.layers[l];
+        rmsnorm(x, b.attn_norm, L.xn, L.attn_rstd);
+        L.h = x + mla_forward(m.args, m.rope, b.attn, L.xn, batch, seq_len, acts ? &L.mla : nullptr);
+        rmsnorm(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
+        Matrix<T> next = L.h + ffn_forward(b, L.hn, seq_len, L);
+        if (acts) L.x = std::move(x);
+        x = std::move(next);
+    }
+    rmsnorm(x, m.w.norm, A.xn, A.rstd);
+    A.x = std::move(x);
+    const std::size_t n = tokens.size(), V = std::size_t(m.args.vocab_size), D = std::size_t(m.args.dim);
+    Matrix<T> logits = Matrix<T>::from_shape({n, V});
+    gemm(Op::N, Op::T, n, V, D, A.xn.data(), D, m.w.head.data(), D, logits.data(), V);  // logits = norm(x)·headᵀ
+    return logits;
+}
+
+template <class T>
+Loss model_loss(const Model<T>& m, const std::vector<Token>& inputs, const std::vector<Token>& targets,
+                std::size_t batch, std::size_t seq_len) {
+    ModelActivations<T> A;
+    const Matrix<T> logits = model_forward(m, inputs, batch, seq_len, &A);
+    Loss loss;
+    loss.cross_entropy = double(cross_entropy(logits.data(), targets.data(), inputs.size(), logits.shape(1)));
+    for (const auto& L : A.layers) loss.balance += double(L.moe.balance_loss);
+    return loss;
+}
+
+template <class T>
+Loss model_loss_and_grad(const Model<T>& m, const std::vector<Token>& inputs, const std::vector<Token>& targets,
+                         std::size_t batch, std::size_t seq_len, ModelWeights<T>& g, ModelActivations<T>* acts) {
+    if (targets.size() != inputs.size()) throw ShapeError("model_loss_and_grad: inputs and targets differ in length");
+    ModelActivations<T> local;
+    ModelActivations<T>& A = acts ? *acts : local;
+    const Matrix<T> logits = model_forward(m, inputs, batch, seq_len, &A);
+    const std::size_t n = inputs.size(), V = logits.shape(1), D = std::size_t(m.args.dim);
+
+    Loss loss;
+    Matrix<T> dlogits = Matrix<T>::from_shape({n, V});
+    loss.cross_entropy = double(cross_entropy(logits.data(), targets.data(), n, V, dlogits.data()));
+    for (const auto& L : A.layers) loss.balance += double(L.moe.balance_loss);
+
+    // Output head and final norm: logits = xn·headᵀ ⇒ dxn = dlogits·head, dhead += dlogitsᵀ·xn.
+    Matrix<T> dxn = Matrix<T>::from_shape({n, D});
+    gemm(Op::N, Op::N, n, D, V, dlogits.data(), V, m.w.head.data(), D, dxn.data(), D);
+    gemm(Op::T, Op::N, V, D, n, dlogits.data(), V, A.xn.data(), D, g.head.data(), D, true);
+    Matrix<T> dx = xt::zeros<T>({n, D});
+    rmsnorm_grad_add(dxn, A.x, m.w.norm, A.rstd, dx, g.norm);
+
+    for (std::size_t l = m.w.layers.size(); l-- > 0;) {
+        const Block<T>& b = m.w.layers[l];
+        Block<T>& gb = g.layers[l];
+        const LayerActivations<T>& L = A.layers[l];
+        // x_out = h + FFN(ffn_norm(h)): the residual passes dx to h unchanged.
+        Matrix<T> dhn = Matrix<T>::from_shape({n, D});
+        if (b.dense) mlp_backward(b.mlp, L.hn.data(), n, L.mlp, dx.data(), dhn.data(), gb.mlp);
+        else moe_backward(b.moe, L.hn.data(), L.moe, dx.data(), dhn.data(), gb.moe);
+        rmsnorm_grad_add(dhn, L.h, b.ffn_norm, L.ffn_rstd, dx, gb.ffn_norm);  // dx now holds dL/dh
+        // h = x + MLA(attn_norm(x)).
+        const Matrix<T> dxn_attn = mla_backward(m.args, m.rope, b.attn, L.mla, dx, gb.attn);
+        rmsnorm_grad_add(dxn_attn, L.x, b.attn_norm, L.attn_rstd, dx, gb.attn_norm);  // dx: dL/d(block input)
+    }
+    for (std::size_t i = 0; i < n; ++i) {  // embedding rows receive their tokens' gradients
+        T* row = g.embed.data() + std::size_t(inputs[i]) * D;
+        for (std::size_t d = 0; d < D; ++d) row[d] += dx(i, d);
+    }
+    return loss;
+}
+
+template <class T>
+void update_balance_bias(Model<T>& m, const ModelActivations<T>& acts) {
+    for (std::size_t l = 0; l < m.w.layers.size(); ++l) {
+        Block<T>& b = m.w.layers[l];
+        if (b.dense || b.moe.bias.empty()) continue;
+        update_bias(b.moe.bias, expert_counts(acts.layers[l].moe.routing), b.moe.cfg.gamma);
+    }
+}
+
+template <class T>
+Generator<T>::Generator(const Model<T>& m, AttentionCache kind, std::size_t capacity) : m_(m), kind_(kind) {
+    for (std::size_t l = 0; l < m.w.layers.size(); ++l) {
+        if (kind == AttentionCache::naive) naive_.emplace_back(m.args, capacity);
+        else absorbed_.emplace_back(m.args, capacity);
+    }
+}
+
+template <class T>
+std::size_t Generator<T>::length() const {
+    return kind_ == AttentionCache::naive ? naive_.front().length : absorbed_.front().length;
+}
+
+template <class T>
+std::size_t Generator<T>::cache_floats() const {
+    std::size_t f = 0;
+    for (const auto& c : naive_) f += c.floats();
+    for (const auto& c : absorbed_) f += c.floats();
+    return f;
+}
+
+template <class T>
+std::vector<T> Generator<T>::feed(const std::vector<Token>& tokens) {
+    if (tokens.empty()) throw ShapeError("Generator::feed: no tokens");
+    const std::size_t n = tokens.size(), D = std::size_t(m_.args.dim), V = std::size_t(m_.args.vocab_size);
+    Matrix<T> x = embed_tokens(m_, tokens);
+    LayerActivations<T> L;
+    for (std::size_t l = 0; l < m_.w.layers.size(); ++l) {
+        const Block<T>& b = m_.w.layers[l];
+        rmsnorm(x, b.attn_norm, L.xn, L.attn_rstd);
+        const Matrix<T> a = kind_ == AttentionCache::naive ? mla_decode(m_.args, m_.rope, b.attn, naive_[l], L.xn)
+                                                           : mla_decode(m_.args, m_.rope, b.attn, absorbed_[l], L.xn);
+        L.h = x + a;
+        rmsnorm(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
+        x = L.h + ffn_forward(b, L.hn, n, L);
+    }
+    Matrix<T> last = xt::view(x, xt::range(n - 1, n), xt::all());
+    Matrix<T> xn;
+    std::vector<T> rstd;
+    rmsnorm(last, m_.w.norm, xn, rstd);
+    std::vector<T> logits(V);
+    gemm(Op::N, Op::T, 1, V, D, xn.data(), D, m_.w.head.data(), D, logits.data(), V);
+    return logits;
+}
+
+Token sample_token(const std::vector<float>& logits, const SamplingConfig& s, Rng& rng) {
+    if (logits.empty()) throw ShapeError("sample_token: empty logits");
+    if (s.temperature < 0 || s.top_k < 0 || !(s.top_p > 0 && s.top_p <= 1))
+        throw ConfigError("sampling: temperature >= 0, top_k >= 0 and 0 < top_p <= 1 are required");
+    if (s.temperature == 0)  // greedy; ties go to the lowest token
+        return Token(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    std::vector<std::size_t> order(logits.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return logits[a] > logits[b]; });
+    std::size_t keep = s.top_k > 0 ? std::min<std::size_t>(std::size_t(s.top_k), order.size()) : order.size();
+    std::vector<double> p(keep);
+    double sum = 0;
+    for (std::size_t i = 0; i < keep; ++i) sum += p[i] = std::exp((logits[order[i]] - logits[order[0]]) / s.temperature);
+    if (s.top_p < 1) {  // nucleus: the smallest prefix whose probability reaches top_p
+        double cum = 0;
+        std::size_t i = 0;
+        while (i < keep && cum < s.top_p * sum) cum += p[i++];
+        keep = std::max<std::size_t>(1, i);
+        sum = cum;
+    }
+    double u = double(rng.uniform()) * sum;
+    for (std::size_t i = 0; i < keep; ++i)
+        if ((u -= p[i]) < 0) return Token(order[i]);
+    return Token(order[keep - 1]);
+}
+
+#define EVA_MODEL_INSTANCES(T)                                                                                    \
+    template struct NamedTensor<T>;                                                                               \
+    template std::vector<NamedTensor<T>> named_tensors<T>(ModelWeights<T>&);                                      \
+    template Model<T> model_alloc<T>(const ModelArgs&, const MoeConfig&);                                         \
+    template Model<T> model_init<T>(const ModelArgs&, const MoeConfig&, Rng&, double);                            \
+    template ModelWeights<T> model_zeros<T>(const Model<T>&);                                                     \
+    template Matrix<T> model_forward<T>(const Model<T>&, const std::vector<Token>&, std::size_t, std::size_t,     \
+                                        ModelActivations<T>*);                                                    \
+    template Loss model_loss<T>(const Model<T>&, const std::vector<Token>&, const std::vector<Token>&,            \
+                                std::size_t, std::size_t);                                                        \
+    template Loss model_loss_and_grad<T>(const Model<T>&, const std::vector<Token>&, const std::vector<Token>&,   \
+                                         std::size_t, std::size_t, ModelWeights<T>&, ModelActivations<T>*);       \
+    template void update_balance_bias<T>(Model<T>&, const ModelActivations<T>&);                                  \
+    template class Generator<T>;
+EVA_MODEL_INSTANCES(float)
+EVA_MODEL_INSTANCES(double)
+#undef EVA_MODEL_INSTANCES
+
+}  // namespace eva

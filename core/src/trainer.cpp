@@ -1,0 +1,149 @@
+// eva — the training loop.
+#include "eva/trainer.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "eva/checkpoint.hpp"
+#include "eva/error.hpp"
+#include "eva/safetensors.hpp"
+
+namespace eva {
+
+void TrainConfig::validate(const ModelArgs& args) const {
+    auto require = [](bool ok, const std::string& msg) {
+        if (!ok) throw ConfigError(msg);
+    };
+    require(batch > 0 && batch <= 4096, "batch must be in 1..4096");
+    require(seq_len > 0 && seq_len <= args.max_seq_len,
+            "seq_len must be in 1..max_seq_len (" + std::to_string(args.max_seq_len) + ")");
+    require(steps > 0, "steps must be positive");
+    require(schedule.lr > 0 && schedule.lr < 1, "lr must be in (0, 1)");
+    require(schedule.warmup_steps >= 0, "warmup must be >= 0");
+    require(grad_clip >= 0, "grad_clip must be >= 0 (0: off)");
+    require(eval_batches > 0, "eval_batches must be positive");
+}
+
+nlohmann::json TrainConfig::to_json() const {
+    return {{"batch", batch}, {"seq_len", seq_len}, {"steps", steps}, {"lr", schedule.lr},
+            {"warmup_steps", schedule.warmup_steps}, {"min_lr_ratio", schedule.min_lr_ratio},
+            {"beta1", adamw.beta1}, {"beta2", adamw.beta2}, {"eps", adamw.eps}, {"weight_decay", adamw.weight_decay},
+            {"grad_clip", grad_clip}, {"seed", seed}, {"eval_batches", eval_batches}};
+}
+
+TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
+    TrainConfig c;
+    try {
+        c.batch = j.at("batch");
+        c.seq_len = j.at("seq_len");
+        c.steps = j.at("steps");
+        c.schedule = {j.at("lr"), j.at("warmup_steps"), c.steps, j.at("min_lr_ratio")};
+        c.adamw = {j.at("beta1"), j.at("beta2"), j.at("eps"), j.at("weight_decay")};
+        c.grad_clip = j.at("grad_clip");
+        c.seed = j.at("seed");
+        c.eval_batches = j.at("eval_batches");
+    } catch (const nlohmann::json::exception& e) {
+        throw FileError(std::string("training state: ") + e.what());
+    }
+    return c;
+}
+
+Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg)
+    : m_(m), corpus_(corpus), cfg_(cfg), opt_(cfg.adamw), data_(cfg.seed, 1), grad_(model_zeros(m)) {
+    cfg_.schedule.total_steps = cfg_.steps;
+    cfg_.validate(m.args);
+    if (corpus.train.size() <= std::size_t(cfg.seq_len) || corpus.validation.size() <= std::size_t(cfg.seq_len))
+        throw ConfigError("the corpus is too small for seq_len " + std::to_string(cfg.seq_len));
+}
+
+std::vector<Param> Trainer::params() {
+    std::vector<Param> out;
+    auto values = named_tensors(m_.w);
+    auto grads = named_tensors(grad_);
+    for (std::size_t i = 0; i < values.size(); ++i)
+        if (values[i].trainable) out.push_back({values[i].name, values[i].data, grads[i].data, values[i].size(), values[i].decay});
+    return out;
+}
+
+StepStats Trainer::step() {
+    const auto t0 = std::chrono::steady_clock::now();
+    const Batch b = sample_batch(corpus_.train, cfg_.batch, cfg_.seq_len, data_);
+    for (auto& t : named_tensors(grad_)) std::fill(t.data, t.data + t.size(), 0.0f);
+    const Loss loss = model_loss_and_grad(m_, b.inputs, b.targets, cfg_.batch, cfg_.seq_len, grad_, &acts_);
+    const auto ps = params();
+    StepStats s;
+    s.grad_norm = clip_grad_norm(ps, cfg_.grad_clip);
+    s.lr = learning_rate(cfg_.schedule, step_);
+    opt_.step(ps, s.lr);
+    update_balance_bias(m_, acts_);
+    for (std::size_t l = 0; l < m_.w.layers.size(); ++l)
+        if (!m_.w.layers[l].dense)
+            s.max_vio.push_back(routing_stats(m_.moe, acts_.layers[l].moe.routing, m_.w.layers[l].moe.bias).max_vio);
+    s.step = ++step_;
+    s.loss = loss.cross_entropy;
+    s.balance_loss = loss.balance;
+    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return s;
+}
+
+double Trainer::evaluate(bool validation) {
+    const std::vector<Token>& tokens = validation ? corpus_.validation : corpus_.train;
+    const std::size_t windows = std::size_t(cfg_.batch) * std::size_t(cfg_.eval_batches);
+    const std::size_t T = std::size_t(cfg_.seq_len), span = tokens.size() - T - 1;
+    double total = 0;
+    for (int e = 0; e < cfg_.eval_batches; ++e) {
+        std::vector<Token> in, out;
+        for (std::size_t w = 0; w < std::size_t(cfg_.batch); ++w) {
+            const std::size_t start = (std::size_t(e) * cfg_.batch + w) * span / std::max<std::size_t>(1, windows - 1);
+            in.insert(in.end(), tokens.begin() + start, tokens.begin() + start + T);
+            out.insert(out.end(), tokens.begin() + start + 1, tokens.begin() + start + T + 1);
+        }
+        total += model_loss(m_, in, out, cfg_.batch, cfg_.seq_len).cross_entropy;
+    }
+    return total / cfg_.eval_batches;
+}
+
+std::string Trainer::optimizer_path(const std::string& path) {
+    const std::string ext = ".safetensors";
+    if (path.size() > ext.size() && path.compare(path.size() - ext.size(), ext.size(), ext) == 0)
+        return path.substr(0, path.size() - ext.size()) + ".optim" + ext;
+    return path + ".optim";
+}
+
+void Trainer::save(const std::string& path) {
+    SafetensorsWriter opt;
+    const auto ps = params();
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+        opt.add(ps[i].name + ".exp_avg", {ps[i].size}, opt_.first_moments().empty() ? std::vector<float>(ps[i].size).data()
+                                                                                   : opt_.first_moments()[i].data());
+        opt.add(ps[i].name + ".exp_avg_sq", {ps[i].size}, opt_.second_moments().empty() ? std::vector<float>(ps[i].size).data()
+                                                                                        : opt_.second_moments()[i].data());
+    }
+    opt.write(optimizer_path(path));
+    save_model(m_, path, {{"training", {{"step", step_}, {"adamw_steps", opt_.steps()}, {"data_position", data_.position()},
+                                        {"config", cfg_.to_json()}}}});
+}
+
+void Trainer::resume(const std::string& path, const nlohmann::json& t) {
+    try {
+        step_ = t.at("step");
+        opt_.set_steps(t.at("adamw_steps"));
+        data_.seek(t.at("data_position"));
+    } catch (const nlohmann::json::exception& e) {
+        throw FileError(path + ": training state: " + e.what());
+    }
+    const auto f = SafetensorsFile::read(optimizer_path(path));
+    const auto ps = params();
+    auto& m = opt_.first_moments();
+    auto& v = opt_.second_moments();
+    m.assign(ps.size(), {});
+    v.assign(ps.size(), {});
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+        m[i].resize(ps[i].size);
+        v[i].resize(ps[i].size);
+        f.read_f32(ps[i].name + ".exp_avg", {ps[i].size}, m[i].data());
+        f.read_f32(ps[i].name + ".exp_avg_sq", {ps[i].size}, v[i].data());
+    }
+}
+
+}  // namespace eva

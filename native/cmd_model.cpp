@@ -1,0 +1,300 @@
+// The model from the command line:
+//   eva init      a freshly initialized model → safetensors
+//   eva forward   logits of every position (and, with targets, the loss and every gradient)
+//   eva train     train on text (default: the mini model on Debian's fortunes), with checkpoints
+//   eva generate  sample text from a checkpoint with the absorbed (or naive) MLA cache
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <unistd.h>
+
+#include <xtensor/xadapt.hpp>
+#include <xtensor/xnpy.hpp>
+
+#include "cli.hpp"
+#include "eva/checkpoint.hpp"
+#include "eva/error.hpp"
+#include "eva/safetensors.hpp"
+#include "eva/trainer.hpp"
+
+namespace eva::cli {
+namespace {
+
+std::vector<Token> parse_tokens(const std::string& s, std::int64_t vocab, const std::string& option) {
+    std::istringstream in(s);
+    std::vector<Token> t;
+    std::string word;
+    while (in >> word) {
+        std::size_t used = 0;
+        long v = -1;
+        try {
+            v = std::stol(word, &used);
+        } catch (const std::exception&) {
+        }
+        if (used != word.size() || v < 0 || v >= vocab)
+            throw ConfigError(option + ": \"" + word + "\" is not a token id in 0.." + std::to_string(vocab - 1));
+        t.push_back(Token(v));
+    }
+    if (t.empty()) throw ConfigError(option + ": no tokens given");
+    return t;
+}
+
+Balance balance_option(const std::string& s) { return parse_balance(s); }
+
+// ------------------------------------------------------------------------------------------ init
+struct InitOptions {
+    std::string config = "mini", out, balance = "aux-free";
+    std::uint64_t seed = 1;
+    double std = 0.006;
+};
+
+void run_init(const InitOptions& o) {
+    const ModelArgs args = preset_or_file(o.config);
+    Rng rng(o.seed);
+    Model<float> m = model_init<float>(args, moe_config(args, balance_option(o.balance)), rng, o.std);
+    save_model(m, o.out);
+    std::printf("wrote %s: %zu parameters (%zu activated per token)\n", o.out.c_str(), parameter_count(args),
+                parameter_count(args, true));
+}
+
+// --------------------------------------------------------------------------------------- forward
+struct ForwardOptions {
+    std::string weights, tokens, targets, out, grads_out, attn = "absorb";
+    bool json = false;
+};
+
+void run_forward(const ForwardOptions& o) {
+    Model<float> m = load_model(o.weights);
+    const auto tokens = parse_tokens(o.tokens, m.args.vocab_size, "--tokens");
+    if (tokens.size() > std::size_t(m.args.max_seq_len))
+        throw ConfigError("--tokens: " + std::to_string(tokens.size()) + " tokens exceed max_seq_len " +
+                          std::to_string(m.args.max_seq_len));
+    const std::size_t T = tokens.size(), V = std::size_t(m.args.vocab_size);
+    // Logits of every position, computed the way generation does: one token at a time through the cache.
+    Generator<float> gen(m, o.attn == "naive" ? AttentionCache::naive : AttentionCache::absorbed, T);
+    Matrix<float> logits = Matrix<float>::from_shape({T, V});
+    for (std::size_t t = 0; t < T; ++t) {
+        const auto row = gen.feed({tokens[t]});
+        std::copy(row.begin(), row.end(), logits.data() + t * V);
+    }
+    nlohmann::json j = {{"tokens", T}, {"vocab", V}, {"attn", o.attn}};
+    if (!o.out.empty()) {
+        const std::string tmp = o.out + ".tmp";
+        xt::dump_npy(tmp, logits);
+        if (std::rename(tmp.c_str(), o.out.c_str()) != 0) throw FileError(o.out + ": cannot write");
+        j["logits"] = o.out;
+    }
+    if (!o.targets.empty()) {
+        const auto targets = parse_tokens(o.targets, m.args.vocab_size, "--targets");
+        if (targets.size() != T) throw ConfigError("--targets must have as many tokens as --tokens");
+        ModelWeights<float> g = model_zeros(m);
+        const Loss loss = model_loss_and_grad(m, tokens, targets, 1, T, g);
+        j["loss"] = loss.cross_entropy;
+        j["balance_loss"] = loss.balance;
+        if (!o.grads_out.empty()) {
+            SafetensorsWriter w;
+            for (const auto& t : named_tensors(g))
+                if (t.trainable) w.add(t.name, t.shape, t.data);
+            w.write(o.grads_out);
+            j["grads"] = o.grads_out;
+        }
+    }
+    if (o.json) return print_json(j);
+    std::cout << "forward: " << T << " tokens through " << m.args.n_layers << " layers (" << o.attn << " cache)";
+    if (j.contains("logits")) std::cout << "; logits [" << T << ", " << V << "] → " << o.out;
+    std::cout << '\n';
+    if (j.contains("loss"))
+        std::printf("loss: %.6f nats/token (balance loss %.3g)%s\n", j["loss"].get<double>(), j["balance_loss"].get<double>(),
+                    o.grads_out.empty() ? "" : ("; gradients → " + o.grads_out).c_str());
+}
+
+// ----------------------------------------------------------------------------------------- train
+struct TrainOptions {
+    std::string config = "mini", data = kDefaultCorpus, out, resume, balance = "aux-free", precision = "fp32";
+    TrainConfig t;
+    int eval_every = 100, sample_every = 0, sample_tokens = 200;
+    bool json = false;
+    double gamma = 0.001, alpha = 1e-4;
+};
+
+std::string sample_text(const Model<float>& m, const std::string& prompt, int n, std::uint64_t seed) {
+    Generator<float> gen(m, AttentionCache::absorbed, prompt.size() + std::size_t(n));
+    Rng rng(seed, 7);
+    auto logits = gen.feed(encode_bytes(prompt));
+    std::vector<Token> out;
+    for (int i = 0; i < n && gen.length() < std::size_t(m.args.max_seq_len); ++i) {
+        out.push_back(sample_token(logits, {0.8, 40, 1.0}, rng));
+        logits = gen.feed({out.back()});
+    }
+    return decode_bytes(out);
+}
+
+void run_train(TrainOptions o) {
+    const Corpus corpus = load_corpus(o.data);
+    nlohmann::json meta;
+    Model<float> m = o.resume.empty()
+                         ? [&] {
+                               const ModelArgs args = preset_or_file(o.config);
+                               Rng rng(o.t.seed);
+                               return model_init<float>(args, moe_config(args, balance_option(o.balance), o.gamma, o.alpha), rng);
+                           }()
+                         : load_model(SafetensorsFile::read(o.resume), &meta);
+    if (!o.resume.empty()) {
+        if (!meta.contains("training")) throw FileError(o.resume + ": not a training checkpoint (no training state)");
+        const int steps = o.t.steps;
+        o.t = TrainConfig::from_json(meta["training"]["config"]);
+        o.t.steps = std::max(steps, o.t.steps);
+        o.t.schedule.total_steps = o.t.steps;
+    }
+    Trainer tr(m, corpus, o.t);
+    if (!o.resume.empty()) tr.resume(o.resume, meta["training"]);
+    const bool tty = isatty(STDOUT_FILENO) && !o.json;
+    if (!o.json)
+        std::printf("training %s (%zu parameters, %zu activated) on %s: %zu train / %zu validation bytes, %d steps of %d×%d tokens\n",
+                    o.resume.empty() ? o.config.c_str() : o.resume.c_str(), parameter_count(m.args),
+                    parameter_count(m.args, true), corpus.source.c_str(), corpus.train.size(), corpus.validation.size(),
+                    o.t.steps, o.t.batch, o.t.seq_len);
+    const double tokens_per_step = double(o.t.batch) * o.t.seq_len;
+    double elapsed = 0;
+    while (tr.steps_done() < o.t.steps) {
+        const StepStats s = tr.step();
+        elapsed += s.seconds;
+        const double tps = tokens_per_step / s.seconds;
+        const bool eval = s.step % o.eval_every == 0 || s.step == o.t.steps;
+        nlohmann::json line = {{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
+                               {"tokens_per_s", tps}, {"max_vio", s.max_vio}, {"balance_loss", s.balance_loss}};
+        if (eval) line["val_loss"] = tr.evaluate();
+        if (o.json) {
+            print_json(line);
+        } else if (tty) {
+            const double eta = elapsed / s.step * (o.t.steps - s.step);
+            std::printf("\rstep %5d/%d  loss %.4f  %6.0f tok/s  ETA %4.0f s ", s.step, o.t.steps, s.loss, tps, eta);
+            std::fflush(stdout);
+        }
+        if (eval && !o.json)
+            std::printf("%sstep %5d  train loss %.4f  val loss %.4f nats/byte (%.3f bits/byte)  %.0f tok/s\n",
+                        tty ? "\r" : "", s.step, s.loss, line["val_loss"].get<double>(),
+                        line["val_loss"].get<double>() / std::log(2.0), tps);
+        if (o.sample_every > 0 && s.step % o.sample_every == 0 && !o.json)
+            std::printf("--- sample ---\n%s\n--------------\n", sample_text(m, "The ", o.sample_tokens, o.t.seed + s.step).c_str());
+    }
+    if (!o.out.empty()) tr.save(o.out);
+    const double val = tr.evaluate();
+    nlohmann::json fin = {{"final", true}, {"val_loss", val}, {"val_bits_per_byte", val / std::log(2.0)},
+                          {"steps", tr.steps_done()}, {"seconds", elapsed},
+                          {"sample", sample_text(m, "The ", o.sample_tokens, o.t.seed)}};
+    if (!o.out.empty()) fin["checkpoint"] = o.out;
+    if (o.json) return print_json(fin);
+    std::printf("\nvalidation loss %.4f nats/byte = %.3f bits/byte after %d steps (%.0f s)%s\n", val, val / std::log(2.0),
+                tr.steps_done(), elapsed, o.out.empty() ? "" : (", saved " + o.out).c_str());
+    std::printf("--- sample (prompt \"The \", temperature 0.8, top-k 40) ---\nThe %s\n", fin["sample"].get<std::string>().c_str());
+}
+
+// -------------------------------------------------------------------------------------- generate
+struct GenerateOptions {
+    std::string weights, prompt = "The ", attn = "absorb";
+    int max_new_tokens = 200;
+    SamplingConfig sampling{0.8, 40, 1.0};
+    std::uint64_t seed = 1;
+    bool json = false;
+};
+
+void run_generate(const GenerateOptions& o) {
+    Model<float> m = load_model(o.weights);
+    if (o.prompt.empty()) throw ConfigError("--prompt must not be empty");
+    const std::size_t capacity = std::min<std::size_t>(std::size_t(m.args.max_seq_len), o.prompt.size() + std::size_t(o.max_new_tokens));
+    if (o.prompt.size() >= std::size_t(m.args.max_seq_len))
+        throw ConfigError("--prompt is " + std::to_string(o.prompt.size()) + " bytes; max_seq_len is " + std::to_string(m.args.max_seq_len));
+    Generator<float> gen(m, o.attn == "naive" ? AttentionCache::naive : AttentionCache::absorbed, capacity);
+    Rng rng(o.seed);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto logits = gen.feed(encode_bytes(o.prompt));
+    std::vector<Token> out;
+    if (!o.json) std::cout << o.prompt << std::flush;
+    while (int(out.size()) < o.max_new_tokens && gen.length() < capacity) {
+        out.push_back(sample_token(logits, o.sampling, rng));
+        if (!o.json) std::cout << char(out.back()) << std::flush;
+        logits = gen.feed({out.back()});
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double tps = double(out.size()) / s;
+    if (o.json)
+        return print_json({{"prompt", o.prompt}, {"text", decode_bytes(out)}, {"new_tokens", out.size()}, {"tokens_per_s", tps},
+                           {"attn", o.attn}, {"cache_bytes", gen.cache_floats() * sizeof(float)}});
+    std::printf("\n[%zu tokens, %.0f tokens/s, %s cache %zu bytes]\n", out.size(), tps, o.attn.c_str(),
+                gen.cache_floats() * sizeof(float));
+}
+
+}  // namespace
+
+void add_model_commands(CLI::App& app) {
+    const auto attn_check = CLI::IsMember({"absorb", "naive"});
+    const auto balance_check = CLI::IsMember({"none", "aux-free", "seq-loss", "aux-loss"});
+    {
+        auto o = std::make_shared<InitOptions>();
+        auto* c = app.add_subcommand("init", "Write a freshly initialized model (safetensors, official tensor names)");
+        c->add_option("--config", o->config, "Preset (mini, v2-lite, v2, v3) or ModelArgs JSON file")->capture_default_str();
+        c->add_option("--seed", o->seed, "Initialization seed")->capture_default_str();
+        c->add_option("--std", o->std, "Std of the normal init of Linear weights (DeepSeek-V3: 0.006)")->capture_default_str();
+        c->add_option("--balance", o->balance, "MoE balancing the model will train with")->capture_default_str()->check(balance_check);
+        c->add_option("--out", o->out, "Output .safetensors file")->required();
+        c->callback([o] { run_init(*o); });
+    }
+    {
+        auto o = std::make_shared<ForwardOptions>();
+        auto* c = app.add_subcommand("forward", "Logits of every position; with --targets also the loss and all gradients");
+        c->add_option("--weights", o->weights, "Model .safetensors")->required()->check(CLI::ExistingFile);
+        c->add_option("--tokens", o->tokens, "Token ids, space separated, e.g. \"72 101 108\"")->required();
+        c->add_option("--out", o->out, "Write the logits [T, vocab] as float32 .npy");
+        c->add_option("--attn", o->attn, "KV cache used to compute the logits")->capture_default_str()->check(attn_check);
+        c->add_option("--targets", o->targets, "Next-token targets (as many as --tokens): compute the loss");
+        c->add_option("--grads-out", o->grads_out, "With --targets: write every parameter's gradient (.safetensors)");
+        c->add_flag("--json", o->json, "Print one JSON object");
+        c->callback([o] {
+            if (!o->grads_out.empty() && o->targets.empty()) throw ConfigError("--grads-out needs --targets");
+            run_forward(*o);
+        });
+    }
+    {
+        auto o = std::make_shared<TrainOptions>();
+        auto* c = app.add_subcommand("train", "Train a model on text; prints losses, tokens/s and samples");
+        c->add_option("--config", o->config, "Preset or ModelArgs JSON file")->capture_default_str();
+        c->add_option("--data", o->data, "Text file, or a fortunes folder (default: Debian's fortunes)")->capture_default_str();
+        c->add_option("--steps", o->t.steps, "Optimizer steps")->capture_default_str()->check(CLI::PositiveNumber);
+        c->add_option("--batch", o->t.batch, "Sequences per step")->capture_default_str()->check(CLI::Range(1, 4096));
+        c->add_option("--seq-len", o->t.seq_len, "Tokens per sequence")->capture_default_str()->check(CLI::PositiveNumber);
+        c->add_option("--lr", o->t.schedule.lr, "Peak learning rate")->capture_default_str();
+        c->add_option("--warmup", o->t.schedule.warmup_steps, "Linear warmup steps")->capture_default_str();
+        c->add_option("--seed", o->t.seed, "Seed of the init and of the data order")->capture_default_str();
+        c->add_option("--balance", o->balance, "MoE balancing")->capture_default_str()->check(balance_check);
+        c->add_option("--gamma", o->gamma, "Bias update speed of aux-free balancing")->capture_default_str();
+        c->add_option("--alpha", o->alpha, "Weight of the sequence-wise / auxiliary balance loss")->capture_default_str();
+        c->add_option("--precision", o->precision, "Arithmetic of the Linear layers' GEMMs")
+            ->capture_default_str()->check(CLI::IsMember({"fp32"}));
+        c->add_option("--eval-every", o->eval_every, "Validation loss every N steps")->capture_default_str()->check(CLI::PositiveNumber);
+        c->add_option("--sample-every", o->sample_every, "Print a sample every N steps (0: only at the end)")->capture_default_str();
+        c->add_option("--out", o->out, "Save a resumable checkpoint here at the end");
+        c->add_option("--resume", o->resume, "Continue a checkpoint saved with --out")->check(CLI::ExistingFile);
+        c->add_flag("--json", o->json, "JSON lines instead of text");
+        c->callback([o] { run_train(*o); });
+    }
+    {
+        auto o = std::make_shared<GenerateOptions>();
+        auto* c = app.add_subcommand("generate", "Generate text from a checkpoint");
+        c->add_option("--weights", o->weights, "Model .safetensors")->required()->check(CLI::ExistingFile);
+        c->add_option("--prompt", o->prompt, "Prompt text")->capture_default_str();
+        c->add_option("--max-new-tokens", o->max_new_tokens, "Bytes to generate")->capture_default_str()->check(CLI::PositiveNumber);
+        c->add_option("--temperature", o->sampling.temperature, "0: greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+        c->add_option("--top-k", o->sampling.top_k, "Keep the k most likely (0: off)")->capture_default_str()->check(CLI::NonNegativeNumber);
+        c->add_option("--top-p", o->sampling.top_p, "Nucleus sampling (1: off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+        c->add_option("--seed", o->seed, "Sampling seed")->capture_default_str();
+        c->add_option("--attn", o->attn, "KV cache")->capture_default_str()->check(attn_check);
+        c->add_flag("--json", o->json, "Print one JSON object");
+        c->callback([o] { run_generate(*o); });
+    }
+}
+
+}  // namespace eva::cli
