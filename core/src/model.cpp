@@ -14,24 +14,6 @@
 
 namespace eva {
 
-MoeConfig moe_config(const ModelArgs& a, Balance balance, double gamma, double alpha) {
-    MoeConfig c;
-    c.dim = std::size_t(a.dim);
-    c.moe_inter_dim = std::size_t(a.moe_inter_dim);
-    c.n_routed_experts = std::size_t(a.n_routed_experts);
-    c.n_shared_experts = std::size_t(a.n_shared_experts);
-    c.n_activated_experts = std::size_t(a.n_activated_experts);
-    c.n_expert_groups = std::size_t(a.n_expert_groups);
-    c.n_limited_groups = std::size_t(a.n_limited_groups);
-    c.score_func = parse_score_func(a.score_func);
-    c.route_scale = a.route_scale;
-    c.balance = balance;
-    c.gamma = gamma;
-    c.alpha = alpha;
-    c.validate();
-    return c;
-}
-
 template <class T>
 std::size_t NamedTensor<T>::size() const {
     return std::accumulate(shape.begin(), shape.end(), std::size_t(1), std::multiplies<>());

@@ -6,6 +6,7 @@
 #include <limits>
 #include <numeric>
 
+#include "eva/config.hpp"
 #include "eva/error.hpp"
 #include "eva/gemm.hpp"
 
@@ -71,27 +72,23 @@ void MoeConfig::validate() const {
     require(std::isfinite(alpha) && alpha >= 0, "alpha must be finite and >= 0");
 }
 
-MoeConfig MoeConfig::preset(const std::string& name) {
+MoeConfig MoeConfig::preset(const std::string& name) { return moe_config(eva::preset(name), Balance::none); }
+
+MoeConfig moe_config(const ModelArgs& a, Balance balance, double gamma, double alpha) {
     MoeConfig c;
-    if (name == "mini") {  // small enough to train in a test; V3's routing rules (sigmoid, groups)
-        c.dim = 256, c.moe_inter_dim = 128, c.n_routed_experts = 16, c.n_shared_experts = 1;
-        c.n_activated_experts = 2, c.n_expert_groups = 4, c.n_limited_groups = 2;
-        c.score_func = ScoreFunc::sigmoid, c.route_scale = 1.0;
-    } else if (name == "v2-lite") {
-        c.dim = 2048, c.moe_inter_dim = 1408, c.n_routed_experts = 64, c.n_shared_experts = 2;
-        c.n_activated_experts = 6, c.n_expert_groups = 1, c.n_limited_groups = 1;
-        c.score_func = ScoreFunc::softmax, c.route_scale = 1.0;
-    } else if (name == "v2") {
-        c.dim = 5120, c.moe_inter_dim = 1536, c.n_routed_experts = 160, c.n_shared_experts = 2;
-        c.n_activated_experts = 6, c.n_expert_groups = 8, c.n_limited_groups = 3;
-        c.score_func = ScoreFunc::softmax, c.route_scale = 16.0;
-    } else if (name == "v3") {
-        c.dim = 7168, c.moe_inter_dim = 2048, c.n_routed_experts = 256, c.n_shared_experts = 1;
-        c.n_activated_experts = 8, c.n_expert_groups = 8, c.n_limited_groups = 4;
-        c.score_func = ScoreFunc::sigmoid, c.route_scale = 2.5;
-    } else {
-        throw ConfigError("config = \"" + name + "\"; allowed: mini, v2-lite, v2, v3 or a .json file");
-    }
+    c.dim = std::size_t(a.dim);
+    c.moe_inter_dim = std::size_t(a.moe_inter_dim);
+    c.n_routed_experts = std::size_t(a.n_routed_experts);
+    c.n_shared_experts = std::size_t(a.n_shared_experts);
+    c.n_activated_experts = std::size_t(a.n_activated_experts);
+    c.n_expert_groups = std::size_t(a.n_expert_groups);
+    c.n_limited_groups = std::size_t(a.n_limited_groups);
+    c.score_func = parse_score_func(a.score_func);
+    c.route_scale = a.route_scale;
+    c.balance = balance;
+    c.gamma = gamma;
+    c.alpha = alpha;
+    c.validate();
     return c;
 }
 

@@ -31,10 +31,6 @@
 
 namespace eva {
 
-/// The MoE layer settings of a ModelArgs, with the training-side balancing knobs.
-MoeConfig moe_config(const ModelArgs& args, Balance balance = Balance::aux_free, double gamma = 0.001,
-                     double alpha = 1e-4);
-
 template <class T>
 struct Block {
     Vector<T> attn_norm;  // [dim]

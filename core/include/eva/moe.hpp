@@ -27,6 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eva/config.hpp"
 #include "eva/mlp.hpp"
 #include "eva/rng.hpp"
 #include "eva/tensor.hpp"
@@ -61,13 +62,17 @@ struct MoeConfig {
 
     /// Raises ConfigError naming the first invalid field and its allowed values.
     void validate() const;
-    /// Built-in presets: "mini", "v2-lite", "v2", "v3" (numbers from the official configs).
+    /// The MoE part of a ModelArgs preset ("mini", "v2-lite", "v2", "v3"), without balancing.
     static MoeConfig preset(const std::string& name);
     /// From an official config JSON: MoE fields and training knobs are read, the other official
     /// ModelArgs fields are ignored, any other key raises ConfigError. The result is validated.
     static MoeConfig from_json(const nlohmann::json& j);
     nlohmann::json to_json() const;
 };
+
+/// The MoE layer settings of a model config, with the training-side balancing knobs.
+MoeConfig moe_config(const ModelArgs& args, Balance balance = Balance::aux_free, double gamma = 0.001,
+                     double alpha = 1e-4);
 
 /// The gate's decision for n tokens.
 template <class T>
