@@ -12,6 +12,7 @@ namespace eva::cli {
 
 void add_info_command(CLI::App& app);
 void add_gemm_command(CLI::App& app);
+void add_fp8_command(CLI::App& app);
 
 /// Prints `j` as one line of JSON on stdout.
 void print_json(const nlohmann::json& j);

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     eva::cli::add_info_command(app);
     eva::cli::add_gemm_command(app);
+    eva::cli::add_fp8_command(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
