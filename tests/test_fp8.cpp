@@ -220,6 +220,20 @@ TEST_CASE("fp8: strided sweep of float32 patterns against the table reference, S
     }
 }
 
+TEST_CASE("fp8: SIMD decoding of every code equals the scalar decoder, at any length", "[fp8]") {
+    for (Fp8Format f : {Fp8Format::E4M3, Fp8Format::E5M2})
+        for (std::size_t n : {std::size_t(1), std::size_t(15), std::size_t(16), std::size_t(256), std::size_t(2048 + 256 + 7)}) {
+            std::vector<std::uint8_t> codes(n);
+            for (std::size_t i = 0; i < n; ++i) codes[i] = std::uint8_t(i * 37 + i / 256);  // every code, shuffled
+            std::vector<float> x(n);
+            eva::fp8_decode(codes.data(), x.data(), n, f);
+            for (std::size_t i = 0; i < n; ++i) {
+                INFO(name(f) << " n=" << n << " code " << int(codes[i]));
+                REQUIRE(to_bits(x[i]) == to_bits(eva::fp8_decode(codes[i], f)));
+            }
+        }
+}
+
 // The full sweep: all 2^32 float32 patterns, both formats, both modes, scalar and SIMD. Hidden (run with
 // `eva_tests "[.exhaustive]"`); the reference is evaluated once per magnitude and applied to both signs.
 TEST_CASE("fp8: exhaustive sweep of all 2^32 float32 patterns", "[.exhaustive]") {

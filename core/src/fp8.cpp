@@ -7,39 +7,19 @@
 #include <cstring>
 #include <limits>
 
-#include <xsimd/xsimd.hpp>
-
 #include "eva/error.hpp"
 #include "eva/gemm.hpp"
+#include "fp8_kernel.hpp"
 
 namespace eva {
+
+using detail::Fp8Layout;
+using detail::fp8_layout;
+using detail::kFloatInf;
+using detail::kFloatQuietNan;
+using detail::kFp8NanCode;
+
 namespace {
-
-// ------------------------------------------------------------------------- the two formats' constants
-// Everything the codec needs, derived from (mantissa bits M, bias). Codes and float bit patterns are
-// handled as int32 so the same expressions serve the scalar and the SIMD codec.
-struct Layout {
-    int mbits;              // M
-    int bias;
-    std::int32_t max_code;  // largest finite magnitude code (0x7E / 0x7B)
-    std::int32_t overflow;  // non-saturating result of a finite overflow or ±inf: NaN (E4M3) or inf (E5M2)
-    std::int32_t min_normal_bits;  // float32 bits of 2^(1 − bias), the smallest normal fp8 magnitude
-    // Subnormal rounding: adding magic = 2^(1 − bias − M + 23) puts the fp8 subnormal step 2^(1 − bias − M)
-    // exactly on float32's unit in the last place, so the hardware float addition rounds to nearest even
-    // at the right bit, and bits(|x| + magic) − bits(magic) is the fp8 code (2^M = the min normal, 0x08/0x04).
-    std::int32_t magic_bits;
-    int shift() const { return 23 - mbits; }  // float32 mantissa bits dropped
-};
-
-constexpr std::int32_t float_exponent_bits(int e) { return std::int32_t(127 + e) << 23; }
-
-constexpr Layout kE4M3{3, 7, 0x7E, 0x7F, float_exponent_bits(1 - 7), float_exponent_bits(1 - 7 - 3 + 23)};
-constexpr Layout kE5M2{2, 15, 0x7B, 0x7C, float_exponent_bits(1 - 15), float_exponent_bits(1 - 15 - 2 + 23)};
-constexpr std::int32_t kNanCode = 0x7F;         // S.1111.111 (E4M3) and S.11111.11 (E5M2)
-constexpr std::int32_t kFloatInf = 0x7F800000;  // bits of +inf; larger magnitudes are NaN
-constexpr std::int32_t kFloatQuietNan = 0x7FC00000;
-
-const Layout& layout(Fp8Format f) { return f == Fp8Format::E4M3 ? kE4M3 : kE5M2; }
 
 std::int32_t float_bits(float x) {
     std::int32_t u;
@@ -50,16 +30,6 @@ float bits_float(std::int32_t u) {
     float x;
     std::memcpy(&x, &u, 4);
     return x;
-}
-
-// Round-to-nearest-even of a normal magnitude `a` (float bits) to M mantissa bits, rebiased: add the
-// exponent difference, then half an fp8 step minus one plus the lowest kept bit (ties go to the even
-// neighbour), and drop the low bits. A carry out of the mantissa bumps the exponent, as it should.
-template <class I>
-I round_normal(I a, const Layout& L) {
-    const I rebias = I(std::int32_t(std::uint32_t(L.bias - 127) << 23));
-    const I half_minus_one = I((std::int32_t(1) << (L.shift() - 1)) - 1);
-    return (a + rebias + half_minus_one + ((a >> L.shift()) & I(1))) >> L.shift();
 }
 
 }  // namespace
@@ -85,29 +55,29 @@ const char* fp8_granularity_name(Fp8Granularity g) {
 
 // ------------------------------------------------------------------------------------ scalar codec
 std::uint8_t fp8_encode(float x, Fp8Format f, bool saturate) {
-    const Layout& L = layout(f);
+    const Fp8Layout& L = fp8_layout(f);
     const std::int32_t u = float_bits(x);
     const std::int32_t sign = (u >> 24) & 0x80;
     const std::int32_t a = u & 0x7FFFFFFF;
     std::int32_t code;
     if (a > kFloatInf) {
-        code = kNanCode;
+        code = kFp8NanCode;
     } else if (a < L.min_normal_bits) {
         code = float_bits(bits_float(a) + bits_float(L.magic_bits)) - L.magic_bits;
     } else {
-        code = round_normal(a, L);
+        code = detail::round_normal(a, L);
         if (code > L.max_code) code = saturate ? L.max_code : L.overflow;  // includes ±inf
     }
     return std::uint8_t(sign | code);
 }
 
 float fp8_decode(std::uint8_t code, Fp8Format f) {
-    const Layout& L = layout(f);
+    const Fp8Layout& L = fp8_layout(f);
     const bool negative = code & 0x80;
     const int mag = code & 0x7F, e = mag >> L.mbits, m = mag & ((1 << L.mbits) - 1);
     const int e_special = (1 << (7 - L.mbits)) - 1;  // all-ones exponent
     float v;
-    if (f == Fp8Format::E4M3 && mag == kNanCode) v = bits_float(kFloatQuietNan);
+    if (f == Fp8Format::E4M3 && mag == kFp8NanCode) v = bits_float(kFloatQuietNan);
     else if (f == Fp8Format::E5M2 && e == e_special) v = m == 0 ? bits_float(kFloatInf) : bits_float(kFloatQuietNan);
     else if (e == 0) v = std::ldexp(float(m), 1 - L.bias - L.mbits);                     // subnormal
     else v = std::ldexp(float((1 << L.mbits) + m), e - L.bias - L.mbits);               // normal
@@ -115,68 +85,55 @@ float fp8_decode(std::uint8_t code, Fp8Format f) {
 }
 
 // -------------------------------------------------------------------------------------- SIMD codec
-// The same integer expressions as the scalar codec, on xsimd batches of int32; each branch is computed
-// for every lane and picked with select. Codes travel through an int32 buffer of one chunk, narrowed to
-// bytes (and widened back for decoding) by plain loops the compiler vectorizes.
+// x86-64 portable builds compile the kernel for AVX-512, AVX2 and SSE2 (fp8_arch.cpp, alongside the GEMM's
+// per-architecture objects, hence the shared EVA_GEMM_DISPATCH switch) and pick the widest the CPU has;
+// other builds (WebAssembly, -march=native) compile it here for the build's own architecture.
+#if defined(EVA_GEMM_DISPATCH)
+namespace detail {
+EVA_FP8_KERNEL_INSTANCE(extern, xsimd::avx512bw)
+EVA_FP8_KERNEL_INSTANCE(extern, xsimd::fma3<xsimd::avx2>)
+EVA_FP8_KERNEL_INSTANCE(extern, xsimd::sse2)
+}  // namespace detail
+#endif
+
 namespace {
 
-using Arch = xsimd::default_arch;
-using BatchI = xsimd::batch<std::int32_t, Arch>;
-using BatchF = xsimd::batch<float, Arch>;
-constexpr std::size_t kLanes = BatchI::size;
-constexpr std::size_t kChunk = 1024;
+struct EncodeRun {
+    template <class Arch, class... Args>
+    void operator()(Arch arch, Args... args) const { detail::fp8_encode_kernel<Arch>(arch, args...); }
+};
+struct DecodeRun {
+    template <class Arch, class... Args>
+    void operator()(Arch arch, Args... args) const { detail::fp8_decode_kernel<Arch>(arch, args...); }
+};
 
-BatchI encode_batch(BatchF x, const Layout& L, bool saturate) {
-    const BatchI u = xsimd::bitwise_cast<BatchI>(x);
-    const BatchI sign = (u >> 24) & BatchI(0x80);
-    const BatchI a = u & BatchI(0x7FFFFFFF);
-    const BatchI magic(L.magic_bits);
-    const BatchI sub = xsimd::bitwise_cast<BatchI>(xsimd::bitwise_cast<BatchF>(a) + xsimd::bitwise_cast<BatchF>(magic)) - magic;
-    BatchI code = xsimd::select(a < BatchI(L.min_normal_bits), sub, round_normal(a, L));
-    code = xsimd::select(code > BatchI(L.max_code), BatchI(saturate ? L.max_code : L.overflow), code);
-    code = xsimd::select(a > BatchI(kFloatInf), BatchI(kNanCode), code);
-    return code | sign;
-}
+#if defined(EVA_GEMM_DISPATCH)
+using Fp8Archs = xsimd::arch_list<xsimd::avx512bw, xsimd::fma3<xsimd::avx2>, xsimd::sse2>;
+#endif
 
-BatchF decode_batch(BatchI c, Fp8Format f, const Layout& L) {
-    const BatchI sign = (c & BatchI(0x80)) << 24;
-    const BatchI mag = c & BatchI(0x7F);
-    const BatchI normal = (mag << L.shift()) + BatchI(float_exponent_bits(-L.bias));
-    const BatchF sub = xsimd::to_float(mag) * BatchF(std::ldexp(1.0f, 1 - L.bias - L.mbits));  // exact: mag < 2^M
-    BatchI v = xsimd::select(mag < BatchI(1 << L.mbits), xsimd::bitwise_cast<BatchI>(sub), normal);
-    if (f == Fp8Format::E4M3) {
-        v = xsimd::select(mag == BatchI(kNanCode), BatchI(kFloatQuietNan), v);
-    } else {
-        v = xsimd::select(mag == BatchI(L.overflow), BatchI(kFloatInf), v);
-        v = xsimd::select(mag > BatchI(L.overflow), BatchI(kFloatQuietNan), v);
-    }
-    return xsimd::bitwise_cast<BatchF>(v | sign);
+template <class Run, class... Args>
+void run_codec(Args... args) {
+#if defined(EVA_GEMM_DISPATCH)
+    static const auto dispatched = xsimd::dispatch<Fp8Archs>(Run{});  // reads CPUID once
+    auto run = dispatched;
+    run(args...);
+#else
+    Run{}(xsimd::default_arch{}, args...);
+#endif
 }
 
 }  // namespace
 
 void fp8_encode(const float* x, std::uint8_t* codes, std::size_t n, Fp8Format f, bool saturate) {
-    const Layout& L = layout(f);
-    alignas(64) std::int32_t buf[kChunk];
-    std::size_t i = 0;
-    for (; i + kChunk <= n; i += kChunk) {
-        for (std::size_t j = 0; j < kChunk; j += kLanes)
-            encode_batch(BatchF::load_unaligned(x + i + j), L, saturate).store_aligned(buf + j);
-        for (std::size_t j = 0; j < kChunk; ++j) codes[i + j] = std::uint8_t(buf[j]);
-    }
-    for (; i < n; ++i) codes[i] = fp8_encode(x[i], f, saturate);  // tail shorter than a chunk
+    const std::size_t simd = n - n % detail::kFp8Multiple;
+    if (simd) run_codec<EncodeRun>(x, codes, simd, f, saturate);
+    for (std::size_t i = simd; i < n; ++i) codes[i] = fp8_encode(x[i], f, saturate);  // the last n mod 16
 }
 
 void fp8_decode(const std::uint8_t* codes, float* x, std::size_t n, Fp8Format f) {
-    const Layout& L = layout(f);
-    alignas(64) std::int32_t buf[kChunk];
-    std::size_t i = 0;
-    for (; i + kChunk <= n; i += kChunk) {
-        for (std::size_t j = 0; j < kChunk; ++j) buf[j] = codes[i + j];
-        for (std::size_t j = 0; j < kChunk; j += kLanes)
-            decode_batch(BatchI::load_aligned(buf + j), f, L).store_unaligned(x + i + j);
-    }
-    for (; i < n; ++i) x[i] = fp8_decode(codes[i], f);
+    const std::size_t simd = n - n % detail::kFp8Multiple;
+    if (simd) run_codec<DecodeRun>(codes, x, simd, f);
+    for (std::size_t i = simd; i < n; ++i) x[i] = fp8_decode(codes[i], f);
 }
 
 // ----------------------------------------------------------------------------- scaled quantization
@@ -214,16 +171,19 @@ bool overflows(float y, Fp8Format f) {
     return f == Fp8Format::E4M3 ? a > 464.0f : a >= 61440.0f;
 }
 
-// Encodes the group rows [r0, r1) × cols [c0, c1) of x with scale s into q.
-void encode_group(const float* x, std::size_t ld, std::size_t r0, std::size_t r1, std::size_t c0, std::size_t c1,
-                  float s, Fp8Matrix& q, std::vector<float>& scaled) {
-    scaled.resize(c1 - c0);
+// Encodes rows [r0, r1) of x, each element divided by its group's scale, one whole row per SIMD call.
+void encode_rows(const float* x, std::size_t ld, std::size_t r0, std::size_t r1, Fp8Matrix& q) {
+    std::vector<float> scaled(q.cols);
+    const std::size_t gc = q.group_cols();
     for (std::size_t r = r0; r < r1; ++r) {
-        for (std::size_t c = c0; c < c1; ++c) {
-            scaled[c - c0] = x[r * ld + c] / s;
-            q.saturated += overflows(scaled[c - c0], q.format);
+        for (std::size_t c0 = 0; c0 < q.cols; c0 += gc) {
+            const float s = q.scale(r, c0);
+            for (std::size_t c = c0; c < std::min(q.cols, c0 + gc); ++c) {
+                scaled[c] = x[r * ld + c] / s;
+                q.saturated += overflows(scaled[c], q.format);
+            }
         }
-        fp8_encode(scaled.data(), q.codes.data() + r * q.cols + c0, c1 - c0, q.format, /*saturate=*/true);
+        fp8_encode(scaled.data(), q.codes.data() + r * q.cols, q.cols, q.format, /*saturate=*/true);
     }
 }
 
@@ -256,15 +216,13 @@ Fp8Matrix empty_matrix(std::size_t rows, std::size_t cols, std::size_t ld, const
 
 Fp8Matrix quantize(const float* x, std::size_t rows, std::size_t cols, std::size_t ld, const Fp8QuantConfig& cfg) {
     Fp8Matrix q = empty_matrix(rows, cols, ld, cfg);
-    std::vector<float> scaled;
     const std::size_t gr = q.group_rows(), gc = q.group_cols();
     for (std::size_t br = 0; br < q.scale_rows(); ++br)
         for (std::size_t bc = 0; bc < q.scale_cols(); ++bc) {
             const std::size_t r0 = br * gr, r1 = std::min(rows, r0 + gr), c0 = bc * gc, c1 = std::min(cols, c0 + gc);
-            const float s = fp8_scale(group_amax(x, ld, r0, r1, c0, c1), cfg);
-            q.scales[br * q.scale_cols() + bc] = s;
-            encode_group(x, ld, r0, r1, c0, c1, s, q, scaled);
+            q.scales[br * q.scale_cols() + bc] = fp8_scale(group_amax(x, ld, r0, r1, c0, c1), cfg);
         }
+    encode_rows(x, ld, 0, rows, q);
     return q;
 }
 
@@ -311,10 +269,8 @@ Fp8Matrix quantize_delayed(const float* x, std::size_t rows, std::size_t cols, s
     cfg.granularity = Fp8Granularity::Tensor;
     Fp8Matrix q = empty_matrix(rows, cols, ld, cfg);
     const float current = group_amax(x, ld, 0, rows, 0, cols);
-    const float s = fp8_scale(history.amax(current), cfg);
-    q.scales[0] = s;
-    std::vector<float> scaled;
-    encode_group(x, ld, 0, rows, 0, cols, s, q, scaled);
+    q.scales[0] = fp8_scale(history.amax(current), cfg);
+    encode_rows(x, ld, 0, rows, q);
     history.push(current);
     return q;
 }
