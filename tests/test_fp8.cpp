@@ -15,6 +15,14 @@
 #include "eva/error.hpp"
 #include "eva/fp8.hpp"
 #include "eva/rng.hpp"
+#if defined(EVA_FP8_KERNELS_X86)
+#include "../core/src/fp8_kernel.hpp"
+namespace eva::detail {
+EVA_FP8_KERNEL_INSTANCE(extern, xsimd::avx512bw)
+EVA_FP8_KERNEL_INSTANCE(extern, xsimd::fma3<xsimd::avx2>)
+EVA_FP8_KERNEL_INSTANCE(extern, xsimd::sse2)
+}  // namespace eva::detail
+#endif
 
 using eva::Fp8Format;
 
@@ -233,6 +241,41 @@ TEST_CASE("fp8: SIMD decoding of every code equals the scalar decoder, at any le
             }
         }
 }
+
+#if defined(EVA_FP8_KERNELS_X86)
+// The portable build carries the SIMD codec for AVX-512, AVX2 and SSE2 and runs the widest one the CPU has;
+// the others are checked here directly (on the CPUs that can run them), on the strided sweep's patterns.
+template <class Arch>
+void check_kernel(const char* arch, const std::vector<float>& x) {
+    const std::size_t n = x.size() - x.size() % 16;  // the kernels take multiples of 16
+    std::vector<std::uint8_t> codes(n);
+    std::vector<float> decoded(n);
+    for (Fp8Format f : {Fp8Format::E4M3, Fp8Format::E5M2})
+        for (bool sat : {false, true}) {
+            eva::detail::fp8_encode_kernel<Arch>(Arch{}, x.data(), codes.data(), n, f, sat);
+            eva::detail::fp8_decode_kernel<Arch>(Arch{}, codes.data(), decoded.data(), n, f);
+            std::size_t bad = 0, decode_bad = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+                bad += codes[i] != eva::fp8_encode(x[i], f, sat);
+                decode_bad += to_bits(decoded[i]) != to_bits(eva::fp8_decode(codes[i], f));
+            }
+            INFO(arch << " " << name(f) << " saturate " << sat);
+            CHECK(bad == 0);
+            CHECK(decode_bad == 0);
+        }
+}
+
+TEST_CASE("fp8: every compiled SIMD codec (AVX-512, AVX2, SSE2) equals the scalar codec", "[fp8]") {
+    const std::vector<std::uint32_t> patterns = sweep_patterns();
+    std::vector<float> x(patterns.size());
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = from_bits(patterns[i]);
+    check_kernel<xsimd::sse2>("sse2", x);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) check_kernel<xsimd::fma3<xsimd::avx2>>("avx2", x);
+    else WARN("this CPU has no AVX2+FMA: that kernel was not checked");
+    if (__builtin_cpu_supports("avx512bw")) check_kernel<xsimd::avx512bw>("avx512bw", x);
+    else WARN("this CPU has no AVX-512BW: that kernel was not checked");
+}
+#endif
 
 // The full sweep: all 2^32 float32 patterns, both formats, both modes, scalar and SIMD. Hidden (run with
 // `eva_tests "[.exhaustive]"`); the reference is evaluated once per magnitude and applied to both signs.
