@@ -2,7 +2,6 @@
 #include "eva/fp8.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
