@@ -363,7 +363,7 @@ void add_fp8_command(CLI::App& app) {
     }
     {
         auto o = std::make_shared<GemmErrorOptions>();
-        auto* cmd = fp8->add_subcommand("gemm-error", "Accumulation error of an FP8 GEMM with a limited-precision accumulator, with and without promotion");
+        auto* cmd = fp8->add_subcommand("gemm-error", "Accumulation error of an FP8 GEMM: limited-precision accumulator, promotion to fp32 every N_C or never");
         cmd->add_option("--m", o->m, "Rows of C")->capture_default_str()->check(CLI::PositiveNumber);
         cmd->add_option("--n", o->n, "Columns of C")->capture_default_str()->check(CLI::PositiveNumber);
         cmd->add_option("--k", o->k, "Inner dimension")->capture_default_str()->check(CLI::PositiveNumber);
