@@ -1,0 +1,147 @@
+// eva — FP8 numerics: the number formats, scaled quantization and the GEMM of DeepSeek-V3's FP8 training.
+//
+// Formats (OCP OFP8 rev 1.0). A code is 1 sign bit, E exponent bits, M mantissa bits:
+//   E4M3 ("fn"): bias 7,  max 448 = 0x7E,   min normal 2^-6,  min subnormal 2^-9,  NaN = S.1111.111, no inf.
+//   E5M2:        bias 15, max 57344 = 0x7B, min normal 2^-14, min subnormal 2^-16, inf = S.11111.00,
+//                NaN = S.11111.{01,10,11}.
+// float32 → fp8 rounds to nearest, ties to even, subnormals included. Non-saturating (PyTorch's cast):
+// E4M3 magnitudes above 464 and ±inf become NaN; E5M2 magnitudes ≥ 61440 become ±inf. Saturating (what
+// scaled quantization uses): every finite overflow and ±inf become ±max. NaN → NaN, ±0 keeps its sign.
+// Every result keeps the input's sign bit (so −NaN encodes to 0xFF), as PyTorch's conversion does.
+//
+// Scaled quantization (DeepSeek-V3 §3.3): a group of values x shares a scale s = max(amax, 1e-4) / max_code
+// (optionally rounded up to a power of two) and is stored as q = fp8(x / s); x ≈ decode(q)·s. Groups are
+// the whole tensor, 1×128 tiles (activations) or 128×128 blocks (weights).
+//
+// GEMM (DeepSeek-V3 "increasing accumulation precision"): C = A·Bᵀ with A [M, K] and B [N, K] in FP8.
+// Along K, products are accumulated in a limited-precision accumulator (the tensor core, ~14 mantissa
+// bits) for N_C = 128 elements, then the partial sum is multiplied by both scales and added into an
+// fp32 accumulator ("promotion"). Without promotion the whole K-long sum stays in the limited accumulator.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+namespace eva {
+
+enum class Fp8Format { E4M3, E5M2 };
+
+/// Parses "e4m3" / "e5m2"; throws ConfigError naming `field` otherwise.
+Fp8Format parse_fp8_format(const std::string& name, const std::string& field = "format");
+const char* fp8_format_name(Fp8Format f);
+
+/// Largest finite magnitude: 448 (E4M3) or 57344 (E5M2).
+float fp8_max(Fp8Format f);
+
+// ------------------------------------------------------------------------------------------ codec
+/// Scalar codec: the definition the vectorized one is tested against.
+std::uint8_t fp8_encode(float x, Fp8Format f, bool saturate = false);
+float fp8_decode(std::uint8_t code, Fp8Format f);
+
+/// Vectorized codec (xsimd): bit-identical to the scalar one, for n values.
+void fp8_encode(const float* x, std::uint8_t* codes, std::size_t n, Fp8Format f, bool saturate = false);
+void fp8_decode(const std::uint8_t* codes, float* x, std::size_t n, Fp8Format f);
+
+// ------------------------------------------------------------------------------ scaled quantization
+enum class Fp8Granularity { Tensor, Tile, Block };  // one scale; per 1×G tile; per G×G block (G = 128)
+
+Fp8Granularity parse_fp8_granularity(const std::string& name, const std::string& field = "granularity");  // tensor|tile|block
+const char* fp8_granularity_name(Fp8Granularity g);
+
+struct Fp8QuantConfig {
+    Fp8Format format = Fp8Format::E4M3;
+    Fp8Granularity granularity = Fp8Granularity::Tile;
+    std::size_t group = 128;     // G: tile length / block side (DeepSeek-V3: 128)
+    bool pow2_scales = false;    // round every scale up to a power of two (exact rescaling)
+    float amax_floor = 1e-4f;    // an all-zero group gets scale amax_floor/max instead of 0 (no NaN)
+};
+
+/// A row-major [rows, cols] matrix in FP8 with its scales. The scale of element (r, c) is
+/// scales[(r / gr) * scale_cols + c / gc] with (gr, gc) = (rows, cols) per tensor, (1, G) per tile,
+/// (G, G) per block.
+struct Fp8Matrix {
+    Fp8Format format = Fp8Format::E4M3;
+    Fp8Granularity granularity = Fp8Granularity::Tile;
+    std::size_t rows = 0, cols = 0, group = 128;
+    std::vector<std::uint8_t> codes;  // rows·cols
+    std::vector<float> scales;        // scale_rows()·scale_cols()
+    std::size_t saturated = 0;        // inputs whose |x/s| exceeded the format's max (clipped to ±max)
+
+    std::size_t group_rows() const;   // rows of one scale group
+    std::size_t group_cols() const;   // columns of one scale group (along K in a GEMM)
+    std::size_t scale_rows() const;
+    std::size_t scale_cols() const;
+    float scale(std::size_t r, std::size_t c) const {
+        return scales[(r / group_rows()) * scale_cols() + c / group_cols()];
+    }
+};
+
+/// The scale for a group whose largest magnitude is `amax`: max(amax, floor) / max_code, or with
+/// pow2 the smallest power of two ≥ that (so |x|/s ≤ max_code still holds).
+float fp8_scale(float amax, const Fp8QuantConfig& cfg);
+
+/// Quantizes x [rows, cols] (row stride ld ≥ cols) with one online scale per group.
+Fp8Matrix quantize(const float* x, std::size_t rows, std::size_t cols, std::size_t ld, const Fp8QuantConfig& cfg);
+/// Per-tile activations [tokens, features] (1×128) and per-block weights [out, in] (128×128), E4M3.
+Fp8Matrix quantize_tiles(const float* x, std::size_t rows, std::size_t cols, Fp8Format f = Fp8Format::E4M3);
+Fp8Matrix quantize_blocks(const float* w, std::size_t rows, std::size_t cols, Fp8Format f = Fp8Format::E4M3);
+/// x ≈ decode(q)·s, written row-major with row stride ld.
+void dequantize(const Fp8Matrix& q, float* x, std::size_t ld);
+
+/// Delayed (Transformer-Engine-style) per-tensor scaling: the scale of step t comes from the largest
+/// amax seen in the previous `length` steps; the current amax is recorded after quantizing, so a sudden
+/// outlier saturates for one step instead of being seen in advance.
+class AmaxHistory {
+public:
+    explicit AmaxHistory(std::size_t length);  // length ≥ 1, else ConfigError
+    /// max over the history; `fallback` (the current amax) while the history is empty.
+    float amax(float fallback) const;
+    void push(float amax);
+    std::size_t size() const { return history_.size(); }
+    std::size_t length() const { return length_; }
+
+private:
+    std::size_t length_;
+    std::deque<float> history_;
+};
+
+/// Per-tensor quantization with the scale from `history`, then records this tensor's amax in it.
+Fp8Matrix quantize_delayed(const float* x, std::size_t rows, std::size_t cols, std::size_t ld, AmaxHistory& history,
+                           Fp8QuantConfig cfg);
+
+// -------------------------------------------------------------------------------------------- GEMM
+struct Fp8GemmConfig {
+    std::size_t promote_every = 128;  // N_C: elements of K per promotion to fp32; 0 = never
+    int accum_bits = 14;              // mantissa bits kept by the limited accumulator, 1..23; 0 = exact fp32
+    std::size_t fused_width = 4;      // products summed exactly before each accumulator update (dot-product unit)
+};
+
+/// C[M, N] (+)= A·Bᵀ with A [M, K] and B [N, K] in FP8 (a Linear forward: A = x tiles, B = W blocks),
+/// row stride ldc. Scales along K must be constant over every promotion interval (promote_every divides
+/// both operands' K-group, or, with promote_every = 0, both have one scale per row along all of K).
+void fp8_gemm(const Fp8Matrix& A, const Fp8Matrix& B, float* C, std::size_t ldc, const Fp8GemmConfig& cfg = {},
+              bool accumulate = false);
+
+/// One step of the limited accumulator model: acc + sum rounded toward zero to `bits` mantissa bits
+/// (the tensor core aligns the addends and drops the bits shifted out).
+float fp8_accumulate(float acc, double sum, int bits);
+
+// ------------------------------------------------------------------------------------------ metrics
+struct Fp8ErrorMetrics {
+    std::size_t count = 0;
+    double mse = 0, snr_db = 0, max_rel_error = 0, mean_rel_error = 0, cosine = 0;
+    std::size_t underflow = 0;  // reference ≠ 0 but approximation = 0
+    std::size_t saturated = 0;  // clipped at ±max (filled by quantization_metrics)
+    std::size_t nan = 0;        // NaN in the approximation
+};
+
+/// Error of `approx` against `ref` over n values. SNR = 10·log10(Σref² / Σ(ref−approx)²) (+inf when
+/// exact); relative errors over the elements with ref ≠ 0; NaN pairs are counted and left out.
+Fp8ErrorMetrics error_metrics(const float* ref, const float* approx, std::size_t n);
+/// The metrics of x [rows, cols] (stride ld) against its dequantized q, with q's saturation count.
+Fp8ErrorMetrics quantization_metrics(const float* x, std::size_t ld, const Fp8Matrix& q);
+
+}  // namespace eva

@@ -1,0 +1,394 @@
+// eva — FP8 numerics: codecs (scalar and xsimd), scaled quantization, the promoted FP8 GEMM, metrics.
+#include "eva/fp8.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "eva/error.hpp"
+#include "eva/gemm.hpp"
+#include "fp8_kernel.hpp"
+
+namespace eva {
+
+using detail::Fp8Layout;
+using detail::fp8_layout;
+using detail::kFloatInf;
+using detail::kFloatQuietNan;
+using detail::kFp8NanCode;
+
+namespace {
+
+std::int32_t float_bits(float x) {
+    std::int32_t u;
+    std::memcpy(&u, &x, 4);
+    return u;
+}
+float bits_float(std::int32_t u) {
+    float x;
+    std::memcpy(&x, &u, 4);
+    return x;
+}
+
+}  // namespace
+
+// ----------------------------------------------------------------------------------------- names
+Fp8Format parse_fp8_format(const std::string& name, const std::string& field) {
+    if (name == "e4m3") return Fp8Format::E4M3;
+    if (name == "e5m2") return Fp8Format::E5M2;
+    throw ConfigError(field + ": unknown FP8 format '" + name + "' (allowed: e4m3, e5m2)");
+}
+const char* fp8_format_name(Fp8Format f) { return f == Fp8Format::E4M3 ? "e4m3" : "e5m2"; }
+float fp8_max(Fp8Format f) { return f == Fp8Format::E4M3 ? 448.0f : 57344.0f; }
+
+Fp8Granularity parse_fp8_granularity(const std::string& name, const std::string& field) {
+    if (name == "tensor") return Fp8Granularity::Tensor;
+    if (name == "tile") return Fp8Granularity::Tile;
+    if (name == "block") return Fp8Granularity::Block;
+    throw ConfigError(field + ": unknown value '" + name + "' (allowed: tensor, tile, block)");
+}
+const char* fp8_granularity_name(Fp8Granularity g) {
+    return g == Fp8Granularity::Tensor ? "tensor" : g == Fp8Granularity::Tile ? "tile" : "block";
+}
+
+// ------------------------------------------------------------------------------------ scalar codec
+std::uint8_t fp8_encode(float x, Fp8Format f, bool saturate) {
+    const Fp8Layout& L = fp8_layout(f);
+    const std::int32_t u = float_bits(x);
+    const std::int32_t sign = (u >> 24) & 0x80;
+    const std::int32_t a = u & 0x7FFFFFFF;
+    std::int32_t code;
+    if (a > kFloatInf) {
+        code = kFp8NanCode;
+    } else if (a < L.min_normal_bits) {
+        code = float_bits(bits_float(a) + bits_float(L.magic_bits)) - L.magic_bits;
+    } else {
+        code = detail::round_normal(a, L);
+        if (code > L.max_code) code = saturate ? L.max_code : L.overflow;  // includes ±inf
+    }
+    return std::uint8_t(sign | code);
+}
+
+float fp8_decode(std::uint8_t code, Fp8Format f) {
+    const Fp8Layout& L = fp8_layout(f);
+    const bool negative = code & 0x80;
+    const int mag = code & 0x7F, e = mag >> L.mbits, m = mag & ((1 << L.mbits) - 1);
+    const int e_special = (1 << (7 - L.mbits)) - 1;  // all-ones exponent
+    float v;
+    if (f == Fp8Format::E4M3 && mag == kFp8NanCode) v = bits_float(kFloatQuietNan);
+    else if (f == Fp8Format::E5M2 && e == e_special) v = m == 0 ? bits_float(kFloatInf) : bits_float(kFloatQuietNan);
+    else if (e == 0) v = std::ldexp(float(m), 1 - L.bias - L.mbits);                     // subnormal
+    else v = std::ldexp(float((1 << L.mbits) + m), e - L.bias - L.mbits);               // normal
+    return negative ? -v : v;  // the sign bit is kept for NaN too
+}
+
+// -------------------------------------------------------------------------------------- SIMD codec
+// x86-64 portable builds compile the kernel for AVX-512, AVX2 and SSE2 (fp8_arch.cpp, alongside the GEMM's
+// per-architecture objects, hence the shared EVA_GEMM_DISPATCH switch) and pick the widest the CPU has;
+// other builds (WebAssembly, -march=native) compile it here for the build's own architecture.
+#if defined(EVA_GEMM_DISPATCH)
+namespace detail {
+EVA_FP8_KERNEL_INSTANCE(extern, xsimd::avx512bw)
+EVA_FP8_KERNEL_INSTANCE(extern, xsimd::fma3<xsimd::avx2>)
+EVA_FP8_KERNEL_INSTANCE(extern, xsimd::sse2)
+}  // namespace detail
+#endif
+
+namespace {
+
+struct EncodeRun {
+    template <class Arch, class... Args>
+    void operator()(Arch arch, Args... args) const { detail::fp8_encode_kernel<Arch>(arch, args...); }
+};
+struct DecodeRun {
+    template <class Arch, class... Args>
+    void operator()(Arch arch, Args... args) const { detail::fp8_decode_kernel<Arch>(arch, args...); }
+};
+
+#if defined(EVA_GEMM_DISPATCH)
+using Fp8Archs = xsimd::arch_list<xsimd::avx512bw, xsimd::fma3<xsimd::avx2>, xsimd::sse2>;
+#endif
+
+template <class Run, class... Args>
+void run_codec(Args... args) {
+#if defined(EVA_GEMM_DISPATCH)
+    static const auto dispatched = xsimd::dispatch<Fp8Archs>(Run{});  // reads CPUID once
+    auto run = dispatched;
+    run(args...);
+#else
+    Run{}(xsimd::default_arch{}, args...);
+#endif
+}
+
+}  // namespace
+
+void fp8_encode(const float* x, std::uint8_t* codes, std::size_t n, Fp8Format f, bool saturate) {
+    const std::size_t simd = n - n % detail::kFp8Multiple;
+    if (simd) run_codec<EncodeRun>(x, codes, simd, f, saturate);
+    for (std::size_t i = simd; i < n; ++i) codes[i] = fp8_encode(x[i], f, saturate);  // the last n mod 16
+}
+
+void fp8_decode(const std::uint8_t* codes, float* x, std::size_t n, Fp8Format f) {
+    const std::size_t simd = n - n % detail::kFp8Multiple;
+    if (simd) run_codec<DecodeRun>(codes, x, simd, f);
+    for (std::size_t i = simd; i < n; ++i) x[i] = fp8_decode(codes[i], f);
+}
+
+// ----------------------------------------------------------------------------- scaled quantization
+std::size_t Fp8Matrix::group_rows() const {
+    return granularity == Fp8Granularity::Tensor ? std::max<std::size_t>(rows, 1)
+         : granularity == Fp8Granularity::Tile   ? 1
+                                                 : group;
+}
+std::size_t Fp8Matrix::group_cols() const {
+    return granularity == Fp8Granularity::Tensor ? std::max<std::size_t>(cols, 1) : group;
+}
+std::size_t Fp8Matrix::scale_rows() const { return (rows + group_rows() - 1) / group_rows(); }
+std::size_t Fp8Matrix::scale_cols() const { return (cols + group_cols() - 1) / group_cols(); }
+
+float fp8_scale(float amax, const Fp8QuantConfig& cfg) {
+    const float s = std::max(amax, cfg.amax_floor) / fp8_max(cfg.format);
+    if (!cfg.pow2_scales) return s;
+    int e;
+    const float m = std::frexp(s, &e);  // s = m·2^e, m ∈ [0.5, 1)
+    return m == 0.5f ? s : std::ldexp(1.0f, e);
+}
+
+namespace {
+
+void check_config(const Fp8QuantConfig& cfg) {
+    if (cfg.group == 0) throw ConfigError("group: must be at least 1 (DeepSeek-V3 uses 128)");
+    if (!(cfg.amax_floor > 0) || !std::isfinite(cfg.amax_floor))
+        throw ConfigError("amax_floor: must be a positive finite number (default 1e-4)");
+}
+
+// |y| beyond which the non-saturating cast overflows (to NaN or inf): 464 for E4M3 (> only: 464 is the tie
+// that rounds to 448), 61440 for E5M2 (≥: the tie rounds to even, which is inf).
+bool overflows(float y, Fp8Format f) {
+    const float a = std::fabs(y);
+    return f == Fp8Format::E4M3 ? a > 464.0f : a >= 61440.0f;
+}
+
+// Encodes rows [r0, r1) of x, each element divided by its group's scale, one whole row per SIMD call.
+void encode_rows(const float* x, std::size_t ld, std::size_t r0, std::size_t r1, Fp8Matrix& q) {
+    std::vector<float> scaled(q.cols);
+    const std::size_t gc = q.group_cols();
+    for (std::size_t r = r0; r < r1; ++r) {
+        for (std::size_t c0 = 0; c0 < q.cols; c0 += gc) {
+            const float s = q.scale(r, c0);
+            for (std::size_t c = c0; c < std::min(q.cols, c0 + gc); ++c) {
+                scaled[c] = x[r * ld + c] / s;
+                q.saturated += overflows(scaled[c], q.format);
+            }
+        }
+        fp8_encode(scaled.data(), q.codes.data() + r * q.cols, q.cols, q.format, /*saturate=*/true);
+    }
+}
+
+float group_amax(const float* x, std::size_t ld, std::size_t r0, std::size_t r1, std::size_t c0, std::size_t c1) {
+    float amax = 0;
+    for (std::size_t r = r0; r < r1; ++r)
+        for (std::size_t c = c0; c < c1; ++c) {
+            const float a = std::fabs(x[r * ld + c]);
+            if (a > amax) amax = a;  // NaN compares false: a NaN input does not poison its group's scale
+        }
+    return amax;
+}
+
+Fp8Matrix empty_matrix(std::size_t rows, std::size_t cols, std::size_t ld, const Fp8QuantConfig& cfg) {
+    check_config(cfg);
+    if (ld < cols)
+        throw ShapeError("quantize: ld " + std::to_string(ld) + " is smaller than the row length " + std::to_string(cols));
+    Fp8Matrix q;
+    q.format = cfg.format;
+    q.granularity = cfg.granularity;
+    q.rows = rows;
+    q.cols = cols;
+    q.group = cfg.group;
+    q.codes.resize(rows * cols);
+    q.scales.resize(q.scale_rows() * q.scale_cols());
+    return q;
+}
+
+}  // namespace
+
+Fp8Matrix quantize(const float* x, std::size_t rows, std::size_t cols, std::size_t ld, const Fp8QuantConfig& cfg) {
+    Fp8Matrix q = empty_matrix(rows, cols, ld, cfg);
+    const std::size_t gr = q.group_rows(), gc = q.group_cols();
+    for (std::size_t br = 0; br < q.scale_rows(); ++br)
+        for (std::size_t bc = 0; bc < q.scale_cols(); ++bc) {
+            const std::size_t r0 = br * gr, r1 = std::min(rows, r0 + gr), c0 = bc * gc, c1 = std::min(cols, c0 + gc);
+            q.scales[br * q.scale_cols() + bc] = fp8_scale(group_amax(x, ld, r0, r1, c0, c1), cfg);
+        }
+    encode_rows(x, ld, 0, rows, q);
+    return q;
+}
+
+Fp8Matrix quantize_tiles(const float* x, std::size_t rows, std::size_t cols, Fp8Format f) {
+    Fp8QuantConfig cfg;
+    cfg.format = f;
+    cfg.granularity = Fp8Granularity::Tile;
+    return quantize(x, rows, cols, cols, cfg);
+}
+
+Fp8Matrix quantize_blocks(const float* w, std::size_t rows, std::size_t cols, Fp8Format f) {
+    Fp8QuantConfig cfg;
+    cfg.format = f;
+    cfg.granularity = Fp8Granularity::Block;
+    return quantize(w, rows, cols, cols, cfg);
+}
+
+void dequantize(const Fp8Matrix& q, float* x, std::size_t ld) {
+    if (ld < q.cols)
+        throw ShapeError("dequantize: ld " + std::to_string(ld) + " is smaller than the row length " + std::to_string(q.cols));
+    for (std::size_t r = 0; r < q.rows; ++r) {
+        float* row = x + r * ld;
+        fp8_decode(q.codes.data() + r * q.cols, row, q.cols, q.format);
+        for (std::size_t c = 0; c < q.cols; ++c) row[c] *= q.scale(r, c);
+    }
+}
+
+AmaxHistory::AmaxHistory(std::size_t length) : length_(length) {
+    if (length == 0) throw ConfigError("amax history length: must be at least 1");
+}
+
+float AmaxHistory::amax(float fallback) const {
+    if (history_.empty()) return fallback;
+    return *std::max_element(history_.begin(), history_.end());
+}
+
+void AmaxHistory::push(float amax) {
+    history_.push_back(amax);
+    if (history_.size() > length_) history_.pop_front();
+}
+
+Fp8Matrix quantize_delayed(const float* x, std::size_t rows, std::size_t cols, std::size_t ld, AmaxHistory& history,
+                           Fp8QuantConfig cfg) {
+    cfg.granularity = Fp8Granularity::Tensor;
+    Fp8Matrix q = empty_matrix(rows, cols, ld, cfg);
+    const float current = group_amax(x, ld, 0, rows, 0, cols);
+    q.scales[0] = fp8_scale(history.amax(current), cfg);
+    encode_rows(x, ld, 0, rows, q);
+    history.push(current);
+    return q;
+}
+
+// -------------------------------------------------------------------------------------------- GEMM
+float fp8_accumulate(float acc, double sum, int bits) {
+    // The exact sum of an fp32 value and a few FP8 products fits a double in practice (rounding there is
+    // 2^-53 relative, far below the 2^-bits being modelled). Clearing the low 52 − bits mantissa bits of
+    // a double rounds it toward zero to `bits` bits.
+    const double t = double(acc) + sum;
+    std::uint64_t u;
+    std::memcpy(&u, &t, 8);
+    u &= ~((std::uint64_t(1) << (52 - bits)) - 1);
+    double r;
+    std::memcpy(&r, &u, 8);
+    return float(r);
+}
+
+namespace {
+
+void check_gemm(const Fp8Matrix& A, const Fp8Matrix& B, std::size_t ldc, const Fp8GemmConfig& cfg) {
+    if (A.cols != B.cols)
+        throw ShapeError("fp8_gemm: A is [" + std::to_string(A.rows) + ", " + std::to_string(A.cols) + "] and B is [" +
+                         std::to_string(B.rows) + ", " + std::to_string(B.cols) + "]; C = A·Bᵀ needs equal columns (K)");
+    if (ldc < B.rows) throw ShapeError("fp8_gemm: ldc " + std::to_string(ldc) + " is smaller than N = " + std::to_string(B.rows));
+    if (cfg.accum_bits < 0 || cfg.accum_bits > 23)
+        throw ConfigError("accum_bits: " + std::to_string(cfg.accum_bits) + " is outside 0..23 (0 = exact fp32 accumulation)");
+    if (cfg.fused_width == 0) throw ConfigError("fused_width: must be at least 1");
+    for (const Fp8Matrix* m : {&A, &B}) {
+        if (m->scale_cols() <= 1) continue;  // one scale along K: any interval works
+        if (cfg.promote_every == 0)
+            throw ConfigError("promote_every: 0 (never) needs one scale per row along K (granularity tensor, or K ≤ group); "
+                              "this operand has " + std::to_string(m->scale_cols()) + " scale groups along K");
+        if (m->group_cols() % cfg.promote_every != 0)
+            throw ConfigError("promote_every: " + std::to_string(cfg.promote_every) + " must divide the scale group " +
+                              std::to_string(m->group_cols()) + " along K");
+    }
+}
+
+std::vector<float> decode_all(const Fp8Matrix& m) {
+    std::vector<float> v(m.codes.size());
+    fp8_decode(m.codes.data(), v.data(), v.size(), m.format);
+    return v;
+}
+
+// Sum of the products over one promotion interval in the limited accumulator, fused_width at a time.
+float limited_dot(const float* a, const float* b, std::size_t n, const Fp8GemmConfig& cfg) {
+    float acc = 0;
+    for (std::size_t k = 0; k < n; k += cfg.fused_width) {
+        double group = 0;  // products of FP8 values are exact in float, their short sum exact in double
+        for (std::size_t t = k; t < std::min(n, k + cfg.fused_width); ++t) group += double(a[t] * b[t]);
+        acc = fp8_accumulate(acc, group, cfg.accum_bits);
+    }
+    return acc;
+}
+
+}  // namespace
+
+void fp8_gemm(const Fp8Matrix& A, const Fp8Matrix& B, float* C, std::size_t ldc, const Fp8GemmConfig& cfg,
+              bool accumulate) {
+    check_gemm(A, B, ldc, cfg);
+    const std::size_t M = A.rows, N = B.rows, K = A.cols;
+    const std::size_t L = cfg.promote_every == 0 ? std::max<std::size_t>(K, 1) : cfg.promote_every;
+    const std::vector<float> a = decode_all(A), b = decode_all(B);
+    if (!accumulate)
+        for (std::size_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.0f);
+    std::vector<float> partial(cfg.accum_bits == 0 ? M * N : 0);
+    for (std::size_t k0 = 0; k0 < K; k0 += L) {
+        const std::size_t len = std::min(L, K - k0);
+        if (cfg.accum_bits == 0)  // exact: the interval's products summed in fp32 by eva::gemm
+            gemm<float>(Op::N, Op::T, M, N, len, a.data() + k0, K, b.data() + k0, K, partial.data(), N);
+        for (std::size_t i = 0; i < M; ++i)
+            for (std::size_t j = 0; j < N; ++j) {
+                const float p = cfg.accum_bits == 0 ? partial[i * N + j]
+                                                    : limited_dot(a.data() + i * K + k0, b.data() + j * K + k0, len, cfg);
+                C[i * ldc + j] += p * (A.scale(i, k0) * B.scale(j, k0));  // promotion: rescale, add in fp32
+            }
+    }
+}
+
+// ----------------------------------------------------------------------------------------- metrics
+Fp8ErrorMetrics error_metrics(const float* ref, const float* approx, std::size_t n) {
+    Fp8ErrorMetrics m;
+    double sig = 0, err = 0, dot = 0, aa = 0, rel_sum = 0;
+    std::size_t rel_count = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double x = ref[i], y = approx[i];
+        if (std::isnan(y) || std::isnan(x)) {
+            m.nan += std::isnan(y);
+            continue;
+        }
+        ++m.count;
+        const double d = x - y;
+        sig += x * x;
+        err += d * d;
+        dot += x * y;
+        aa += y * y;
+        if (x != 0) {
+            const double r = std::fabs(d) / std::fabs(x);
+            m.max_rel_error = std::max(m.max_rel_error, r);
+            rel_sum += r;
+            ++rel_count;
+            m.underflow += y == 0;
+        }
+    }
+    m.mse = m.count ? err / double(m.count) : 0;
+    m.snr_db = err > 0 ? 10 * std::log10(sig / err) : std::numeric_limits<double>::infinity();
+    m.mean_rel_error = rel_count ? rel_sum / double(rel_count) : 0;
+    m.cosine = sig > 0 && aa > 0 ? dot / std::sqrt(sig * aa) : (sig == aa ? 1.0 : 0.0);
+    return m;
+}
+
+Fp8ErrorMetrics quantization_metrics(const float* x, std::size_t ld, const Fp8Matrix& q) {
+    std::vector<float> ref(q.rows * q.cols), approx(q.rows * q.cols);
+    for (std::size_t r = 0; r < q.rows; ++r) std::copy(x + r * ld, x + r * ld + q.cols, ref.begin() + r * q.cols);
+    dequantize(q, approx.data(), q.cols);
+    Fp8ErrorMetrics m = error_metrics(ref.data(), approx.data(), ref.size());
+    m.saturated = q.saturated;
+    return m;
+}
+
+}  // namespace eva

@@ -1,0 +1,117 @@
+// eva — the FP8 codec's bit-level recipe, shared by the scalar codec (fp8.cpp) and the SIMD codec, which
+// is compiled once per x86 SIMD level (fp8_arch.cpp) and chosen at run time, like the GEMM kernel.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include <xsimd/xsimd.hpp>
+
+#include "eva/fp8.hpp"
+
+namespace eva::detail {
+
+// Everything the codec needs, derived from (mantissa bits M, bias). Codes and float bit patterns are
+// handled as int32 so the same expressions serve the scalar and the SIMD codec.
+struct Fp8Layout {
+    int mbits;                     // M
+    int bias;
+    std::int32_t max_code;         // largest finite magnitude code (0x7E / 0x7B)
+    std::int32_t overflow;         // non-saturating result of a finite overflow or ±inf: NaN (E4M3), inf (E5M2)
+    std::int32_t min_normal_bits;  // float32 bits of 2^(1 − bias), the smallest normal fp8 magnitude
+    // Subnormal rounding: adding magic = 2^(1 − bias − M + 23) puts the fp8 subnormal step 2^(1 − bias − M)
+    // exactly on float32's unit in the last place, so the hardware float addition rounds to nearest even
+    // at the right bit, and bits(|x| + magic) − bits(magic) is the fp8 code (2^M = the min normal, 0x08/0x04).
+    std::int32_t magic_bits;
+    int shift() const { return 23 - mbits; }  // float32 mantissa bits dropped
+};
+
+constexpr std::int32_t float_exponent_bits(int e) { return std::int32_t(127 + e) << 23; }
+
+constexpr Fp8Layout kE4M3{3, 7, 0x7E, 0x7F, float_exponent_bits(1 - 7), float_exponent_bits(1 - 7 - 3 + 23)};
+constexpr Fp8Layout kE5M2{2, 15, 0x7B, 0x7C, float_exponent_bits(1 - 15), float_exponent_bits(1 - 15 - 2 + 23)};
+constexpr std::int32_t kFp8NanCode = 0x7F;     // S.1111.111 (E4M3) and S.11111.11 (E5M2)
+constexpr std::int32_t kFloatInf = 0x7F800000;  // bits of +inf; larger magnitudes are NaN
+constexpr std::int32_t kFloatQuietNan = 0x7FC00000;
+constexpr std::size_t kFp8Chunk = 1024;         // values per SIMD pass through the int32 staging buffer
+constexpr std::size_t kFp8Multiple = 16;        // the SIMD kernels take n divisible by this (the widest batch)
+
+inline const Fp8Layout& fp8_layout(Fp8Format f) { return f == Fp8Format::E4M3 ? kE4M3 : kE5M2; }
+
+// Round-to-nearest-even of a normal magnitude `a` (float bits) to M mantissa bits, rebiased: add the
+// exponent difference, then half an fp8 step minus one plus the lowest kept bit (ties go to the even
+// neighbour), and drop the low bits. A carry out of the mantissa bumps the exponent, as it should.
+template <class I>
+I round_normal(I a, const Fp8Layout& L) {
+    const I rebias = I(std::int32_t(std::uint32_t(L.bias - 127) << 23));
+    const I half_minus_one = I((std::int32_t(1) << (L.shift() - 1)) - 1);
+    return (a + rebias + half_minus_one + ((a >> L.shift()) & I(1))) >> L.shift();
+}
+
+/// Encodes/decodes n values, n a multiple of kFp8Multiple, with Arch's SIMD instructions.
+template <class Arch>
+void fp8_encode_kernel(Arch, const float* x, std::uint8_t* codes, std::size_t n, Fp8Format f, bool saturate);
+template <class Arch>
+void fp8_decode_kernel(Arch, const std::uint8_t* codes, float* x, std::size_t n, Fp8Format f);
+
+// The same integer expressions as the scalar codec, on batches of int32; each branch is computed for
+// every lane and picked with select. Codes travel through an int32 buffer of one chunk, narrowed to bytes
+// (and widened back for decoding) by plain loops the compiler vectorizes.
+template <class Arch>
+void fp8_encode_kernel(Arch, const float* x, std::uint8_t* codes, std::size_t n, Fp8Format f, bool saturate) {
+    using BI = xsimd::batch<std::int32_t, Arch>;
+    using BF = xsimd::batch<float, Arch>;
+    const Fp8Layout& L = fp8_layout(f);
+    const BI magic(L.magic_bits), min_normal(L.min_normal_bits), max_code(L.max_code), inf(kFloatInf);
+    const BI overflow(saturate ? L.max_code : L.overflow), nan(kFp8NanCode);
+    alignas(64) std::int32_t buf[kFp8Chunk];
+    for (std::size_t i = 0; i < n; i += kFp8Chunk) {
+        const std::size_t len = std::min(kFp8Chunk, n - i);
+        for (std::size_t j = 0; j < len; j += BI::size) {
+            const BI u = xsimd::bitwise_cast<BI>(BF::load_unaligned(x + i + j));
+            const BI a = u & BI(0x7FFFFFFF);
+            const BI sub = xsimd::bitwise_cast<BI>(xsimd::bitwise_cast<BF>(a) + xsimd::bitwise_cast<BF>(magic)) - magic;
+            BI code = xsimd::select(a < min_normal, sub, round_normal(a, L));
+            code = xsimd::select(code > max_code, overflow, code);
+            code = xsimd::select(a > inf, nan, code);
+            (code | ((u >> 24) & BI(0x80))).store_aligned(buf + j);
+        }
+        for (std::size_t j = 0; j < len; ++j) codes[i + j] = std::uint8_t(buf[j]);
+    }
+}
+
+template <class Arch>
+void fp8_decode_kernel(Arch, const std::uint8_t* codes, float* x, std::size_t n, Fp8Format f) {
+    using BI = xsimd::batch<std::int32_t, Arch>;
+    using BF = xsimd::batch<float, Arch>;
+    const Fp8Layout& L = fp8_layout(f);
+    const BI rebias(float_exponent_bits(-L.bias)), min_normal_code(1 << L.mbits);
+    const BF subnormal_step(std::ldexp(1.0f, 1 - L.bias - L.mbits));
+    alignas(64) std::int32_t buf[kFp8Chunk];
+    for (std::size_t i = 0; i < n; i += kFp8Chunk) {
+        const std::size_t len = std::min(kFp8Chunk, n - i);
+        for (std::size_t j = 0; j < len; ++j) buf[j] = codes[i + j];
+        for (std::size_t j = 0; j < len; j += BI::size) {
+            const BI c = BI::load_aligned(buf + j);
+            const BI mag = c & BI(0x7F);
+            const BI normal = (mag << L.shift()) + rebias;
+            const BF sub = xsimd::to_float(mag) * subnormal_step;  // exact: mag < 2^M
+            BI v = xsimd::select(mag < min_normal_code, xsimd::bitwise_cast<BI>(sub), normal);
+            if (f == Fp8Format::E4M3) {
+                v = xsimd::select(mag == BI(kFp8NanCode), BI(kFloatQuietNan), v);
+            } else {
+                v = xsimd::select(mag == BI(L.overflow), BI(kFloatInf), v);
+                v = xsimd::select(mag > BI(L.overflow), BI(kFloatQuietNan), v);
+            }
+            xsimd::bitwise_cast<BF>(v | ((c & BI(0x80)) << 24)).store_unaligned(x + i + j);
+        }
+    }
+}
+
+#define EVA_FP8_KERNEL_INSTANCE(PREFIX, A)                                                                 \
+    PREFIX template void fp8_encode_kernel<A>(A, const float*, std::uint8_t*, std::size_t, Fp8Format, bool); \
+    PREFIX template void fp8_decode_kernel<A>(A, const std::uint8_t*, float*, std::size_t, Fp8Format);
+
+}  // namespace eva::detail

@@ -1,0 +1,118 @@
+// FP8 codec benchmark: encoding a 64 MiB float32 tensor (16 Mi values) to E4M3, against memcpy of the
+// same 64 MiB measured in the same run. Also the scalar codec (the reference loop), decoding, and the
+// per-tile quantization of a 4096×4096 activation. Rates are GB/s of float32 data (64 MiB per pass);
+// the table at the end gives each one's ratio to memcpy.
+// Run: build/release/eva_bench_fp8 [--benchmark_repetitions=N]
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "eva/fp8.hpp"
+#include "eva/rng.hpp"
+
+namespace {
+
+constexpr std::size_t kBytes = std::size_t(64) << 20;
+constexpr std::size_t kValues = kBytes / sizeof(float);
+
+// Normal values times 64: most land in E4M3's normal range, some in the subnormals, a few saturate.
+const std::vector<float>& tensor() {
+    static const std::vector<float> x = [] {
+        std::vector<float> v(kValues);
+        eva::Rng(3).fill_normal(v.data(), v.size(), 0, 64);
+        return v;
+    }();
+    return x;
+}
+
+void set_rate(benchmark::State& st) {
+    st.counters["GB/s"] = benchmark::Counter(double(kBytes) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void bm_memcpy(benchmark::State& st) {
+    const auto& x = tensor();
+    std::vector<float> y(kValues, 1.0f);  // touched once so no page faults are timed
+    for (auto _ : st) {
+        std::memcpy(y.data(), x.data(), kBytes);
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+    }
+    set_rate(st);
+}
+
+void bm_encode(benchmark::State& st) {
+    const auto& x = tensor();
+    std::vector<std::uint8_t> q(kValues, 1);
+    for (auto _ : st) {
+        eva::fp8_encode(x.data(), q.data(), kValues, eva::Fp8Format::E4M3, /*saturate=*/true);
+        benchmark::DoNotOptimize(q.data());
+        benchmark::ClobberMemory();
+    }
+    set_rate(st);
+}
+
+void bm_encode_scalar(benchmark::State& st) {
+    const auto& x = tensor();
+    std::vector<std::uint8_t> q(kValues, 1);
+    for (auto _ : st) {
+        for (std::size_t i = 0; i < kValues; ++i) q[i] = eva::fp8_encode(x[i], eva::Fp8Format::E4M3, true);
+        benchmark::DoNotOptimize(q.data());
+        benchmark::ClobberMemory();
+    }
+    set_rate(st);
+}
+
+void bm_decode(benchmark::State& st) {
+    std::vector<std::uint8_t> q(kValues);
+    eva::fp8_encode(tensor().data(), q.data(), kValues, eva::Fp8Format::E4M3, true);
+    std::vector<float> y(kValues, 1.0f);
+    for (auto _ : st) {
+        eva::fp8_decode(q.data(), y.data(), kValues, eva::Fp8Format::E4M3);
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+    }
+    set_rate(st);
+}
+
+void bm_quantize_tiles(benchmark::State& st) {
+    const auto& x = tensor();
+    for (auto _ : st) {
+        eva::Fp8Matrix q = eva::quantize_tiles(x.data(), 4096, 4096);
+        benchmark::DoNotOptimize(q.codes.data());
+    }
+    set_rate(st);
+}
+
+class RatioReporter : public benchmark::ConsoleReporter {
+public:
+    std::map<std::string, double> rate;
+    void ReportRuns(const std::vector<Run>& runs) override {
+        ConsoleReporter::ReportRuns(runs);
+        for (const auto& r : runs)
+            if (r.run_type == Run::RT_Iteration || r.aggregate_name == "median")
+                rate[r.run_name.function_name] = r.counters.at("GB/s").value;
+    }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const char* names[] = {"memcpy", "fp8_encode_e4m3", "fp8_encode_e4m3_scalar", "fp8_decode_e4m3", "quantize_tiles_4096x4096"};
+    void (*fns[])(benchmark::State&) = {bm_memcpy, bm_encode, bm_encode_scalar, bm_decode, bm_quantize_tiles};
+    for (int i = 0; i < 5; ++i) benchmark::RegisterBenchmark(names[i], fns[i])->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::Initialize(&argc, argv);
+    tensor();  // generate the data before any timing
+    RatioReporter reporter;
+    benchmark::RunSpecifiedBenchmarks(&reporter);
+    if (!reporter.rate.count("memcpy")) return 0;
+    const double base = reporter.rate["memcpy"];
+    std::printf("\n64 MiB of float32 per pass; ratio = rate / memcpy rate of the same 64 MiB (same run)\n");
+    std::printf("%-26s %10s %8s\n", "benchmark", "GB/s", "ratio");
+    for (const char* n : names)
+        if (reporter.rate.count(n)) std::printf("%-26s %10.2f %7.2fx\n", n, reporter.rate[n], reporter.rate[n] / base);
+    return 0;
+}

@@ -1,0 +1,385 @@
+// `eva fp8`: the FP8 formats at the command line — the code table, a stream encoder/decoder, scaled
+// quantization of .npy tensors with its error metrics, and the accumulation-precision experiment of the
+// DeepSeek-V3 report. Output is buffered and written only once the whole input was valid.
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+#include <unistd.h>
+
+#include <xtensor/xarray.hpp>
+#include <xtensor/xnpy.hpp>
+
+#include "cli.hpp"
+#include "eva/error.hpp"
+#include "eva/fp8.hpp"
+#include "eva/rng.hpp"
+
+namespace eva::cli {
+namespace {
+
+// --------------------------------------------------------------------------------- text in and out
+std::string hex_byte(unsigned c) {
+    static const char* digits = "0123456789ABCDEF";
+    return std::string{'0', 'x', digits[c >> 4], digits[c & 15]};
+}
+
+// A decoded FP8 value, exactly: every finite value has at most 12 significant decimal digits, so %.17g
+// prints it without rounding and without trailing zeros.
+std::string format_value(float v) {
+    if (std::isnan(v)) return "nan";
+    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", double(v));
+    return buf;
+}
+
+std::string read_stdin() {
+    std::string all;
+    std::vector<char> buf(1 << 20);
+    std::size_t got;
+    while ((got = std::fread(buf.data(), 1, buf.size(), stdin)) > 0) all.append(buf.data(), got);
+    if (std::ferror(stdin)) throw FileError("stdin: read error");
+    return all;
+}
+
+void write_stdout(const std::string& s) {
+    if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size() || std::fflush(stdout) != 0)
+        throw FileError("stdout: write error");
+}
+
+// Calls f(line_number, text) for every line of `input` with surrounding blanks (and a CR) removed.
+template <class F>
+void for_each_line(const std::string& input, F f) {
+    std::size_t pos = 0, line = 0;
+    while (pos < input.size()) {
+        std::size_t end = input.find('\n', pos);
+        if (end == std::string::npos) end = input.size();
+        std::size_t b = pos, e = end;
+        while (b < e && (input[b] == ' ' || input[b] == '\t')) ++b;
+        while (e > b && (input[e - 1] == ' ' || input[e - 1] == '\t' || input[e - 1] == '\r')) --e;
+        f(++line, input.data() + b, input.data() + e);
+        pos = end + 1;
+    }
+}
+
+bool parse_hex(const char* b, const char* e, std::size_t digits, std::uint32_t& out) {
+    if (std::size_t(e - b) != digits + 2 || b[0] != '0' || (b[1] != 'x' && b[1] != 'X')) return false;
+    auto r = std::from_chars(b + 2, e, out, 16);
+    return r.ec == std::errc() && r.ptr == e;
+}
+
+// One input number: a float32 bit pattern 0x + 8 hex digits, or a decimal float (also inf, nan).
+float parse_number(const char* b, const char* e, std::size_t line) {
+    auto fail = [&] {
+        throw ConfigError("stdin line " + std::to_string(line) + ": '" + std::string(b, e).substr(0, 40) +
+                          "' is not a number (expected a decimal float or 0x followed by 8 hex digits)");
+    };
+    if (e - b >= 2 && b[0] == '0' && (b[1] == 'x' || b[1] == 'X')) {
+        std::uint32_t u;
+        if (!parse_hex(b, e, 8, u)) fail();
+        float x;
+        std::memcpy(&x, &u, 4);
+        return x;
+    }
+    if (b == e) fail();
+    float x;
+    auto r = std::from_chars(b, e, x);
+    if (r.ptr != e) fail();
+    if (r.ec == std::errc::result_out_of_range) return std::strtof(std::string(b, e).c_str(), nullptr);  // ±inf, ±0
+    if (r.ec != std::errc()) fail();
+    return x;
+}
+
+// --------------------------------------------------------------------------------------- .npy files
+// Reads a float32 .npy of rank 1 or 2 into `x` (rank 1 becomes one row). The header is checked here
+// before xtensor parses it, and the data length against the header's shape, so a truncated or corrupt
+// file is an error rather than garbage.
+xt::xarray<float> read_npy(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw FileError("--input " + path + ": cannot open");
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto bad = [&](const std::string& why) { return FileError("--input " + path + ": not a valid .npy file (" + why + ")"); };
+    if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw bad("no \\x93NUMPY magic");
+    const unsigned major = std::uint8_t(bytes[6]);
+    if ((major != 1 && major != 2) || bytes[7] != 0) throw bad("unsupported version " + std::to_string(major));
+    const std::size_t len_bytes = major == 1 ? 2 : 4;
+    if (bytes.size() < 8 + len_bytes) throw bad("truncated header");
+    std::size_t header_len = 0;
+    for (std::size_t i = 0; i < len_bytes; ++i) header_len |= std::size_t(std::uint8_t(bytes[8 + i])) << (8 * i);
+    const std::size_t data_offset = 8 + len_bytes + header_len;
+    if (header_len == 0 || data_offset > bytes.size()) throw bad("truncated header");
+    const std::string header = bytes.substr(8 + len_bytes, header_len);
+    if (header.find("'descr': '<f4'") == std::string::npos)
+        throw FileError("--input " + path + ": dtype must be float32 ('<f4'); header is " + header.substr(0, header.find_last_not_of(" \n") + 1));
+    if (header.find("'fortran_order': False") == std::string::npos)
+        throw FileError("--input " + path + ": Fortran-ordered arrays are not supported (save with C order)");
+    xt::xarray<float> x;
+    try {
+        std::istringstream s(bytes);
+        x = xt::load_npy<float>(s);
+    } catch (const std::exception& e) {
+        throw bad(e.what());
+    }
+    if (x.dimension() != 1 && x.dimension() != 2)
+        throw ShapeError("--input " + path + ": rank " + std::to_string(x.dimension()) + " (allowed: 1 or 2)");
+    if (bytes.size() != data_offset + x.size() * sizeof(float))
+        throw bad("data is " + std::to_string(bytes.size() - data_offset) + " bytes, the shape needs " +
+                  std::to_string(x.size() * sizeof(float)));
+    return x;
+}
+
+// Writes through a temporary file in the same directory and renames it into place, so a failure never
+// leaves a partial file behind.
+void write_npy(const std::string& path, const xt::xarray<float>& x) {
+    const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+    {
+        std::ofstream out(tmp, std::ios::binary);
+        if (!out) throw FileError("--output " + path + ": cannot create " + tmp);
+        out << xt::dump_npy(x);
+        out.close();
+        if (!out) {
+            std::remove(tmp.c_str());
+            throw FileError("--output " + path + ": write failed");
+        }
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        std::remove(tmp.c_str());
+        throw FileError("--output " + path + ": cannot rename the temporary file into place");
+    }
+}
+
+nlohmann::json metrics_json(const Fp8ErrorMetrics& m) {
+    return {{"count", m.count},
+            {"mse", m.mse},
+            {"snr_db", std::isinf(m.snr_db) ? nlohmann::json("inf") : nlohmann::json(m.snr_db)},
+            {"max_rel_error", m.max_rel_error},
+            {"mean_rel_error", m.mean_rel_error},
+            {"cosine", m.cosine},
+            {"underflow", m.underflow},
+            {"saturated", m.saturated},
+            {"nan", m.nan}};
+}
+
+// ------------------------------------------------------------------------------------ subcommands
+void run_table(const std::string& format, bool json) {
+    const Fp8Format f = parse_fp8_format(format, "--format");
+    std::string out;
+    nlohmann::json j = nlohmann::json::array();
+    for (unsigned c = 0; c < 256; ++c) {
+        const std::string v = format_value(fp8_decode(std::uint8_t(c), f));
+        if (json) j.push_back({{"code", hex_byte(c)}, {"value", v}});
+        else out += hex_byte(c) + ' ' + v + '\n';
+    }
+    if (json) return print_json(j);
+    write_stdout(out);
+}
+
+void run_encode(const std::string& format, bool saturate) {
+    const Fp8Format f = parse_fp8_format(format, "--format");
+    const std::string input = read_stdin();
+    std::vector<float> x;
+    x.reserve(input.size() / 8);
+    for_each_line(input, [&](std::size_t line, const char* b, const char* e) { x.push_back(parse_number(b, e, line)); });
+    std::vector<std::uint8_t> codes(x.size());
+    fp8_encode(x.data(), codes.data(), x.size(), f, saturate);
+    std::string out;
+    out.reserve(codes.size() * 5);
+    for (std::uint8_t c : codes) (out += hex_byte(c)) += '\n';
+    write_stdout(out);
+}
+
+void run_decode(const std::string& format) {
+    const Fp8Format f = parse_fp8_format(format, "--format");
+    std::string text[256];
+    for (unsigned c = 0; c < 256; ++c) text[c] = format_value(fp8_decode(std::uint8_t(c), f)) + '\n';
+    const std::string input = read_stdin();
+    std::string out;
+    for_each_line(input, [&](std::size_t line, const char* b, const char* e) {
+        std::uint32_t c;
+        if (!parse_hex(b, e, 2, c))
+            throw ConfigError("stdin line " + std::to_string(line) + ": '" + std::string(b, e).substr(0, 40) +
+                              "' is not an FP8 code (expected 0x followed by 2 hex digits)");
+        out += text[c];
+    });
+    write_stdout(out);
+}
+
+struct QuantizeOptions {
+    std::string format = "e4m3", granularity = "tile", input, output;
+    bool pow2 = false, json = false;
+    std::size_t group = 128;
+};
+
+void run_quantize(const QuantizeOptions& o) {
+    Fp8QuantConfig cfg;
+    cfg.format = parse_fp8_format(o.format, "--format");
+    cfg.granularity = parse_fp8_granularity(o.granularity, "--granularity");
+    cfg.pow2_scales = o.pow2;
+    cfg.group = o.group;
+    const xt::xarray<float> x = read_npy(o.input);
+    const std::size_t rows = x.dimension() == 2 ? x.shape(0) : 1, cols = x.dimension() == 2 ? x.shape(1) : x.shape(0);
+    const Fp8Matrix q = quantize(x.data(), rows, cols, cols, cfg);
+    xt::xarray<float> y = xt::xarray<float>::from_shape(x.shape());
+    dequantize(q, y.data(), cols);
+    const Fp8ErrorMetrics m = quantization_metrics(x.data(), cols, q);
+    if (!o.output.empty()) write_npy(o.output, y);
+    nlohmann::json j = {{"input", o.input}, {"rows", rows}, {"cols", cols}, {"format", fp8_format_name(cfg.format)},
+                        {"granularity", fp8_granularity_name(cfg.granularity)}, {"group", cfg.group},
+                        {"pow2_scales", cfg.pow2_scales}, {"scales", q.scales.size()}, {"metrics", metrics_json(m)}};
+    if (!o.output.empty()) j["output"] = o.output;
+    if (o.json) return print_json(j);
+    std::cout << "quantize-dequantize " << rows << "×" << cols << " float32 as " << fp8_format_name(cfg.format) << ", "
+              << fp8_granularity_name(cfg.granularity) << " scales (" << q.scales.size() << (cfg.pow2_scales ? ", powers of two" : "")
+              << ")\n  MSE " << m.mse << "   SNR " << m.snr_db << " dB   cosine " << m.cosine << "\n  relative error: max "
+              << m.max_rel_error << ", mean " << m.mean_rel_error << "\n  underflow to 0: " << m.underflow
+              << "   saturated: " << m.saturated << "   NaN: " << m.nan << '\n';
+    if (!o.output.empty()) std::cout << "  wrote " << o.output << '\n';
+}
+
+struct GemmErrorOptions {
+    std::size_t m = 64, n = 64, k = 4096, promote_every = 128, fused_width = 4;
+    int accum_bits = 14;
+    std::string format = "e4m3", granularity = "tensor";
+    std::uint64_t seed = 1;
+    bool json = false;
+};
+
+// ‖C − R‖_F / ‖R‖_F and max|C − R| / max|R| against R in double.
+std::pair<double, double> relative_errors(const std::vector<float>& c, const std::vector<double>& r) {
+    double num = 0, den = 0, max_err = 0, max_ref = 0;
+    for (std::size_t i = 0; i < c.size(); ++i) {
+        num += (c[i] - r[i]) * (c[i] - r[i]);
+        den += r[i] * r[i];
+        max_err = std::max(max_err, std::fabs(c[i] - r[i]));
+        max_ref = std::max(max_ref, std::fabs(r[i]));
+    }
+    return {std::sqrt(num / den), max_err / max_ref};
+}
+
+std::vector<double> product(const std::vector<float>& a, const std::vector<float>& b, std::size_t M, std::size_t N, std::size_t K) {
+    std::vector<double> r(M * N);
+    for (std::size_t i = 0; i < M; ++i)
+        for (std::size_t j = 0; j < N; ++j) {
+            double s = 0;
+            for (std::size_t k = 0; k < K; ++k) s += double(a[i * K + k]) * double(b[j * K + k]);
+            r[i * N + j] = s;
+        }
+    return r;
+}
+
+void run_gemm_error(const GemmErrorOptions& o) {
+    if (o.m * o.k > (std::size_t(1) << 26) || o.n * o.k > (std::size_t(1) << 26))
+        throw ConfigError("--m × --k and --n × --k must each be at most 2^26 elements");
+    Fp8QuantConfig qa, qb;
+    qa.format = qb.format = parse_fp8_format(o.format, "--format");
+    if (o.granularity == "tensor") {
+        qa.granularity = qb.granularity = Fp8Granularity::Tensor;
+    } else if (o.granularity == "deepseek") {
+        qa.granularity = Fp8Granularity::Tile;
+        qb.granularity = Fp8Granularity::Block;
+    } else {
+        throw ConfigError("--granularity: unknown value '" + o.granularity + "' (allowed: tensor, deepseek)");
+    }
+    Fp8GemmConfig cfg;
+    cfg.promote_every = o.promote_every;
+    cfg.accum_bits = o.accum_bits;
+    cfg.fused_width = o.fused_width;
+    Rng rng(o.seed);
+    std::vector<float> x(o.m * o.k), w(o.n * o.k), a(x.size()), b(w.size()), c(o.m * o.n);
+    rng.fill_normal(x.data(), x.size(), 0, 1);
+    rng.fill_normal(w.data(), w.size(), 0, 1);
+    const Fp8Matrix A = quantize(x.data(), o.m, o.k, o.k, qa), B = quantize(w.data(), o.n, o.k, o.k, qb);
+    fp8_gemm(A, B, c.data(), o.n, cfg);
+    dequantize(A, a.data(), o.k);
+    dequantize(B, b.data(), o.k);
+    const auto [acc_fro, acc_max] = relative_errors(c, product(a, b, o.m, o.n, o.k));
+    const auto [tot_fro, tot_max] = relative_errors(c, product(x, w, o.m, o.n, o.k));
+    nlohmann::json j = {{"m", o.m}, {"n", o.n}, {"k", o.k}, {"format", fp8_format_name(qa.format)},
+                        {"granularity", o.granularity}, {"accum_bits", o.accum_bits},
+                        {"promote_every", o.promote_every}, {"fused_width", o.fused_width}, {"seed", o.seed},
+                        {"accumulation_rel_error", acc_fro}, {"accumulation_max_rel_error", acc_max},
+                        {"total_rel_error", tot_fro}, {"total_max_rel_error", tot_max}};
+    if (o.json) return print_json(j);
+    std::cout << "C[" << o.m << "×" << o.n << "] = A·Bᵀ, K = " << o.k << ", " << fp8_format_name(qa.format) << " inputs ("
+              << o.granularity << " scales), accumulator: "
+              << (o.accum_bits == 0 ? std::string("exact fp32") : std::to_string(o.accum_bits) + " mantissa bits, truncating")
+              << ", fused width " << o.fused_width << ", promotion "
+              << (o.promote_every == 0 ? std::string("never") : "every " + std::to_string(o.promote_every)) << '\n'
+              << "  accumulation error vs double product of the FP8 inputs: " << acc_fro * 100
+              << "% (Frobenius), max |error| / max |C|: " << acc_max * 100 << "%\n"
+              << "  total error vs double product of the unquantized inputs: " << tot_fro * 100 << "% (Frobenius)\n";
+}
+
+}  // namespace
+
+void add_fp8_command(CLI::App& app) {
+    auto* fp8 = app.add_subcommand("fp8", "FP8 (E4M3/E5M2): code table, encode/decode, scaled quantization, GEMM accumulation error");
+    fp8->require_subcommand(1);
+    auto add_format = [](CLI::App* cmd, std::shared_ptr<std::string> f) {
+        cmd->add_option("--format", *f, "FP8 format: e4m3 or e5m2")->capture_default_str();
+    };
+
+    {
+        auto format = std::make_shared<std::string>("e4m3");
+        auto json = std::make_shared<bool>(false);
+        auto* cmd = fp8->add_subcommand("table", "Print all 256 codes and their exact values (0xHH value)");
+        add_format(cmd, format);
+        cmd->add_flag("--json", *json, "Print a JSON array instead of text");
+        cmd->callback([format, json] { run_table(*format, *json); });
+    }
+    {
+        auto format = std::make_shared<std::string>("e4m3");
+        auto saturate = std::make_shared<bool>(false);
+        auto* cmd = fp8->add_subcommand("encode", "Encode stdin (one decimal float or 0x + 8 hex float32 bits per line) to 0xHH codes");
+        add_format(cmd, format);
+        cmd->add_flag("--saturate", *saturate, "Clip overflows and ±inf to ±max instead of NaN (E4M3) / ±inf (E5M2)");
+        cmd->callback([format, saturate] { run_encode(*format, *saturate); });
+    }
+    {
+        auto format = std::make_shared<std::string>("e4m3");
+        auto* cmd = fp8->add_subcommand("decode", "Decode stdin (one 0xHH code per line) to exact values");
+        add_format(cmd, format);
+        cmd->callback([format] { run_decode(*format); });
+    }
+    {
+        auto o = std::make_shared<QuantizeOptions>();
+        auto* cmd = fp8->add_subcommand("quantize", "Quantize-dequantize a float32 .npy tensor with scales; print the error metrics");
+        cmd->add_option("--format", o->format, "FP8 format: e4m3 or e5m2")->capture_default_str();
+        cmd->add_option("--granularity", o->granularity, "Scale groups: tensor, tile (1×G) or block (G×G)")->capture_default_str();
+        cmd->add_option("--group", o->group, "G, the tile length / block side")->capture_default_str()->check(CLI::PositiveNumber);
+        cmd->add_flag("--pow2-scales", o->pow2, "Round every scale up to a power of two");
+        cmd->add_option("--input", o->input, "float32 .npy file of rank 1 or 2")->required();
+        cmd->add_option("--output", o->output, "Where to write the dequantized tensor (.npy)");
+        cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
+        cmd->callback([o] { run_quantize(*o); });
+    }
+    {
+        auto o = std::make_shared<GemmErrorOptions>();
+        auto* cmd = fp8->add_subcommand("gemm-error", "Accumulation error of an FP8 GEMM: limited-precision accumulator, promotion to fp32 every N_C or never");
+        cmd->add_option("--m", o->m, "Rows of C")->capture_default_str()->check(CLI::PositiveNumber);
+        cmd->add_option("--n", o->n, "Columns of C")->capture_default_str()->check(CLI::PositiveNumber);
+        cmd->add_option("--k", o->k, "Inner dimension")->capture_default_str()->check(CLI::PositiveNumber);
+        cmd->add_option("--accum-bits", o->accum_bits, "Mantissa bits of the tensor-core accumulator (0 = exact fp32)")
+            ->capture_default_str()->check(CLI::Range(0, 23));
+        cmd->add_option("--promote-every", o->promote_every, "N_C: promote to fp32 every this many elements of K (0 = never)")
+            ->capture_default_str();
+        cmd->add_option("--fused-width", o->fused_width, "Products summed exactly before each accumulator update")
+            ->capture_default_str()->check(CLI::Range(1, 1024));
+        cmd->add_option("--format", o->format, "FP8 format of both inputs: e4m3 or e5m2")->capture_default_str();
+        cmd->add_option("--granularity", o->granularity, "tensor (one scale each) or deepseek (1×128 tiles × 128×128 blocks)")
+            ->capture_default_str();
+        cmd->add_option("--seed", o->seed, "Seed of the random normal operands")->capture_default_str();
+        cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
+        cmd->callback([o] { run_gemm_error(*o); });
+    }
+}
+
+}  // namespace eva::cli
