@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
     CLI::App app{"eva — DeepSeek-V3's core ideas (MLA, DeepSeekMoE, FP8), runnable and measurable"};
     app.set_version_flag("--version", std::string("eva ") + EVA_VERSION);
     app.require_subcommand(1);
+    // A repeated option keeps its last value, so wrappers can pass defaults that users override.
+    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     eva::cli::add_info_command(app);
     eva::cli::add_gemm_command(app);
     eva::cli::add_mla_command(app);
