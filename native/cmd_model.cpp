@@ -133,6 +133,7 @@ std::string sample_text(const Model<float>& m, const std::string& prompt, int n,
 }
 
 void run_train(TrainOptions o) {
+    o.t.precision = parse_linear_precision(o.precision, "--precision");
     const Corpus corpus = load_corpus(o.data);
     nlohmann::json meta;
     Model<float> m = o.resume.empty()
@@ -153,10 +154,11 @@ void run_train(TrainOptions o) {
     if (!o.resume.empty()) tr.resume(o.resume, meta["training"]);
     const bool tty = isatty(STDOUT_FILENO) && !o.json;
     if (!o.json)
-        std::printf("training %s (%zu parameters, %zu activated) on %s: %zu train / %zu validation bytes, %d steps of %d×%d tokens\n",
+        std::printf("training %s (%zu parameters, %zu activated, %s Linear layers) on %s: %zu train / %zu validation "
+                    "bytes, %d steps of %d×%d tokens\n",
                     o.resume.empty() ? o.config.c_str() : o.resume.c_str(), parameter_count(m.args),
-                    parameter_count(m.args, true), corpus.source.c_str(), corpus.train.size(), corpus.validation.size(),
-                    o.t.steps, o.t.batch, o.t.seq_len);
+                    parameter_count(m.args, true), to_string(o.t.precision).c_str(), corpus.source.c_str(),
+                    corpus.train.size(), corpus.validation.size(), o.t.steps, o.t.batch, o.t.seq_len);
     const double tokens_per_step = double(o.t.batch) * o.t.seq_len;
     double elapsed = 0;
     while (tr.steps_done() < o.t.steps) {
@@ -272,8 +274,10 @@ void add_model_commands(CLI::App& app) {
         c->add_option("--balance", o->balance, "MoE balancing")->capture_default_str()->check(balance_check);
         c->add_option("--gamma", o->gamma, "Bias update speed of aux-free balancing")->capture_default_str();
         c->add_option("--alpha", o->alpha, "Weight of the sequence-wise / auxiliary balance loss")->capture_default_str();
-        c->add_option("--precision", o->precision, "Arithmetic of the Linear layers' GEMMs")
-            ->capture_default_str()->check(CLI::IsMember({"fp32"}));
+        c->add_option("--precision", o->precision,
+                      "Linear GEMMs inside the blocks: fp32, fp8 (DeepSeek-V3: E4M3, 1x128 tiles, 128x128 blocks, "
+                      "promotion every 128), fp8-tensor (one scale per tensor), fp8-e5m2")
+            ->capture_default_str()->check(CLI::IsMember({"fp32", "fp8", "fp8-tensor", "fp8-e5m2"}));
         c->add_option("--eval-every", o->eval_every, "Validation loss every N steps")->capture_default_str()->check(CLI::PositiveNumber);
         c->add_option("--sample-every", o->sample_every, "Print a sample every N steps (0: only at the end)")->capture_default_str();
         c->add_option("--out", o->out, "Save a resumable checkpoint here at the end");

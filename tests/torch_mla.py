@@ -54,7 +54,8 @@ def mla(c, W, x, B, T):
     H, nope, rope, v = c["n_heads"], c["qk_nope_head_dim"], c["qk_rope_head_dim"], c["v_head_dim"]
     kvr = c["kv_lora_rank"]
     x = x.view(B, T, -1)
-    angles = torch.outer(torch.arange(T, dtype=torch.float64), rope_freqs(c))
+    # Angles in float64, then the input's precision (float64 for the cross-check, float32 when benchmarking).
+    angles = torch.outer(torch.arange(T, dtype=torch.float64), rope_freqs(c)).to(x.dtype)
     if c["q_lora_rank"] == 0:
         q = x @ W["wq"].T
     else:
@@ -73,7 +74,7 @@ def mla(c, W, x, B, T):
         m = 0.1 * c["mscale"] * math.log(c["rope_factor"]) + 1.0
         scale *= m * m
     scores = torch.einsum("bshd,bthd->bsht", qq, k) * scale
-    mask = torch.full((T, T), float("-inf"), dtype=torch.float64).triu(1)
+    mask = torch.full((T, T), float("-inf"), dtype=x.dtype).triu(1)
     scores = (scores + mask[None, :, None, :]).softmax(dim=-1)
     o = torch.einsum("bsht,bthd->bshd", scores, val)
     return (o.flatten(2) @ W["wo"].T).reshape(B * T, -1)

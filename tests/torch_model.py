@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_mla import mla, rms_norm  # noqa: E402
 
 
-def read_safetensors(path):
+def read_safetensors(path, dtype=np.float64):
     data = open(path, "rb").read()
     (n,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8:8 + n])
@@ -31,7 +31,7 @@ def read_safetensors(path):
         assert e["dtype"] == "F32", name
         b, t = e["data_offsets"]
         a = np.frombuffer(data[8 + n + b:8 + n + t], dtype="<f4").reshape(e["shape"])
-        out[name] = torch.tensor(a.astype(np.float64), requires_grad=not name.endswith("gate.bias"))
+        out[name] = torch.tensor(a.astype(dtype), requires_grad=not name.endswith("gate.bias"))
     return out, meta
 
 

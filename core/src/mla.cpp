@@ -37,21 +37,6 @@ Vector<T> zeros(size_t n) {
     return m;
 }
 
-// y[n, out] (+)= x[n, in] · Wᵀ with W [out, in]: a Linear layer's forward.
-template <class T>
-void linear(const T* x, size_t ldx, const Matrix<T>& W, T* y, size_t ldy, size_t n, bool accumulate = false) {
-    gemm<T>(Op::N, Op::T, n, W.shape(0), W.shape(1), x, ldx, W.data(), W.shape(1), y, ldy, accumulate);
-}
-
-// A Linear layer's backward: dW += dyᵀ·x, dx (+)= dy·W.
-template <class T>
-void linear_backward(const T* dy, size_t lddy, const T* x, size_t ldx, const Matrix<T>& W, Matrix<T>& dW, T* dx,
-                     size_t lddx, size_t n, bool accumulate_dx) {
-    const size_t out = W.shape(0), in = W.shape(1);
-    gemm<T>(Op::T, Op::N, out, in, n, dy, lddy, x, ldx, dW.data(), in, true);
-    gemm<T>(Op::N, Op::N, n, in, out, dy, lddy, W.data(), in, dx, lddx, accumulate_dx);
-}
-
 // Row-wise softmax of scores [rows, cols] after scaling, each row r seeing only columns <= last(r)
 // (causal mask; masked entries become exactly 0). Max-subtracted, in the storage precision.
 template <class T, class Last>
@@ -72,25 +57,25 @@ void masked_softmax(T* s, size_t rows, size_t cols, T scale, Last last) {
 // rows of a.x; rows are B sequences of seq_len tokens starting at position start_pos.
 template <class T>
 void project(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w, MLAActivations<T>& a,
-             size_t start_pos) {
+             size_t start_pos, LinearPrecision p) {
     const Dims d(args);
     const size_t n = a.x.shape(0);
     a.q = Matrix<T>::from_shape({n, d.H * d.qk});
     if (d.qr == 0) {
-        linear(a.x.data(), d.dim, w.wq, a.q.data(), d.H * d.qk, n);
+        linear_forward(p, a.x.data(), d.dim, w.wq, a.q.data(), d.H * d.qk, n);
     } else {
         a.q_a = Matrix<T>::from_shape({n, d.qr});
         a.q_a_n = Matrix<T>::from_shape({n, d.qr});
         a.q_rstd = Vector<T>::from_shape({n});
-        linear(a.x.data(), d.dim, w.wq_a, a.q_a.data(), d.qr, n);
+        linear_forward(p, a.x.data(), d.dim, w.wq_a, a.q_a.data(), d.qr, n);
         rmsnorm_forward(a.q_a.data(), d.qr, w.q_norm.data(), a.q_a_n.data(), d.qr, a.q_rstd.data(), n, d.qr);
-        linear(a.q_a_n.data(), d.qr, w.wq_b, a.q.data(), d.H * d.qk, n);
+        linear_forward(p, a.q_a_n.data(), d.qr, w.wq_b, a.q.data(), d.H * d.qk, n);
     }
     rope_apply(rope, a.q.data() + d.nope, n, d.H * d.qk, d.H, d.qk, a.seq_len, start_pos);
 
     const size_t lda = d.kvr + d.rope;
     a.kv_a = Matrix<T>::from_shape({n, lda});
-    linear(a.x.data(), d.dim, w.wkv_a, a.kv_a.data(), lda, n);
+    linear_forward(p, a.x.data(), d.dim, w.wkv_a, a.kv_a.data(), lda, n);
     rope_apply(rope, a.kv_a.data() + d.kvr, n, lda, 1, d.rope, a.seq_len, start_pos);
     a.kv_n = Matrix<T>::from_shape({n, d.kvr});
     a.kv_rstd = Vector<T>::from_shape({n});
@@ -152,7 +137,7 @@ MLAWeights<T> mla_init(const ModelArgs& args, Rng& rng, double std) {
 
 template <class T>
 Matrix<T> mla_forward(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w, const Matrix<T>& x,
-                      size_t batch, size_t seq_len, MLAActivations<T>* acts) {
+                      size_t batch, size_t seq_len, MLAActivations<T>* acts, LinearPrecision precision) {
     const Dims d(args);
     require_shape(x, std::array<size_t, 2>{batch * seq_len, d.dim}, "mla_forward: x");
     if (seq_len > size_t(args.max_seq_len))
@@ -165,9 +150,9 @@ Matrix<T> mla_forward(const ModelArgs& args, const RopeTable& rope, const MLAWei
     a.x = x;
     const size_t n = batch * seq_len, T_ = seq_len, ldq = d.H * d.qk, ldkv = d.H * (d.nope + d.v),
                  ldpe = d.kvr + d.rope;
-    project(args, rope, w, a, 0);
+    project(args, rope, w, a, 0, precision);
     a.kv_b = Matrix<T>::from_shape({n, ldkv});
-    linear(a.kv_n.data(), d.kvr, w.wkv_b, a.kv_b.data(), ldkv, n);
+    linear_forward(precision, a.kv_n.data(), d.kvr, w.wkv_b, a.kv_b.data(), ldkv, n);
 
     a.probs.assign(batch * d.H * T_ * T_, T(0));
     a.o = Matrix<T>::from_shape({n, d.H * d.v});
@@ -185,13 +170,14 @@ Matrix<T> mla_forward(const ModelArgs& args, const RopeTable& rope, const MLAWei
                     d.H * d.v);
         }
     Matrix<T> out = Matrix<T>::from_shape({n, d.dim});
-    linear(a.o.data(), d.H * d.v, w.wo, out.data(), d.dim, n);
+    linear_forward(precision, a.o.data(), d.H * d.v, w.wo, out.data(), d.dim, n);
     return out;
 }
 
 template <class T>
 Matrix<T> mla_backward(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w,
-                       const MLAActivations<T>& a, const Matrix<T>& dout, MLAWeights<T>& g) {
+                       const MLAActivations<T>& a, const Matrix<T>& dout, MLAWeights<T>& g,
+                       LinearPrecision precision) {
     const Dims d(args);
     const size_t n = a.batch * a.seq_len, T_ = a.seq_len, ldq = d.H * d.qk, ldkv = d.H * (d.nope + d.v),
                  ldpe = d.kvr + d.rope, ldo = d.H * d.v;
@@ -200,7 +186,7 @@ Matrix<T> mla_backward(const ModelArgs& args, const RopeTable& rope, const MLAWe
 
     // out = o·woᵀ
     Matrix<T> d_o = Matrix<T>::from_shape({n, ldo});
-    linear_backward(dout.data(), d.dim, a.o.data(), ldo, w.wo, g.wo, d_o.data(), ldo, n, false);
+    linear_backward(precision, dout.data(), d.dim, a.o.data(), ldo, w.wo, g.wo, d_o.data(), ldo, n, false);
 
     // Attention, per sequence and head. dP = dO·Vᵀ; dS = P∘(dP − rowsum(P∘dP))·scale.
     Matrix<T> dq = zeros<T>(n, ldq), dkv_b = zeros<T>(n, ldkv), dkv_a = zeros<T>(n, ldpe);
@@ -231,23 +217,23 @@ Matrix<T> mla_backward(const ModelArgs& args, const RopeTable& rope, const MLAWe
 
     // k_nope | v = wkv_b(c_KV); c_KV = kv_norm(kv); k_pe was rotated: rotate its gradient back.
     Matrix<T> dkv_n = Matrix<T>::from_shape({n, d.kvr});
-    linear_backward(dkv_b.data(), ldkv, a.kv_n.data(), d.kvr, w.wkv_b, g.wkv_b, dkv_n.data(), d.kvr, n, false);
+    linear_backward(precision, dkv_b.data(), ldkv, a.kv_n.data(), d.kvr, w.wkv_b, g.wkv_b, dkv_n.data(), d.kvr, n, false);
     rmsnorm_backward(dkv_n.data(), d.kvr, a.kv_a.data(), ldpe, w.kv_norm.data(), a.kv_rstd.data(), dkv_a.data(),
                      ldpe, g.kv_norm.data(), n, d.kvr);
     rope_apply(rope, dkv_a.data() + d.kvr, n, ldpe, 1, d.rope, T_, 0, true);
     Matrix<T> dx = Matrix<T>::from_shape({n, d.dim});
-    linear_backward(dkv_a.data(), ldpe, a.x.data(), d.dim, w.wkv_a, g.wkv_a, dx.data(), d.dim, n, false);
+    linear_backward(precision, dkv_a.data(), ldpe, a.x.data(), d.dim, w.wkv_a, g.wkv_a, dx.data(), d.dim, n, false);
 
     // Query path.
     rope_apply(rope, dq.data() + d.nope, n, ldq, d.H, d.qk, T_, 0, true);
     if (d.qr == 0) {
-        linear_backward(dq.data(), ldq, a.x.data(), d.dim, w.wq, g.wq, dx.data(), d.dim, n, true);
+        linear_backward(precision, dq.data(), ldq, a.x.data(), d.dim, w.wq, g.wq, dx.data(), d.dim, n, true);
     } else {
         Matrix<T> dq_a_n = Matrix<T>::from_shape({n, d.qr}), dq_a = Matrix<T>::from_shape({n, d.qr});
-        linear_backward(dq.data(), ldq, a.q_a_n.data(), d.qr, w.wq_b, g.wq_b, dq_a_n.data(), d.qr, n, false);
+        linear_backward(precision, dq.data(), ldq, a.q_a_n.data(), d.qr, w.wq_b, g.wq_b, dq_a_n.data(), d.qr, n, false);
         rmsnorm_backward(dq_a_n.data(), d.qr, a.q_a.data(), d.qr, w.q_norm.data(), a.q_rstd.data(), dq_a.data(), d.qr,
                          g.q_norm.data(), n, d.qr);
-        linear_backward(dq_a.data(), d.qr, a.x.data(), d.dim, w.wq_a, g.wq_a, dx.data(), d.dim, n, true);
+        linear_backward(precision, dq_a.data(), d.qr, a.x.data(), d.dim, w.wq_a, g.wq_a, dx.data(), d.dim, n, true);
     }
     return dx;
 }
@@ -304,9 +290,9 @@ Matrix<T> mla_decode(const ModelArgs& args, const RopeTable& rope, const MLAWeig
     a.batch = 1;
     a.seq_len = n;
     a.x = x;
-    project(args, rope, w, a, L);
+    project(args, rope, w, a, L, LinearPrecision::fp32);
     Matrix<T> kvb = Matrix<T>::from_shape({n, ldkv});
-    linear(a.kv_n.data(), d.kvr, w.wkv_b, kvb.data(), ldkv, n);
+    linear_forward(LinearPrecision::fp32, a.kv_n.data(), d.kvr, w.wkv_b, kvb.data(), ldkv, n);
     for (size_t i = 0; i < n; ++i)  // K_h = k_nope_h | k_pe (shared),  V_h = v_h
         for (size_t h = 0; h < d.H; ++h) {
             const T* src = kvb.data() + i * ldkv + h * (d.nope + d.v);
@@ -327,7 +313,7 @@ Matrix<T> mla_decode(const ModelArgs& args, const RopeTable& rope, const MLAWeig
                 d.H * d.v);
     }
     Matrix<T> out = Matrix<T>::from_shape({n, d.dim});
-    linear(o.data(), d.H * d.v, w.wo, out.data(), d.dim, n);
+    linear_forward(LinearPrecision::fp32, o.data(), d.H * d.v, w.wo, out.data(), d.dim, n);
     return out;
 }
 
@@ -343,7 +329,7 @@ Matrix<T> mla_decode(const ModelArgs& args, const RopeTable& rope, const MLAWeig
     a.batch = 1;
     a.seq_len = n;
     a.x = x;
-    project(args, rope, w, a, L);
+    project(args, rope, w, a, L, LinearPrecision::fp32);
     for (size_t i = 0; i < n; ++i) {
         std::copy(a.kv_n.data() + i * d.kvr, a.kv_n.data() + (i + 1) * d.kvr, c.kv.data() + (L + i) * d.kvr);
         std::copy(a.kv_a.data() + i * ldpe + d.kvr, a.kv_a.data() + (i + 1) * ldpe, c.pe.data() + (L + i) * d.rope);
@@ -375,7 +361,7 @@ Matrix<T> mla_decode(const ModelArgs& args, const RopeTable& rope, const MLAWeig
         gemm<T>(Op::N, Op::T, n, d.v, d.kvr, o_lat.data() + h * d.kvr, d.H * d.kvr,
                 w.wkv_b.data() + (h * (d.nope + d.v) + d.nope) * d.kvr, d.kvr, o.data() + h * d.v, d.H * d.v);
     Matrix<T> out = Matrix<T>::from_shape({n, d.dim});
-    linear(o.data(), d.H * d.v, w.wo, out.data(), d.dim, n);
+    linear_forward(LinearPrecision::fp32, o.data(), d.H * d.v, w.wo, out.data(), d.dim, n);
     return out;
 }
 
@@ -414,9 +400,9 @@ std::vector<KVCacheScheme> kv_cache_memory(const ModelArgs& args, std::int64_t s
     template MLAWeights<T> mla_zeros<T>(const ModelArgs&);                                                       \
     template MLAWeights<T> mla_init<T>(const ModelArgs&, Rng&, double);                                          \
     template Matrix<T> mla_forward<T>(const ModelArgs&, const RopeTable&, const MLAWeights<T>&, const Matrix<T>&, \
-                                      size_t, size_t, MLAActivations<T>*);                                      \
+                                      size_t, size_t, MLAActivations<T>*, LinearPrecision);                     \
     template Matrix<T> mla_backward<T>(const ModelArgs&, const RopeTable&, const MLAWeights<T>&,                 \
-                                       const MLAActivations<T>&, const Matrix<T>&, MLAWeights<T>&);              \
+                                       const MLAActivations<T>&, const Matrix<T>&, MLAWeights<T>&, LinearPrecision); \
     template struct MLANaiveCache<T>;                                                                            \
     template struct MLAAbsorbedCache<T>;                                                                         \
     template Matrix<T> mla_decode<T>(const ModelArgs&, const RopeTable&, const MLAWeights<T>&, MLANaiveCache<T>&, \

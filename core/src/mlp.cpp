@@ -1,9 +1,8 @@
-// SwiGLU MLP: three eva::gemm calls forward, five backward, and element-wise gating between them.
+// SwiGLU MLP: three Linear products forward, six backward (fp32 or FP8), element-wise gating between them.
 #include "eva/mlp.hpp"
 
 #include <cmath>
 
-#include "eva/gemm.hpp"
 
 namespace eva {
 
@@ -39,42 +38,40 @@ Mlp<T> Mlp<T>::random(std::size_t dim, std::size_t inter_dim, Rng& rng, float st
 }
 
 template <class T>
-void mlp_forward(const Mlp<T>& m, const T* x, std::size_t n, T* y, MlpCache<T>& c, bool accumulate) {
+void mlp_forward(const Mlp<T>& m, const T* x, std::size_t n, T* y, MlpCache<T>& c, bool accumulate,
+                 LinearPrecision p) {
     const std::size_t D = m.dim, F = m.inter_dim;
     c.h1.resize(n * F);
     c.h3.resize(n * F);
     c.a.resize(n * F);
     if (n == 0) return;
-    gemm<T>(Op::N, Op::T, n, F, D, x, D, m.w1.data(), D, c.h1.data(), F);  // h1 = x·w1ᵀ
-    gemm<T>(Op::N, Op::T, n, F, D, x, D, m.w3.data(), D, c.h3.data(), F);  // h3 = x·w3ᵀ
+    linear_forward(p, x, D, m.w1, c.h1.data(), F, n);  // h1 = x·w1ᵀ
+    linear_forward(p, x, D, m.w3, c.h3.data(), F, n);  // h3 = x·w3ᵀ
     for (std::size_t i = 0; i < n * F; ++i) c.a[i] = c.h1[i] * sigmoid(c.h1[i]) * c.h3[i];
-    gemm<T>(Op::N, Op::T, n, D, F, c.a.data(), F, m.w2.data(), F, y, D, accumulate);  // y (+)= a·w2ᵀ
+    linear_forward(p, c.a.data(), F, m.w2, y, D, n, accumulate);  // y (+)= a·w2ᵀ
 }
 
 template <class T>
 void mlp_backward(const Mlp<T>& m, const T* x, std::size_t n, const MlpCache<T>& c, const T* dy, T* dx,
-                  Mlp<T>& g, bool accumulate_dx) {
+                  Mlp<T>& g, bool accumulate_dx, LinearPrecision p) {
     const std::size_t D = m.dim, F = m.inter_dim;
     if (n == 0) return;
-    gemm<T>(Op::T, Op::N, D, F, n, dy, D, c.a.data(), F, g.w2.data(), F, true);  // dw2 += dyᵀ·a
     std::vector<T> dh1(n * F), dh3(n * F);
-    gemm<T>(Op::N, Op::N, n, F, D, dy, D, m.w2.data(), F, dh1.data(), F);  // da = dy·w2 (into dh1)
+    linear_backward(p, dy, D, c.a.data(), F, m.w2, g.w2, dh1.data(), F, n);  // dw2 += dyᵀ·a, da = dy·w2 (into dh1)
     for (std::size_t i = 0; i < n * F; ++i) {
         const T h = c.h1[i], s = sigmoid(h), da = dh1[i];
         dh3[i] = da * h * s;                                  // ∂/∂h3 of silu(h1)·h3
         dh1[i] = da * c.h3[i] * s * (T(1) + h * (T(1) - s));  // silu'(h1)·h3
     }
-    gemm<T>(Op::T, Op::N, F, D, n, dh1.data(), F, x, D, g.w1.data(), D, true);  // dw1 += dh1ᵀ·x
-    gemm<T>(Op::T, Op::N, F, D, n, dh3.data(), F, x, D, g.w3.data(), D, true);  // dw3 += dh3ᵀ·x
-    gemm<T>(Op::N, Op::N, n, D, F, dh1.data(), F, m.w1.data(), D, dx, D, accumulate_dx);  // dx (+)= dh1·w1
-    gemm<T>(Op::N, Op::N, n, D, F, dh3.data(), F, m.w3.data(), D, dx, D, true);           //    + dh3·w3
+    linear_backward(p, dh1.data(), F, x, D, m.w1, g.w1, dx, D, n, accumulate_dx);  // dw1 += dh1ᵀ·x, dx (+)= dh1·w1
+    linear_backward(p, dh3.data(), F, x, D, m.w3, g.w3, dx, D, n, true);           // dw3 += dh3ᵀ·x, dx += dh3·w3
 }
 
 #define EVA_MLP_INSTANTIATE(T)                                                                         \
     template struct Mlp<T>;                                                                            \
-    template void mlp_forward<T>(const Mlp<T>&, const T*, std::size_t, T*, MlpCache<T>&, bool);        \
+    template void mlp_forward<T>(const Mlp<T>&, const T*, std::size_t, T*, MlpCache<T>&, bool, LinearPrecision); \
     template void mlp_backward<T>(const Mlp<T>&, const T*, std::size_t, const MlpCache<T>&, const T*, T*, \
-                                  Mlp<T>&, bool);
+                                  Mlp<T>&, bool, LinearPrecision);
 EVA_MLP_INSTANTIATE(float)
 EVA_MLP_INSTANTIATE(double)
 #undef EVA_MLP_INSTANTIATE

@@ -150,11 +150,12 @@ Matrix<T> embed_tokens(const Model<T>& m, const std::vector<Token>& tokens) {
 
 // FFN of one block on n rows: the dense SwiGLU or the MoE (seq_len groups rows for the seq-wise loss).
 template <class T>
-Matrix<T> ffn_forward(const Block<T>& b, const Matrix<T>& hn, std::size_t seq_len, LayerActivations<T>& L) {
+Matrix<T> ffn_forward(const Block<T>& b, const Matrix<T>& hn, std::size_t seq_len, LayerActivations<T>& L,
+                      LinearPrecision precision) {
     const std::size_t n = hn.shape(0), D = hn.shape(1);
     Matrix<T> f = Matrix<T>::from_shape({n, D});
-    if (b.dense) mlp_forward(b.mlp, hn.data(), n, f.data(), L.mlp);
-    else moe_forward(b.moe, hn.data(), n, seq_len, f.data(), L.moe);
+    if (b.dense) mlp_forward(b.mlp, hn.data(), n, f.data(), L.mlp, false, precision);
+    else moe_forward(b.moe, hn.data(), n, seq_len, f.data(), L.moe, precision);
     return f;
 }
 
@@ -179,9 +180,9 @@ Matrix<T> model_forward(const Model<T>& m, const std::vector<Token>& tokens, std
         const Block<T>& b = m.w.layers[l];
         LayerActivations<T>& L = A.layers[l];
         rmsnorm(x, b.attn_norm, L.xn, L.attn_rstd);
-        L.h = x + mla_forward(m.args, m.rope, b.attn, L.xn, batch, seq_len, acts ? &L.mla : nullptr);
+        L.h = x + mla_forward(m.args, m.rope, b.attn, L.xn, batch, seq_len, acts ? &L.mla : nullptr, m.precision);
         rmsnorm(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
-        Matrix<T> next = L.h + ffn_forward(b, L.hn, seq_len, L);
+        Matrix<T> next = L.h + ffn_forward(b, L.hn, seq_len, L, m.precision);
         if (acts) L.x = std::move(x);
         x = std::move(next);
     }
@@ -231,11 +232,11 @@ Loss model_loss_and_grad(const Model<T>& m, const std::vector<Token>& inputs, co
         const LayerActivations<T>& L = A.layers[l];
         // x_out = h + FFN(ffn_norm(h)): the residual passes dx to h unchanged.
         Matrix<T> dhn = Matrix<T>::from_shape({n, D});
-        if (b.dense) mlp_backward(b.mlp, L.hn.data(), n, L.mlp, dx.data(), dhn.data(), gb.mlp);
-        else moe_backward(b.moe, L.hn.data(), L.moe, dx.data(), dhn.data(), gb.moe);
+        if (b.dense) mlp_backward(b.mlp, L.hn.data(), n, L.mlp, dx.data(), dhn.data(), gb.mlp, false, m.precision);
+        else moe_backward(b.moe, L.hn.data(), L.moe, dx.data(), dhn.data(), gb.moe, m.precision);
         rmsnorm_grad_add(dhn, L.h, b.ffn_norm, L.ffn_rstd, dx, gb.ffn_norm);  // dx now holds dL/dh
         // h = x + MLA(attn_norm(x)).
-        const Matrix<T> dxn_attn = mla_backward(m.args, m.rope, b.attn, L.mla, dx, gb.attn);
+        const Matrix<T> dxn_attn = mla_backward(m.args, m.rope, b.attn, L.mla, dx, gb.attn, m.precision);
         rmsnorm_grad_add(dxn_attn, L.x, b.attn_norm, L.attn_rstd, dx, gb.attn_norm);  // dx: dL/d(block input)
     }
     for (std::size_t i = 0; i < n; ++i) {  // embedding rows receive their tokens' gradients
@@ -288,7 +289,7 @@ std::vector<T> Generator<T>::feed(const std::vector<Token>& tokens) {
                                                            : mla_decode(m_.args, m_.rope, b.attn, absorbed_[l], L.xn);
         L.h = x + a;
         rmsnorm(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
-        x = L.h + ffn_forward(b, L.hn, n, L);
+        x = L.h + ffn_forward(b, L.hn, n, L, LinearPrecision::fp32);
     }
     Matrix<T> last = xt::view(x, xt::range(n - 1, n), xt::all());
     Matrix<T> xn;

@@ -383,7 +383,8 @@ Moe<T> Moe<T>::random(const MoeConfig& cfg, Rng& rng, float std) {
 }
 
 template <class T>
-void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len, T* y, MoeCache<T>& c) {
+void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len, T* y, MoeCache<T>& c,
+                 LinearPrecision precision) {
     const MoeConfig& cfg = m.cfg;
     const std::size_t E = cfg.n_routed_experts, k = cfg.n_activated_experts, D = cfg.dim;
     c.n_tokens = n;
@@ -410,9 +411,9 @@ void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len
     c.expert_cache.resize(E);
     for (std::size_t e = 0; e < E; ++e)
         mlp_forward(m.experts[e], c.xg.data() + c.offsets[e] * D, counts[e], c.yg.data() + c.offsets[e] * D,
-                    c.expert_cache[e]);
+                    c.expert_cache[e], false, precision);
     // Combine: y = shared(x) + Σ_j w_j·expert_j(x), summed in the same order as the naive loop.
-    if (cfg.n_shared_experts > 0) mlp_forward(m.shared, x, n, y, c.shared_cache);
+    if (cfg.n_shared_experts > 0) mlp_forward(m.shared, x, n, y, c.shared_cache, false, precision);
     else std::fill(y, y + n * D, T(0));
     for (std::size_t p = 0; p < n * k; ++p) {
         const T w = c.routing.weights[p];
@@ -423,12 +424,13 @@ void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len
 }
 
 template <class T>
-void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy, T* dx, Moe<T>& g) {
+void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy, T* dx, Moe<T>& g,
+                  LinearPrecision precision) {
     const MoeConfig& cfg = m.cfg;
     const std::size_t n = c.n_tokens, E = cfg.n_routed_experts, k = cfg.n_activated_experts, D = cfg.dim;
     const Routing<T>& r = c.routing;
     // Shared expert: it sees every token with coefficient 1.
-    if (cfg.n_shared_experts > 0) mlp_backward(m.shared, x, n, c.shared_cache, dy, dx, g.shared);
+    if (cfg.n_shared_experts > 0) mlp_backward(m.shared, x, n, c.shared_cache, dy, dx, g.shared, false, precision);
     else std::fill(dx, dx + n * D, T(0));
     // Combine backward: the expert's output gradient is w·dy, the weight's gradient ⟨dy, expert(x)⟩.
     std::vector<T> dyg(n * k * D), dxg(n * k * D), dweights(n * k);
@@ -446,7 +448,7 @@ void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy
     for (std::size_t e = 0; e < E; ++e) {
         const std::size_t o = c.offsets[e], cnt = c.offsets[e + 1] - o;
         mlp_backward(m.experts[e], c.xg.data() + o * D, cnt, c.expert_cache[e], dyg.data() + o * D,
-                     dxg.data() + o * D, g.experts[e]);
+                     dxg.data() + o * D, g.experts[e], false, precision);
     }
     for (std::size_t p = 0; p < n * k; ++p) {
         const T* d = dxg.data() + c.row_of[p] * D;
@@ -522,8 +524,10 @@ void moe_backward_naive(const Moe<T>& m, const T* x, std::size_t n, const T* dy,
     template std::vector<std::size_t> expert_counts<T>(const Routing<T>&);                                     \
     template void update_bias<T>(std::vector<T>&, const std::vector<std::size_t>&, double);                    \
     template RoutingStats routing_stats<T>(const MoeConfig&, const Routing<T>&, const std::vector<T>&);        \
-    template void moe_forward<T>(const Moe<T>&, const T*, std::size_t, std::size_t, T*, MoeCache<T>&);         \
-    template void moe_backward<T>(const Moe<T>&, const T*, const MoeCache<T>&, const T*, T*, Moe<T>&);         \
+    template void moe_forward<T>(const Moe<T>&, const T*, std::size_t, std::size_t, T*, MoeCache<T>&,          \
+                                 LinearPrecision);                                                             \
+    template void moe_backward<T>(const Moe<T>&, const T*, const MoeCache<T>&, const T*, T*, Moe<T>&,          \
+                                  LinearPrecision);                                                            \
     template void moe_forward_naive<T>(const Moe<T>&, const T*, std::size_t, T*);                              \
     template void moe_backward_naive<T>(const Moe<T>&, const T*, std::size_t, const T*, T*, Moe<T>&);
 EVA_MOE_INSTANTIATE(float)

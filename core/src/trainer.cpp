@@ -28,7 +28,8 @@ nlohmann::json TrainConfig::to_json() const {
     return {{"batch", batch}, {"seq_len", seq_len}, {"steps", steps}, {"lr", schedule.lr},
             {"warmup_steps", schedule.warmup_steps}, {"min_lr_ratio", schedule.min_lr_ratio},
             {"beta1", adamw.beta1}, {"beta2", adamw.beta2}, {"eps", adamw.eps}, {"weight_decay", adamw.weight_decay},
-            {"grad_clip", grad_clip}, {"seed", seed}, {"eval_batches", eval_batches}};
+            {"grad_clip", grad_clip}, {"seed", seed}, {"eval_batches", eval_batches},
+            {"precision", to_string(precision)}};
 }
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
@@ -42,6 +43,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
         c.grad_clip = j.at("grad_clip");
         c.seed = j.at("seed");
         c.eval_batches = j.at("eval_batches");
+        c.precision = parse_linear_precision(j.at("precision").get<std::string>());
     } catch (const nlohmann::json::exception& e) {
         throw FileError(std::string("training state: ") + e.what());
     }
@@ -52,6 +54,7 @@ Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg)
     : m_(m), corpus_(corpus), cfg_(cfg), opt_(cfg.adamw), data_(cfg.seed, 1), grad_(model_zeros(m)) {
     cfg_.schedule.total_steps = cfg_.steps;
     cfg_.validate(m.args);
+    m_.precision = cfg_.precision;
     if (corpus.train.size() <= std::size_t(cfg.seq_len) || corpus.validation.size() <= std::size_t(cfg.seq_len))
         throw ConfigError("the corpus is too small for seq_len " + std::to_string(cfg.seq_len));
 }

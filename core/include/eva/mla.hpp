@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "eva/config.hpp"
+#include "eva/linear.hpp"
 #include "eva/rng.hpp"
 #include "eva/rope.hpp"
 #include "eva/tensor.hpp"
@@ -98,15 +99,18 @@ struct MLAActivations {
 double mla_softmax_scale(const ModelArgs& args, const RopeTable& rope);
 
 /// Causal MLA over B sequences of seq_len tokens at positions 0…seq_len−1; x is [B·seq_len, dim].
-/// Returns [B·seq_len, dim]; fills *acts for mla_backward when given.
+/// Returns [B·seq_len, dim]; fills *acts for mla_backward when given. `precision` selects fp32 or
+/// FP8 for the five projections (wq/wq_a/wq_b, wkv_a, wkv_b, wo); attention itself stays fp32.
 template <class T>
 Matrix<T> mla_forward(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w, const Matrix<T>& x,
-                      std::size_t batch, std::size_t seq_len, MLAActivations<T>* acts = nullptr);
+                      std::size_t batch, std::size_t seq_len, MLAActivations<T>* acts = nullptr,
+                      LinearPrecision precision = LinearPrecision::fp32);
 
 /// Backward of mla_forward: accumulates every weight's gradient into `grad` and returns dL/dx.
 template <class T>
 Matrix<T> mla_backward(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w,
-                       const MLAActivations<T>& acts, const Matrix<T>& dout, MLAWeights<T>& grad);
+                       const MLAActivations<T>& acts, const Matrix<T>& dout, MLAWeights<T>& grad,
+                       LinearPrecision precision = LinearPrecision::fp32);
 
 /// Naive KV cache of one sequence: per-head keys [capacity, H, nope+rope] and values [capacity, H, v].
 template <class T>

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "eva/linear.hpp"
 #include "eva/rng.hpp"
 #include "eva/tensor.hpp"
 
@@ -41,12 +42,13 @@ struct MlpCache {
 
 /// y[n, dim] (+)= MLP(x[n, dim]). With `accumulate` the output is added to y (the MoE combine).
 template <class T>
-void mlp_forward(const Mlp<T>& m, const T* x, std::size_t n, T* y, MlpCache<T>& cache, bool accumulate = false);
+void mlp_forward(const Mlp<T>& m, const T* x, std::size_t n, T* y, MlpCache<T>& cache, bool accumulate = false,
+                 LinearPrecision precision = LinearPrecision::fp32);
 
 /// Gradients of the forward above: adds into g.w1/w2/w3, and writes (or with `accumulate_dx` adds)
 /// dx[n, dim]. `cache` must hold this x's forward.
 template <class T>
 void mlp_backward(const Mlp<T>& m, const T* x, std::size_t n, const MlpCache<T>& cache, const T* dy, T* dx,
-                  Mlp<T>& g, bool accumulate_dx = false);
+                  Mlp<T>& g, bool accumulate_dx = false, LinearPrecision precision = LinearPrecision::fp32);
 
 }  // namespace eva

@@ -72,6 +72,9 @@ struct Model {
     MoeConfig moe;
     RopeTable rope;
     ModelWeights<T> w;
+    /// Arithmetic of the Linear layers inside the blocks during training (fp32, or FP8 emulation);
+    /// embedding, head, gate, norms and attention are always fp32, and so is generation.
+    LinearPrecision precision = LinearPrecision::fp32;
 };
 
 /// A model with every tensor allocated: Linear weights and biases 0, norm gains 1.

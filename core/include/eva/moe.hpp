@@ -158,12 +158,14 @@ struct MoeCache {
 
 /// y [n, dim] = MoE(x [n, dim]). n must be a multiple of seq_len (used only by the seq-loss).
 template <class T>
-void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len, T* y, MoeCache<T>& c);
+void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len, T* y, MoeCache<T>& c,
+                 LinearPrecision precision = LinearPrecision::fp32);
 
 /// Gradients for dy (plus the balance loss's own gradient, whose weight is 1 in the total loss):
 /// adds into g (gate, experts, shared) and writes dx [n, dim].
 template <class T>
-void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy, T* dx, Moe<T>& g);
+void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy, T* dx, Moe<T>& g,
+                  LinearPrecision precision = LinearPrecision::fp32);
 
 /// Reference: the same layer as a loop over tokens and their chosen experts (one row at a time).
 template <class T>

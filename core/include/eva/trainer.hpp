@@ -23,6 +23,7 @@ struct TrainConfig {
     double grad_clip = 1.0;
     std::uint64_t seed = 1;
     int eval_batches = 8;  // validation windows per evaluation, batch·eval_batches in total
+    LinearPrecision precision = LinearPrecision::fp32;  // the blocks' Linear GEMMs: fp32 or FP8 emulation
 
     void validate(const ModelArgs& args) const;
     nlohmann::json to_json() const;

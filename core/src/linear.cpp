@@ -1,0 +1,109 @@
+// eva — Linear layers in fp32 or emulated FP8.
+#include "eva/linear.hpp"
+
+#include <vector>
+
+#include "eva/error.hpp"
+#include "eva/fp8.hpp"
+#include "eva/gemm.hpp"
+
+namespace eva {
+
+LinearPrecision parse_linear_precision(const std::string& s, const std::string& field) {
+    if (s == "fp32") return LinearPrecision::fp32;
+    if (s == "fp8") return LinearPrecision::fp8;
+    if (s == "fp8-tensor") return LinearPrecision::fp8_tensor;
+    if (s == "fp8-e5m2") return LinearPrecision::fp8_e5m2;
+    throw ConfigError(field + " = \"" + s + "\"; allowed: fp32, fp8, fp8-tensor, fp8-e5m2");
+}
+
+std::string to_string(LinearPrecision p) {
+    switch (p) {
+        case LinearPrecision::fp32: return "fp32";
+        case LinearPrecision::fp8: return "fp8";
+        case LinearPrecision::fp8_tensor: return "fp8-tensor";
+        case LinearPrecision::fp8_e5m2: return "fp8-e5m2";
+    }
+    return "?";
+}
+
+namespace {
+
+// How activations/gradients (tiles along K) and weights (blocks) are quantized in precision p.
+Fp8QuantConfig quant_config(LinearPrecision p, bool weight) {
+    Fp8QuantConfig c;
+    c.format = p == LinearPrecision::fp8_e5m2 ? Fp8Format::E5M2 : Fp8Format::E4M3;
+    c.granularity = p == LinearPrecision::fp8_tensor ? Fp8Granularity::Tensor
+                    : weight                         ? Fp8Granularity::Block
+                                                     : Fp8Granularity::Tile;
+    return c;
+}
+
+// Promotion every 128 into an exact fp32 accumulator (within an interval the products add in fp32).
+constexpr Fp8GemmConfig kPromoted{128, 0, 4};
+
+// a[rows, cols] (stride lda) transposed into a dense [cols, rows].
+std::vector<float> transposed(const float* a, std::size_t rows, std::size_t cols, std::size_t lda) {
+    std::vector<float> t(rows * cols);
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t c = 0; c < cols; ++c) t[c * rows + r] = a[r * lda + c];
+    return t;
+}
+
+// C (+)= A·Bᵀ with A [M, K] (stride lda) and B [N, K] (stride ldb) both quantized to FP8 first.
+void fp8_product(LinearPrecision p, const float* A, std::size_t M, std::size_t lda, bool a_weight, const float* B,
+                 std::size_t N, std::size_t ldb, bool b_weight, std::size_t K, float* C, std::size_t ldc, bool accumulate) {
+    const Fp8Matrix qa = quantize(A, M, K, lda, quant_config(p, a_weight));
+    const Fp8Matrix qb = quantize(B, N, K, ldb, quant_config(p, b_weight));
+    fp8_gemm(qa, qb, C, ldc, kPromoted, accumulate);
+}
+
+void require_fp32(LinearPrecision p) {
+    if (p != LinearPrecision::fp32) throw ConfigError("precision: FP8 Linear layers are emulated in float32 only");
+}
+
+}  // namespace
+
+template <class T>
+void linear_forward(LinearPrecision p, const T* x, std::size_t ldx, const Matrix<T>& W, T* y, std::size_t ldy,
+                    std::size_t n, bool accumulate) {
+    const std::size_t out = W.shape(0), in = W.shape(1);
+    if constexpr (std::is_same_v<T, float>) {
+        if (p != LinearPrecision::fp32)
+            return fp8_product(p, x, n, ldx, false, W.data(), out, in, true, in, y, ldy, accumulate);
+    } else {
+        require_fp32(p);
+    }
+    gemm<T>(Op::N, Op::T, n, out, in, x, ldx, W.data(), in, y, ldy, accumulate);
+}
+
+template <class T>
+void linear_backward(LinearPrecision p, const T* dy, std::size_t lddy, const T* x, std::size_t ldx, const Matrix<T>& W,
+                     Matrix<T>& dW, T* dx, std::size_t lddx, std::size_t n, bool accumulate_dx) {
+    const std::size_t out = W.shape(0), in = W.shape(1);
+    if constexpr (std::is_same_v<T, float>) {
+        if (p != LinearPrecision::fp32) {
+            // dW += dyᵀ·x: both operands need K = tokens contiguous, so they are transposed (the
+            // report's 128×1 tiles of the backward pass); dx = dy·W needs Wᵀ in 128×128 blocks.
+            const auto dyt = transposed(dy, n, out, lddy), xt = transposed(x, n, in, ldx);
+            fp8_product(p, dyt.data(), out, n, false, xt.data(), in, n, false, n, dW.data(), in, true);
+            const auto wt = transposed(W.data(), out, in, in);
+            return fp8_product(p, dy, n, lddy, false, wt.data(), in, out, true, out, dx, lddx, accumulate_dx);
+        }
+    } else {
+        require_fp32(p);
+    }
+    gemm<T>(Op::T, Op::N, out, in, n, dy, lddy, x, ldx, dW.data(), in, true);
+    gemm<T>(Op::N, Op::N, n, in, out, dy, lddy, W.data(), in, dx, lddx, accumulate_dx);
+}
+
+template void linear_forward<float>(LinearPrecision, const float*, std::size_t, const Matrix<float>&, float*,
+                                    std::size_t, std::size_t, bool);
+template void linear_forward<double>(LinearPrecision, const double*, std::size_t, const Matrix<double>&, double*,
+                                     std::size_t, std::size_t, bool);
+template void linear_backward<float>(LinearPrecision, const float*, std::size_t, const float*, std::size_t,
+                                     const Matrix<float>&, Matrix<float>&, float*, std::size_t, std::size_t, bool);
+template void linear_backward<double>(LinearPrecision, const double*, std::size_t, const double*, std::size_t,
+                                      const Matrix<double>&, Matrix<double>&, double*, std::size_t, std::size_t, bool);
+
+}  // namespace eva

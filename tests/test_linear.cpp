@@ -1,0 +1,116 @@
+// Linear layers in fp32 and FP8: the FP8 products equal the fp32 products of the FP8-rounded operands
+// (the emulation adds no error of its own), and FP8 training tracks fp32 training.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "eva/fp8.hpp"
+#include "eva/linear.hpp"
+#include "eva/rng.hpp"
+
+namespace {
+
+eva::Matrix<float> random(std::size_t r, std::size_t c, eva::Rng& rng, float scale = 1) {
+    eva::Matrix<float> m = eva::Matrix<float>::from_shape({r, c});
+    for (auto& v : m) v = scale * rng.normal();
+    return m;
+}
+
+// x rounded through FP8 and back, as the recipe quantizes it.
+eva::Matrix<float> fp8_rounded(const eva::Matrix<float>& x, bool weight) {
+    const auto q = weight ? eva::quantize_blocks(x.data(), x.shape(0), x.shape(1))
+                          : eva::quantize_tiles(x.data(), x.shape(0), x.shape(1));
+    eva::Matrix<float> y = eva::Matrix<float>::from_shape(x.shape());
+    eva::dequantize(q, y.data(), x.shape(1));
+    return y;
+}
+
+double rel_frobenius(const eva::Matrix<float>& a, const eva::Matrix<float>& b) {
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        num += (double(a.data()[i]) - b.data()[i]) * (double(a.data()[i]) - b.data()[i]);
+        den += double(b.data()[i]) * b.data()[i];
+    }
+    return std::sqrt(num / den);
+}
+
+}  // namespace
+
+TEST_CASE("FP8 forward = fp32 product of the FP8-rounded operands", "[linear]") {
+    eva::Rng rng(4);
+    const std::size_t n = 70, in = 300, out = 130;  // partial tiles and blocks on every side
+    const auto x = random(n, in, rng), W = random(out, in, rng, 0.05f);
+    eva::Matrix<float> y8 = eva::Matrix<float>::from_shape({n, out}), ref = y8, y32 = y8;
+    eva::linear_forward(eva::LinearPrecision::fp8, x.data(), in, W, y8.data(), out, n);
+    eva::linear_forward(eva::LinearPrecision::fp32, fp8_rounded(x, false).data(), in, fp8_rounded(W, true), ref.data(),
+                        out, n);
+    eva::linear_forward(eva::LinearPrecision::fp32, x.data(), in, W, y32.data(), out, n);
+    // Same rounded operands, fp32 sums in another order (promotion every 128): ~1e-7 relative.
+    CHECK(rel_frobenius(y8, ref) < 1e-5);
+    // Against the unquantized product: E4M3 keeps 3 mantissa bits, relative rounding ≤ 2^-4 per
+    // operand, averaging to a few percent over a dot product.
+    const double err = rel_frobenius(y8, y32);
+    CHECK(err > 1e-3);
+    CHECK(err < 0.06);
+}
+
+TEST_CASE("FP8 backward tracks fp32; E5M2 loses more", "[linear]") {
+    eva::Rng rng(5);
+    const std::size_t n = 256, in = 256, out = 128;
+    const auto x = random(n, in, rng);
+    const auto W = random(out, in, rng, 0.05f), dy = random(n, out, rng, 0.01f);
+    auto run = [&](eva::LinearPrecision p, eva::Matrix<float>& dW, eva::Matrix<float>& dx) {
+        dW = eva::Matrix<float>::from_shape({out, in});
+        dW.fill(0);
+        dx = eva::Matrix<float>::from_shape({n, in});
+        eva::linear_backward(p, dy.data(), out, x.data(), in, W, dW, dx.data(), in, n);
+    };
+    eva::Matrix<float> dW32, dx32, dW8, dx8, dW5, dx5;
+    run(eva::LinearPrecision::fp32, dW32, dx32);
+    run(eva::LinearPrecision::fp8, dW8, dx8);
+    run(eva::LinearPrecision::fp8_e5m2, dW5, dx5);
+    CHECK(rel_frobenius(dx8, dx32) < 0.06);
+    CHECK(rel_frobenius(dW8, dW32) < 0.06);
+    // E5M2 has one mantissa bit fewer: about twice the rounding error of E4M3.
+    CHECK(rel_frobenius(dx5, dx32) > 1.5 * rel_frobenius(dx8, dx32));
+    CHECK(rel_frobenius(dW5, dW32) > 1.5 * rel_frobenius(dW8, dW32));
+}
+
+TEST_CASE("fine-grained scaling isolates activation outliers; one scale per tensor does not", "[linear]") {
+    eva::Rng rng(6);
+    const std::size_t n = 64, in = 256, out = 64;
+    auto x = random(n, in, rng);
+    x(3, 7) = 1e5f;  // one outlier. E4M3's normal range spans 448 / 2^-6 ≈ 2.9e4: with a single scale
+                     // set by it, values of size 1 fall into the subnormals, where few bits are left.
+    const auto W = random(out, in, rng, 0.05f);
+    auto median_row_error = [&](eva::LinearPrecision p) {
+        eva::Matrix<float> y = eva::Matrix<float>::from_shape({n, out}), ref = y;
+        eva::linear_forward(p, x.data(), in, W, y.data(), out, n);
+        eva::linear_forward(eva::LinearPrecision::fp32, x.data(), in, W, ref.data(), out, n);
+        std::vector<double> errors;
+        for (std::size_t r = 0; r < n; ++r) {
+            double num = 0, den = 0;
+            for (std::size_t c = 0; c < out; ++c) {
+                num += std::pow(double(y(r, c)) - ref(r, c), 2);
+                den += std::pow(double(ref(r, c)), 2);
+            }
+            errors.push_back(std::sqrt(num / den));
+        }
+        std::sort(errors.begin(), errors.end());
+        return errors[n / 2];
+    };
+    const double tile = median_row_error(eva::LinearPrecision::fp8), tensor = median_row_error(eva::LinearPrecision::fp8_tensor);
+    INFO("median row error: tiles " << tile << ", one scale " << tensor);
+    CHECK(tile < 0.06);  // only the outlier's own 1×128 tile is affected
+    CHECK(tensor > 3 * tile);
+}
+
+TEST_CASE("FP8 Linear layers exist only in float32", "[linear]") {
+    eva::Matrix<double> W = eva::Matrix<double>::from_shape({2, 2});
+    std::vector<double> x(2), y(2);
+    CHECK_THROWS_AS(eva::linear_forward(eva::LinearPrecision::fp8, x.data(), 2, W, y.data(), 2, 1), eva::ConfigError);
+    CHECK(eva::parse_linear_precision("fp8-e5m2") == eva::LinearPrecision::fp8_e5m2);
+    CHECK_THROWS_WITH(eva::parse_linear_precision("bf16"), Catch::Contains("fp8-tensor"));
+}
