@@ -120,3 +120,24 @@ TEST_CASE("checkpoints keep the official names and reject what does not fit", "[
     w.set_metadata("config", other.dump());
     CHECK_THROWS_AS(eva::load_model(eva::SafetensorsFile::parse(w.serialize())), eva::FileError);
 }
+
+TEST_CASE("FP8 training follows FP32 training from the same seed", "[trainer]") {
+    // DeepSeek-V3 reports a relative loss gap below 0.25% at scale. On this small model and short run
+    // the bound is looser (5%): the test guards that the FP8 path trains as well, not the exact gap,
+    // which `eva train --precision fp8` measures on the real corpus (docs/model.md).
+    const auto args = small_args();
+    const auto corpus = small_corpus();
+    auto final_loss = [&](eva::LinearPrecision p) {
+        eva::Rng rng(1);
+        auto m = eva::model_init<float>(args, eva::moe_config(args), rng);
+        auto cfg = small_train(60);
+        cfg.precision = p;
+        eva::Trainer tr(m, corpus, cfg);
+        for (int i = 0; i < 60; ++i) tr.step();
+        return tr.evaluate();
+    };
+    const double fp32 = final_loss(eva::LinearPrecision::fp32), fp8 = final_loss(eva::LinearPrecision::fp8);
+    INFO("validation loss fp32 " << fp32 << ", fp8 " << fp8);
+    CHECK(fp8 < 3.0);
+    CHECK(std::abs(fp8 - fp32) / fp32 < 0.05);
+}
