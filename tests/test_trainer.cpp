@@ -123,7 +123,7 @@ TEST_CASE("checkpoints keep the official names and reject what does not fit", "[
 
 TEST_CASE("FP8 training follows FP32 training from the same seed", "[trainer]") {
     // DeepSeek-V3 reports a relative loss gap below 0.25% at scale. On this small model and short run
-    // the bound is looser (5%): the test guards that the FP8 path trains as well, not the exact gap,
+    // the bound is looser (5%, one-sided): the test guards that the FP8 path trains as well, not the exact gap,
     // which `eva train --precision fp8` measures on the real corpus (docs/model.md).
     const auto args = small_args();
     const auto corpus = small_corpus();
@@ -139,5 +139,5 @@ TEST_CASE("FP8 training follows FP32 training from the same seed", "[trainer]") 
     const double fp32 = final_loss(eva::LinearPrecision::fp32), fp8 = final_loss(eva::LinearPrecision::fp8);
     INFO("validation loss fp32 " << fp32 << ", fp8 " << fp8);
     CHECK(fp8 < 3.0);
-    CHECK(std::abs(fp8 - fp32) / fp32 < 0.05);
+    CHECK((fp8 - fp32) / fp32 < 0.05);  // not worse than fp32 by more than 5% (it may be better: noise)
 }

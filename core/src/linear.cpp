@@ -39,9 +39,6 @@ Fp8QuantConfig quant_config(LinearPrecision p, bool weight) {
     return c;
 }
 
-// Promotion every 128 into an exact fp32 accumulator (within an interval the products add in fp32).
-constexpr Fp8GemmConfig kPromoted{128, 0, 4};
-
 // a[rows, cols] (stride lda) transposed into a dense [cols, rows].
 std::vector<float> transposed(const float* a, std::size_t rows, std::size_t cols, std::size_t lda) {
     std::vector<float> t(rows * cols);
@@ -51,11 +48,18 @@ std::vector<float> transposed(const float* a, std::size_t rows, std::size_t cols
 }
 
 // C (+)= A·Bᵀ with A [M, K] (stride lda) and B [N, K] (stride ldb) both quantized to FP8 first.
+//
+// With an exact fp32 accumulator, promoting every 128 products — Σ_I s_A·s_B·Σ_{k∈I} a_k·b_k — equals
+// Σ_k (s_A·a_k)·(s_B·b_k) up to fp32 rounding (an FP8 code times a scale is exact to 2^-24), so the
+// operands are dequantized once and multiplied by eva::gemm. Every input the GEMM sees is an FP8 value
+// times its group's scale: the recipe's rounding is emulated exactly, at fp32 GEMM speed. (fp8_gemm
+// models the limited-precision accumulator itself; eva fp8 gemm-error shows that effect.)
 void fp8_product(LinearPrecision p, const float* A, std::size_t M, std::size_t lda, bool a_weight, const float* B,
                  std::size_t N, std::size_t ldb, bool b_weight, std::size_t K, float* C, std::size_t ldc, bool accumulate) {
-    const Fp8Matrix qa = quantize(A, M, K, lda, quant_config(p, a_weight));
-    const Fp8Matrix qb = quantize(B, N, K, ldb, quant_config(p, b_weight));
-    fp8_gemm(qa, qb, C, ldc, kPromoted, accumulate);
+    std::vector<float> a(M * K), b(N * K);
+    dequantize(quantize(A, M, K, lda, quant_config(p, a_weight)), a.data(), K);
+    dequantize(quantize(B, N, K, ldb, quant_config(p, b_weight)), b.data(), K);
+    gemm<float>(Op::N, Op::T, M, N, K, a.data(), K, b.data(), K, C, ldc, accumulate);
 }
 
 void require_fp32(LinearPrecision p) {
