@@ -56,8 +56,8 @@ void run_init(const InitOptions& o) {
     Rng rng(o.seed);
     Model<float> m = model_init<float>(args, moe_config(args, balance_option(o.balance)), rng, o.std);
     save_model(m, o.out);
-    std::printf("wrote %s: %zu parameters (%zu activated per token)\n", o.out.c_str(), parameter_count(args),
-                parameter_count(args, true));
+    std::printf("wrote %s: %llu parameters (%llu activated per token)\n", o.out.c_str(),
+                (unsigned long long)parameter_count(args), (unsigned long long)parameter_count(args, true));
 }
 
 // --------------------------------------------------------------------------------------- forward
@@ -154,10 +154,10 @@ void run_train(TrainOptions o) {
     if (!o.resume.empty()) tr.resume(o.resume, meta["training"]);
     const bool tty = isatty(STDOUT_FILENO) && !o.json;
     if (!o.json)
-        std::printf("training %s (%zu parameters, %zu activated, %s Linear layers) on %s: %zu train / %zu validation "
+        std::printf("training %s (%llu parameters, %llu activated, %s Linear layers) on %s: %zu train / %zu validation "
                     "bytes, %d steps of %d×%d tokens\n",
-                    o.resume.empty() ? o.config.c_str() : o.resume.c_str(), parameter_count(m.args),
-                    parameter_count(m.args, true), to_string(o.t.precision).c_str(), corpus.source.c_str(),
+                    o.resume.empty() ? o.config.c_str() : o.resume.c_str(), (unsigned long long)parameter_count(m.args),
+                    (unsigned long long)parameter_count(m.args, true), to_string(o.t.precision).c_str(), corpus.source.c_str(),
                     corpus.train.size(), corpus.validation.size(), o.t.steps, o.t.batch, o.t.seq_len);
     const double tokens_per_step = double(o.t.batch) * o.t.seq_len;
     double elapsed = 0;

@@ -104,16 +104,18 @@ ModelWeights<T> model_zeros(const Model<T>& m) {
     return g;
 }
 
-std::size_t parameter_count(const ModelArgs& a, bool activated_only) {
-    const std::size_t D = a.dim, H = a.n_heads, qk = a.qk_head_dim(), kv = a.kv_lora_rank, rope = a.qk_rope_head_dim;
-    const std::size_t q = a.q_lora_rank == 0 ? H * qk * D : a.q_lora_rank * D + a.q_lora_rank + H * qk * a.q_lora_rank;
-    const std::size_t attn = q + (kv + rope) * D + kv + H * (a.qk_nope_head_dim + a.v_head_dim) * kv + D * H * a.v_head_dim;
-    const std::size_t expert = 3 * D * a.moe_inter_dim;
-    const std::size_t routed = activated_only ? a.n_activated_experts : a.n_routed_experts;
-    const std::size_t moe = a.n_routed_experts * D + routed * expert + a.n_shared_experts * expert;
-    const std::size_t dense = 3 * D * a.inter_dim;
-    return 2 * a.vocab_size * D + D + a.n_layers * (attn + 2 * D) + a.n_dense_layers * dense +
-           (a.n_layers - a.n_dense_layers) * moe;
+std::uint64_t parameter_count(const ModelArgs& a, bool activated_only) {
+    using u64 = std::uint64_t;  // V3 has 6.7e11 parameters: beyond a 32-bit size_t (WebAssembly)
+    const u64 D = u64(a.dim), H = u64(a.n_heads), qk = u64(a.qk_head_dim()), kv = u64(a.kv_lora_rank),
+              rope = u64(a.qk_rope_head_dim), qr = u64(a.q_lora_rank);
+    const u64 q = qr == 0 ? H * qk * D : qr * D + qr + H * qk * qr;
+    const u64 attn = q + (kv + rope) * D + kv + H * u64(a.qk_nope_head_dim + a.v_head_dim) * kv + D * H * u64(a.v_head_dim);
+    const u64 expert = 3 * D * u64(a.moe_inter_dim);
+    const u64 routed = u64(activated_only ? a.n_activated_experts : a.n_routed_experts);
+    const u64 moe = u64(a.n_routed_experts) * D + routed * expert + u64(a.n_shared_experts) * expert;
+    const u64 dense = 3 * D * u64(a.inter_dim);
+    return 2 * u64(a.vocab_size) * D + D + u64(a.n_layers) * (attn + 2 * D) + u64(a.n_dense_layers) * dense +
+           u64(a.n_layers - a.n_dense_layers) * moe;
 }
 
 namespace {

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -87,7 +88,7 @@ Model<T> model_init(const ModelArgs& args, const MoeConfig& moe, Rng& rng, doubl
 template <class T>
 ModelWeights<T> model_zeros(const Model<T>& m);
 /// Number of parameters: all, and those a token activates (shared + top-k routed experts only).
-std::size_t parameter_count(const ModelArgs& args, bool activated_only = false);
+std::uint64_t parameter_count(const ModelArgs& args, bool activated_only = false);
 
 /// Everything the forward keeps for the backward.
 template <class T>
