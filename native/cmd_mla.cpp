@@ -20,7 +20,7 @@ namespace {
 
 struct MemoryOptions {
     std::string config = "v3", dtype = "bf16";
-    std::int64_t seq_len = 4096, gqa_groups = 8;
+    std::int64_t seq_len = 4096, gqa_groups = 0;  // 0: the largest divisor of n_heads up to 8
     bool json = false;
 };
 
@@ -36,7 +36,10 @@ std::string human_bytes(double b) {
 void run_memory(const MemoryOptions& o) {
     const ModelArgs a = preset_or_file(o.config);
     const CacheDType dt = parse_cache_dtype(o.dtype, "--dtype");
-    const auto rows = kv_cache_memory(a, o.seq_len, dt, o.gqa_groups);
+    std::int64_t groups = o.gqa_groups;
+    for (std::int64_t g = std::min<std::int64_t>(8, a.n_heads); groups == 0; --g)
+        if (a.n_heads % g == 0) groups = g;
+    const auto rows = kv_cache_memory(a, o.seq_len, dt, groups);
     if (o.json) {
         nlohmann::json j = {{"config", o.config}, {"dtype", o.dtype}, {"seq_len", o.seq_len},
                             {"n_layers", a.n_layers}, {"n_heads", a.n_heads}, {"schemes", nlohmann::json::array()}};
@@ -133,7 +136,7 @@ void add_mla_command(CLI::App& app) {
     mem->add_option("--config", m->config, config_help)->capture_default_str();
     mem->add_option("--seq-len", m->seq_len, "Tokens in the sequence")->capture_default_str()->check(CLI::PositiveNumber);
     mem->add_option("--dtype", m->dtype, "Cache element type: fp32, bf16 or fp8")->capture_default_str();
-    mem->add_option("--gqa-groups", m->gqa_groups, "K/V heads of the GQA comparison (must divide n_heads)")
+    mem->add_option("--gqa-groups", m->gqa_groups, "K/V heads of the GQA comparison (must divide n_heads; default: the largest divisor <= 8)")
         ->capture_default_str();
     mem->add_flag("--json", m->json, "Print one JSON object instead of the table");
     mem->callback([m] { run_memory(*m); });
