@@ -121,7 +121,8 @@ struct TrainOptions {
 };
 
 std::string sample_text(const Model<float>& m, const std::string& prompt, int n, std::uint64_t seed) {
-    Generator<float> gen(m, AttentionCache::absorbed, prompt.size() + std::size_t(n));
+    const std::size_t capacity = std::min(std::size_t(m.args.max_seq_len), prompt.size() + std::size_t(n));
+    Generator<float> gen(m, AttentionCache::absorbed, capacity);
     Rng rng(seed, 7);
     auto logits = gen.feed(encode_bytes(prompt));
     std::vector<Token> out;

@@ -2,7 +2,7 @@
 //
 // Tokens are bytes (vocab 256), so any text — English, code, UTF-8 in any script — is valid input and
 // losses are directly in nats (or bits) per byte. The default corpus is the `fortunes` collection that
-// scripts/setup.sh installs from Debian (about 2.5 MB of English quotations, jokes and definitions).
+// scripts/setup.sh installs from Debian (2.56 MB of English quotations, jokes and definitions).
 #pragma once
 
 #include <cstdint>
