@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "eva/fp8.hpp"
 #include "eva/rng.hpp"
 
@@ -87,16 +88,6 @@ void bm_quantize_tiles(benchmark::State& st) {
     set_rate(st);
 }
 
-class RatioReporter : public benchmark::ConsoleReporter {
-public:
-    std::map<std::string, double> rate;
-    void ReportRuns(const std::vector<Run>& runs) override {
-        ConsoleReporter::ReportRuns(runs);
-        for (const auto& r : runs)
-            if (r.run_type == Run::RT_Iteration || r.aggregate_name == "median")
-                rate[r.run_name.function_name] = r.counters.at("GB/s").value;
-    }
-};
 
 }  // namespace
 
@@ -106,13 +97,13 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 5; ++i) benchmark::RegisterBenchmark(names[i], fns[i])->Unit(benchmark::kMillisecond)->UseRealTime();
     benchmark::Initialize(&argc, argv);
     tensor();  // generate the data before any timing
-    RatioReporter reporter;
+    eva::bench::MedianReporter reporter("GB/s");
     benchmark::RunSpecifiedBenchmarks(&reporter);
-    if (!reporter.rate.count("memcpy")) return 0;
-    const double base = reporter.rate["memcpy"];
+    if (!reporter.value.count("memcpy")) return 0;
+    const double base = reporter.value["memcpy"];
     std::printf("\n64 MiB of float32 per pass; ratio = rate / memcpy rate of the same 64 MiB (same run)\n");
     std::printf("%-26s %10s %8s\n", "benchmark", "GB/s", "ratio");
     for (const char* n : names)
-        if (reporter.rate.count(n)) std::printf("%-26s %10.2f %7.2fx\n", n, reporter.rate[n], reporter.rate[n] / base);
+        if (reporter.value.count(n)) std::printf("%-26s %10.2f %7.2fx\n", n, reporter.value[n], reporter.value[n] / base);
     return 0;
 }

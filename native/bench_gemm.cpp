@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_common.hpp"
 #include "eva/gemm.hpp"
 #include "eva/rng.hpp"
 
@@ -65,17 +66,6 @@ void bm_openblas(benchmark::State& st, Shape s) {
     set_rate(st, s);
 }
 
-// Keeps each benchmark's median GFLOP/s (or its only run, without repetitions).
-class RatioReporter : public benchmark::ConsoleReporter {
-public:
-    std::map<std::string, double> gflops;
-    void ReportRuns(const std::vector<Run>& runs) override {
-        ConsoleReporter::ReportRuns(runs);
-        for (const auto& r : runs)
-            if (r.run_type == Run::RT_Iteration || r.aggregate_name == "median")
-                gflops[r.run_name.function_name] = r.counters.at("GFLOP/s").value;
-    }
-};
 
 }  // namespace
 
@@ -93,19 +83,13 @@ int main(int argc, char** argv) {
     openblas_set_num_threads(1);
     std::printf("baseline: OpenBLAS %s kernel, 1 thread; eva kernel: %s\n", openblas_get_corename(),
                 eva::gemm_arch().c_str());
-    std::string json_path;
-    std::vector<char*> args;
-    for (int i = 0; i < argc; ++i) {
-        if (std::string(argv[i]) == "--json" && i + 1 < argc) json_path = argv[++i];
-        else args.push_back(argv[i]);
-    }
-    int n = int(args.size());
+    const std::string json_path = eva::bench::take_json_option(argc, argv);
     for (const Shape& s : kShapes) {
         benchmark::RegisterBenchmark(("eva/" + label(s)).c_str(), bm_eva, s)->Unit(benchmark::kMillisecond);
         benchmark::RegisterBenchmark(("openblas/" + label(s)).c_str(), bm_openblas, s)->Unit(benchmark::kMillisecond);
     }
-    benchmark::Initialize(&n, args.data());
-    RatioReporter reporter;
+    benchmark::Initialize(&argc, argv);
+    eva::bench::MedianReporter reporter("GFLOP/s");
     benchmark::RunSpecifiedBenchmarks(&reporter);
 
     nlohmann::json out = {{"simd", eva::gemm_arch()},
@@ -113,8 +97,8 @@ int main(int argc, char** argv) {
     std::printf("\n%-20s %12s %16s %10s\n", "shape (MxNxK/ops)", "eva GFLOP/s", "OpenBLAS GFLOP/s", "ratio");
     for (const Shape& s : kShapes) {
         const std::string l = label(s);
-        if (!reporter.gflops.count("eva/" + l) || !reporter.gflops.count("openblas/" + l)) continue;
-        const double e = reporter.gflops["eva/" + l], b = reporter.gflops["openblas/" + l];
+        if (!reporter.value.count("eva/" + l) || !reporter.value.count("openblas/" + l)) continue;
+        const double e = reporter.value["eva/" + l], b = reporter.value["openblas/" + l];
         std::printf("%-20s %12.1f %16.1f %9.2fx\n", l.c_str(), e, b, e / b);
         out["shapes"].push_back({{"shape", l}, {"eva_gflops", e}, {"openblas_gflops", b}, {"ratio", e / b}});
     }

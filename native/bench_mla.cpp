@@ -21,6 +21,7 @@
 
 #include "eva/config.hpp"
 #include "eva/gemm.hpp"
+#include "bench_common.hpp"
 #include "eva/mla.hpp"
 #include "eva/rng.hpp"
 #include "eva/rope.hpp"
@@ -163,13 +164,7 @@ public:
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string json_path;
-    std::vector<char*> args;
-    for (int i = 0; i < argc; ++i) {
-        if (std::string(argv[i]) == "--json" && i + 1 < argc) json_path = argv[++i];
-        else args.push_back(argv[i]);
-    }
-    int n = int(args.size());
+    const std::string json_path = eva::bench::take_json_option(argc, argv);
     std::printf("one MLA layer, DeepSeek-V2-Lite dims (dim 2048, 16 heads, kv_lora 512, nope 128/rope 64/v 128), "
                 "fp32, 1 thread, GEMM %s; ratios use CPU time\n", eva::gemm_arch().c_str());
     for (std::size_t L : kContexts) {
@@ -182,7 +177,7 @@ int main(int argc, char** argv) {
     }
     benchmark::RegisterBenchmark("prefill/forward/512", bm_prefill_forward, 512)->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark("prefill/absorbed/512", bm_prefill_absorbed, 512)->Unit(benchmark::kMillisecond);
-    benchmark::Initialize(&n, args.data());
+    benchmark::Initialize(&argc, argv);
     Keeper k;
     benchmark::RunSpecifiedBenchmarks(&k);
 

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eva/gemm.hpp"
+#include "bench_common.hpp"
 #include "eva/moe.hpp"
 #include "eva/rng.hpp"
 
@@ -92,44 +93,27 @@ void bm_naive(benchmark::State& st, const Case& c) {
     set_rate(st, c.naive_tokens);
 }
 
-// Keeps each benchmark's median tokens/s (or its only run, without repetitions).
-class RatioReporter : public benchmark::ConsoleReporter {
-public:
-    std::map<std::string, double> rate;
-    void ReportRuns(const std::vector<Run>& runs) override {
-        ConsoleReporter::ReportRuns(runs);
-        for (const auto& r : runs)
-            if (r.run_type == Run::RT_Iteration || r.aggregate_name == "median")
-                rate[r.run_name.function_name] = r.counters.at("tokens/s").value;
-    }
-};
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string json_path;
-    std::vector<char*> args;
-    for (int i = 0; i < argc; ++i) {
-        if (std::string(argv[i]) == "--json" && i + 1 < argc) json_path = argv[++i];
-        else args.push_back(argv[i]);
-    }
-    int n = int(args.size());
+    const std::string json_path = eva::bench::take_json_option(argc, argv);
     const auto all = cases();
     for (const Case& c : all) {
         benchmark::RegisterBenchmark(("moe/" + c.name).c_str(), bm_moe, c)->Unit(benchmark::kMillisecond);
         benchmark::RegisterBenchmark(("dense/" + c.name).c_str(), bm_dense, c)->Unit(benchmark::kMillisecond);
         benchmark::RegisterBenchmark(("naive/" + c.name).c_str(), bm_naive, c)->Unit(benchmark::kMillisecond);
     }
-    benchmark::Initialize(&n, args.data());
+    benchmark::Initialize(&argc, argv);
     std::printf("MoE layer forward+backward, 1 thread, GEMM kernel: %s\n", eva::gemm_arch().c_str());
-    RatioReporter reporter;
+    eva::bench::MedianReporter reporter("tokens/s");
     benchmark::RunSpecifiedBenchmarks(&reporter);
 
     nlohmann::json out = {{"simd", eva::gemm_arch()}, {"cases", nlohmann::json::array()}};
     std::printf("\n%-14s %12s %12s %12s %14s %14s\n", "case", "MoE tok/s", "dense tok/s", "naive tok/s",
                 "MoE/dense time", "naive/MoE time");
     for (const Case& c : all) {
-        auto& r = reporter.rate;
+        auto& r = reporter.value;
         if (!r.count("moe/" + c.name) || !r.count("dense/" + c.name) || !r.count("naive/" + c.name)) continue;
         const double moe = r["moe/" + c.name], dense = r["dense/" + c.name], naive = r["naive/" + c.name];
         std::printf("%-14s %12.0f %12.0f %12.0f %13.2fx %13.1fx\n", c.name.c_str(), moe, dense, naive, dense / moe,
