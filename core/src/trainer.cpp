@@ -116,11 +116,17 @@ std::string Trainer::optimizer_path(const std::string& path) {
 void Trainer::save(const std::string& path) {
     SafetensorsWriter opt;
     const auto ps = params();
+    auto& m = opt_.first_moments();
+    auto& v = opt_.second_moments();
+    if (m.empty()) {  // saved before the first step: AdamW's moments start at zero
+        for (const Param& p : ps) {
+            m.emplace_back(p.size, 0.0f);
+            v.emplace_back(p.size, 0.0f);
+        }
+    }
     for (std::size_t i = 0; i < ps.size(); ++i) {
-        opt.add(ps[i].name + ".exp_avg", {ps[i].size}, opt_.first_moments().empty() ? std::vector<float>(ps[i].size).data()
-                                                                                   : opt_.first_moments()[i].data());
-        opt.add(ps[i].name + ".exp_avg_sq", {ps[i].size}, opt_.second_moments().empty() ? std::vector<float>(ps[i].size).data()
-                                                                                        : opt_.second_moments()[i].data());
+        opt.add(ps[i].name + ".exp_avg", {ps[i].size}, m[i].data());
+        opt.add(ps[i].name + ".exp_avg_sq", {ps[i].size}, v[i].data());
     }
     opt.write(optimizer_path(path));
     save_model(m_, path, {{"training", {{"step", step_}, {"adamw_steps", opt_.steps()}, {"data_position", data_.position()},
