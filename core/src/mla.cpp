@@ -92,11 +92,11 @@ void check_position(const ModelArgs& args, size_t length, size_t n, size_t capac
                          std::to_string(length + n) + " tokens; reserve() it first");
 }
 
-size_t checked_capacity(const ModelArgs& args, size_t capacity) {
-    if (capacity > size_t(args.max_seq_len))
+// A cache never holds more than max_seq_len tokens: positions beyond it have no RoPE/YaRN meaning.
+void require_capacity(size_t capacity, size_t max_seq_len) {
+    if (capacity > max_seq_len)
         throw ConfigError("KV cache capacity " + std::to_string(capacity) + " exceeds max_seq_len = " +
-                          std::to_string(args.max_seq_len));
-    return capacity;
+                          std::to_string(max_seq_len));
 }
 
 }  // namespace
@@ -244,14 +244,12 @@ template <class T>
 MLANaiveCache<T>::MLANaiveCache(const ModelArgs& args, size_t cap)
     : heads(size_t(args.n_heads)), k_dim(size_t(args.qk_head_dim())), v_dim(size_t(args.v_head_dim)),
       max_seq_len(size_t(args.max_seq_len)) {
-    reserve(checked_capacity(args, cap));
+    reserve(cap);
 }
 
 template <class T>
 void MLANaiveCache<T>::reserve(size_t new_capacity) {
-    if (new_capacity > max_seq_len)
-        throw ConfigError("KV cache capacity " + std::to_string(new_capacity) + " exceeds max_seq_len = " +
-                          std::to_string(max_seq_len));
+    require_capacity(new_capacity, max_seq_len);
     if (new_capacity <= capacity) return;
     capacity = new_capacity;
     k.resize(capacity * heads * k_dim);
@@ -262,14 +260,12 @@ template <class T>
 MLAAbsorbedCache<T>::MLAAbsorbedCache(const ModelArgs& args, size_t cap)
     : kv_lora_rank(size_t(args.kv_lora_rank)), rope_dim(size_t(args.qk_rope_head_dim)),
       max_seq_len(size_t(args.max_seq_len)) {
-    reserve(checked_capacity(args, cap));
+    reserve(cap);
 }
 
 template <class T>
 void MLAAbsorbedCache<T>::reserve(size_t new_capacity) {
-    if (new_capacity > max_seq_len)
-        throw ConfigError("KV cache capacity " + std::to_string(new_capacity) + " exceeds max_seq_len = " +
-                          std::to_string(max_seq_len));
+    require_capacity(new_capacity, max_seq_len);
     if (new_capacity <= capacity) return;
     capacity = new_capacity;
     kv.resize(capacity * kv_lora_rank);
