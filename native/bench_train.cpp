@@ -25,11 +25,7 @@ double eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps) 
     auto grad = eva::model_zeros(m);
     eva::ModelActivations<float> acts;
     eva::AdamW opt;
-    auto values = eva::named_tensors(m.w);
-    auto grads = eva::named_tensors(grad);
-    std::vector<eva::Param> ps;
-    for (std::size_t i = 0; i < values.size(); ++i)
-        if (values[i].trainable) ps.push_back({values[i].name, values[i].data, grads[i].data, values[i].size(), values[i].decay});
+    const auto ps = eva::trainable_params(m.w, grad);
     eva::Rng rng(5);
     std::vector<double> times;
     for (int s = 0; s < steps + 2; ++s) {  // two warm-up steps
@@ -37,7 +33,7 @@ double eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps) 
         for (auto& t : in) t = eva::Token(rng.next_u32() % std::uint32_t(m.args.vocab_size));
         for (auto& t : out) t = eva::Token(rng.next_u32() % std::uint32_t(m.args.vocab_size));
         const auto t0 = std::chrono::steady_clock::now();
-        for (auto& g : grads) std::fill(g.data, g.data + g.size(), 0.0f);
+        for (const auto& p : ps) std::fill(p.grad, p.grad + p.size, 0.0f);
         eva::model_loss_and_grad(m, in, out, std::size_t(batch), std::size_t(seq_len), grad, &acts);
         eva::clip_grad_norm(ps, 1.0);
         opt.step(ps, 1e-3);

@@ -84,17 +84,13 @@ TEST_CASE("the whole model matches PyTorch: logits, loss, gradients, 10 AdamW st
 
     // Ten optimizer steps: clipping, AdamW with decay on matrices only, the bias rule after each step.
     eva::AdamW opt({0.9, 0.95, 1e-8, 0.1});
-    auto values = eva::named_tensors(m.w);
-    auto grads = eva::named_tensors(grad);
-    std::vector<eva::Param> ps;
-    for (std::size_t i = 0; i < values.size(); ++i)
-        if (values[i].trainable) ps.push_back({values[i].name, values[i].data, grads[i].data, values[i].size(), values[i].decay});
+    const auto ps = eva::trainable_params(m.w, grad);
     // Routing is discrete: float32 and float64 can resolve a near-tie between two experts differently,
     // after which the two runs train different experts. Losses are compared while the chosen experts
     // are identical, and at least the first 5 steps must be.
     std::size_t compared = 0;
     for (std::size_t s = 0; s < steps; ++s) {
-        for (auto& t : grads) std::fill(t.data, t.data + t.size(), 0.0f);
+        for (const auto& p : ps) std::fill(p.grad, p.grad + p.size, 0.0f);
         const auto l = eva::model_loss_and_grad(m, inputs[s], targets[s], B, T, grad, &acts);
         eva::clip_grad_norm(ps, 1.0);
         opt.step(ps, 1e-2);

@@ -50,8 +50,18 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
     return c;
 }
 
+std::vector<Param> trainable_params(ModelWeights<float>& values, ModelWeights<float>& grads) {
+    std::vector<Param> out;
+    auto v = named_tensors(values);
+    auto g = named_tensors(grads);
+    for (std::size_t i = 0; i < v.size(); ++i)
+        if (v[i].trainable) out.push_back({v[i].name, v[i].data, g[i].data, v[i].size(), v[i].decay});
+    return out;
+}
+
 Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg)
-    : m_(m), corpus_(corpus), cfg_(cfg), opt_(cfg.adamw), data_(cfg.seed, 1), grad_(model_zeros(m)) {
+    : m_(m), corpus_(corpus), cfg_(cfg), opt_(cfg.adamw), data_(cfg.seed, 1), grad_(model_zeros(m)),
+      params_(trainable_params(m.w, grad_)) {
     cfg_.schedule.total_steps = cfg_.steps;
     cfg_.validate(m.args);
     m_.precision = cfg_.precision;
@@ -59,21 +69,12 @@ Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg)
         throw ConfigError("the corpus is too small for seq_len " + std::to_string(cfg.seq_len));
 }
 
-std::vector<Param> Trainer::params() {
-    std::vector<Param> out;
-    auto values = named_tensors(m_.w);
-    auto grads = named_tensors(grad_);
-    for (std::size_t i = 0; i < values.size(); ++i)
-        if (values[i].trainable) out.push_back({values[i].name, values[i].data, grads[i].data, values[i].size(), values[i].decay});
-    return out;
-}
-
 StepStats Trainer::step() {
     const auto t0 = std::chrono::steady_clock::now();
     const Batch b = sample_batch(corpus_.train, cfg_.batch, cfg_.seq_len, data_);
-    for (auto& t : named_tensors(grad_)) std::fill(t.data, t.data + t.size(), 0.0f);
+    for (const Param& p : params_) std::fill(p.grad, p.grad + p.size, 0.0f);
     const Loss loss = model_loss_and_grad(m_, b.inputs, b.targets, cfg_.batch, cfg_.seq_len, grad_, &acts_);
-    const auto ps = params();
+    const auto& ps = params_;
     StepStats s;
     s.grad_norm = clip_grad_norm(ps, cfg_.grad_clip);
     s.lr = learning_rate(cfg_.schedule, step_);
@@ -115,7 +116,7 @@ std::string Trainer::optimizer_path(const std::string& path) {
 
 void Trainer::save(const std::string& path) {
     SafetensorsWriter opt;
-    const auto ps = params();
+    const auto& ps = params_;
     auto& m = opt_.first_moments();
     auto& v = opt_.second_moments();
     if (m.empty()) {  // saved before the first step: AdamW's moments start at zero
@@ -142,7 +143,7 @@ void Trainer::resume(const std::string& path, const nlohmann::json& t) {
         throw FileError(path + ": training state: " + e.what());
     }
     const auto f = SafetensorsFile::read(optimizer_path(path));
-    const auto ps = params();
+    const auto& ps = params_;
     auto& m = opt_.first_moments();
     auto& v = opt_.second_moments();
     m.assign(ps.size(), {});

@@ -36,9 +36,15 @@ struct StepStats {
     std::vector<double> max_vio;  // per MoE layer, this step's batch
 };
 
+/// The trainable tensors of a model as the optimizer sees them: each value paired with its gradient in
+/// `grads` (same shapes), weight decay on matrices only; the MoE selection bias is not trained.
+std::vector<Param> trainable_params(ModelWeights<float>& values, ModelWeights<float>& grads);
+
 class Trainer {
 public:
     Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg);
+    Trainer(const Trainer&) = delete;  // params_ points into this trainer's own gradient buffers
+    Trainer& operator=(const Trainer&) = delete;
     /// One optimizer step on a fresh batch.
     StepStats step();
     /// Mean cross-entropy (nats/byte) over fixed, evenly spaced windows of the validation (or train) split.
@@ -53,8 +59,6 @@ public:
     static std::string optimizer_path(const std::string& path);
 
 private:
-    std::vector<Param> params();
-
     Model<float>& m_;
     const Corpus& corpus_;
     TrainConfig cfg_;
@@ -62,6 +66,7 @@ private:
     Rng data_;
     int step_ = 0;
     ModelWeights<float> grad_;
+    std::vector<Param> params_;  // m_'s trainable tensors with their gradients in grad_
     ModelActivations<float> acts_;
 };
 
