@@ -31,6 +31,7 @@ for target in build/fuzz/fuzz_*; do
   echo "$name: $(grep -E '^Done' "build/fuzz/$name.log")"
 done
 echo "== browser: test"
+scripts/web.sh  # adds the pretrained checkpoint beside the page the wasm preset built
 node --test tests/browser/
 echo "== all suites passed in $((SECONDS - start)) s"
 echo "suites: 5 passed, 0 failed"

@@ -1,20 +1,24 @@
 // eva in the browser — the application state and the panels. Each panel is a plain function of its
 // own state (Dear ImGui's immediate mode: the UI is rebuilt every frame from the state), in its own
-// file, with a short "explain" text that says what the learner is seeing.
+// file pair web/panel_<id>.{hpp,cpp}, with a short "explain" text that says what the learner is seeing.
 #pragma once
 
+#include <memory>
 #include <string>
+
+#include "eva/model.hpp"
+#include "panel_gemm.hpp"
 
 namespace eva::web {
 
-/// The GEMM panel: a random product, its speed and its error against the plain loop in double.
-struct GemmPanel {
-    int size = 128;
-    double gflops = 0, max_rel_error = 0;
-    bool done = false;
-    void run();
+/// The pretrained mini checkpoint shipped beside the page (mini.safetensors, produced by
+/// scripts/web.sh with the native `eva train`), fetched once at start. Panels that show a trained
+/// model read it from here; until it arrives (or if it is absent) they say so and use a fresh model.
+struct Pretrained {
+    enum class State { loading, ready, missing } state = State::loading;
+    std::string message = "loading mini.safetensors…";
+    std::unique_ptr<Model<float>> model;  // set when state == ready
 };
-void gemm_panel(GemmPanel& state);
 
 /// Draws the panel's explanation in a wrapped, dimmed paragraph.
 void explain(const char* text);
@@ -22,6 +26,7 @@ void explain(const char* text);
 struct App {
     std::string panel = "all";  // from ?panel=…; "all" shows every panel as a tab
     bool embed = false;         // ?embed=1: just the panel, no chrome
+    Pretrained pretrained;
     GemmPanel gemm;
     double frame_ms = 0;        // rolling mean of compute + render time per frame
     long frames = 0;

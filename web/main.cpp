@@ -18,8 +18,8 @@
 #include <nlohmann/json.hpp>
 
 #include "app.hpp"
-#include "eva/gemm.hpp"
-#include "eva/rng.hpp"
+#include "eva/checkpoint.hpp"
+#include "eva/safetensors.hpp"
 
 namespace eva::web {
 
@@ -36,6 +36,7 @@ void draw(App& app) {
         const char* title;
         void (*draw)(App&);
     };
+    // One line a panel: its ?panel= id, its tab title, how to draw it from the app state.
     static const Panel panels[] = {
         {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }},
     };
@@ -57,7 +58,8 @@ void draw(App& app) {
             }
         ImGui::EndTabBar();
     }
-    if (!app.embed) ImGui::Text("frame: %.2f ms (compute + draw, rolling mean)", app.frame_ms);
+    if (!app.embed)
+        ImGui::Text("frame: %.2f ms (compute + draw, rolling mean) | %s", app.frame_ms, app.pretrained.message.c_str());
     ImGui::End();
 }
 
@@ -122,19 +124,33 @@ void frame(void* arg) {
 
 }  // namespace
 
-// Figures computed by the wasm core, for the browser tests to compare with the native ones.
+// Figures computed by the wasm core, for the browser tests to compare with the native ones: each
+// panel contributes its own (keys prefixed by the panel's id).
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_self_test() {
     static std::string out;
-    eva::web::GemmPanel g;
-    g.size = 96;
-    g.run();
-    eva::Rng rng(42);
-    std::vector<std::uint32_t> first;
-    for (int i = 0; i < 4; ++i) first.push_back(rng.next_u32());
-    out = nlohmann::json{{"gemm_simd", eva::gemm_arch()}, {"gemm_max_rel_error", g.max_rel_error},
-                         {"rng_seed42_first", first}}
-              .dump();
+    nlohmann::json j = eva::web::gemm_self_test();
+    out = j.dump();
     return out.c_str();
+}
+
+// The pretrained checkpoint arrives asynchronously; load_model validates it like any other file.
+static void pretrained_loaded(void* arg, void* data, int size) {
+    auto& p = *static_cast<eva::web::Pretrained*>(arg);
+    try {
+        auto file = eva::SafetensorsFile::parse(std::string(static_cast<const char*>(data), std::size_t(size)),
+                                                "mini.safetensors");
+        p.model = std::make_unique<eva::Model<float>>(eva::load_model(file));
+        p.state = eva::web::Pretrained::State::ready;
+        p.message = "pretrained mini model loaded";
+    } catch (const std::exception& e) {
+        p.state = eva::web::Pretrained::State::missing;
+        p.message = std::string("mini.safetensors is invalid: ") + e.what();
+    }
+}
+static void pretrained_failed(void* arg) {
+    auto& p = *static_cast<eva::web::Pretrained*>(arg);
+    p.state = eva::web::Pretrained::State::missing;
+    p.message = "no pretrained checkpoint beside the page (build it with scripts/web.sh); using a fresh model";
 }
 
 int main() {
@@ -155,5 +171,6 @@ int main() {
     ImGui::StyleColorsDark();
     ImGui_ImplGlfw_InitForOpenGL(window, true);
     ImGui_ImplOpenGL3_Init("#version 300 es");
+    emscripten_async_wget_data("mini.safetensors", &app.pretrained, pretrained_loaded, pretrained_failed);
     emscripten_set_main_loop_arg(frame, &app, 0, true);
 }

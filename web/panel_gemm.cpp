@@ -1,4 +1,6 @@
 // The GEMM panel: the matrix product every eva layer is built on, run live in WebAssembly SIMD.
+#include "panel_gemm.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -43,6 +45,16 @@ void gemm_panel(GemmPanel& g) {
     if (ImGui::Button("Multiply and check") || !g.done) g.run();
     ImGui::Text("C = A.B with n = %d: %.2f GFLOP/s", g.size, g.gflops);
     ImGui::Text("max |error| / max |C| against the double-precision loop: %.2e", g.max_rel_error);
+}
+
+nlohmann::json gemm_self_test() {
+    GemmPanel g;
+    g.size = 96;
+    g.run();
+    Rng rng(42);
+    std::vector<std::uint32_t> first;
+    for (int i = 0; i < 4; ++i) first.push_back(rng.next_u32());
+    return {{"gemm_simd", gemm_arch()}, {"gemm_max_rel_error", g.max_rel_error}, {"rng_seed42_first", first}};
 }
 
 }  // namespace eva::web

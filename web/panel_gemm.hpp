@@ -1,0 +1,18 @@
+// The GEMM panel: a random product, its speed and its error against the plain loop in double.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+namespace eva::web {
+
+struct GemmPanel {
+    int size = 128;
+    double gflops = 0, max_rel_error = 0;
+    bool done = false;
+    void run();
+};
+void gemm_panel(GemmPanel& state);
+/// Figures for window.eva.selfTest(): the GEMM's SIMD path and error, the first Philox draws.
+nlohmann::json gemm_self_test();
+
+}  // namespace eva::web
