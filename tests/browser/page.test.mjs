@@ -1,45 +1,11 @@
 // Browser tests: Debian's Chromium, headless, driven by playwright-core, against the built page
 // (build/wasm/web). Run by scripts/test.sh after the wasm build: node --test tests/browser/
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-import { serve } from "./server.mjs";
+import { join } from "node:path";
+import { setup, open, root } from "./lib.mjs";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const web = join(root, "build", "wasm", "web");
-// WebGL2 in headless Chromium needs ANGLE's SwiftShader; the network flags keep it off the network.
-const flags = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-               "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--window-size=1280,800"];
-let server, browser, base;
-
-before(async () => {
-  assert.ok(existsSync(join(web, "eva.wasm")), `${web}/eva.wasm missing: build the wasm preset first`);
-  server = await serve(web);
-  base = `http://127.0.0.1:${server.address().port}/`;
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: flags });
-});
-
-after(async () => {
-  await browser?.close();
-  server?.close();
-});
-
-// Opens the page, waits for the first drawn frame, returns the page and its console errors.
-async function open(query = "") {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  const errors = [];
-  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("response", (r) => { if (r.status() >= 400) errors.push(`HTTP ${r.status()} ${r.url()}`); });
-  await page.goto(base + query);
-  await page.waitForFunction(() => window.eva && window.eva.ready === true, null, { timeout: 60000 });
-  return { page, errors };
-}
+setup();
 
 test("the page loads, draws ImGui frames and logs no errors", async () => {
   const { page, errors } = await open();

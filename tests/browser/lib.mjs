@@ -1,0 +1,42 @@
+// Shared by the browser tests: one headless Chromium (Debian's, driven by playwright-core) and one
+// static server for the built page (build/wasm/web). Each test file calls setup() once.
+import { before, after } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { serve } from "./server.mjs";
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const web = join(root, "build", "wasm", "web");
+// WebGL2 in headless Chromium needs ANGLE's SwiftShader; the network flags keep it off the network.
+const flags = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+               "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--window-size=1280,800"];
+let server, browser, base;
+
+export function setup() {
+  before(async () => {
+    assert.ok(existsSync(join(web, "eva.wasm")), `${web}/eva.wasm missing: run scripts/web.sh first`);
+    server = await serve(web);
+    base = `http://127.0.0.1:${server.address().port}/`;
+    browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: flags });
+  });
+  after(async () => {
+    await browser?.close();
+    server?.close();
+  });
+}
+
+// Opens the page at `query`, waits for the first drawn frame, returns the page and its console errors.
+export async function open(query = "", viewport = { width: 1280, height: 800 }) {
+  const page = await browser.newPage({ viewport });
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("response", (r) => { if (r.status() >= 400) errors.push(`HTTP ${r.status()} ${r.url()}`); });
+  await page.goto(base + query);
+  await page.waitForFunction(() => window.eva && window.eva.ready === true, null, { timeout: 60000 });
+  return { page, errors };
+}
