@@ -14,7 +14,8 @@
 //              A forward of a window is the costly part, so the windows are computed a block a frame
 //              into a pool of kPoolWindows, and each step routes kBatchWindows of them drawn at random.
 //   synthetic  `eva moe route`'s skewed router (eva::skewed_gate / skewed_hidden_states): the first
-//              top-k experts start favoured by every token, a strong imbalance to undo.
+//              top-k experts start favoured by every token, a strong imbalance to undo (kSyntheticTokens
+//              fresh tokens a step).
 // The gate weights and bias the panel shows above are copies: the run never changes the loaded model.
 #include "panel_routing.hpp"
 
@@ -42,6 +43,9 @@ constexpr std::size_t kBatchWindows = 8;  // windows per balancing step: 512 tok
 constexpr double kStepBudgetMs = 6.0;     // balancing work per frame (the frame budget is 16 ms)
 constexpr double kSeqLossLr = 1000.0;     // SGD rate on the gate for the seq-loss, as `eva moe route --lr`
 constexpr std::uint64_t kSyntheticSeed = 1;  // as `eva moe route --seed`
+// Synthetic steps draw fresh N(0,1) hidden states each step (Box-Muller, ~33k normals for 128 tokens of
+// dim 256); 512 tokens took ~10 ms of a frame in wasm, 128 keep a step to a few ms.
+constexpr std::size_t kSyntheticTokens = 128;
 
 const char* const kSamples[] = {
     "The quick brown fox jumps over the lazy dog.",
@@ -270,14 +274,14 @@ void draw_routing(const RoutingPanel& s, const Model<float>& m) {
     const float top = *std::max_element(s.routing.scores.begin(), s.routing.scores.end());
 
     // Left: tokens × experts heatmap with the byte of each row beside it.
-    const float label_w = 22, cell_h = std::clamp(330.0f / float(n), 3.0f, 14.0f);  // leaves room for the run
+    const float label_w = 22, cell_h = std::clamp(400.0f / float(n), 3.0f, 14.0f);  // leaves room for the run
     ImGui::BeginGroup();
     ImGui::Text("gate scores s (tokens x experts), boxes = chosen top-%d", k);
     const ImVec2 origin = ImGui::GetCursorScreenPos();
     ImGui::SetCursorScreenPos(ImVec2(origin.x + label_w, origin.y));
     draw::heatmap("scores", s.routing.scores.data(), n, E, 0.0f, top, ImVec2(float(E) * 22.0f, cell_h * float(n)),
                   false, mark.data());
-    if (cell_h >= 7.0f) {  // each row's byte, in a font no taller than the row
+    if (cell_h >= 9.0f) {  // each row's byte, in a font no taller than the row (smaller is unreadable)
         ImDrawList* dl = ImGui::GetWindowDrawList();
         const float size = std::min(cell_h, ImGui::GetFontSize());
         for (int t = 0; t < n; ++t)
@@ -339,7 +343,8 @@ void start_run(RoutingPanel& s, const Model<float>& m) {
 // One balancing step on the next batch; false if the text pool still lacks windows (then one window
 // was forwarded instead).
 bool run_unit(BalancingRun& r, const Model<float>& m) {
-    const std::size_t D = r.cfg.dim, n = kBatchWindows * kWindow;
+    const std::size_t D = r.cfg.dim;
+    std::size_t n = kBatchWindows * kWindow;
     std::vector<float> x;
     if (r.source == BalancingRun::Source::text) {
         if (r.pool.size() < kPoolWindows) {  // one block of the forward of a random window of the sample text
@@ -361,6 +366,7 @@ bool run_unit(BalancingRun& r, const Model<float>& m) {
                      win.begin() + std::ptrdiff_t(per_layer * std::size_t(r.layer + 1)));
         }
     } else {
+        n = kSyntheticTokens;
         x = skewed_hidden_states(r.cfg, n, kSyntheticSeed, r.max_vio.size());
     }
     Routing<float> routing;
@@ -407,10 +413,12 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
     if (r.running && r.max_vio.empty())
         ImGui::Text("computing hidden states of sample windows: %zu / %zu", r.pool.size(), kPoolWindows);
     if (r.max_vio.empty()) {
-        ImGui::TextDisabled("Each step routes a batch of %zu tokens with the settings above, then balances: %s",
-                            kBatchWindows * kWindow,
-                            "aux-free moves b by gamma against each expert's load; the sequence-wise loss takes "
-                            "one SGD step on the gate; none only measures.");
+        ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
+        ImGui::TextWrapped("Each step routes a batch of %zu tokens with the settings above, then balances: aux-free "
+                           "moves b by gamma against each expert's load (starting from b = 0); the sequence-wise "
+                           "loss takes one SGD step (rate %g) on a copy of the gate; none only measures.",
+                           r.source == BalancingRun::Source::text ? kBatchWindows * kWindow : kSyntheticTokens, kSeqLossLr);
+        ImGui::PopStyleColor();
         return;
     }
     const draw::Series series{"MaxVio", r.max_vio.data(), int(r.max_vio.size()), IM_COL32(250, 200, 80, 255)};
