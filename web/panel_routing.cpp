@@ -40,7 +40,9 @@ namespace {
 constexpr std::size_t kWindow = 64;      // bytes per text window in the balancing run
 constexpr std::size_t kPoolWindows = 24;  // windows forwarded once, then reused across steps
 constexpr std::size_t kBatchWindows = 8;  // windows per balancing step: 512 tokens
-constexpr double kStepBudgetMs = 6.0;     // balancing work per frame (the frame budget is 16 ms)
+// Balancing work per frame: another unit (a balancing step, or one block of a window's forward — each
+// a few ms at most in wasm) starts only while the frame's work is below this; the frame budget is 16 ms.
+constexpr double kStepBudgetMs = 3.0;
 constexpr double kSeqLossLr = 1000.0;     // SGD rate on the gate for the seq-loss, as `eva moe route --lr`
 constexpr std::uint64_t kSyntheticSeed = 1;  // as `eva moe route --seed`
 // Synthetic steps draw fresh N(0,1) hidden states each step (Box-Muller, ~33k normals for 128 tokens of
@@ -78,9 +80,9 @@ const Block<float>& moe_block(const Model<float>& m, int layer) {
     return m.w.layers[std::size_t(m.args.n_dense_layers) + std::size_t(layer)];
 }
 
-// The blocks of model_forward one at a time (eva::block_forward), so no frame runs more than one.
 }  // namespace
 
+// The blocks of model_forward one at a time (eva::block_forward), so no frame runs more than one.
 void StagedForward::start(const Model<float>& m, std::vector<Token> t) {
     tokens = std::move(t);
     next = 0;
@@ -340,9 +342,9 @@ void start_run(RoutingPanel& s, const Model<float>& m) {
     r.running = true;
 }
 
-// One balancing step on the next batch; false if the text pool still lacks windows (then one window
-// was forwarded instead).
-bool run_unit(BalancingRun& r, const Model<float>& m) {
+// One unit of the run's work: while the text pool lacks windows, one block of a window's forward; then
+// one balancing step on the next batch.
+void run_unit(BalancingRun& r, const Model<float>& m) {
     const std::size_t D = r.cfg.dim;
     std::size_t n = kBatchWindows * kWindow;
     std::vector<float> x;
@@ -355,7 +357,7 @@ bool run_unit(BalancingRun& r, const Model<float>& m) {
                 r.pool.push_back(std::move(r.window.moe_inputs));
                 r.window = StagedForward{};
             }
-            return false;
+            return;
         }
         Rng pick(7, r.max_vio.size());  // which windows form this step's batch
         x.reserve(n * D);
@@ -374,7 +376,6 @@ bool run_unit(BalancingRun& r, const Model<float>& m) {
     r.max_vio.push_back(float(r.last.max_vio));
     r.balance_loss.push_back(float(r.last.balance_loss));
     if (int(r.max_vio.size()) >= r.max_steps) r.running = false;
-    return true;
 }
 
 void advance_run(BalancingRun& r, const Model<float>& m) {
@@ -383,7 +384,7 @@ void advance_run(BalancingRun& r, const Model<float>& m) {
     do {  // at least one unit, then more while the frame's share lasts
         run_unit(r, m);
     } while (r.running && std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() <
-                              kStepBudgetMs / 2);  // the next unit costs about as much as this one
+                              kStepBudgetMs);
 }
 
 void draw_run(RoutingPanel& s, const Model<float>& m) {
