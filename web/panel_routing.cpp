@@ -273,7 +273,9 @@ void draw_routing(const RoutingPanel& s, const Model<float>& m) {
     std::vector<unsigned char> mark(std::size_t(n * E), 0);
     for (int t = 0; t < n; ++t)
         for (int j = 0; j < k; ++j) mark[std::size_t(t * E + s.routing.indices[std::size_t(t * k + j)])] = 1;
-    const float top = *std::max_element(s.routing.scores.begin(), s.routing.scores.end());
+    // Colour over the scores' own range: sigmoid scores of an untrained gate all sit near 0.5.
+    const auto [lo_it, hi_it] = std::minmax_element(s.routing.scores.begin(), s.routing.scores.end());
+    const float lo = *lo_it, top = *hi_it;
 
     // Left: tokens × experts heatmap with the byte of each row beside it.
     const float label_w = 22, cell_h = std::clamp(400.0f / float(n), 3.0f, 14.0f);  // leaves room for the run
@@ -281,7 +283,7 @@ void draw_routing(const RoutingPanel& s, const Model<float>& m) {
     ImGui::Text("gate scores s (tokens x experts), boxes = chosen top-%d", k);
     const ImVec2 origin = ImGui::GetCursorScreenPos();
     ImGui::SetCursorScreenPos(ImVec2(origin.x + label_w, origin.y));
-    draw::heatmap("scores", s.routing.scores.data(), n, E, 0.0f, top, ImVec2(float(E) * 22.0f, cell_h * float(n)),
+    draw::heatmap("scores", s.routing.scores.data(), n, E, lo, top, ImVec2(float(E) * 22.0f, cell_h * float(n)),
                   false, mark.data());
     if (cell_h >= 9.0f) {  // each row's byte, in a font no taller than the row (smaller is unreadable)
         ImDrawList* dl = ImGui::GetWindowDrawList();
@@ -290,7 +292,7 @@ void draw_routing(const RoutingPanel& s, const Model<float>& m) {
             dl->AddText(ImGui::GetFont(), size, ImVec2(origin.x, origin.y + cell_h * float(t)), IM_COL32(200, 200, 210, 255),
                         byte_label(Token(static_cast<unsigned char>(s.hidden_text[std::size_t(t)]))).c_str());
     }
-    ImGui::Text("expert 0 .. %d left to right; colour 0 .. %.3g", E - 1, double(top));
+    ImGui::Text("expert 0 .. %d left to right; colour %.3g .. %.3g", E - 1, double(lo), double(top));
     ImGui::EndGroup();
     ImGui::SameLine(0, 30);
 
