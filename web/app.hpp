@@ -30,7 +30,8 @@ struct App {
     Pretrained pretrained;
     GemmPanel gemm;
     RoutingPanel routing;
-    double frame_ms = 0;        // rolling mean of compute + render time per frame
+    double frame_ms = 0;        // rolling mean per frame: input, panels' computations, ImGui's vertices
+    double submit_ms = 0;       // rolling mean per frame: handing the vertices to WebGL
     long frames = 0;
 };
 
