@@ -42,7 +42,7 @@ constexpr std::size_t kPoolWindows = 24;  // windows forwarded once, then reused
 constexpr std::size_t kBatchWindows = 8;  // windows per balancing step: 512 tokens
 // Balancing work per frame: another unit (a balancing step, or one block of a window's forward — each
 // a few ms at most in wasm) starts only while the frame's work is below this; the frame budget is 16 ms.
-constexpr double kStepBudgetMs = 3.0;
+constexpr double kStepBudgetMs = 2.0;
 constexpr double kSeqLossLr = 1000.0;     // SGD rate on the gate for the seq-loss, as `eva moe route --lr`
 constexpr std::uint64_t kSyntheticSeed = 1;  // as `eva moe route --seed`
 // Synthetic steps draw fresh N(0,1) hidden states each step (Box-Muller, ~33k normals for 128 tokens of
