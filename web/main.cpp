@@ -30,17 +30,23 @@ void explain(const char* text) {
     ImGui::Separator();
 }
 
+struct Panel {
+    const char* id;
+    const char* title;
+    void (*draw)(App&);
+};
+// One line a panel: its ?panel= id, its tab title, how to draw it from the app state.
+const Panel panels[] = {
+    {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }},
+    {"fp8", "FP8 error", [](App& a) { fp8_panel(a.fp8, {a.pretrained.model.get(), a.pretrained.state == Pretrained::State::loading}); }},
+};
+
+/// Tells the page which panel ids exist (window.eva.panels), for tests and benchmarks.
+void publish_panels() {
+    for (const Panel& p : panels) EM_ASM({ (window.eva.panels = window.eva.panels || []).push(UTF8ToString($0)); }, p.id);
+}
+
 void draw(App& app) {
-    struct Panel {
-        const char* id;
-        const char* title;
-        void (*draw)(App&);
-    };
-    // One line a panel: its ?panel= id, its tab title, how to draw it from the app state.
-    static const Panel panels[] = {
-        {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }},
-        {"fp8", "FP8 error", [](App& a) { fp8_panel(a.fp8, {a.pretrained.model.get(), a.pretrained.state == Pretrained::State::loading}); }},
-    };
     const ImGuiViewport* vp = ImGui::GetMainViewport();
     ImGui::SetNextWindowPos(vp->WorkPos);
     ImGui::SetNextWindowSize(vp->WorkSize);
@@ -113,14 +119,20 @@ void frame(void* arg) {
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     app.frame_ms = app.frames == 0 ? ms : 0.9 * app.frame_ms + 0.1 * ms;
     ++app.frames;
-    // Report to the page: ready after the first frame that produced vertices.
+    // Report to the page: ready after the first frame that produced vertices (and when, in ms since
+    // navigation), the rolling mean, and the last 600 raw frame times for medians and percentiles.
     EM_ASM({
         const eva = window.eva;
         eva.frameMs = $0;
         eva.frames = $1;
         eva.vertices = $2;
-        if ($2 > 0) eva.ready = true;
-    }, app.frame_ms, double(app.frames), ImGui::GetDrawData()->TotalVtxCount);
+        (eva.frameSamples = eva.frameSamples || []).push($3);
+        if (eva.frameSamples.length > 600) eva.frameSamples.shift();
+        if ($2 > 0 && !eva.ready) {
+            eva.ready = true;
+            eva.firstFrameMs = performance.now();
+        }
+    }, app.frame_ms, double(app.frames), ImGui::GetDrawData()->TotalVtxCount, ms);
 }
 
 }  // namespace
@@ -173,6 +185,7 @@ int main() {
     ImGui::StyleColorsDark();
     ImGui_ImplGlfw_InitForOpenGL(window, true);
     ImGui_ImplOpenGL3_Init("#version 300 es");
+    eva::web::publish_panels();
     emscripten_async_wget_data("mini.safetensors", &app.pretrained, pretrained_loaded, pretrained_failed);
     emscripten_set_main_loop_arg(frame, &app, 0, true);
 }

@@ -11,7 +11,7 @@ import { serve } from "./server.mjs";
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const web = join(root, "build", "wasm", "web");
 // WebGL2 in headless Chromium needs ANGLE's SwiftShader; the network flags keep it off the network.
-const flags = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+export const flags = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
                "--disable-quic", "--no-first-run", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--window-size=1280,800"];
 let server, browser, base;
