@@ -4,6 +4,7 @@
 #include "panel_fp8.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -177,7 +178,7 @@ void build_histogram(Fp8Panel& p, const std::vector<float>& shown) {
 // The error per element, averaged over cells of cell_rows × cell_cols elements so that at most 64×64 cells
 // remain; colour = log10 of the cell's mean. Cells holding a saturated or flushed-to-zero element are marked.
 void build_error_grid(Fp8Panel& p, const std::vector<float>& shown) {
-    const float maxv = fp8_max(format_of(p));
+    const Fp8Format f = format_of(p);
     p.cell_rows = int((p.rows + 63) / 64);
     p.cell_cols = int((p.cols + 63) / 64);
     p.grid_rows = int((p.rows + std::size_t(p.cell_rows) - 1) / std::size_t(p.cell_rows));
@@ -191,7 +192,9 @@ void build_error_grid(Fp8Panel& p, const std::vector<float>& shown) {
             const std::size_t i = r * p.cols + c, cell = (r / std::size_t(p.cell_rows)) * std::size_t(p.grid_cols) +
                                                           c / std::size_t(p.cell_cols);
             const float x = shown[i], e = std::fabs(x - p.xq[i]);
-            if (std::fabs(x) / p.q.scale(r, c) > maxv || (x != 0 && p.xq[i] == 0)) p.grid_mark[cell] = 1;
+            // Saturated exactly as the core counts it: the plain (non-saturating) cast of x/s would overflow.
+            const float y = x / p.q.scale(r, c);
+            if (!std::isfinite(fp8_decode(fp8_encode(y, f, false), f)) || (x != 0 && p.xq[i] == 0)) p.grid_mark[cell] = 1;
             if (p.relative_heatmap && x == 0) continue;  // relative error undefined at 0
             sum[cell] += p.relative_heatmap ? e / std::fabs(x) : e;
             ++count[cell];
@@ -283,8 +286,12 @@ void update(Fp8Panel& p, const Checkpoint& ck) {
         shown_step = -1;
     }
     if (p.delayed.done < DelayedRun::kSteps) advance_delayed(p, *history);
-    const int want = std::min(p.shown_step, p.delayed.done - 1);
-    if (want != shown_step) {
+    // The shown step's views are built once that step exists (not every frame while the run advances).
+    const int want = p.shown_step < p.delayed.done ? p.shown_step : -1;
+    if (want < 0) {  // nothing to show yet: the panel says which step it is computing
+        p.hist.clear();
+        shown_step = -1;
+    } else if (want != shown_step) {
         show_delayed_step(p, want);
         shown_step = want;
     }
@@ -326,6 +333,7 @@ void draw_histogram(const Fp8Panel& p, ImVec2 size) {
         char t[16];
         std::snprintf(t, sizeof t, "2^%d", e);
         const float x = x_of(float(e));
+        if (x < o.x + 4 || x > o.x + size.x - 30) continue;  // keep the labels inside the chart
         dl->AddLine(ImVec2(x, o.y + plot_h + comb), ImVec2(x, o.y + plot_h + comb + 3), IM_COL32(200, 200, 200, 255));
         dl->AddText(ImVec2(x - 8, o.y + plot_h + comb + 2), IM_COL32(200, 200, 200, 255), t);
     }
@@ -425,9 +433,9 @@ void draw_delayed(const Fp8Panel& p, float width) {
     const draw::Series s1[] = {{"SNR (dB)", d.snr_db, d.done, IM_COL32(110, 170, 240, 255), steps}};
     const draw::Series s2[] = {{"saturated values (0.5 = none)", sat, d.done, IM_COL32(240, 110, 90, 255), steps},
                                {"amax / history amax", ratio, d.done, IM_COL32(240, 200, 90, 255), steps}};
-    draw::lines("delayed_snr", s1, 1, ImVec2(width * 0.5f - 8, 150), false, "step", "SNR dB");
+    draw::lines("delayed_snr", s1, 1, ImVec2(width * 0.5f - 8, 120), false, "step", "SNR dB");
     ImGui::SameLine();
-    draw::lines("delayed_sat", s2, 2, ImVec2(width * 0.5f - 8, 150), true, "step", nullptr);
+    draw::lines("delayed_sat", s2, 2, ImVec2(width * 0.5f - 8, 120), true, "step", nullptr);
 }
 
 void draw_accumulation(AccumExperiment& e, float width) {
@@ -443,7 +451,8 @@ void draw_accumulation(AccumExperiment& e, float width) {
     const draw::Series s[] = {
         {"accumulator over all of K (no promotion)", e.errors_never, e.done_k, IM_COL32(240, 110, 90, 255), e.k_values},
         {"promoted to fp32 every N_C = 128", e.errors_promoted, e.done_k, IM_COL32(110, 200, 140, 255), e.k_values}};
-    draw::lines("accum", s, 2, ImVec2(width, 190), true, "log2 K", "relative error");
+    const float h = std::max(130.0f, ImGui::GetContentRegionAvail().y - 4);  // the rest of the frame
+    draw::lines("accum", s, 2, ImVec2(width, h), true, "log2 K", "relative error");
 }
 
 }  // namespace
@@ -527,33 +536,52 @@ void AccumExperiment::step(std::size_t budget) {
 }
 
 // ------------------------------------------------------------------------------------------ the panel
+namespace {
+void draw_panel(Fp8Panel& p, const Checkpoint& ck);
+}
+
 void fp8_panel(Fp8Panel& p, const Checkpoint& ck) {
+    const auto t0 = std::chrono::steady_clock::now();
     g_shown = &p;
+    draw_panel(p, ck);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    p.panel_ms = p.panel_ms == 0 ? ms : 0.9 * p.panel_ms + 0.1 * ms;
+}
+
+namespace {
+void draw_panel(Fp8Panel& p, const Checkpoint& ck) {
     explain("FP8 keeps 8 bits per number: E4M3 has 3 mantissa bits (steps of 6-12%) up to 448, E5M2 only 2 but "
             "reaches 57344. Each group of values is divided by a scale s = amax/448 before rounding, so the "
-            "histogram shows |x|/s against the format's grid (the yellow comb): values left of the red region "
-            "flush to zero, and an outlier in a group pushes everyone else toward the coarse bottom of the grid - "
-            "which is why DeepSeek-V3 scales per 1x128 tile and 128x128 block.");
+            "histogram shows |x|/s against the format's grid (the yellow comb): values in the left red region "
+            "flush to zero, and an outlier in a group pushes the rest down into the sparse subnormal end of the "
+            "grid - which is why DeepSeek-V3 scales per 1x128 tile and 128x128 block.");
     draw_controls(p, ck);
     update(p, ck);
-    if (!p.accum.finished()) p.accum.step(32768);  // bounded work per frame
+    if (!p.accum.finished()) {  // bounded work per frame: 65536 products per accumulator variant
+        const auto t0 = std::chrono::steady_clock::now();
+        p.accum.step(65536);
+        ++p.accum_frames;
+        p.accum_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
     const float width = ImGui::GetContentRegionAvail().x;
     if (!p.tensor_error.empty()) {
         ImGui::TextUnformatted(p.tensor_error.c_str());
+    } else if (p.granularity == Fp8Panel::Delayed && p.hist.empty()) {
+        ImGui::Text("delayed scaling: computing step %d of %d (one per frame) ...", p.delayed.done, DelayedRun::kSteps);
     } else if (!p.x.empty() && !p.hist.empty()) {
         draw_metrics(p);
         const float left = width * 0.58f;
         ImGui::BeginGroup();
         ImGui::Text("histogram of log2(|x|/s), bar height log10(1 + count); %zu exact zeros", p.hist_zero);
-        draw_histogram(p, ImVec2(left, 210));
+        draw_histogram(p, ImVec2(left, 190));
         ImGui::EndGroup();
         ImGui::SameLine();
         ImGui::BeginGroup();
         ImGui::Checkbox("relative error |x-q|/|x|", &p.relative_heatmap);
-        ImGui::Text("log10 mean error per cell of %dx%d elements: %.2f .. %.2f (boxed: saturated/flushed)",
-                    p.cell_rows, p.cell_cols, p.grid_lo, p.grid_hi);
+        ImGui::Text("log10 of the mean error per cell of %dx%d elements:", p.cell_rows, p.cell_cols);
+        ImGui::Text("%.2f dark .. %.2f bright; box: saturated/flushed", p.grid_lo, p.grid_hi);
         const float hw = width - left - 10;
-        const float hh = std::min(190.0f, hw * float(p.grid_rows) / float(std::max(p.grid_cols, 1)));
+        const float hh = std::min(170.0f, hw * float(p.grid_rows) / float(std::max(p.grid_cols, 1)));
         draw::heatmap("fp8_err", p.grid.data(), p.grid_rows, p.grid_cols, p.grid_lo, p.grid_hi, ImVec2(hw, hh), false,
                       p.grid_mark.data());
         ImGui::EndGroup();
@@ -562,6 +590,7 @@ void fp8_panel(Fp8Panel& p, const Checkpoint& ck) {
     ImGui::Separator();
     draw_accumulation(p.accum, width);
 }
+}  // namespace
 
 nlohmann::json fp8_state(const Fp8Panel& p) {
     static const char* sources[] = {"weight", "activation", "synthetic"};
@@ -577,7 +606,7 @@ nlohmann::json fp8_state(const Fp8Panel& p) {
             {"max_rel_error", p.metrics.max_rel_error}, {"underflow", p.metrics.underflow},
             {"saturated", p.metrics.saturated}, {"count", p.metrics.count},
             {"grid", {p.grid_rows, p.grid_cols}}, {"cell", {p.cell_rows, p.cell_cols}},
-            {"accum_bits", p.accum.accum_bits}, {"accum", accum},
+            {"accum_bits", p.accum.accum_bits}, {"accum", accum}, {"accum_ms", p.accum_ms}, {"accum_frames", p.accum_frames}, {"panel_ms", p.panel_ms},
             {"ui", {{"e5m2", {p.last_ui[0], p.last_ui[1], p.last_ui[2], p.last_ui[3]}},
                     {"block", {p.last_block_ui[0], p.last_block_ui[1], p.last_block_ui[2], p.last_block_ui[3]}}}}};
 }

@@ -89,6 +89,9 @@ struct Fp8Panel {
 
     DelayedRun delayed;
     AccumExperiment accum;
+    double accum_ms = 0;                             // time of the last frame's slice of the experiment
+    long accum_frames = 0;                           // frames that did a slice of the experiment
+    double panel_ms = 0;                             // rolling mean of the time spent in fp8_panel per frame
     float last_ui[4] = {};                           // the E5M2 radio button's rectangle (for the tests)
     float last_block_ui[4] = {};                     // the 128×128 radio button's rectangle
 };
