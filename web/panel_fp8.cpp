@@ -393,7 +393,7 @@ void draw_controls(Fp8Panel& p, const Checkpoint& ck) {
         ImGui::SliderFloat("outlier share", &p.outlier_fraction, 0.0f, 0.01f, "%.4f");
         ImGui::SameLine();
         ImGui::SetNextItemWidth(240);
-        ImGui::SliderFloat("outlier magnitude (sigma)", &p.outlier_magnitude, 2.0f, 2000.0f, "%.0f",
+        ImGui::SliderFloat("outlier magnitude (sigma)", &p.outlier_magnitude, 2.0f, 10000.0f, "%.0f",
                            ImGuiSliderFlags_Logarithmic);
     }
     if (p.granularity == Fp8Panel::Delayed) {
@@ -410,11 +410,14 @@ void draw_controls(Fp8Panel& p, const Checkpoint& ck) {
 void draw_metrics(const Fp8Panel& p) {
     const Fp8ErrorMetrics& m = p.metrics;
     ImGui::Text("%s", p.tensor_name.c_str());
-    ImGui::Text("%s, %s%s: %zu scales | SNR %.2f dB | relative error mean %.3f%%, max %.2f%% | "
+    ImGui::Text("%s, %s%s: %zu scale(s) | SNR %.2f dB | relative error mean %.3f%%, max %.2f%% | "
                 "flushed to zero: %zu | saturated: %zu of %zu",
                 fp8_format_name(format_of(p)), granularity_label(p.granularity), p.pow2 ? ", 2^k scales" : "",
                 p.q.scales.size(), m.snr_db, 100 * m.mean_rel_error, 100 * m.max_rel_error, m.underflow, m.saturated,
                 m.count);
+    if (p.source == Fp8Panel::Synthetic && p.outlier_fraction > 0)
+        ImGui::TextDisabled("SNR weighs energy, so the few outliers dominate it; the mean relative error and the "
+                            "flushed count show what their scale does to the other values.");
 }
 
 void draw_delayed(const Fp8Panel& p, float width) {

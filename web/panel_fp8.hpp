@@ -61,7 +61,7 @@ struct Fp8Panel {
     int layer = 1, point = ResidualX;                 // activation: layer index and where in the block
     std::string text = "The model reads this sentence one byte at a time; its hidden states carry outliers in a "
                        "few channels, and FP8 has to represent them.";
-    float outlier_fraction = 0.001f, outlier_magnitude = 50.0f;  // synthetic: share of elements, times sigma
+    float outlier_fraction = 0.001f, outlier_magnitude = 1000.0f;  // synthetic: share of elements, times sigma
     int format = 0;                                  // 0 E4M3, 1 E5M2
     int granularity = Tile;
     bool pow2 = false;
