@@ -553,8 +553,8 @@ void fp8_panel(Fp8Panel& p, const Checkpoint& ck) {
 
 namespace {
 void draw_panel(Fp8Panel& p, const Checkpoint& ck) {
-    explain("FP8 keeps 8 bits per number: E4M3 has 3 mantissa bits (steps of 6-12%) up to 448, E5M2 only 2 but "
-            "reaches 57344. Each group of values is divided by a scale s = amax/448 before rounding, so the "
+    explain("FP8 keeps 8 bits per number: E4M3 has 3 mantissa bits (neighbours 7-12.5% apart) up to 448, E5M2 only 2 but "
+            "reaches 57344. Each group of values is divided by a scale s = amax/max before rounding, so the "
             "histogram shows |x|/s against the format's grid (the yellow comb): values in the left red region "
             "flush to zero, and an outlier in a group pushes the rest down into the sparse subnormal end of the "
             "grid - which is why DeepSeek-V3 scales per 1x128 tile and 128x128 block.");
