@@ -258,8 +258,6 @@ void advance_delayed(Fp8Panel& p, AmaxHistory& history) {
 }
 
 void update(Fp8Panel& p, const Checkpoint& ck) {
-    static std::unique_ptr<AmaxHistory> history;
-    static int shown_step = -1;
     const std::string tk = tensor_key(p, ck);
     if (tk != p.tensor_key) {
         p.tensor_key = tk;
@@ -280,20 +278,21 @@ void update(Fp8Panel& p, const Checkpoint& ck) {
         }
         return;
     }
+    DelayedRun& d = p.delayed;
     if (changed) {
-        p.delayed.done = 0;
-        history = std::make_unique<AmaxHistory>(std::size_t(p.delayed.history_length));
-        shown_step = -1;
+        d.done = 0;
+        d.history = std::make_unique<AmaxHistory>(std::size_t(d.history_length));
+        d.built_step = -1;
     }
-    if (p.delayed.done < DelayedRun::kSteps) advance_delayed(p, *history);
+    if (d.done < DelayedRun::kSteps) advance_delayed(p, *d.history);
     // The shown step's views are built once that step exists (not every frame while the run advances).
-    const int want = p.shown_step < p.delayed.done ? p.shown_step : -1;
+    const int want = p.shown_step < d.done ? p.shown_step : -1;
     if (want < 0) {  // nothing to show yet: the panel says which step it is computing
         p.hist.clear();
-        shown_step = -1;
-    } else if (want != shown_step) {
+        d.built_step = -1;
+    } else if (want != d.built_step) {
         show_delayed_step(p, want);
-        shown_step = want;
+        d.built_step = want;
     }
 }
 
@@ -365,9 +364,10 @@ void draw_controls(Fp8Panel& p, const Checkpoint& ck) {
     for (int g = Fp8Panel::Tensor; g <= Fp8Panel::Delayed; ++g) {
         if (g) ImGui::SameLine();
         ImGui::RadioButton(granularity_label(g), &p.granularity, g);
-        if (g == Fp8Panel::Block) {
+        if (g == Fp8Panel::Block || g == Fp8Panel::Delayed) {
+            float* r = g == Fp8Panel::Block ? p.last_block_ui : p.last_delayed_ui;
             const ImVec2 c = ImGui::GetItemRectMin(), d = ImGui::GetItemRectMax();
-            p.last_block_ui[0] = c.x, p.last_block_ui[1] = c.y, p.last_block_ui[2] = d.x, p.last_block_ui[3] = d.y;
+            r[0] = c.x, r[1] = c.y, r[2] = d.x, r[3] = d.y;
         }
     }
     std::string note;
@@ -611,7 +611,11 @@ nlohmann::json fp8_state(const Fp8Panel& p) {
             {"grid", {p.grid_rows, p.grid_cols}}, {"cell", {p.cell_rows, p.cell_cols}},
             {"accum_bits", p.accum.accum_bits}, {"accum", accum}, {"accum_ms", p.accum_ms}, {"accum_frames", p.accum_frames}, {"panel_ms", p.panel_ms},
             {"ui", {{"e5m2", {p.last_ui[0], p.last_ui[1], p.last_ui[2], p.last_ui[3]}},
-                    {"block", {p.last_block_ui[0], p.last_block_ui[1], p.last_block_ui[2], p.last_block_ui[3]}}}}};
+                    {"block", {p.last_block_ui[0], p.last_block_ui[1], p.last_block_ui[2], p.last_block_ui[3]}},
+                    {"delayed", {p.last_delayed_ui[0], p.last_delayed_ui[1], p.last_delayed_ui[2], p.last_delayed_ui[3]}}}},
+            {"delayed", {{"done", p.delayed.done}, {"history_length", p.delayed.history_length},
+                         {"saturated", std::vector<float>(p.delayed.saturated, p.delayed.saturated + p.delayed.done)},
+                         {"snr_db", std::vector<float>(p.delayed.snr_db, p.delayed.snr_db + p.delayed.done)}}}};
 }
 
 // ------------------------------------------------------------------------------------------ self-test

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,8 @@ struct DelayedRun {
     int history_length = 4;
     bool spike = true;
     int done = 0;                                 // steps computed (one per frame)
+    std::unique_ptr<AmaxHistory> history;         // the amaxes of the last history_length steps
+    int built_step = -1;                          // the step whose views are built (-1: none)
     float amax[kSteps] = {}, used_amax[kSteps] = {}, snr_db[kSteps] = {}, saturated[kSteps] = {};
     static float gain(int step, bool spike);
 };
@@ -94,6 +97,7 @@ struct Fp8Panel {
     double panel_ms = 0;                             // rolling mean of the time spent in fp8_panel per frame
     float last_ui[4] = {};                           // the E5M2 radio button's rectangle (for the tests)
     float last_block_ui[4] = {};                     // the 128×128 radio button's rectangle
+    float last_delayed_ui[4] = {};                   // the delayed-scaling radio button's rectangle
 };
 
 /// The checkpoint the tensors come from: the pretrained model once loaded; while `loading` the panel

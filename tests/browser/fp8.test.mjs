@@ -81,6 +81,25 @@ test("fp8 controls: E5M2 and 128x128 blocks change the quantization and its erro
   await page.close();
 });
 
+test("fp8 delayed scaling: the x4 spike saturates at its step only, while the history has not seen it", async () => {
+  const { page, errors } = await open("?panel=fp8&embed=1");
+  const a = await shown(page);
+  await click(page, a.ui.delayed);
+  await page.waitForFunction(() => JSON.parse(Module.ccall("eva_fp8_state", "string", [], [])).delayed.done === 24,
+                             null, { timeout: 60000 });
+  const d = (await state(page)).delayed, spike = 16;  // DelayedRun::kSpikeStep
+  assert.equal(d.history_length, 4);
+  // Before the spike the 3% drift per step stays within rounding of the top code (448·1.03 < 464): nothing
+  // overflows; at the spike, the values above 464·s (s from the history, 4x too small) do, and SNR drops.
+  assert.deepEqual(d.saturated.slice(0, spike), new Array(spike).fill(0));
+  assert.ok(d.saturated[spike] > 0, `saturated at the spike: ${d.saturated[spike]}`);
+  assert.ok(d.snr_db[spike] < d.snr_db[spike - 1] - 10, `SNR ${d.snr_db[spike - 1]} -> ${d.snr_db[spike]} dB`);
+  // Afterwards the history holds the spike's amax, so nothing saturates.
+  assert.deepEqual(d.saturated.slice(spike + 1), new Array(24 - spike - 1).fill(0));
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test("fp8 selfTest figures equal the native eva fp8 CLI", async () => {
   assert.ok(existsSync(cli), `${cli} missing: build the release preset`);
   const { page } = await open("?panel=fp8&embed=1");
