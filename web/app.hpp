@@ -8,6 +8,7 @@
 
 #include "eva/model.hpp"
 #include "panel_gemm.hpp"
+#include "panel_fp8.hpp"
 
 namespace eva::web {
 
@@ -28,6 +29,7 @@ struct App {
     bool embed = false;         // ?embed=1: just the panel, no chrome
     Pretrained pretrained;
     GemmPanel gemm;
+    Fp8Panel fp8;
     double frame_ms = 0;        // rolling mean per frame: input, panels' computations, ImGui's vertices
     double submit_ms = 0;       // rolling mean per frame: handing the vertices to WebGL
     long frames = 0;
