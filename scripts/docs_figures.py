@@ -292,7 +292,7 @@ def fig_decode_latency(bench, out, tmp):
     argv = [bench, "--benchmark_filter=^decode/", "--benchmark_min_time=0.2", "--benchmark_out_format=json",
             f"--benchmark_out={path}"]
     start = time.monotonic()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(f"  {time.monotonic() - start:6.1f} s  eva_bench_mla {' '.join(argv[1:3])}")
     with open(path) as f:
         data = json.load(f)
