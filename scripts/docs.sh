@@ -19,9 +19,9 @@ nav=build/docs/nav.html
 {
   printf '<nav class="course"><a href="index.html">eva course</a>'
   for md in docs/[1-6]-*.md; do
-    printf '<a href="%s.html">%s</a>' "$(basename "$md" .md)" "$(sed -n '1s/^# //p' "$md" | cut -d: -f1)"
+    printf ' <a href="%s.html">%s</a>' "$(basename "$md" .md)" "$(sed -n '1s/^# //p' "$md" | cut -d: -f1)"
   done
-  printf '<a href="embedding.html">Embedding</a><a href="../index.html">the live page</a></nav>\n'
+  printf ' <a href="embedding.html">Embedding</a> <a href="../index.html">the live page</a></nav>\n'
 } >"$nav"
 for md in docs/*.md; do
   name=$(basename "$md" .md)
