@@ -14,6 +14,8 @@ python3 scripts/docs_figures.py --bin build/release --out build/docs/figures
 mkdir -p "$out/figures"
 cp build/docs/figures/*.svg "$out/figures/"
 cp docs/site/style.css "$out/"
+head=build/docs/head.html  # no favicon request (a 404 in the console otherwise)
+echo '<link rel="icon" href="data:,">' >"$head"
 # One navigation line on every page: the index and the six chapters, in order.
 nav=build/docs/nav.html
 {
@@ -27,6 +29,6 @@ for md in docs/*.md; do
   name=$(basename "$md" .md)
   pandoc "$md" -f gfm+tex_math_dollars -t html5 --standalone --mathml --css style.css \
     --metadata pagetitle="$(sed -n '1s/^# //p' "$md")" --lua-filter docs/site/links.lua \
-    --include-before-body "$nav" -o "$out/$name.html"
+    --include-in-header "$head" --include-before-body "$nav" -o "$out/$name.html"
 done
 echo "docs: $out/ ($(ls "$out"/*.html | wc -l) pages, $(ls "$out"/figures/*.svg | wc -l) figures)"
