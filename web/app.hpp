@@ -8,6 +8,7 @@
 
 #include "eva/model.hpp"
 #include "panel_gemm.hpp"
+#include "panel_fp8.hpp"
 #include "panel_routing.hpp"
 
 namespace eva::web {
@@ -29,6 +30,7 @@ struct App {
     bool embed = false;         // ?embed=1: just the panel, no chrome
     Pretrained pretrained;
     GemmPanel gemm;
+    Fp8Panel fp8;
     RoutingPanel routing;
     double frame_ms = 0;        // rolling mean per frame: input, panels' computations, ImGui's vertices
     double submit_ms = 0;       // rolling mean per frame: handing the vertices to WebGL

@@ -38,6 +38,7 @@ struct Panel {
 // One line a panel: its ?panel= id, its tab title, how to draw it from the app state.
 const Panel panels[] = {
     {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }},
+    {"fp8", "FP8 error", [](App& a) { fp8_panel(a.fp8, {a.pretrained.model.get(), a.pretrained.state == Pretrained::State::loading}); }},
     {"routing", "Routing", [](App& a) { routing_panel(a.routing, a.pretrained); }},
 };
 
@@ -150,6 +151,7 @@ void frame(void* arg) {
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_self_test() {
     static std::string out;
     nlohmann::json j = eva::web::gemm_self_test();
+    j.update(eva::web::fp8_self_test());
     j.update(eva::web::routing_self_test());
     out = j.dump();
     return out.c_str();
