@@ -278,7 +278,9 @@ void draw_routing(const RoutingPanel& s, const Model<float>& m) {
     const float lo = *lo_it, top = *hi_it;
 
     // Left: tokens × experts heatmap with the byte of each row beside it.
-    const float label_w = 22, cell_h = std::clamp(400.0f / float(n), 3.0f, 14.0f);  // leaves room for the run
+    // The heatmap takes the height left after the run section (~250 px), so a 560 px iframe still shows it.
+    const float room = std::clamp(ImGui::GetContentRegionAvail().y - 250.0f, 120.0f, 400.0f);
+    const float label_w = 22, cell_h = std::clamp(room / float(n), 2.0f, 14.0f);
     ImGui::BeginGroup();
     ImGui::Text("gate scores s (tokens x experts), boxes = chosen top-%d", k);
     const ImVec2 origin = ImGui::GetCursorScreenPos();
@@ -297,11 +299,12 @@ void draw_routing(const RoutingPanel& s, const Model<float>& m) {
     ImGui::SameLine(0, 30);
 
     // Right: load, bias, figures.
+    const float right_w = std::clamp(ImGui::GetContentRegionAvail().x, 200.0f, 360.0f);
     ImGui::BeginGroup();
     std::vector<float> load(s.stats.tokens_per_expert.begin(), s.stats.tokens_per_expert.end());
     static const char* const kExpert[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"};
     ImGui::Text("tokens per expert (mean %.2f)", double(n * k) / double(E));
-    draw::bars("load", load.data(), E, *std::max_element(load.begin(), load.end()), ImVec2(360, 110),
+    draw::bars("load", load.data(), E, *std::max_element(load.begin(), load.end()), ImVec2(right_w, 110),
                E == 16 ? kExpert : nullptr);
     ImGui::Text("MaxVio %.3f   CV %.3f   load entropy %.3f (1 = even)", s.stats.max_vio, s.stats.cv, s.stats.entropy);
     if (s.cfg.balance == Balance::aux_free) {
@@ -309,7 +312,7 @@ void draw_routing(const RoutingPanel& s, const Model<float>& m) {
         float mx = 1e-6f;
         for (float v : b) mx = std::max(mx, std::abs(v));
         ImGui::Text("selection bias b (blue < 0 < red, |b| up to %.4f)", double(mx));
-        draw::heatmap("bias", b.data(), 1, E, -mx, mx, ImVec2(360, 20), true);
+        draw::heatmap("bias", b.data(), 1, E, -mx, mx, ImVec2(right_w, 20), true);
         ImGui::TextWrapped("b only chooses experts (top-k of s + b); the weights use s.");
     } else if (s.cfg.balance == Balance::seq_loss) {
         ImGui::Text("sequence-wise loss alpha.sum f_i P_i = %.4g", s.text_balance_loss);
@@ -425,7 +428,8 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
         return;
     }
     const draw::Series series{"MaxVio", r.max_vio.data(), int(r.max_vio.size()), IM_COL32(250, 200, 80, 255)};
-    draw::lines("maxvio", &series, 1, ImVec2(520, 180), false, "step", "MaxVio = max load / mean load - 1");
+    const float chart_h = std::clamp(ImGui::GetContentRegionAvail().y - 8.0f, 120.0f, 180.0f);
+    draw::lines("maxvio", &series, 1, ImVec2(520, chart_h), false, "step", "MaxVio = max load / mean load - 1");
     ImGui::SameLine(0, 20);
     ImGui::BeginGroup();
     ImGui::Text("%s, %s: step %zu, MaxVio %.3f -> %.3f", r.source == BalancingRun::Source::text ? "text" : "synthetic",
