@@ -8,6 +8,7 @@
 
 #include "eva/model.hpp"
 #include "panel_gemm.hpp"
+#include "panel_train.hpp"
 
 namespace eva::web {
 
@@ -28,6 +29,7 @@ struct App {
     bool embed = false;         // ?embed=1: just the panel, no chrome
     Pretrained pretrained;
     GemmPanel gemm;
+    TrainPanel train;
     double frame_ms = 0;        // rolling mean of compute + render time per frame
     long frames = 0;
 };

@@ -38,6 +38,7 @@ struct Panel {
 // One line a panel: its ?panel= id, its tab title, how to draw it from the app state.
 const Panel panels[] = {
     {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }},
+    {"train", "Train", [](App& a) { train_panel(a.train); }},
 };
 
 /// Tells the page which panel ids exist (window.eva.panels), for tests and benchmarks.
@@ -141,6 +142,7 @@ void frame(void* arg) {
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_self_test() {
     static std::string out;
     nlohmann::json j = eva::web::gemm_self_test();
+    j.update(eva::web::train_self_test());
     out = j.dump();
     return out.c_str();
 }

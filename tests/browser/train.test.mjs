@@ -1,0 +1,131 @@
+// Browser tests of the Train panel (web/panel_train.cpp): it renders alone in embed mode, its start
+// button sets both trainers (each in its Web Worker) stepping with a falling loss while frames stay
+// short, pause stops them, and the wasm core's short training run matches the native `eva train`.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { inflateSync } from "node:zlib";
+import { setup, open, root } from "./lib.mjs";
+
+setup();
+
+const trainState = (page) => page.evaluate(() => JSON.parse(Module.ccall("eva_train_state", "string", [], [])));
+
+// Distinct colours in a PNG screenshot (8-bit RGB or RGBA, not interlaced, as Chromium writes them):
+// a blank or single-colour frame has a handful, a drawn panel with text and charts has hundreds.
+function distinctColours(png) {
+  const width = png.readUInt32BE(16), height = png.readUInt32BE(20), channels = png[25] === 6 ? 4 : 3;
+  const idat = [];
+  for (let at = 8; at < png.length;) {
+    const len = png.readUInt32BE(at), type = png.toString("ascii", at + 4, at + 8);
+    if (type === "IDAT") idat.push(png.subarray(at + 8, at + 8 + len));
+    at += 12 + len;
+  }
+  const raw = inflateSync(Buffer.concat(idat)), stride = width * channels;
+  const prev = new Uint8Array(stride), row = new Uint8Array(stride), seen = new Set();
+  for (let y = 0; y < height; ++y) {
+    const filter = raw[y * (stride + 1)], src = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    for (let i = 0; i < stride; ++i) {  // undo the PNG row filters (none, sub, up, average, Paeth)
+      const a = i >= channels ? row[i - channels] : 0, b = prev[i], c = i >= channels ? prev[i - channels] : 0;
+      const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+      const pred = [0, a, b, (a + b) >> 1, pa <= pb && pa <= pc ? a : pb <= pc ? b : c][filter];
+      row[i] = (src[i] + pred) & 255;
+    }
+    for (let x = 0; x < width; x += 2) seen.add((row[x * channels] << 16) | (row[x * channels + 1] << 8) | row[x * channels + 2]);
+    prev.set(row);
+  }
+  return seen.size;
+}
+
+test("?panel=train&embed=1 renders the panel alone, without console errors", async () => {
+  const { page, errors } = await open("?panel=train&embed=1");
+  await page.waitForFunction(() => window.eva.frames >= 10, null, { timeout: 30000 });
+  const s = await trainState(page);
+  assert.equal(s.drawn, true);
+  assert.equal(s.running, false);
+  const shot = await page.screenshot({ path: join(root, "build", "wasm", "train.png") });
+  const colours = distinctColours(shot);
+  assert.ok(colours > 50, `screenshot has only ${colours} colours`);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("start trains both precisions with a falling loss, frames stay short, pause stops", async () => {
+  const { page, errors } = await open("?panel=train&embed=1");
+  await page.waitForFunction(() => window.eva.frames >= 5, null, { timeout: 30000 });
+  const { button: [x, y, w, h] } = await trainState(page);
+  await page.mouse.click(x + w / 2, y + h / 2);
+  // 15 steps of 4 × 64 bytes: warmup reaches the peak lr at step 20, and from ln 256 = 5.55 nats the
+  // loss of an untrained byte model falls below ~3.5 within these steps (native run: 3.5 at step 10).
+  await page.waitForFunction(() => {
+    const s = JSON.parse(Module.ccall("eva_train_state", "string", [], []));
+    return s.runs.every((r) => r.steps >= 15);
+  }, null, { timeout: 240000, polling: 500 });
+  let s = await trainState(page);
+  assert.equal(s.running, true);
+  for (const r of s.runs) {
+    assert.equal(r.error, "");
+    const mean = (v) => v.reduce((a, b) => a + b, 0) / v.length;
+    const first = mean(r.losses.slice(0, 3)), last = mean(r.losses.slice(-3));
+    assert.ok(first > 5.0, `${r.label}: first losses ${first} (an untrained byte model: ln 256 = 5.55)`);
+    assert.ok(last < first - 1.0, `${r.label}: loss fell only from ${first} to ${last}`);
+    assert.equal(r.max_vio_layers, 3);  // mini has three MoE layers
+    assert.ok(r.tokens_per_s > 0);
+  }
+  // The page's frame time while both workers train: the main thread only draws.
+  const f0 = await page.evaluate(() => window.eva.frames);
+  await page.waitForFunction((f) => window.eva.frames >= f + 60, f0, { timeout: 60000 });
+  const frameMs = await page.evaluate(() => window.eva.frameMs);
+  assert.ok(frameMs < 16, `frame ${frameMs} ms while training`);
+  // Pause: at most the step already in flight still lands.
+  await page.mouse.click(x + w / 2, y + h / 2);
+  const paused = await trainState(page);
+  assert.equal(paused.running, false);
+  await page.waitForTimeout(4000);
+  s = await trainState(page);
+  for (let i = 0; i < s.runs.length; ++i) assert.ok(s.runs[i].steps <= paused.runs[i].steps + 1);
+  const later = s;
+  await page.waitForTimeout(2000);
+  s = await trainState(page);
+  for (let i = 0; i < s.runs.length; ++i) assert.equal(s.runs[i].steps, later.runs[i].steps);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("selfTest(): the wasm core's training losses match the native eva train", async () => {
+  const eva = join(root, "build", "release", "eva");
+  assert.ok(existsSync(eva), `${eva} missing: build the release preset first`);
+  const { page } = await open("?panel=train&embed=1");
+  const r = await page.evaluate(() => window.eva.selfTest());
+  await page.close();
+  const dir = mkdtempSync(join(tmpdir(), "eva-train-"));
+  const text = join(dir, "selftest.txt");
+  writeFileSync(text, r.train_selftest_text);
+  try {
+    for (const precision of ["fp32", "fp8"]) {
+      // The run train_self_test() performs (web/panel_train.cpp), natively.
+      const out = execFileSync(eva, ["train", "--data", text, "--steps", "4", "--batch", "2", "--seq-len", "32",
+                                     "--lr", "0.003", "--warmup", "1", "--seed", "1", "--precision", precision,
+                                     "--eval-every", "4", "--json"], { encoding: "utf8" });
+      const native = out.trim().split("\n").map((l) => JSON.parse(l)).filter((l) => "step" in l).map((l) => l.loss);
+      const wasm = r[`train_losses_${precision}`];
+      assert.equal(wasm.length, 4);
+      assert.equal(native.length, 4);
+      // Identical code, data and seeds; only the GEMM's summation order differs (SIMD128 4-lane
+      // tiles vs AVX-512 16-lane tiles natively), which perturbs each float product in its last bits
+      // (~1e-7 relative). Training amplifies that a little: AdamW's first updates are ±lr·sign(g), so
+      // a gradient entry near zero whose sign flips moves its weight by 2·lr. The four losses still
+      // agree to about 1e-5 relative; 1e-4 is the bound, while a real difference (a wrong layer, a
+      // different batch, another lr) changes them by 1e-2 or more.
+      for (let i = 0; i < 4; ++i)
+        assert.ok(Math.abs(wasm[i] - native[i]) <= 1e-4 * native[i],
+                  `${precision} step ${i + 1}: wasm ${wasm[i]} vs native ${native[i]}`);
+      assert.ok(wasm[3] < wasm[0], `${precision}: the loss did not fall over 4 steps`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
