@@ -8,7 +8,11 @@
 
 namespace eva::cli {
 
-void print_json(const nlohmann::json& j) { std::cout << j.dump() << '\n'; }
+// Generated samples are raw bytes and can end inside a UTF-8 sequence: such bytes print as U+FFFD
+// instead of aborting the whole output.
+void print_json(const nlohmann::json& j) {
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+}
 
 }  // namespace eva::cli
 

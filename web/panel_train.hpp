@@ -57,6 +57,7 @@ struct TrainPanel {
     int load_run = 0;  // whose expert loads the heatmap shows
     std::string message;
     float button_rect[4] = {0, 0, 0, 0};  // the start/pause button, for tests driving the page
+    double draw_ms = 0;                   // rolling mean of the time to build this panel per frame
 
     TrainPanel();
     void start();  // fetch what is missing, then start a worker per enabled trainer

@@ -62,7 +62,7 @@ EMSCRIPTEN_KEEPALIVE void eva_train_start(char* data, int size) {
         s->corpus = eva::corpus_from_text(start.corpus, "corpus.txt");
         const eva::TrainConfig cfg = tp::train_config(start.settings);
         s->model = std::make_unique<eva::Model<float>>(
-            start.checkpoint.empty() ? tp::fresh_mini(cfg.seed)
+            start.checkpoint.empty() ? tp::fresh_model(eva::preset("mini"), cfg.seed)
                                      : eva::load_model(eva::SafetensorsFile::parse(start.checkpoint, "mini.safetensors")));
         s->trainer = std::make_unique<eva::Trainer>(*s->model, s->corpus, cfg);
         session = std::move(s);

@@ -71,10 +71,9 @@ inline TrainConfig train_config(const nlohmann::json& s) {
     return t;
 }
 
-/// A freshly initialized mini model exactly as `eva train --config mini --seed S` builds it
-/// (aux-free balancing with V3's γ = 0.001, N(0, 0.006²) weights).
-inline Model<float> fresh_mini(std::uint64_t seed) {
-    const ModelArgs args = preset("mini");
+/// A freshly initialized model exactly as `eva train --config C --seed S` builds it (aux-free
+/// balancing with V3's γ = 0.001, N(0, 0.006²) weights).
+inline Model<float> fresh_model(const ModelArgs& args, std::uint64_t seed) {
     Rng rng(seed);
     return model_init<float>(args, moe_config(args), rng);
 }

@@ -48,7 +48,8 @@ test("?panel=train&embed=1 renders the panel alone, without console errors", asy
   assert.equal(s.running, false);
   const shot = await page.screenshot({ path: join(root, "build", "wasm", "train.png") });
   const colours = distinctColours(shot);
-  assert.ok(colours > 50, `screenshot has only ${colours} colours`);
+  // Measured: ~25 colours before training starts (text, widgets), hundreds with the charts; blank: 1.
+  assert.ok(colours >= 10, `screenshot has only ${colours} colours`);
   assert.deepEqual(errors, []);
   await page.close();
 });
@@ -58,20 +59,20 @@ test("start trains both precisions with a falling loss, frames stay short, pause
   await page.waitForFunction(() => window.eva.frames >= 5, null, { timeout: 30000 });
   const { button: [x, y, w, h] } = await trainState(page);
   await page.mouse.click(x + w / 2, y + h / 2);
-  // 15 steps of 4 × 64 bytes: warmup reaches the peak lr at step 20, and from ln 256 = 5.55 nats the
-  // loss of an untrained byte model falls below ~3.5 within these steps (native run: 3.5 at step 10).
+  // 8 steps of 4 × 64 bytes (seconds each in wasm): from ln 256 = 5.55 nats/byte the loss of the
+  // untrained byte model falls by about 1 nat within them (measured in the browser: 5.55 → 4.46 at step 7).
   await page.waitForFunction(() => {
     const s = JSON.parse(Module.ccall("eva_train_state", "string", [], []));
-    return s.runs.every((r) => r.steps >= 15);
-  }, null, { timeout: 240000, polling: 500 });
+    return s.runs.every((r) => r.steps >= 8);
+  }, null, { timeout: 300000, polling: 500 });
   let s = await trainState(page);
   assert.equal(s.running, true);
   for (const r of s.runs) {
     assert.equal(r.error, "");
     const mean = (v) => v.reduce((a, b) => a + b, 0) / v.length;
-    const first = mean(r.losses.slice(0, 3)), last = mean(r.losses.slice(-3));
+    const first = mean(r.losses.slice(0, 2)), last = mean(r.losses.slice(-2));
     assert.ok(first > 5.0, `${r.label}: first losses ${first} (an untrained byte model: ln 256 = 5.55)`);
-    assert.ok(last < first - 1.0, `${r.label}: loss fell only from ${first} to ${last}`);
+    assert.ok(last < first - 0.5, `${r.label}: loss fell only from ${first} to ${last}`);
     assert.equal(r.max_vio_layers, 3);  // mini has three MoE layers
     assert.ok(r.tokens_per_s > 0);
   }
@@ -102,28 +103,32 @@ test("selfTest(): the wasm core's training losses match the native eva train", a
   const r = await page.evaluate(() => window.eva.selfTest());
   await page.close();
   const dir = mkdtempSync(join(tmpdir(), "eva-train-"));
-  const text = join(dir, "selftest.txt");
+  const text = join(dir, "selftest.txt"), config = join(dir, "selftest.json");
   writeFileSync(text, r.train_selftest_text);
+  writeFileSync(config, JSON.stringify(r.train_selftest_config));
+  // Identical code, data, config and seeds; only the GEMM's summation order differs (SIMD128 4-lane
+  // tiles in wasm, AVX-512 or AVX2 tiles natively), which perturbs float results in their last bits
+  // (~1e-7 relative). Training carries that forward: AdamW's first updates are about ±lr·sign(g), so a
+  // gradient entry near zero whose sign flips moves its weight by 2·lr. fp32: measured ≤ 1e-7 relative
+  // over the four losses (≤ 4e-6 for mini itself); bound 1e-4. FP8 amplifies more: an fp32 value on an
+  // E4M3 rounding boundary flips to the neighbouring code, 1/8 apart, and the flips compound (mini:
+  // 1e-2 apart by step 4); this small model measured 3e-6; bound 1e-3. Each step lowers the loss by
+  // 3-5% here, so a wrong batch, lr, init or layer misses these bounds by far.
+  const bound = { fp32: 1e-4, fp8: 1e-3 };
   try {
     for (const precision of ["fp32", "fp8"]) {
       // The run train_self_test() performs (web/panel_train.cpp), natively.
-      const out = execFileSync(eva, ["train", "--data", text, "--steps", "4", "--batch", "2", "--seq-len", "32",
-                                     "--lr", "0.003", "--warmup", "1", "--seed", "1", "--precision", precision,
-                                     "--eval-every", "4", "--json"], { encoding: "utf8" });
+      const out = execFileSync(eva, ["train", "--config", config, "--data", text, "--steps", "4", "--batch", "2",
+                                     "--seq-len", "32", "--lr", "0.003", "--warmup", "1", "--seed", "1",
+                                     "--precision", precision, "--eval-every", "4", "--json"], { encoding: "utf8" });
       const native = out.trim().split("\n").map((l) => JSON.parse(l)).filter((l) => "step" in l).map((l) => l.loss);
       const wasm = r[`train_losses_${precision}`];
       assert.equal(wasm.length, 4);
       assert.equal(native.length, 4);
-      // Identical code, data and seeds; only the GEMM's summation order differs (SIMD128 4-lane
-      // tiles vs AVX-512 16-lane tiles natively), which perturbs each float product in its last bits
-      // (~1e-7 relative). Training amplifies that a little: AdamW's first updates are ±lr·sign(g), so
-      // a gradient entry near zero whose sign flips moves its weight by 2·lr. The four losses still
-      // agree to about 1e-5 relative; 1e-4 is the bound, while a real difference (a wrong layer, a
-      // different batch, another lr) changes them by 1e-2 or more.
       for (let i = 0; i < 4; ++i)
-        assert.ok(Math.abs(wasm[i] - native[i]) <= 1e-4 * native[i],
+        assert.ok(Math.abs(wasm[i] - native[i]) <= bound[precision] * native[i],
                   `${precision} step ${i + 1}: wasm ${wasm[i]} vs native ${native[i]}`);
-      assert.ok(wasm[3] < wasm[0], `${precision}: the loss did not fall over 4 steps`);
+      assert.ok(wasm[3] < wasm[0] - 0.3, `${precision}: the loss did not fall over 4 steps`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
