@@ -215,6 +215,8 @@ void controls(TrainPanel& p) {
     p.button_rect[0] = lo.x, p.button_rect[1] = lo.y, p.button_rect[2] = hi.x - lo.x, p.button_rect[3] = hi.y - lo.y;
     ImGui::SameLine();
     if (ImGui::Button("Reset")) p.reset();
+    const ImVec2 rlo = ImGui::GetItemRectMin(), rhi = ImGui::GetItemRectMax();
+    p.reset_rect[0] = rlo.x, p.reset_rect[1] = rlo.y, p.reset_rect[2] = rhi.x - rlo.x, p.reset_rect[3] = rhi.y - rlo.y;
     ImGui::SameLine();
     if (!p.message.empty()) ImGui::TextUnformatted(p.message.c_str());
     else ImGui::TextDisabled("one step = %d sequences x %d bytes; lr warmup %d steps, cosine to %.0e at step %d", p.batch,
@@ -490,6 +492,7 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_train_state() {
         j["running"] = p->running;
         j["draw_ms"] = p->draw_ms;
         j["button"] = {p->button_rect[0], p->button_rect[1], p->button_rect[2], p->button_rect[3]};
+        j["reset"] = {p->reset_rect[0], p->reset_rect[1], p->reset_rect[2], p->reset_rect[3]};
         j["runs"] = nlohmann::json::array();
         for (const auto& r : p->runs) {
             const bool any = !r.loss.empty();

@@ -56,7 +56,8 @@ struct TrainPanel {
     TrainRun runs[2];
     int load_run = 0;  // whose expert loads the heatmap shows
     std::string message;
-    float button_rect[4] = {0, 0, 0, 0};  // the start/pause button, for tests driving the page
+    float button_rect[4] = {0, 0, 0, 0};  // the start/pause button (x, y, w, h), for tests driving the page
+    float reset_rect[4] = {0, 0, 0, 0};   // the reset button
     double draw_ms = 0;                   // rolling mean of the time to build this panel per frame
 
     TrainPanel();
