@@ -30,11 +30,12 @@ struct App {
     Pretrained pretrained;
     GemmPanel gemm;
     TrainPanel train;
-    double frame_ms = 0;        // rolling mean of compute + render time per frame
+    double frame_ms = 0;        // rolling mean per frame: input, panels' computations, ImGui's vertices
+    double submit_ms = 0;       // rolling mean per frame: handing the vertices to WebGL
     long frames = 0;
 };
 
 /// One frame of UI for the whole app.
-void draw(App& app);
+void draw_app(App& app);
 
 }  // namespace eva::web

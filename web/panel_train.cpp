@@ -15,15 +15,12 @@
 #include <cmath>
 #include <cstdio>
 
+#include "app.hpp"
 #include "draw.hpp"
 #include "eva/trainer.hpp"
 #include "train_worker.hpp"
 
 namespace eva::web {
-
-// From app.hpp, which cannot be included beside draw.hpp (its `void draw(App&)` collides with the
-// namespace eva::web::draw).
-void explain(const char* text);
 
 const TrainPanel* last_drawn = nullptr;  // the state drawn most recently, for eva_train_state()
 
