@@ -105,7 +105,7 @@ test("start trains both precisions with a falling loss, frames stay short, pause
   assert.deepEqual(errors, []);
   await page.close();
   // Checked last, so that the steps above are checked even on a machine too busy for smooth frames.
-  assert.ok(draw_ms < 16, `building the panel took ${draw_ms} ms`);  // measured 0.2-2 ms on a loaded machine
+  assert.ok(draw_ms < 16, `building the panel took ${draw_ms} ms`);  // measured 0.2-4 ms on a loaded machine
   assert.ok(frameMs < 16, `frame ${frameMs} ms while training (the panel's own share: ${draw_ms} ms)`);
 });
 
