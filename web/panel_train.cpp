@@ -289,8 +289,7 @@ void balance_charts(TrainPanel& p, ImVec2 size) {
     const TrainRun& r = n == 2 ? p.runs[p.load_run] : *shown[0];
     const int E = r.experts, steps = int(r.load.size()) / std::max(1, E);
     const int first = std::max(0, steps - kHeatSteps), cols = steps - first;
-    ImGui::Text("%s, last MoE layer: each expert's load / even share (rows) per step (columns %d-%d), 0..2", r.label,
-                first + 1, steps);
+    ImGui::Text("%s, last MoE layer: load / even share, %d experts x steps %d-%d", r.label, E, first + 1, steps);
     // Experts as rows and steps as columns, so time runs left to right as in the loss chart.
     std::vector<float> cells(std::size_t(E) * std::size_t(cols));
     for (int s = 0; s < cols; ++s)
