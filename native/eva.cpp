@@ -8,7 +8,8 @@
 
 namespace eva::cli {
 
-// Generated text (a sample of an early model) can hold bytes that are not UTF-8: they print as U+FFFD.
+// Generated samples are raw bytes and can end inside a UTF-8 sequence: such bytes print as U+FFFD
+// instead of aborting the whole output.
 void print_json(const nlohmann::json& j) {
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
 }

@@ -1,5 +1,6 @@
-// A plain timing harness for the GEMM that builds natively and to WebAssembly, so that the two figures
-// compare the same code. Prints one JSON object: the median GFLOP/s per shape.
+// A plain timing harness for the GEMM and a training step that builds natively and to WebAssembly, so
+// that the two figures compare the same code. Prints one JSON object: the median GFLOP/s per shape and
+// the median tokens/s of eva-mini training steps at the browser's Train panel settings (one thread).
 //   native: build/release/eva_speed      wasm: node --no-experimental-fetch build/wasm/eva_speed.js
 #include <algorithm>
 #include <chrono>
@@ -11,6 +12,7 @@
 
 #include "eva/gemm.hpp"
 #include "eva/rng.hpp"
+#include "eva/trainer.hpp"
 
 namespace {
 
@@ -30,6 +32,34 @@ double median_gflops(int m, int n, int k, int reps) {
     return rates[rates.size() / 2];
 }
 
+// Median seconds of an eva-mini optimizer step (Trainer::step: batch, forward, backward, clipping,
+// AdamW, bias update) from the seed-1 initialization, after one untimed warm-up step.
+double median_step_seconds(const eva::Corpus& corpus, int batch, int seq_len, eva::LinearPrecision precision, int reps) {
+    const eva::ModelArgs args = eva::preset("mini");
+    eva::Rng rng(1);
+    auto m = eva::model_init<float>(args, eva::moe_config(args), rng);
+    eva::TrainConfig cfg;
+    cfg.batch = batch, cfg.seq_len = seq_len, cfg.precision = precision;
+    eva::Trainer tr(m, corpus, cfg);
+    tr.step();
+    std::vector<double> times;
+    for (int r = 0; r < reps; ++r) times.push_back(tr.step().seconds);
+    std::sort(times.begin(), times.end());
+    return times[times.size() / 2];
+}
+
+// Debian's fortunes when installed (under node the harness sees the real file system), else a
+// repetitive stand-in: the text changes which experts tokens pick, not how much arithmetic a step does.
+eva::Corpus training_corpus() {
+    try {
+        return eva::load_corpus();
+    } catch (const std::exception&) {
+        std::string text;
+        for (int i = 0; i < 4000; ++i) text += "A fortune " + std::to_string(i) + " is a short text.\n";
+        return eva::corpus_from_text(text, "stand-in");
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -43,5 +73,15 @@ int main() {
     for (auto [m, n, k] : shapes)
         out["gemm"].push_back({{"shape", std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k)},
                                {"gflops", median_gflops(m, n, k, m >= 1024 ? 5 : 11)}});
+    const eva::Corpus corpus = training_corpus();
+    out["train"] = nlohmann::json::array();
+    for (auto precision : {eva::LinearPrecision::fp32, eva::LinearPrecision::fp8}) {
+        const int batch = 4, seq_len = 64;  // the Train panel's default step
+        const double s = median_step_seconds(corpus, batch, seq_len, precision, 5);
+        out["train"].push_back({{"config", "mini " + std::to_string(batch) + "x" + std::to_string(seq_len)},
+                                {"precision", eva::to_string(precision)},
+                                {"step_seconds", s},
+                                {"tokens_per_s", batch * seq_len / s}});
+    }
     std::printf("%s\n", out.dump().c_str());
 }

@@ -23,4 +23,8 @@ cmake --preset wasm >/dev/null
 cmake --build --preset wasm -j "$jobs"
 cp "$asset" build/wasm/web/mini.safetensors
 scripts/docs.sh build/wasm/web/docs  # the course (docs/*.md) as HTML beside the page
+# The Train panel's corpus: six of Debian's fortunes files as plain text ('%' separator lines made blank,
+# as load_corpus reads them), about 430 KB, so the page needs no fortunes package at run time.
+for f in cookie humorists literature food kids love; do sed 's/^%$//' "/usr/share/games/fortunes/$f"; done \
+  >build/wasm/web/corpus.txt
 echo "web: build/wasm/web/ ($(du -sh build/wasm/web | cut -f1))"

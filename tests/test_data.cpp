@@ -31,6 +31,16 @@ TEST_CASE("a text file splits 90/10 at the byte level", "[data]") {
     CHECK(eva::decode_bytes(c.train) + eva::decode_bytes(c.validation) == text);
 }
 
+TEST_CASE("text in memory splits like a file", "[data]") {
+    std::string text;
+    for (int i = 0; i < 200; ++i) text += "row " + std::to_string(i) + "\n";
+    const auto c = eva::corpus_from_text(text, "fetched bytes");
+    CHECK(c.source == "fetched bytes");
+    CHECK(c.train.size() == text.size() * 9 / 10);
+    CHECK(eva::decode_bytes(c.train) + eva::decode_bytes(c.validation) == text);
+    CHECK_THROWS_WITH(eva::corpus_from_text("too short", "x"), Catch::Contains("at least 1000"));
+}
+
 TEST_CASE("a fortunes folder becomes plain text without separators or indexes", "[data]") {
     const fs::path dir = "eva_test_fortunes";
     fs::create_directories(dir);

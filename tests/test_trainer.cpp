@@ -57,6 +57,12 @@ TEST_CASE("training lowers the loss on a small repetitive corpus", "[trainer]") 
     for (int i = 0; i < 80; ++i) s = tr.step();
     CHECK(s.step == 80);
     CHECK(s.max_vio.size() == 1);
+    // The last batch's expert loads: one share per routed expert, together all top-k slots.
+    REQUIRE(s.expert_load.size() == 1);
+    REQUIRE(s.expert_load[0].size() == 4);
+    double total = 0;
+    for (double f : s.expert_load[0]) total += f;
+    CHECK(total == Approx(1.0));
     const double after = tr.evaluate();
     // Three sentences repeated: after 80 steps the model has learned most of their bytes. 2.0 nats is a
     // loose bound (typical: ~1.0) that an untrained or broken backward pass cannot reach.

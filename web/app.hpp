@@ -10,6 +10,7 @@
 #include "panel_gemm.hpp"
 #include "panel_fp8.hpp"
 #include "panel_routing.hpp"
+#include "panel_train.hpp"
 
 namespace eva::web {
 
@@ -32,6 +33,7 @@ struct App {
     GemmPanel gemm;
     Fp8Panel fp8;
     RoutingPanel routing;
+    TrainPanel train;
     double frame_ms = 0;        // rolling mean per frame: input, panels' computations, ImGui's vertices
     double submit_ms = 0;       // rolling mean per frame: handing the vertices to WebGL
     long frames = 0;

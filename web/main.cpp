@@ -37,9 +37,10 @@ struct Panel {
 };
 // One line a panel: its ?panel= id, its tab title, how to draw it from the app state.
 const Panel panels[] = {
-    {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }},
-    {"fp8", "FP8 error", [](App& a) { fp8_panel(a.fp8, {a.pretrained.model.get(), a.pretrained.state == Pretrained::State::loading}); }},
     {"routing", "Routing", [](App& a) { routing_panel(a.routing, a.pretrained); }},
+    {"fp8", "FP8 error", [](App& a) { fp8_panel(a.fp8, {a.pretrained.model.get(), a.pretrained.state == Pretrained::State::loading}); }},
+    {"train", "Train", [](App& a) { train_panel(a.train); }},
+    {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }},
 };
 
 /// Tells the page which panel ids exist (window.eva.panels), for tests and benchmarks.
@@ -153,6 +154,7 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_self_test() {
     nlohmann::json j = eva::web::gemm_self_test();
     j.update(eva::web::fp8_self_test());
     j.update(eva::web::routing_self_test());
+    j.update(eva::web::train_self_test());
     out = j.dump();
     return out.c_str();
 }

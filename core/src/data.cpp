@@ -61,10 +61,14 @@ Corpus load_corpus(const std::string& path) {
         throw FileError(path + ": no such file or folder" +
                         (path == kDefaultCorpus ? " (the default corpus: run scripts/setup.sh, or pass --data FILE)" : ""));
     }
+    return corpus_from_text(text, path);
+}
+
+Corpus corpus_from_text(const std::string& text, const std::string& source) {
     if (text.size() < 1000)
-        throw FileError(path + ": only " + std::to_string(text.size()) + " bytes of text; at least 1000 are needed");
+        throw FileError(source + ": only " + std::to_string(text.size()) + " bytes of text; at least 1000 are needed");
     Corpus c;
-    c.source = path;
+    c.source = source;
     const std::size_t split = text.size() * 9 / 10;
     c.train = encode_bytes(text.substr(0, split));
     c.validation = encode_bytes(text.substr(split));

@@ -81,8 +81,11 @@ StepStats Trainer::step() {
     opt_.step(ps, s.lr);
     update_balance_bias(m_, acts_);
     for (std::size_t l = 0; l < m_.w.layers.size(); ++l)
-        if (!m_.w.layers[l].dense)
-            s.max_vio.push_back(routing_stats(m_.moe, acts_.layers[l].moe.routing, m_.w.layers[l].moe.bias).max_vio);
+        if (!m_.w.layers[l].dense) {
+            const RoutingStats r = routing_stats(m_.moe, acts_.layers[l].moe.routing, m_.w.layers[l].moe.bias);
+            s.max_vio.push_back(r.max_vio);
+            s.expert_load.push_back(r.load_fraction);
+        }
     s.step = ++step_;
     s.loss = loss.cross_entropy;
     s.balance_loss = loss.balance;

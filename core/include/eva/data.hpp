@@ -32,6 +32,9 @@ struct Corpus {
 /// lines become blank lines; `.dat` indexes and `.u8` links skipped), and splits it 90/10.
 /// FileError if it cannot be read or holds too little text to train on.
 Corpus load_corpus(const std::string& path = kDefaultCorpus);
+/// The same 90/10 split of text already in memory (the browser page gets its corpus as fetched bytes);
+/// `source` names it in messages. FileError if it holds fewer than 1000 bytes.
+Corpus corpus_from_text(const std::string& text, const std::string& source);
 
 /// `batch` random windows of `seq_len + 1` tokens from `tokens`, as inputs [batch·seq_len] and
 /// next-token targets [batch·seq_len]. Window starts are uniform draws from `rng`.

@@ -34,6 +34,7 @@ struct StepStats {
     int step = 0;                 // 1-based, after this step
     double loss = 0, balance_loss = 0, lr = 0, grad_norm = 0, seconds = 0;
     std::vector<double> max_vio;  // per MoE layer, this step's batch
+    std::vector<std::vector<double>> expert_load;  // per MoE layer: each routed expert's share of the top-k slots
 };
 
 /// The trainable tensors of a model as the optimizer sees them: each value paired with its gradient in

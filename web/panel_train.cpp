@@ -1,0 +1,509 @@
+// The Train panel: eva-mini learns to write like Debian's fortunes while you watch, once with fp32
+// Linear layers and once with DeepSeek-V3's FP8 recipe, from the same initial weights and batches.
+//
+// A step (forward, hand-written backward, clipping, AdamW, the aux-free bias update) takes hundreds of
+// milliseconds even at 4 × 64 tokens, far beyond a 16 ms frame, and a step cannot be cut into pieces
+// between frames without rewriting the layers. So each trainer runs in a Web Worker: a second wasm
+// module (web/train_worker.cpp) that owns an eva::Trainer. The page keeps one call in flight per
+// worker; each answer (a step's statistics, a sample) lands in this panel's state and the next call
+// goes out at once, so training continues whether or not the panel is on screen.
+#include "panel_train.hpp"
+
+#include <emscripten.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "app.hpp"
+#include "draw.hpp"
+#include "eva/trainer.hpp"
+#include "train_worker.hpp"
+
+namespace eva::web {
+
+const TrainPanel* last_drawn = nullptr;  // the state drawn most recently, for eva_train_state()
+
+namespace {
+
+namespace tp = train_protocol;
+
+constexpr int kEvalEvery = 25;            // validation loss every N steps
+constexpr double kSampleEveryMs = 5000;  // a new sample every few seconds of training
+constexpr int kHeatSteps = 200;          // the expert-load heatmap shows the latest steps
+constexpr int kMaxPlotPoints = 500;      // longer curves are averaged into this many points
+
+nlohmann::json parse_answer(char* data, int size) {
+    try {
+        return nlohmann::json::parse(std::string(data, std::size_t(size)));
+    } catch (const std::exception& e) {
+        return {{"error", std::string("unreadable worker answer: ") + e.what()}};
+    }
+}
+
+void pump(TrainRun& r);
+
+void on_step(char* data, int size, void* arg) {
+    TrainRun& r = *static_cast<TrainRun*>(arg);
+    r.busy = false;
+    const nlohmann::json j = parse_answer(data, size);
+    if (j.contains("error")) {
+        r.state = TrainRun::State::failed;
+        r.error = j["error"].get<std::string>();
+        return;
+    }
+    const float loss = j["loss"].get<float>();
+    r.steps.push_back(j["step"].get<float>());
+    r.loss.push_back(loss);
+    // An exponential moving average (weight 0.9 on the past) shows the trend through the noise of
+    // small batches; it starts at the first loss rather than at 0.
+    r.loss_ema.push_back(r.loss_ema.empty() ? loss : 0.9f * r.loss_ema.back() + 0.1f * loss);
+    r.grad_norm.push_back(j["grad_norm"].get<float>());
+    r.seconds.push_back(j["seconds"].get<float>());
+    r.tokens_per_step = j["tokens"].get<int>();
+    const auto& vio = j["max_vio"];
+    r.max_vio.resize(vio.size());
+    for (std::size_t l = 0; l < vio.size(); ++l) r.max_vio[l].push_back(vio[l].get<float>());
+    const auto& loads = j["expert_load"];
+    if (!loads.empty()) {
+        const auto& last = loads.back();
+        for (const auto& f : last) r.load.push_back(f.get<float>() * float(last.size()));  // share / even share
+    }
+    if (j.contains("bias")) r.bias = j["bias"].get<std::vector<float>>();
+    if (j.contains("val_loss")) {
+        r.val_steps.push_back(r.steps.back());
+        r.val_loss.push_back(j["val_loss"].get<float>());
+    }
+    pump(r);
+}
+
+void on_sample(char* data, int size, void* arg) {
+    TrainRun& r = *static_cast<TrainRun*>(arg);
+    r.busy = false;
+    const nlohmann::json j = parse_answer(data, size);
+    if (j.contains("error")) {
+        r.state = TrainRun::State::failed;
+        r.error = j["error"].get<std::string>();
+        return;
+    }
+    r.sample = j["text"].get<std::string>();
+    r.sample_step = j["step"].get<int>();
+    r.next_sample_ms = emscripten_get_now() + kSampleEveryMs;
+    pump(r);
+}
+
+void on_started(char* data, int size, void* arg) {
+    TrainRun& r = *static_cast<TrainRun*>(arg);
+    r.busy = false;
+    const nlohmann::json j = parse_answer(data, size);
+    if (j.contains("error")) {
+        r.state = TrainRun::State::failed;
+        r.error = j["error"].get<std::string>();
+        return;
+    }
+    r.state = TrainRun::State::ready;
+    r.params = j["params"].get<long long>();
+    r.experts = j["experts"].get<int>();
+    r.next_sample_ms = emscripten_get_now() + kSampleEveryMs;
+    pump(r);
+}
+
+void call(TrainRun& r, const char* fn, const std::string& payload, em_worker_callback_func cb) {
+    r.busy = true;
+    emscripten_call_worker(r.worker, fn, const_cast<char*>(payload.data()), int(payload.size()), cb, &r);
+}
+
+// Sends the next call if the run is live and idle: a sample when one is due, else the next step.
+void pump(TrainRun& r) {
+    if (!r.panel->running || r.state != TrainRun::State::ready || r.busy) return;
+    if (emscripten_get_now() >= r.next_sample_ms) {
+        call(r, tp::kSample, nlohmann::json{{"prompt", "The "}, {"tokens", 100}, {"seed", r.steps.size() + 1}}.dump(),
+             on_sample);
+        return;
+    }
+    const bool eval = (r.steps.size() + 1) % kEvalEvery == 0;
+    call(r, tp::kStep, nlohmann::json{{"eval", eval}}.dump(), on_step);
+}
+
+void launch(TrainPanel& p) {
+    const nlohmann::json base = {{"batch", p.batch}, {"seq_len", p.seq_len}, {"steps", p.schedule_steps},
+                                 {"lr", double(p.lr)}, {"warmup", p.warmup}, {"seed", p.seed}};
+    const std::string& ckpt = p.from_pretrained ? p.checkpoint.bytes : std::string();
+    for (TrainRun& r : p.runs) {
+        const bool on = (&r == &p.runs[0]) ? p.train_fp32 : p.train_fp8;
+        if (!on) continue;
+        nlohmann::json s = base;
+        s["precision"] = r.precision;
+        r.worker = emscripten_create_worker(tp::kScript);
+        r.state = TrainRun::State::starting;
+        call(r, tp::kStart, tp::pack_start(s, p.corpus.bytes, ckpt), on_started);
+    }
+    p.start_pending = false;
+    p.running = true;
+}
+
+void fetched(void* arg, void* data, int size) {
+    auto& f = *static_cast<FetchedFile*>(arg);
+    f.bytes.assign(static_cast<const char*>(data), std::size_t(size));
+    f.state = FetchedFile::State::ready;
+}
+void fetch_failed(void* arg) { static_cast<FetchedFile*>(arg)->state = FetchedFile::State::failed; }
+
+// Starts the download if needed; true once the bytes are here.
+bool ensure(FetchedFile& f) {
+    if (f.state == FetchedFile::State::none) {
+        f.state = FetchedFile::State::loading;
+        emscripten_async_wget_data(f.url, &f, fetched, fetch_failed);
+    }
+    return f.state == FetchedFile::State::ready;
+}
+
+// A curve of at most kMaxPlotPoints points: consecutive steps averaged in equal buckets.
+struct Curve {
+    std::vector<float> x, y;
+};
+Curve thin(const std::vector<float>& x, const std::vector<float>& y) {
+    const std::size_t n = y.size(), k = (n + kMaxPlotPoints - 1) / kMaxPlotPoints;
+    if (k <= 1) return {x, y};
+    Curve c;
+    for (std::size_t i = 0; i < n; i += k) {
+        const std::size_t e = std::min(n, i + k);
+        float sx = 0, sy = 0;
+        for (std::size_t j = i; j < e; ++j) sx += x[j], sy += y[j];
+        c.x.push_back(sx / float(e - i));
+        c.y.push_back(sy / float(e - i));
+    }
+    return c;
+}
+
+ImU32 dimmed(ImU32 c) { return (c & 0x00FFFFFFu) | (0x60u << IM_COL32_A_SHIFT); }
+
+void settings(TrainPanel& p) {
+    const bool locked = p.runs[0].worker >= 0 || p.runs[1].worker >= 0;
+    if (locked) ImGui::BeginDisabled();
+    ImGui::PushItemWidth(120);
+    ImGui::Checkbox("fp32", &p.train_fp32);
+    ImGui::SameLine();
+    ImGui::Checkbox("FP8 (E4M3, 1x128 / 128x128 scales)", &p.train_fp8);
+    ImGui::SameLine();
+    ImGui::Checkbox("continue the pretrained checkpoint", &p.from_pretrained);
+    ImGui::SliderInt("batch", &p.batch, 1, 16);
+    ImGui::SameLine();
+    ImGui::SliderInt("sequence length", &p.seq_len, 16, 256);
+    ImGui::SameLine();
+    ImGui::SliderFloat("peak lr", &p.lr, 1e-4f, 1e-2f, "%.4f", ImGuiSliderFlags_Logarithmic);
+    ImGui::SameLine();
+    ImGui::SliderInt("warmup", &p.warmup, 0, 200);
+    ImGui::PopItemWidth();
+    if (locked) ImGui::EndDisabled();
+}
+
+void controls(TrainPanel& p) {
+    const bool started = p.runs[0].worker >= 0 || p.runs[1].worker >= 0;
+    const char* label = !started ? (p.start_pending ? "Loading..." : "Start training") : p.running ? "Pause" : "Resume";
+    if (ImGui::Button(label, ImVec2(140, 0))) {
+        if (!started) p.start();
+        else p.running = !p.running;
+        if (p.running)
+            for (TrainRun& r : p.runs)
+                if (r.worker >= 0) pump(r);
+    }
+    const ImVec2 lo = ImGui::GetItemRectMin(), hi = ImGui::GetItemRectMax();
+    p.button_rect[0] = lo.x, p.button_rect[1] = lo.y, p.button_rect[2] = hi.x - lo.x, p.button_rect[3] = hi.y - lo.y;
+    ImGui::SameLine();
+    if (ImGui::Button("Reset")) p.reset();
+    const ImVec2 rlo = ImGui::GetItemRectMin(), rhi = ImGui::GetItemRectMax();
+    p.reset_rect[0] = rlo.x, p.reset_rect[1] = rlo.y, p.reset_rect[2] = rhi.x - rlo.x, p.reset_rect[3] = rhi.y - rlo.y;
+    ImGui::SameLine();
+    if (!p.message.empty()) ImGui::TextUnformatted(p.message.c_str());
+    else ImGui::TextDisabled("one step = %d sequences x %d bytes; lr warmup %d steps, cosine to %.0e at step %d", p.batch,
+                             p.seq_len, p.warmup, double(p.lr) * 0.1, p.schedule_steps);
+}
+
+void run_status(const TrainRun& r) {
+    ImGui::TextColored(ImColor(r.colour), "%s", r.label);
+    ImGui::SameLine(90);
+    switch (r.state) {
+    case TrainRun::State::off: ImGui::TextDisabled("off"); break;
+    case TrainRun::State::starting: ImGui::TextUnformatted("starting its worker..."); break;
+    case TrainRun::State::failed: ImGui::TextColored(ImVec4(1, 0.5f, 0.45f, 1), "failed: %s", r.error.c_str()); break;
+    case TrainRun::State::ready:
+        if (r.loss.empty()) {
+            ImGui::TextUnformatted("first step running...");
+            break;
+        }
+        ImGui::Text("step %d  loss %.3f (smoothed %.3f) nats/byte  grad norm %.2f  %.0f tokens/s  (%.2f s/step)",
+                    int(r.steps.back()), double(r.loss.back()), double(r.loss_ema.back()), double(r.grad_norm.back()),
+                    r.tokens_per_s(), double(r.seconds.back()));
+        if (!r.val_loss.empty()) {
+            ImGui::SameLine();
+            ImGui::Text(" validation %.3f (%.2f bits/byte)", double(r.val_loss.back()),
+                        double(r.val_loss.back()) / std::log(2.0));
+        }
+    }
+}
+
+void loss_chart(const TrainPanel& p, ImVec2 size) {
+    std::vector<Curve> curves;
+    std::vector<draw::Series> series;
+    curves.reserve(6);
+    std::vector<std::string> names;
+    names.reserve(6);
+    for (const TrainRun& r : p.runs) {
+        if (r.loss.empty()) continue;
+        curves.push_back(thin(r.steps, r.loss));
+        names.push_back(std::string(r.label) + " batch");
+        series.push_back({nullptr, nullptr, 0, dimmed(r.colour)});
+        curves.push_back(thin(r.steps, r.loss_ema));
+        names.push_back(std::string(r.label) + " EMA");
+        series.push_back({nullptr, nullptr, 0, r.colour});
+        if (!r.val_loss.empty()) {
+            curves.push_back({r.val_steps, r.val_loss});
+            names.push_back(std::string(r.label) + " validation");
+            series.push_back({nullptr, nullptr, 0, IM_COL32(240, 240, 240, 255)});
+        }
+    }
+    for (std::size_t i = 0; i < series.size(); ++i) {
+        series[i].label = names[i].c_str();
+        series[i].x = curves[i].x.data();
+        series[i].y = curves[i].y.data();
+        series[i].n = int(curves[i].y.size());
+    }
+    ImGui::TextUnformatted("training loss per batch and its moving average (EMA 0.9), validation loss (white), nats/byte");
+    draw::lines("loss", series.data(), int(series.size()), ImVec2(size.x, size.y - ImGui::GetTextLineHeightWithSpacing()),
+                false, "step");
+}
+
+void balance_charts(TrainPanel& p, ImVec2 size) {
+    const TrainRun* shown[2];
+    int n = 0;
+    for (const TrainRun& r : p.runs)
+        if (!r.loss.empty()) shown[n++] = &r;
+    if (n == 0) return;
+    if (n == 2) {
+        ImGui::RadioButton("fp32##load", &p.load_run, 0);
+        ImGui::SameLine();
+        ImGui::RadioButton("FP8##load", &p.load_run, 1);
+        ImGui::SameLine();
+    }
+    const TrainRun& r = n == 2 ? p.runs[p.load_run] : *shown[0];
+    const int E = r.experts, steps = int(r.load.size()) / std::max(1, E);
+    const int first = std::max(0, steps - kHeatSteps), cols = steps - first;
+    ImGui::Text("%s, last MoE layer: load / even share, %d experts x steps %d-%d", r.label, E, first + 1, steps);
+    // Experts as rows and steps as columns, so time runs left to right as in the loss chart.
+    std::vector<float> cells(std::size_t(E) * std::size_t(cols));
+    for (int s = 0; s < cols; ++s)
+        for (int e = 0; e < E; ++e) cells[std::size_t(e) * cols + s] = r.load[std::size_t(first + s) * E + e];
+    draw::heatmap("load", cells.data(), E, cols, 0.0f, 2.0f, ImVec2(size.x, size.y * 0.5f));
+    std::vector<std::string> names;
+    std::vector<draw::Series> series;
+    static const ImU32 shades[] = {IM_COL32(120, 200, 255, 255), IM_COL32(255, 190, 90, 255),
+                                   IM_COL32(170, 255, 150, 255), IM_COL32(255, 130, 200, 255)};
+    names.reserve(r.max_vio.size());
+    std::vector<Curve> curves;
+    curves.reserve(r.max_vio.size());
+    for (std::size_t l = 0; l < r.max_vio.size(); ++l) {
+        names.push_back("MoE layer " + std::to_string(l + 1));
+        curves.push_back(thin(r.steps, r.max_vio[l]));
+        series.push_back({names.back().c_str(), curves.back().y.data(), int(curves.back().y.size()), shades[l % 4],
+                          curves.back().x.data()});
+    }
+    ImGui::TextUnformatted("MaxVio = max load / mean load - 1 per step (0: perfectly even)");
+    draw::lines("maxvio", series.data(), int(series.size()),
+                ImVec2(size.x, size.y * 0.45f - 2 * ImGui::GetTextLineHeightWithSpacing()), false, "step");
+}
+
+// FP8 against fp32 at the latest step both have reached: DeepSeek-V3 reports FP8 training within
+// 0.25% of the BF16 loss. With the same batches the only difference is the arithmetic; the moving
+// averages are compared because a single batch's loss is noisy.
+void compare(const TrainPanel& p) {
+    const TrainRun &a = p.runs[0], &b = p.runs[1];
+    const std::size_t n = std::min(a.loss_ema.size(), b.loss_ema.size());
+    if (n == 0) return;
+    const double d = double(b.loss_ema[n - 1]) - double(a.loss_ema[n - 1]);
+    ImGui::Text("FP8 - fp32 at step %zu: %+.4f nats/byte (%+.2f%% of the fp32 moving average)", n, d,
+                100.0 * d / double(a.loss_ema[n - 1]));
+}
+
+void samples(const TrainPanel& p) {
+    for (const TrainRun& r : p.runs) {
+        if (r.sample.empty()) continue;
+        ImGui::TextColored(ImColor(r.colour), "%s sample after step %d (temperature 0.8, top-40):", r.label, r.sample_step);
+        ImGui::PushStyleColor(ImGuiCol_Text, IM_COL32(225, 225, 210, 255));
+        ImGui::TextWrapped("%s", r.sample.c_str());
+        ImGui::PopStyleColor();
+    }
+}
+
+// A fixed text for the self-test: words from a small list in an order drawn from a fixed Philox
+// stream, so the bytes are identical on every platform and need no file beside the page.
+std::string selftest_text() {
+    static const char* const words[] = {"the", "latent", "cache", "holds", "keys", "and", "values", "experts",
+                                        "share", "load", "eight", "bits", "scale", "every", "tile", "of", "a",
+                                        "model", "learns", "to", "write"};
+    const std::uint32_t n = sizeof words / sizeof words[0];
+    Rng rng(11);
+    std::string s;
+    while (s.size() < 1500) s += std::string(words[rng.next_u32() % n]) + (rng.next_u32() % 9 == 0 ? ".\n" : " ");
+    return s;
+}
+
+}  // namespace
+
+double TrainRun::tokens_per_s() const {
+    if (seconds.empty()) return 0;
+    std::vector<float> last(seconds.end() - std::min<std::ptrdiff_t>(20, std::ptrdiff_t(seconds.size())), seconds.end());
+    std::nth_element(last.begin(), last.begin() + last.size() / 2, last.end());
+    return double(tokens_per_step) / std::max(1e-9, double(last[last.size() / 2]));
+}
+
+void TrainRun::clear() {
+    TrainRun fresh;
+    fresh.label = label, fresh.precision = precision, fresh.colour = colour, fresh.panel = panel;
+    *this = std::move(fresh);
+}
+
+TrainPanel::TrainPanel() {
+    runs[0].label = "fp32", runs[0].precision = "fp32", runs[0].colour = IM_COL32(110, 180, 255, 255);
+    runs[1].label = "FP8", runs[1].precision = "fp8", runs[1].colour = IM_COL32(255, 160, 70, 255);
+    for (TrainRun& r : runs) r.panel = this;
+    corpus.url = "corpus.txt";
+    checkpoint.url = "mini.safetensors";
+}
+
+void TrainPanel::start() {
+    if (!train_fp32 && !train_fp8) {
+        message = "choose fp32, FP8 or both";
+        return;
+    }
+    message.clear();
+    start_pending = true;
+}
+
+void TrainPanel::reset() {
+    for (TrainRun& r : runs) {
+        if (r.worker >= 0) emscripten_destroy_worker(r.worker);  // its pending answer is dropped with it
+        r.clear();
+    }
+    running = start_pending = false;
+    message.clear();
+}
+
+namespace {
+
+void draw_panel(TrainPanel& p) {
+    explain("eva-mini (11.3 M parameters, 3 MoE layers of 16 experts) learns from a few hundred KB of Debian's "
+            "fortunes, byte by byte, right here: fp32 and DeepSeek-V3's FP8 recipe (E4M3 GEMM inputs with 1x128 "
+            "activation and 128x128 weight scales) start from the same weights and see the same batches, so their "
+            "loss curves differ only by the arithmetic. Below, each expert's share of the routed tokens per step: "
+            "the aux-free bias keeps pushing it back towards an even load. Each trainer runs in its own worker "
+            "thread, so the page stays smooth.");
+    settings(p);
+    if (p.start_pending) {  // waiting for the corpus (and the checkpoint) to arrive
+        const bool have_corpus = ensure(p.corpus), have_ckpt = !p.from_pretrained || ensure(p.checkpoint);
+        if (p.corpus.state == FetchedFile::State::failed || p.checkpoint.state == FetchedFile::State::failed) {
+            p.start_pending = false;
+            p.message = p.corpus.state == FetchedFile::State::failed
+                            ? "corpus.txt is missing beside the page (scripts/web.sh writes it)"
+                            : "mini.safetensors is missing beside the page (scripts/web.sh writes it)";
+        } else if (have_corpus && have_ckpt) {
+            launch(p);
+        }
+    }
+    controls(p);
+    for (const TrainRun& r : p.runs) run_status(r);
+    compare(p);
+    if (p.runs[0].loss.empty() && p.runs[1].loss.empty()) {
+        ImGui::Spacing();
+        ImGui::TextWrapped("Start training: each trainer loads the model (fresh from the seed, or the pretrained "
+                           "checkpoint), then reports every optimizer step. An untrained byte model predicts all 256 "
+                           "bytes alike, a loss of ln 256 = 5.55 nats/byte; watch it fall as the model learns spelling, "
+                           "then words. A sample is drawn every few seconds, and the validation loss every %d steps.",
+                           kEvalEvery);
+        return;
+    }
+    const ImVec2 avail = ImGui::GetContentRegionAvail();
+    const float h = std::max(220.0f, avail.y - 6 * ImGui::GetTextLineHeightWithSpacing());
+    const float w = avail.x * 0.5f - 4;
+    ImGui::BeginGroup();
+    loss_chart(p, ImVec2(w, h));
+    ImGui::EndGroup();
+    ImGui::SameLine();
+    ImGui::BeginGroup();
+    balance_charts(p, ImVec2(w, h - ImGui::GetFrameHeightWithSpacing()));
+    ImGui::EndGroup();
+    samples(p);
+}
+
+}  // namespace
+
+void train_panel(TrainPanel& p) {
+    last_drawn = &p;
+    const double t0 = emscripten_get_now();
+    draw_panel(p);
+    // The panel's own share of the frame (building its widgets and charts), apart from rendering.
+    const double ms = emscripten_get_now() - t0;
+    p.draw_ms = p.draw_ms == 0 ? ms : 0.9 * p.draw_ms + 0.1 * ms;
+}
+
+nlohmann::json train_self_test() {
+    // Four steps of a tiny model with mini's structure (2 layers, the second MoE with 8 experts,
+    // 134 K parameters; mini itself takes seconds per step in wasm) from seed 1 on the fixed text,
+    // 2 × 32 tokens per step, peak lr 3e-3 with one warmup step: the exact run that
+    //   eva train --config CONFIG.json --data TEXT --steps 4 --batch 2 --seq-len 32 --lr 0.003 --warmup 1
+    //             --seed 1 --precision fp32|fp8
+    // performs natively (tests/browser/train.test.mjs runs it and compares the losses).
+    const ModelArgs args = model_args_from_json(
+        {{"vocab_size", 256}, {"dim", 64}, {"inter_dim", 128}, {"moe_inter_dim", 32}, {"n_layers", 2},
+         {"n_dense_layers", 1}, {"n_heads", 2}, {"n_routed_experts", 8}, {"n_shared_experts", 1},
+         {"n_activated_experts", 2}, {"n_expert_groups", 2}, {"n_limited_groups", 1}, {"score_func", "sigmoid"},
+         {"route_scale", 1.0}, {"q_lora_rank", 32}, {"kv_lora_rank", 32}, {"qk_nope_head_dim", 16},
+         {"qk_rope_head_dim", 8}, {"v_head_dim", 16}, {"max_seq_len", 64}});
+    const std::string text = selftest_text();
+    const Corpus corpus = corpus_from_text(text, "selftest");
+    nlohmann::json j = {{"train_selftest_text", text}, {"train_selftest_config", to_json(args)},
+                        {"train_selftest_params", parameter_count(args)}};
+    for (const char* precision : {"fp32", "fp8"}) {
+        const nlohmann::json s = {{"batch", 2}, {"seq_len", 32}, {"steps", 4}, {"lr", 3e-3},
+                                  {"warmup", 1}, {"seed", 1},   {"precision", precision}};
+        const TrainConfig cfg = train_protocol::train_config(s);
+        Model<float> m = train_protocol::fresh_model(args, cfg.seed);
+        Trainer tr(m, corpus, cfg);
+        std::vector<double> losses;
+        for (int i = 0; i < cfg.steps; ++i) losses.push_back(tr.step().loss);
+        j[std::string("train_losses_") + precision] = losses;
+    }
+    return j;
+}
+
+}  // namespace eva::web
+
+// The panel's state for tests and embedding pages, as JSON: per trainer its steps, first and latest
+// losses, speed and sample; and where the start/pause button is (CSS pixels), so a test can click it.
+extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_train_state() {
+    static std::string out;
+    const eva::web::TrainPanel* p = eva::web::last_drawn;
+    nlohmann::json j = {{"drawn", p != nullptr}};
+    if (p) {
+        j["running"] = p->running;
+        j["draw_ms"] = p->draw_ms;
+        j["button"] = {p->button_rect[0], p->button_rect[1], p->button_rect[2], p->button_rect[3]};
+        j["reset"] = {p->reset_rect[0], p->reset_rect[1], p->reset_rect[2], p->reset_rect[3]};
+        j["runs"] = nlohmann::json::array();
+        for (const auto& r : p->runs) {
+            const bool any = !r.loss.empty();
+            j["runs"].push_back({{"label", r.label},
+                                 {"state", int(r.state)},
+                                 {"error", r.error},
+                                 {"steps", r.loss.size()},
+                                 {"losses", r.loss},
+                                 {"val_loss", r.val_loss},
+                                 {"tokens_per_s", r.tokens_per_s()},
+                                 {"seconds_last", any ? r.seconds.back() : 0.0f},
+                                 {"max_vio_layers", r.max_vio.size()},
+                                 {"sample", r.sample}});
+        }
+    }
+    out = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return out.c_str();
+}

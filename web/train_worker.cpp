@@ -1,0 +1,129 @@
+// The Train panel's trainer, in its own WebAssembly module that runs in a Web Worker (linked with
+// -sBUILD_AS_WORKER=1). One optimizer step of the mini model takes far longer than a 16 ms frame even
+// for a short batch, so the page cannot run it between frames; here it runs on another thread while
+// the page keeps drawing. The page (web/panel_train.cpp) creates one worker per trainer (fp32, FP8)
+// and keeps one call in flight per worker: start, then step after step, now and then a sample. Each
+// call is answered by one small JSON message. The training itself is eva::Trainer, unchanged: the
+// same code as `eva train`.
+#include <emscripten.h>
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "eva/checkpoint.hpp"
+#include "eva/safetensors.hpp"
+#include "eva/trainer.hpp"
+#include "train_worker.hpp"
+
+namespace {
+
+namespace tp = eva::web::train_protocol;
+
+// The worker's one training run. A worker module is an isolated program whose entry points are the
+// C functions below, so its state lives at file scope; the page discards the whole worker to reset.
+struct Session {
+    eva::Corpus corpus;
+    std::unique_ptr<eva::Model<float>> model;
+    std::unique_ptr<eva::Trainer> trainer;
+};
+std::unique_ptr<Session> session;
+
+void respond(const nlohmann::json& j) {
+    // Samples are raw bytes and may cut a UTF-8 sequence: replace invalid bytes rather than throw.
+    const std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    emscripten_worker_respond(const_cast<char*>(s.data()), int(s.size()));
+}
+
+nlohmann::json request(const char* data, int size) {
+    return data && size > 0 ? nlohmann::json::parse(std::string(data, std::size_t(size))) : nlohmann::json::object();
+}
+
+// Runs `body` and answers with its JSON, or with {"error": message} if anything in eva throws.
+template <class F>
+void answer(F body) {
+    try {
+        respond(body());
+    } catch (const std::exception& e) {
+        respond({{"error", e.what()}});
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+// The start message (train_worker.hpp): settings, corpus bytes, optionally a checkpoint to continue.
+EMSCRIPTEN_KEEPALIVE void eva_train_start(char* data, int size) {
+    answer([&] {
+        const tp::Start start = tp::unpack_start(data, std::size_t(size));
+        auto s = std::make_unique<Session>();
+        s->corpus = eva::corpus_from_text(start.corpus, "corpus.txt");
+        const eva::TrainConfig cfg = tp::train_config(start.settings);
+        s->model = std::make_unique<eva::Model<float>>(
+            start.checkpoint.empty() ? tp::fresh_model(eva::preset("mini"), cfg.seed)
+                                     : eva::load_model(eva::SafetensorsFile::parse(start.checkpoint, "mini.safetensors")));
+        s->trainer = std::make_unique<eva::Trainer>(*s->model, s->corpus, cfg);
+        session = std::move(s);
+        const auto& args = session->model->args;
+        return nlohmann::json{{"ok", true},
+                              {"params", eva::parameter_count(args)},
+                              {"active_params", eva::parameter_count(args, true)},
+                              {"train_bytes", session->corpus.train.size()},
+                              {"validation_bytes", session->corpus.validation.size()},
+                              {"experts", args.n_routed_experts},
+                              {"precision", eva::to_string(cfg.precision)}};
+    });
+}
+
+// One optimizer step on a fresh batch; with {"eval": true} also the validation loss afterwards.
+EMSCRIPTEN_KEEPALIVE void eva_train_step(char* data, int size) {
+    answer([&] {
+        if (!session) throw eva::ConfigError("eva_train_step before eva_train_start");
+        const nlohmann::json req = request(data, size);
+        const eva::StepStats s = session->trainer->step();
+        const auto& cfg = session->trainer->config();
+        nlohmann::json out = {{"step", s.step},
+                              {"loss", s.loss},
+                              {"balance_loss", s.balance_loss},
+                              {"lr", s.lr},
+                              {"grad_norm", s.grad_norm},
+                              {"seconds", s.seconds},
+                              {"tokens", cfg.batch * cfg.seq_len},
+                              {"max_vio", s.max_vio},
+                              {"expert_load", s.expert_load}};
+        // The selection bias of the last MoE layer, which the aux-free rule has just moved.
+        for (auto it = session->model->w.layers.rbegin(); it != session->model->w.layers.rend(); ++it)
+            if (!it->dense) {
+                out["bias"] = it->moe.bias;
+                break;
+            }
+        if (req.value("eval", false)) out["val_loss"] = session->trainer->evaluate();
+        return out;
+    });
+}
+
+// Text from the model as it is now: the prompt, then `tokens` bytes drawn at temperature 0.8 from the
+// 40 most likely, through the absorbed MLA cache (as `eva train` prints its samples).
+EMSCRIPTEN_KEEPALIVE void eva_train_sample(char* data, int size) {
+    answer([&] {
+        if (!session) throw eva::ConfigError("eva_train_sample before eva_train_start");
+        const nlohmann::json req = request(data, size);
+        const std::string prompt = req.value("prompt", std::string("The "));
+        const eva::Model<float>& m = *session->model;
+        const std::size_t capacity =
+            std::min<std::size_t>(std::size_t(m.args.max_seq_len), prompt.size() + req.value("tokens", 120));
+        eva::Generator<float> gen(m, eva::AttentionCache::absorbed, capacity);
+        eva::Rng rng(req.value("seed", std::uint64_t(1)), 7);
+        auto logits = gen.feed(eva::encode_bytes(prompt));
+        std::vector<eva::Token> out;
+        while (gen.length() < capacity) {
+            out.push_back(eva::sample_token(logits, {0.8, 40, 1.0}, rng));
+            logits = gen.feed({out.back()});
+        }
+        return nlohmann::json{{"text", prompt + eva::decode_bytes(out)}, {"step", session->trainer->steps_done()}};
+    });
+}
+
+}  // extern "C"
