@@ -8,6 +8,7 @@
 
 #include "eva/model.hpp"
 #include "panel_gemm.hpp"
+#include "panel_kv.hpp"
 
 namespace eva::web {
 
@@ -28,11 +29,12 @@ struct App {
     bool embed = false;         // ?embed=1: just the panel, no chrome
     Pretrained pretrained;
     GemmPanel gemm;
+    KvPanel kv;
     double frame_ms = 0;        // rolling mean of compute + render time per frame
     long frames = 0;
 };
 
 /// One frame of UI for the whole app.
-void draw(App& app);
+void draw_app(App& app);
 
 }  // namespace eva::web

@@ -38,6 +38,7 @@ struct Panel {
 // One line a panel: its ?panel= id, its tab title, how to draw it from the app state.
 const Panel panels[] = {
     {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }},
+    {"kv", "KV cache", [](App& a) { kv_panel(a.kv, a.pretrained); }},
 };
 
 /// Tells the page which panel ids exist (window.eva.panels), for tests and benchmarks.
@@ -45,7 +46,7 @@ void publish_panels() {
     for (const Panel& p : panels) EM_ASM({ (window.eva.panels = window.eva.panels || []).push(UTF8ToString($0)); }, p.id);
 }
 
-void draw(App& app) {
+void draw_app(App& app) {
     const ImGuiViewport* vp = ImGui::GetMainViewport();
     ImGui::SetNextWindowPos(vp->WorkPos);
     ImGui::SetNextWindowSize(vp->WorkSize);
@@ -106,7 +107,7 @@ void frame(void* arg) {
     ImGui_ImplGlfw_NewFrame();
     ImGui::NewFrame();
 
-    eva::web::draw(app);
+    eva::web::draw_app(app);
     ImGui::Render();
     int w = 0, h = 0;
     glfwGetFramebufferSize(window, &w, &h);
@@ -141,6 +142,7 @@ void frame(void* arg) {
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_self_test() {
     static std::string out;
     nlohmann::json j = eva::web::gemm_self_test();
+    j.update(eva::web::kv_self_test());
     out = j.dump();
     return out.c_str();
 }
