@@ -407,6 +407,7 @@ const KvPanel* g_shown = nullptr;  // the panel last drawn, for eva_kv_state()
 
 void kv_panel(KvPanel& s, const Pretrained& pretrained) {
     g_shown = &s;
+    const auto t0 = Clock::now();
     explain("Each generated token attends to every earlier one, so a decoder caches their keys and values: "
             "multi-head attention (MHA) keeps a key and a value per head, per token, per layer, and GQA and MQA "
             "share them among query heads. DeepSeek's Multi-head Latent Attention (MLA) caches one compressed "
@@ -416,6 +417,7 @@ void kv_panel(KvPanel& s, const Pretrained& pretrained) {
     memory_section(s);
     ImGui::Separator();
     decode_section(s, pretrained);
+    s.panel_ms = ms_since(t0);
 }
 
 nlohmann::json kv_state(const KvPanel& s) {
@@ -425,6 +427,7 @@ nlohmann::json kv_state(const KvPanel& s) {
             {"tokens", r.fed_naive}, {"prompt_len", r.prompt_len}, {"runs", r.runs},
             {"decoding", r.model && !s.paused && !finished(r)}, {"layer", s.layer},
             {"max_diff", r.max_diff}, {"ms_absorbed", r.ms_absorbed}, {"ms_naive", r.ms_naive},
+            {"panel_ms", s.panel_ms},
             {"preset_v2_rect", std::vector<float>(s.preset_v2_rect, s.preset_v2_rect + 4)},
             {"restart_rect", std::vector<float>(s.restart_rect, s.restart_rect + 4)}};
 }
@@ -437,7 +440,8 @@ nlohmann::json kv_self_test() {
     for (const auto& [key, mm] : compared)
         for (CacheDType d : {CacheDType::bf16, CacheDType::fp8}) {
             nlohmann::json per;
-            for (const auto& row : kv_cache_memory(mm->args, 4096, d, mm->gqa_groups)) per[row.name] = row.bytes_per_token;
+            for (const auto& row : kv_cache_memory(mm->args, 4096, d, mm->gqa_groups))
+                if (mm->mla || row.name != "MLA") per[row.name] = row.bytes_per_token;  // no latent, no MLA row
             j[std::string("kv_") + key + "_bytes_per_token_" + dtype_name(d)] = per;
         }
     j["kv_llama_config"] = to_json(models[4].args);
