@@ -315,18 +315,19 @@ void decode_controls(KvPanel& s, const Model<float>& m) {
     s.layer = std::clamp(s.layer, 0, int(m.args.n_layers) - 1);
 }
 
-// Positions shown in the heatmaps: Dear ImGui 1.86's WebGL backend indexes a window's vertices with
-// 16 bits (65,536 per draw list) and each cell takes 4, so c_KV's 64 rows × 240 positions (61,440) fit;
-// longer caches show their newest 240 positions.
-constexpr std::size_t kMaxShown = 240;
+// Cells of one heatmap: Dear ImGui 1.86's WebGL backend indexes a window's vertices with 16 bits
+// (65,536 per draw list) and each cell takes 4, so each heatmap sits in its own child window with at
+// most 15,360 cells (61,440 vertices): mini's 64 latent rows × 240 positions; longer caches show their
+// newest positions.
+constexpr std::size_t kMaxCells = 15360;
 
 void cache_views(KvPanel& s, const KvDecode& r) {
     const ModelArgs& a = r.model->args;
     const std::size_t L = r.fed_absorbed, R = std::size_t(a.kv_lora_rank), H = std::size_t(a.n_heads),
                       cap = std::size_t(a.max_seq_len);
-    const std::size_t shown = std::min(L, kMaxShown), first = L - shown;
+    const std::size_t max_shown = kMaxCells / R, shown = std::min(L, max_shown), first = L - shown;
     const float avail = ImGui::GetContentRegionAvail().x, side = 280, plot_w = avail - side - 16;
-    const float cell = plot_w / float(std::min(cap, kMaxShown));
+    const float cell = plot_w / float(std::min(cap, max_shown));
 
     ImGui::BeginGroup();
     // The newest token's attention weights, head by head, over the positions it attends to.
