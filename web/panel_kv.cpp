@@ -366,8 +366,10 @@ void cache_views(KvPanel& s, const KvDecode& r) {
     const float full = float(cap) * float(a.n_layers) * float(H * std::size_t(a.qk_head_dim() + a.v_head_dim)) * 4 / 1024;
     const char* labels[] = {"absorbed", "naive"};
     const ImU32 colours[] = {kSchemeColour[0], kSchemeColour[1]};
-    ImGui::Text("cache held, KiB (fp32, %lld layers)", (long long)a.n_layers);
-    draw::bars("kv_held", held, 2, full, ImVec2(side, 14.0f * float(H) + lat_h), labels, colours);
+    ImGui::Text("cache held, KiB (fp32, %lld layers);", (long long)a.n_layers);
+    ImGui::Text("full height: naive at %zu tokens", cap);
+    draw::bars("kv_held", held, 2, full,
+               ImVec2(side, 14.0f * float(H) + lat_h - ImGui::GetTextLineHeightWithSpacing()), labels, colours);
     ImGui::Text("absorbed %s, naive %s", human_bytes(double(held[0]) * 1024).c_str(),
                 human_bytes(double(held[1]) * 1024).c_str());
     ImGui::Text("per token per layer: %lld vs %lld floats", (long long)(a.kv_lora_rank + a.qk_rope_head_dim),
