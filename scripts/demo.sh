@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds the native release, and trains eva-mini (DeepSeek-V3's
-# structure at 11 M parameters: MLA, sigmoid-routed MoE with aux-loss-free balancing) on Debian's
-# fortunes collection, printing the loss, tokens/s, validation loss and a sample of generated text.
-# Extra arguments go to `eva train` (e.g. scripts/demo.sh --steps 2000 --out mini.safetensors).
+# The main job: installs what is missing, builds the browser demo (the wasm page and the pretrained mini
+# checkpoint it shows — trained once by the native build, a few minutes) and serves it on
+# http://127.0.0.1:PORT/ (default 8080; the URL is printed). Open it and pick a panel; Ctrl-C stops.
+# The command-line equivalent of the old main job: build/release/eva train (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+port=${1:-8080}
+[[ "$port" =~ ^[0-9]+$ ]] && (( port > 0 && port < 65536 )) || { echo "demo: usage: scripts/demo.sh [PORT]" >&2; exit 2; }
 scripts/setup.sh
-cmake --preset release >/dev/null
-cmake --build --preset release -j "$(nproc)"
-echo
-exec ./build/release/eva train --steps 300 --eval-every 100 "$@"
+scripts/web.sh
+exec scripts/serve.sh "$port"

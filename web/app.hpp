@@ -8,6 +8,7 @@
 
 #include "eva/model.hpp"
 #include "panel_gemm.hpp"
+#include "panel_fp8.hpp"
 #include "panel_kv.hpp"
 
 namespace eva::web {
@@ -29,8 +30,10 @@ struct App {
     bool embed = false;         // ?embed=1: just the panel, no chrome
     Pretrained pretrained;
     GemmPanel gemm;
+    Fp8Panel fp8;
     KvPanel kv;
-    double frame_ms = 0;        // rolling mean of compute + render time per frame
+    double frame_ms = 0;        // rolling mean per frame: input, panels' computations, ImGui's vertices
+    double submit_ms = 0;       // rolling mean per frame: handing the vertices to WebGL
     long frames = 0;
 };
 

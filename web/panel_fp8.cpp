@@ -1,0 +1,713 @@
+// The FP8 error panel. Every figure comes from eva's fp8 module (core/include/eva/fp8.hpp) compiled to
+// WebAssembly: the codecs, scaled quantization (per tensor, 1×128 tiles, 128×128 blocks, delayed scaling
+// with an amax history), the error metrics and the FP8 GEMM with its limited-precision accumulator.
+#include "panel_fp8.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include <emscripten.h>
+#include <imgui.h>
+
+#include "draw.hpp"
+#include "eva/config.hpp"
+#include "eva/model.hpp"
+#include "eva/moe.hpp"
+#include "eva/rng.hpp"
+
+namespace eva::web {
+
+// From app.hpp, which this file does not include: its eva::web::draw(App&) would clash with the
+// eva::web::draw namespace of the chart helpers.
+void explain(const char* text);
+
+namespace {
+
+const Fp8Panel* g_shown = nullptr;  // the panel drawn last, for eva_fp8_state()
+
+Fp8Format format_of(const Fp8Panel& p) { return p.format == 0 ? Fp8Format::E4M3 : Fp8Format::E5M2; }
+const char* granularity_label(int g) {
+    static const char* names[] = {"per tensor", "1x128 tiles", "128x128 blocks", "delayed (amax history)"};
+    return names[g];
+}
+// Smallest positive (subnormal) magnitude of the format: code 0x01.
+float fp8_min_subnormal(Fp8Format f) { return fp8_decode(0x01, f); }
+
+// ------------------------------------------------------------------------------ choosing the tensor
+// The model whose tensors are shown: the pretrained checkpoint, or (when none was shipped) a freshly
+// initialized mini model, which the panel then says. nullptr while the checkpoint is still loading.
+Model<float>* shown_model(const Checkpoint& ck, std::string& note) {
+    if (ck.model) {
+        note = "pretrained mini model";
+        return ck.model;
+    }
+    if (ck.loading) return nullptr;
+    static std::unique_ptr<Model<float>> fresh;
+    if (!fresh) {
+        const ModelArgs args = preset("mini");
+        Rng rng(1);
+        fresh = std::make_unique<Model<float>>(model_init<float>(args, moe_config(args), rng));
+    }
+    note = "untrained mini model (no checkpoint beside the page)";
+    return fresh.get();
+}
+
+std::vector<std::string> matrix_names(Model<float>& m) {
+    std::vector<std::string> names;
+    for (const auto& t : named_tensors(m.w))
+        if (t.shape.size() == 2) names.push_back(t.name);
+    return names;
+}
+
+// The forward's activations for the sample text, recomputed only when the text or the model changes.
+const ModelActivations<float>* activations(const Model<float>& m, const std::string& text) {
+    static const Model<float>* model = nullptr;
+    static std::string key;
+    static ModelActivations<float> acts;
+    if (model != &m || key != text) {
+        std::vector<Token> tokens = encode_bytes(text);
+        tokens.resize(std::min<std::size_t>(tokens.size(), std::min<std::size_t>(128, m.args.max_seq_len)));
+        if (tokens.empty()) return nullptr;
+        model_forward(m, tokens, 1, tokens.size(), &acts);
+        model = &m;
+        key = text;
+    }
+    return &acts;
+}
+
+// Standard normal data (seeded) with a share of outliers at ±magnitude·σ, as activations of large models have.
+void synthetic(Fp8Panel& p) {
+    p.rows = 256;
+    p.cols = 512;
+    p.x.assign(p.rows * p.cols, 0.0f);
+    Rng rng(7);
+    rng.fill_normal(p.x.data(), p.x.size(), 0, 1);
+    Rng pick(7, 1);  // its own stream: moving the sliders does not change the normal part
+    const std::size_t outliers = std::size_t(std::lround(double(p.outlier_fraction) * double(p.x.size())));
+    for (std::size_t i = 0; i < outliers; ++i) {
+        const std::size_t at = std::min(p.x.size() - 1, std::size_t(pick.uniform() * float(p.x.size())));
+        p.x[at] = (pick.uniform() < 0.5f ? -1.0f : 1.0f) * p.outlier_magnitude;
+    }
+    char name[96];
+    std::snprintf(name, sizeof name, "synthetic N(0,1) 256x512, %zu outliers at +-%.0f", outliers, p.outlier_magnitude);
+    p.tensor_name = name;
+}
+
+std::string tensor_key(const Fp8Panel& p, const Checkpoint& ck) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "%d|%d|%d|%d|%g|%g|", p.source, int(ck.loading) + 2 * int(ck.model != nullptr), p.layer, p.point,
+                  p.outlier_fraction, p.outlier_magnitude);
+    return buf + p.weight + "|" + p.text;
+}
+
+void load_tensor(Fp8Panel& p, const Checkpoint& ck) {
+    p.tensor_error.clear();
+    p.x.clear();
+    p.rows = p.cols = 0;
+    if (p.source == Fp8Panel::Synthetic) return synthetic(p);
+    std::string note;
+    Model<float>* m = shown_model(ck, note);
+    if (!m) {
+        p.tensor_error = "waiting for the pretrained checkpoint (mini.safetensors)...";
+        return;
+    }
+    if (p.source == Fp8Panel::Weight) {
+        for (const auto& t : named_tensors(m->w))
+            if (t.name == p.weight && t.shape.size() == 2) {
+                p.rows = t.shape[0];
+                p.cols = t.shape[1];
+                p.x.assign(t.data, t.data + t.size());
+                p.tensor_name = t.name + " [" + std::to_string(p.rows) + "x" + std::to_string(p.cols) + "] of the " + note;
+                return;
+            }
+        p.tensor_error = "no matrix named " + p.weight;
+        return;
+    }
+    const ModelActivations<float>* acts = activations(*m, p.text);
+    if (!acts) {
+        p.tensor_error = "type some text: the activations are those of the model reading it";
+        return;
+    }
+    p.layer = std::clamp(p.layer, 0, int(acts->layers.size()) - 1);
+    const LayerActivations<float>& L = acts->layers[std::size_t(p.layer)];
+    const Matrix<float>& a = p.point == Fp8Panel::ResidualX ? L.x : p.point == Fp8Panel::AttnNormX ? L.xn : L.hn;
+    p.rows = a.shape(0);
+    p.cols = a.shape(1);
+    p.x.assign(a.data(), a.data() + a.size());
+    static const char* points[] = {"x (block input, residual stream)", "attn_norm(x) (input of the attention GEMMs)",
+                                   "ffn_norm(h) (input of the FFN GEMMs)"};
+    p.tensor_name = "layer " + std::to_string(p.layer) + " " + points[p.point] + " [" + std::to_string(p.rows) +
+                    " tokens x " + std::to_string(p.cols) + "] of the " + note;
+}
+
+// ---------------------------------------------------------------------------------- quantization
+Fp8QuantConfig quant_config(const Fp8Panel& p) {
+    Fp8QuantConfig cfg;
+    cfg.format = format_of(p);
+    cfg.pow2_scales = p.pow2;
+    cfg.granularity = p.granularity == Fp8Panel::Tile    ? Fp8Granularity::Tile
+                      : p.granularity == Fp8Panel::Block ? Fp8Granularity::Block
+                                                         : Fp8Granularity::Tensor;
+    return cfg;
+}
+
+// The histogram of |x|/s — each value divided by its own group's scale, i.e. the number the encoder
+// rounds — over log2 bins, so the format's grid is the same for every group and can be drawn over it.
+void build_histogram(Fp8Panel& p, const std::vector<float>& shown) {
+    const Fp8Format f = format_of(p);
+    p.hist_lo = std::floor(std::log2(fp8_min_subnormal(f))) - 3;
+    const float hi = std::ceil(std::log2(fp8_max(f))) + 3;
+    const int bins = int(hi - p.hist_lo) * Fp8Panel::kBinsPerOctave;
+    p.hist.assign(std::size_t(bins), 0.0f);
+    p.hist_zero = 0;
+    for (std::size_t r = 0; r < p.rows; ++r)
+        for (std::size_t c = 0; c < p.cols; ++c) {
+            const float u = std::fabs(shown[r * p.cols + c]) / p.q.scale(r, c);
+            if (u == 0) {
+                ++p.hist_zero;
+                continue;
+            }
+            const int b = int(std::floor((std::log2(u) - p.hist_lo) * Fp8Panel::kBinsPerOctave));
+            p.hist[std::size_t(std::clamp(b, 0, bins - 1))] += 1;
+        }
+}
+
+// The error per element, averaged over cells of cell_rows × cell_cols elements so that at most 64×64 cells
+// remain; colour = log10 of the cell's mean. Cells holding a saturated or flushed-to-zero element are marked.
+void build_error_grid(Fp8Panel& p, const std::vector<float>& shown) {
+    const Fp8Format f = format_of(p);
+    p.cell_rows = int((p.rows + 63) / 64);
+    p.cell_cols = int((p.cols + 63) / 64);
+    p.grid_rows = int((p.rows + std::size_t(p.cell_rows) - 1) / std::size_t(p.cell_rows));
+    p.grid_cols = int((p.cols + std::size_t(p.cell_cols) - 1) / std::size_t(p.cell_cols));
+    const std::size_t cells = std::size_t(p.grid_rows) * std::size_t(p.grid_cols);
+    std::vector<double> sum(cells, 0.0);
+    std::vector<std::size_t> count(cells, 0);
+    p.grid_mark.assign(cells, 0);
+    for (std::size_t r = 0; r < p.rows; ++r)
+        for (std::size_t c = 0; c < p.cols; ++c) {
+            const std::size_t i = r * p.cols + c, cell = (r / std::size_t(p.cell_rows)) * std::size_t(p.grid_cols) +
+                                                          c / std::size_t(p.cell_cols);
+            const float x = shown[i], e = std::fabs(x - p.xq[i]);
+            // Saturated exactly as the core counts it: the plain (non-saturating) cast of x/s would overflow.
+            const float y = x / p.q.scale(r, c);
+            if (!std::isfinite(fp8_decode(fp8_encode(y, f, false), f)) || (x != 0 && p.xq[i] == 0)) p.grid_mark[cell] = 1;
+            if (p.relative_heatmap && x == 0) continue;  // relative error undefined at 0
+            sum[cell] += p.relative_heatmap ? e / std::fabs(x) : e;
+            ++count[cell];
+        }
+    p.grid.assign(cells, 0.0f);
+    p.grid_lo = INFINITY;
+    p.grid_hi = -INFINITY;
+    for (std::size_t i = 0; i < cells; ++i) {
+        const double mean = count[i] ? sum[i] / double(count[i]) : 0.0;
+        p.grid[i] = mean > 0 ? float(std::log10(mean)) : NAN;
+        if (mean > 0) {
+            p.grid_lo = std::min(p.grid_lo, p.grid[i]);
+            p.grid_hi = std::max(p.grid_hi, p.grid[i]);
+        }
+    }
+    if (!(p.grid_lo <= p.grid_hi)) p.grid_lo = p.grid_hi = -8;  // every cell exact
+    for (float& g : p.grid)
+        if (std::isnan(g)) g = p.grid_lo;
+    if (p.grid_hi - p.grid_lo < 0.1f) p.grid_hi = p.grid_lo + 0.1f;
+}
+
+// Quantizes `shown` (the tensor, or one delayed-scaling step of it) and derives the metrics and views.
+void finish_quantization(Fp8Panel& p, const std::vector<float>& shown) {
+    p.xq.assign(shown.size(), 0.0f);
+    dequantize(p.q, p.xq.data(), p.cols);
+    p.metrics = quantization_metrics(shown.data(), p.cols, p.q);
+    build_histogram(p, shown);
+    build_error_grid(p, shown);
+}
+
+std::vector<float> scaled(const std::vector<float>& x, float g) {
+    std::vector<float> y(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) y[i] = x[i] * g;
+    return y;
+}
+
+// Step t of the delayed-scaling run quantized with the scale its history gave (`used_amax`): a history
+// of length 1 holding exactly that amax reproduces the step's quantization.
+void show_delayed_step(Fp8Panel& p, int t) {
+    AmaxHistory h(1);
+    h.push(p.delayed.used_amax[t]);
+    const std::vector<float> shown = scaled(p.x, DelayedRun::gain(t, p.delayed.spike));
+    p.q = quantize_delayed(shown.data(), p.rows, p.cols, p.cols, h, quant_config(p));
+    finish_quantization(p, shown);
+}
+
+// One step of the delayed-scaling run per frame (each is a full quantization of the tensor).
+void advance_delayed(Fp8Panel& p, AmaxHistory& history) {
+    DelayedRun& d = p.delayed;
+    const int t = d.done;
+    const std::vector<float> xt = scaled(p.x, DelayedRun::gain(t, d.spike));
+    float amax = 0;
+    for (float v : xt) amax = std::max(amax, std::fabs(v));
+    d.amax[t] = amax;
+    d.used_amax[t] = history.amax(amax);  // what quantize_delayed is about to use
+    const Fp8Matrix q = quantize_delayed(xt.data(), p.rows, p.cols, p.cols, history, quant_config(p));
+    const Fp8ErrorMetrics m = quantization_metrics(xt.data(), p.cols, q);
+    d.snr_db[t] = float(m.snr_db);
+    d.saturated[t] = float(m.saturated);
+    ++d.done;
+}
+
+void update(Fp8Panel& p, const Checkpoint& ck) {
+    const std::string tk = tensor_key(p, ck);
+    if (tk != p.tensor_key) {
+        p.tensor_key = tk;
+        load_tensor(p, ck);
+        p.key.clear();
+    }
+    if (p.x.empty()) return;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%d|%d|%d|%d|%d|%d", p.format, p.granularity, int(p.pow2), int(p.relative_heatmap),
+                  p.delayed.history_length, int(p.delayed.spike));
+    const std::string k = tk + buf;
+    const bool changed = k != p.key;
+    p.key = k;
+    if (p.granularity != Fp8Panel::Delayed) {
+        if (changed) {
+            p.q = quantize(p.x.data(), p.rows, p.cols, p.cols, quant_config(p));
+            finish_quantization(p, p.x);
+        }
+        return;
+    }
+    DelayedRun& d = p.delayed;
+    if (changed) {
+        d.done = 0;
+        d.history = std::make_unique<AmaxHistory>(std::size_t(d.history_length));
+        d.built_step = -1;
+    }
+    if (d.done < DelayedRun::kSteps) advance_delayed(p, *d.history);
+    // The shown step's views are built once that step exists (not every frame while the run advances).
+    const int want = p.shown_step < d.done ? p.shown_step : -1;
+    if (want < 0) {  // nothing to show yet: the panel says which step it is computing
+        p.hist.clear();
+        d.built_step = -1;
+    } else if (want != d.built_step) {
+        show_delayed_step(p, want);
+        d.built_step = want;
+    }
+}
+
+// ------------------------------------------------------------------------------------------ drawing
+// Histogram of log2(|x|/s) with the format's representable magnitudes as a comb underneath; the flush-to-zero
+// and saturation regions are tinted. Bar heights are log10(1 + count) so single outliers stay visible.
+void draw_histogram(const Fp8Panel& p, ImVec2 size) {
+    const Fp8Format f = format_of(p);
+    const int bins = int(p.hist.size());
+    const float octaves = float(bins) / Fp8Panel::kBinsPerOctave, comb = 14, axis = 16;
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    const ImVec2 o = ImGui::GetCursorScreenPos();
+    ImGui::InvisibleButton("hist", size);
+    const float plot_h = size.y - comb - axis;
+    auto x_of = [&](float log2v) { return o.x + (log2v - p.hist_lo) / octaves * size.x; };
+    dl->AddRectFilled(o, ImVec2(o.x + size.x, o.y + plot_h), IM_COL32(30, 32, 40, 255));
+    const float flush = std::log2(fp8_min_subnormal(f) / 2), top = std::log2(fp8_max(f));
+    dl->AddRectFilled(o, ImVec2(x_of(flush), o.y + plot_h), IM_COL32(120, 40, 40, 90));
+    dl->AddRectFilled(ImVec2(x_of(top), o.y), ImVec2(o.x + size.x, o.y + plot_h), IM_COL32(120, 40, 40, 90));
+    float peak = 1;
+    for (float c : p.hist) peak = std::max(peak, std::log10(1 + c));
+    const float bw = size.x / float(bins);
+    for (int b = 0; b < bins; ++b) {
+        if (p.hist[std::size_t(b)] == 0) continue;
+        const float h = std::log10(1 + p.hist[std::size_t(b)]) / peak * (plot_h - 4);
+        dl->AddRectFilled(ImVec2(o.x + float(b) * bw, o.y + plot_h - h), ImVec2(o.x + float(b + 1) * bw - 1, o.y + plot_h),
+                          IM_COL32(110, 170, 240, 255));
+    }
+    // The comb: one tick per positive finite code (127 for E4M3, 123 for E5M2).
+    for (int c = 1; c < 0x80; ++c) {
+        const float v = fp8_decode(std::uint8_t(c), f);
+        if (!std::isfinite(v)) continue;
+        const float x = x_of(std::log2(v));
+        dl->AddLine(ImVec2(x, o.y + plot_h + 1), ImVec2(x, o.y + plot_h + comb - 2), IM_COL32(240, 200, 90, 200));
+    }
+    for (int e = int(std::ceil(p.hist_lo)); e <= int(p.hist_lo + octaves); e += 4) {
+        char t[16];
+        std::snprintf(t, sizeof t, "2^%d", e);
+        const float x = x_of(float(e));
+        if (x < o.x + 4 || x > o.x + size.x - 30) continue;  // keep the labels inside the chart
+        dl->AddLine(ImVec2(x, o.y + plot_h + comb), ImVec2(x, o.y + plot_h + comb + 3), IM_COL32(200, 200, 200, 255));
+        dl->AddText(ImVec2(x - 8, o.y + plot_h + comb + 2), IM_COL32(200, 200, 200, 255), t);
+    }
+    if (ImGui::IsItemHovered()) {
+        const int b = int((ImGui::GetIO().MousePos.x - o.x) / bw);
+        if (b >= 0 && b < bins) {
+            const float l = p.hist_lo + float(b) / Fp8Panel::kBinsPerOctave;
+            ImGui::SetTooltip("|x|/s in [%.3g, %.3g): %.0f values", std::exp2(l), std::exp2(l + 1.0f / Fp8Panel::kBinsPerOctave),
+                              p.hist[std::size_t(b)]);
+        }
+    }
+}
+
+void draw_controls(Fp8Panel& p, const Checkpoint& ck) {
+    ImGui::RadioButton("trained weight", &p.source, Fp8Panel::Weight);
+    ImGui::SameLine();
+    ImGui::RadioButton("activation", &p.source, Fp8Panel::Activation);
+    ImGui::SameLine();
+    ImGui::RadioButton("synthetic", &p.source, Fp8Panel::Synthetic);
+    ImGui::SameLine(0, 30);
+    ImGui::RadioButton("E4M3", &p.format, 0);
+    ImGui::SameLine();
+    ImGui::RadioButton("E5M2", &p.format, 1);
+    const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax();
+    p.last_ui[0] = a.x, p.last_ui[1] = a.y, p.last_ui[2] = b.x, p.last_ui[3] = b.y;
+    ImGui::SameLine(0, 30);
+    ImGui::Checkbox("power-of-two scales", &p.pow2);
+
+    for (int g = Fp8Panel::Tensor; g <= Fp8Panel::Delayed; ++g) {
+        if (g) ImGui::SameLine();
+        ImGui::RadioButton(granularity_label(g), &p.granularity, g);
+        if (g == Fp8Panel::Block || g == Fp8Panel::Delayed) {
+            float* r = g == Fp8Panel::Block ? p.last_block_ui : p.last_delayed_ui;
+            const ImVec2 c = ImGui::GetItemRectMin(), d = ImGui::GetItemRectMax();
+            r[0] = c.x, r[1] = c.y, r[2] = d.x, r[3] = d.y;
+        }
+    }
+    std::string note;
+    ImGui::SetNextItemWidth(320);
+    if (p.source == Fp8Panel::Weight) {
+        Model<float>* m = shown_model(ck, note);
+        if (m && ImGui::BeginCombo("weight", p.weight.c_str())) {
+            for (const std::string& n : matrix_names(*m))
+                if (ImGui::Selectable(n.c_str(), n == p.weight)) p.weight = n;
+            ImGui::EndCombo();
+        }
+    } else if (p.source == Fp8Panel::Activation) {
+        Model<float>* m = shown_model(ck, note);
+        ImGui::SliderInt("layer", &p.layer, 0, m ? int(m->args.n_layers) - 1 : 0);
+        ImGui::SameLine();
+        ImGui::SetNextItemWidth(300);
+        ImGui::Combo("point", &p.point, "block input x\0attn_norm(x)\0ffn_norm(h)\0");
+        char buf[512];
+        std::snprintf(buf, sizeof buf, "%s", p.text.c_str());
+        ImGui::SetNextItemWidth(-1);
+        if (ImGui::InputText("##text", buf, sizeof buf, ImGuiInputTextFlags_EnterReturnsTrue)) p.text = buf;
+    } else {
+        ImGui::SliderFloat("outlier share", &p.outlier_fraction, 0.0f, 0.01f, "%.4f");
+        ImGui::SameLine();
+        ImGui::SetNextItemWidth(240);
+        ImGui::SliderFloat("outlier magnitude (sigma)", &p.outlier_magnitude, 2.0f, 10000.0f, "%.0f",
+                           ImGuiSliderFlags_Logarithmic);
+    }
+    if (p.granularity == Fp8Panel::Delayed) {
+        ImGui::SetNextItemWidth(160);
+        ImGui::SliderInt("history length", &p.delayed.history_length, 1, 16);
+        ImGui::SameLine();
+        ImGui::Checkbox("x4 spike at step 16", &p.delayed.spike);
+        ImGui::SameLine();
+        ImGui::SetNextItemWidth(200);
+        ImGui::SliderInt("shown step", &p.shown_step, 0, DelayedRun::kSteps - 1);
+    }
+}
+
+void draw_metrics(const Fp8Panel& p) {
+    const Fp8ErrorMetrics& m = p.metrics;
+    ImGui::Text("%s", p.tensor_name.c_str());
+    ImGui::Text("%s, %s%s: %zu scale(s) | SNR %.2f dB | relative error mean %.3f%%, max %.2f%% | "
+                "flushed to zero: %zu | saturated: %zu of %zu",
+                fp8_format_name(format_of(p)), granularity_label(p.granularity), p.pow2 ? ", 2^k scales" : "",
+                p.q.scales.size(), m.snr_db, 100 * m.mean_rel_error, 100 * m.max_rel_error, m.underflow, m.saturated,
+                m.count);
+    if (p.source == Fp8Panel::Synthetic && p.outlier_fraction > 0)
+        ImGui::TextDisabled("SNR weighs energy, so the few outliers dominate it; the mean relative error and the "
+                            "flushed count show what their scale does to the other values.");
+}
+
+void draw_delayed(const Fp8Panel& p, float width) {
+    const DelayedRun& d = p.delayed;
+    ImGui::TextWrapped("Delayed scaling: step t's scale comes from the largest amax of the previous %d step(s), "
+                       "recorded after quantizing, so no extra pass over the data is needed; a sudden jump (the "
+                       "x4 spike) is clipped at 448*s (or 57344*s) for as long as the history has not seen it.",
+                       d.history_length);
+    if (d.done == 0) return;
+    float steps[DelayedRun::kSteps], sat[DelayedRun::kSteps], ratio[DelayedRun::kSteps];
+    for (int t = 0; t < d.done; ++t) {
+        steps[t] = float(t);
+        sat[t] = std::max(d.saturated[t], 0.5f);  // log axis: 0.5 stands for "none"
+        ratio[t] = d.amax[t] / d.used_amax[t];
+    }
+    const draw::Series s1[] = {{"SNR (dB)", d.snr_db, d.done, IM_COL32(110, 170, 240, 255), steps}};
+    const draw::Series s2[] = {{"saturated values (0.5 = none)", sat, d.done, IM_COL32(240, 110, 90, 255), steps},
+                               {"amax / history amax", ratio, d.done, IM_COL32(240, 200, 90, 255), steps}};
+    draw::lines("delayed_snr", s1, 1, ImVec2(width * 0.5f - 8, 120), false, "step", "SNR dB");
+    ImGui::SameLine();
+    draw::lines("delayed_sat", s2, 2, ImVec2(width * 0.5f - 8, 120), true, "step", nullptr);
+}
+
+void draw_accumulation(AccumExperiment& e, float width) {
+    ImGui::Text("GEMM accumulation (DeepSeek-V3 sec. 3.3.2): C = A.B^T, A %zux K, B %zux K ~ N(0,1) in E4M3, error "
+                "||C - R|| / ||R|| against R = the double product of the same FP8 inputs",
+                AccumExperiment::M, AccumExperiment::N);
+    ImGui::SetNextItemWidth(160);
+    const int bits = e.accum_bits;
+    ImGui::SliderInt("accumulator mantissa bits", &e.accum_bits, 8, 23);
+    if (bits != e.accum_bits) e.restart();
+    ImGui::SameLine();
+    ImGui::Text(e.finished() ? "done: 7 values of K" : "computing K = %d ... (a slice per frame)", 128 << e.done_k);
+    const draw::Series s[] = {
+        {"accumulator over all of K (no promotion)", e.errors_never, e.done_k, IM_COL32(240, 110, 90, 255), e.k_values},
+        {"promoted to fp32 every N_C = 128", e.errors_promoted, e.done_k, IM_COL32(110, 200, 140, 255), e.k_values}};
+    const float h = std::max(130.0f, ImGui::GetContentRegionAvail().y - 4);  // the rest of the frame
+    draw::lines("accum", s, 2, ImVec2(width, h), true, "log2 K", "relative error");
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------ the accumulation experiment
+namespace {
+// Rows [r0, r0 + n) of a per-tensor-scaled matrix: the same scale, the codes of those rows.
+Fp8Matrix slice_rows(const Fp8Matrix& m, std::size_t r0, std::size_t n) {
+    Fp8Matrix s;
+    s.format = m.format;
+    s.granularity = m.granularity;
+    s.group = m.group;
+    s.rows = n;
+    s.cols = m.cols;
+    s.scales = m.scales;
+    s.codes.assign(m.codes.begin() + std::ptrdiff_t(r0 * m.cols), m.codes.begin() + std::ptrdiff_t((r0 + n) * m.cols));
+    return s;
+}
+}  // namespace
+
+float DelayedRun::gain(int step, bool spike) {
+    // A slow 3% growth per step (weights and activations drift during training), and a x4 outlier step.
+    return std::pow(1.03f, float(step)) * (spike && step == kSpikeStep ? 4.0f : 1.0f);
+}
+
+void AccumExperiment::restart() {
+    done_k = 0;
+    next_row = next_col = 0;
+    num[0] = num[1] = den = 0;
+    A = {};
+}
+
+void AccumExperiment::step(std::size_t budget) {
+    std::size_t products = 0;
+    while (!finished() && products < budget) {
+        const std::size_t K = std::size_t(128) << done_k;
+        if (A.codes.empty()) {  // the operands of this K: seeded, one stream per K
+            std::vector<float> x(M * K), w(N * K);
+            Rng rng(2024, std::uint64_t(done_k));
+            rng.fill_normal(x.data(), x.size(), 0, 1);
+            rng.fill_normal(w.data(), w.size(), 0, 1);
+            Fp8QuantConfig cfg;
+            cfg.granularity = Fp8Granularity::Tensor;  // one scale each: promotion may also be "never"
+            A = quantize(x.data(), M, K, K, cfg);
+            B = quantize(w.data(), N, K, K, cfg);
+            a.resize(x.size());
+            b.resize(w.size());
+            dequantize(A, a.data(), K);
+            dequantize(B, b.data(), K);
+        }
+        // One work unit: row `next_row` of C, columns [next_col, next_col + kColumnBlock).
+        const Fp8Matrix arow = slice_rows(A, next_row, 1), bblk = slice_rows(B, next_col, kColumnBlock);
+        float c[2][kColumnBlock];
+        for (int v = 0; v < 2; ++v) {
+            Fp8GemmConfig g;
+            g.accum_bits = accum_bits;
+            g.promote_every = v == 0 ? 0 : 128;
+            fp8_gemm(arow, bblk, c[v], kColumnBlock, g);
+        }
+        for (std::size_t j = 0; j < kColumnBlock; ++j) {
+            double r = 0;
+            const float* ar = &a[next_row * K];
+            const float* br = &b[(next_col + j) * K];
+            for (std::size_t k = 0; k < K; ++k) r += double(ar[k]) * double(br[k]);
+            for (int v = 0; v < 2; ++v) num[v] += (c[v][j] - r) * (c[v][j] - r);
+            den += r * r;
+        }
+        products += kColumnBlock * K;
+        next_col += kColumnBlock;
+        if (next_col == N) next_col = 0, ++next_row;
+        if (next_row == M) {  // this K is done
+            k_values[done_k] = float(std::log2(double(K)));
+            errors_never[done_k] = float(std::sqrt(num[0] / den));
+            errors_promoted[done_k] = float(std::sqrt(num[1] / den));
+            ++done_k;
+            next_row = next_col = 0;
+            num[0] = num[1] = den = 0;
+            A = {};
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------ the panel
+namespace {
+void draw_panel(Fp8Panel& p, const Checkpoint& ck);
+}
+
+void fp8_panel(Fp8Panel& p, const Checkpoint& ck) {
+    const auto t0 = std::chrono::steady_clock::now();
+    g_shown = &p;
+    draw_panel(p, ck);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    p.panel_ms = p.panel_ms == 0 ? ms : 0.9 * p.panel_ms + 0.1 * ms;
+}
+
+namespace {
+void draw_panel(Fp8Panel& p, const Checkpoint& ck) {
+    explain("FP8 keeps 8 bits per number: E4M3 has 3 mantissa bits (neighbours 7-12.5% apart) up to 448, E5M2 only 2 but "
+            "reaches 57344. Each group of values is divided by a scale s = amax/max before rounding, so the "
+            "histogram shows |x|/s against the format's grid (the yellow comb): values in the left red region "
+            "flush to zero, and an outlier in a group pushes the rest down into the sparse subnormal end of the "
+            "grid - which is why DeepSeek-V3 scales per 1x128 tile and 128x128 block.");
+    draw_controls(p, ck);
+    update(p, ck);
+    if (!p.accum.finished()) {  // bounded work per frame: 65536 products per accumulator variant
+        const auto t0 = std::chrono::steady_clock::now();
+        p.accum.step(65536);
+        ++p.accum_frames;
+        p.accum_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
+    const float width = ImGui::GetContentRegionAvail().x;
+    if (!p.tensor_error.empty()) {
+        ImGui::TextUnformatted(p.tensor_error.c_str());
+    } else if (p.granularity == Fp8Panel::Delayed && p.hist.empty()) {
+        ImGui::Text("delayed scaling: computing step %d of %d (one per frame) ...", p.delayed.done, DelayedRun::kSteps);
+    } else if (!p.x.empty() && !p.hist.empty()) {
+        draw_metrics(p);
+        const float left = width * 0.58f;
+        ImGui::BeginGroup();
+        ImGui::Text("histogram of log2(|x|/s), bar height log10(1 + count); %zu exact zeros", p.hist_zero);
+        draw_histogram(p, ImVec2(left, 190));
+        ImGui::EndGroup();
+        ImGui::SameLine();
+        ImGui::BeginGroup();
+        ImGui::Checkbox("relative error |x-q|/|x|", &p.relative_heatmap);
+        ImGui::Text("log10 of the mean error per cell of %dx%d elements:", p.cell_rows, p.cell_cols);
+        ImGui::Text("%.2f dark .. %.2f bright; box: saturated/flushed", p.grid_lo, p.grid_hi);
+        const float hw = width - left - 10;
+        const float hh = std::min(170.0f, hw * float(p.grid_rows) / float(std::max(p.grid_cols, 1)));
+        draw::heatmap("fp8_err", p.grid.data(), p.grid_rows, p.grid_cols, p.grid_lo, p.grid_hi, ImVec2(hw, hh), false,
+                      p.grid_mark.data());
+        ImGui::EndGroup();
+        if (p.granularity == Fp8Panel::Delayed) draw_delayed(p, width);
+    }
+    ImGui::Separator();
+    draw_accumulation(p.accum, width);
+}
+}  // namespace
+
+nlohmann::json fp8_state(const Fp8Panel& p) {
+    static const char* sources[] = {"weight", "activation", "synthetic"};
+    static const char* grans[] = {"tensor", "tile", "block", "delayed"};
+    nlohmann::json accum = nlohmann::json::array();
+    for (int i = 0; i < p.accum.done_k; ++i)
+        accum.push_back({{"k", 128 << i}, {"never", p.accum.errors_never[i]},
+                         {"promoted", p.accum.errors_promoted[i]}});
+    return {{"source", sources[p.source]}, {"tensor", p.tensor_name}, {"error", p.tensor_error},
+            {"rows", p.rows}, {"cols", p.cols},
+            {"format", fp8_format_name(format_of(p))}, {"granularity", grans[p.granularity]}, {"pow2", p.pow2},
+            {"scales", p.q.scales.size()}, {"snr_db", p.metrics.snr_db}, {"mean_rel_error", p.metrics.mean_rel_error},
+            {"max_rel_error", p.metrics.max_rel_error}, {"underflow", p.metrics.underflow},
+            {"saturated", p.metrics.saturated}, {"count", p.metrics.count},
+            {"grid", {p.grid_rows, p.grid_cols}}, {"cell", {p.cell_rows, p.cell_cols}},
+            {"accum_bits", p.accum.accum_bits}, {"accum", accum}, {"accum_ms", p.accum_ms}, {"accum_frames", p.accum_frames}, {"panel_ms", p.panel_ms},
+            {"ui", {{"e5m2", {p.last_ui[0], p.last_ui[1], p.last_ui[2], p.last_ui[3]}},
+                    {"block", {p.last_block_ui[0], p.last_block_ui[1], p.last_block_ui[2], p.last_block_ui[3]}},
+                    {"delayed", {p.last_delayed_ui[0], p.last_delayed_ui[1], p.last_delayed_ui[2], p.last_delayed_ui[3]}}}},
+            {"delayed", {{"done", p.delayed.done}, {"history_length", p.delayed.history_length},
+                         {"saturated", std::vector<float>(p.delayed.saturated, p.delayed.saturated + p.delayed.done)},
+                         {"snr_db", std::vector<float>(p.delayed.snr_db, p.delayed.snr_db + p.delayed.done)}}}};
+}
+
+// ------------------------------------------------------------------------------------------ self-test
+namespace {
+
+// A decoded value the way `eva fp8 table` prints it (exact: at most 12 significant digits).
+std::string value_text(float v) {
+    if (std::isnan(v)) return "nan";
+    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", double(v));
+    return buf;
+}
+
+// All 256 codes: decode, then encode back (non-saturating). A non-NaN code must come back unchanged, a
+// NaN code as the canonical NaN of its sign (0x7F / 0xFF) — the OFP8 rule eva's codec follows.
+nlohmann::json round_trip(Fp8Format f, const char* prefix) {
+    std::vector<std::string> values;
+    std::vector<int> reencoded;
+    int mismatches = 0, nans = 0, simd_mismatches = 0;
+    std::uint8_t codes[256], simd_codes[256];
+    float decoded[256], simd_decoded[256];
+    for (int c = 0; c < 256; ++c) codes[c] = std::uint8_t(c);
+    fp8_decode(codes, simd_decoded, 256, f);
+    for (int c = 0; c < 256; ++c) {
+        decoded[c] = fp8_decode(std::uint8_t(c), f);
+        const std::uint8_t back = fp8_encode(decoded[c], f);
+        const bool nan = std::isnan(decoded[c]);
+        nans += nan;
+        mismatches += back != (nan ? std::uint8_t((c & 0x80) | 0x7F) : std::uint8_t(c));
+        values.push_back(value_text(decoded[c]));
+        reencoded.push_back(back);
+        simd_mismatches += value_text(simd_decoded[c]) != values.back() ||
+                           std::signbit(simd_decoded[c]) != std::signbit(decoded[c]);
+    }
+    fp8_encode(decoded, simd_codes, 256, f);
+    for (int c = 0; c < 256; ++c) simd_mismatches += simd_codes[c] != reencoded[std::size_t(c)];
+    const std::string p = prefix;
+    return {{p + "_roundtrip_mismatches", mismatches}, {p + "_nan_codes", nans}, {p + "_values", values},
+            {p + "_reencoded", reencoded}, {p + "_simd_scalar_mismatches", simd_mismatches}};
+}
+
+// What `eva fp8 gemm-error --m 16 --n 16 --k 4096 --seed 1 --granularity G --promote-every P --json` computes:
+// the same seeded operands, the same quantization and GEMM, the same error sums.
+std::pair<double, double> gemm_errors(Fp8Granularity ga, Fp8Granularity gb, std::size_t promote_every) {
+    const std::size_t M = 16, N = 16, K = 4096;
+    Rng rng(1);
+    std::vector<float> x(M * K), w(N * K), a(x.size()), b(w.size()), c(M * N);
+    rng.fill_normal(x.data(), x.size(), 0, 1);
+    rng.fill_normal(w.data(), w.size(), 0, 1);
+    Fp8QuantConfig qa, qb;
+    qa.granularity = ga;
+    qb.granularity = gb;
+    const Fp8Matrix A = quantize(x.data(), M, K, K, qa), B = quantize(w.data(), N, K, K, qb);
+    Fp8GemmConfig cfg;
+    cfg.promote_every = promote_every;
+    fp8_gemm(A, B, c.data(), N, cfg);
+    dequantize(A, a.data(), K);
+    dequantize(B, b.data(), K);
+    auto rel = [&](const std::vector<float>& p, const std::vector<float>& q) {  // ‖C − p·qᵀ‖_F / ‖p·qᵀ‖_F in double
+        double num = 0, den = 0;
+        for (std::size_t i = 0; i < M; ++i)
+            for (std::size_t j = 0; j < N; ++j) {
+                double r = 0;
+                for (std::size_t k = 0; k < K; ++k) r += double(p[i * K + k]) * double(q[j * K + k]);
+                num += (c[i * N + j] - r) * (c[i * N + j] - r);
+                den += r * r;
+            }
+        return std::sqrt(num / den);
+    };
+    return {rel(a, b), rel(x, w)};
+}
+
+}  // namespace
+
+nlohmann::json fp8_self_test() {
+    nlohmann::json j = round_trip(Fp8Format::E4M3, "fp8_e4m3");
+    j.update(round_trip(Fp8Format::E5M2, "fp8_e5m2"));
+    const auto [acc_ds, tot_ds] = gemm_errors(Fp8Granularity::Tile, Fp8Granularity::Block, 128);
+    const auto [acc_never, tot_never] = gemm_errors(Fp8Granularity::Tensor, Fp8Granularity::Tensor, 0);
+    j["fp8_gemm_deepseek_accumulation_rel_error"] = acc_ds;
+    j["fp8_gemm_deepseek_total_rel_error"] = tot_ds;
+    j["fp8_gemm_never_accumulation_rel_error"] = acc_never;
+    j["fp8_gemm_never_total_rel_error"] = tot_never;
+    return j;
+}
+
+}  // namespace eva::web
+
+// The FP8 panel's state as JSON, for the browser tests (window.Module.ccall("eva_fp8_state", "string")).
+extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_fp8_state() {
+    static std::string out;
+    out = eva::web::g_shown ? eva::web::fp8_state(*eva::web::g_shown).dump() : std::string("null");
+    return out.c_str();
+}
