@@ -8,7 +8,10 @@
 
 namespace eva::cli {
 
-void print_json(const nlohmann::json& j) { std::cout << j.dump() << '\n'; }
+// Generated text (a sample of an early model) can hold bytes that are not UTF-8: they print as U+FFFD.
+void print_json(const nlohmann::json& j) {
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+}
 
 }  // namespace eva::cli
 

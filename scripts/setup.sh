@@ -18,7 +18,7 @@ packages=(
   emscripten wabt
   libimgui-dev chromium
   python3 python3-numpy python3-torch
-  fortunes
+  fortunes pandoc
   dpkg-dev
 )
 missing=()

@@ -22,4 +22,5 @@ fi
 cmake --preset wasm >/dev/null
 cmake --build --preset wasm -j "$jobs"
 cp "$asset" build/wasm/web/mini.safetensors
+scripts/docs.sh build/wasm/web/docs  # the course (docs/*.md) as HTML beside the page
 echo "web: build/wasm/web/ ($(du -sh build/wasm/web | cut -f1))"

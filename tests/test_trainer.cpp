@@ -124,7 +124,7 @@ TEST_CASE("checkpoints keep the official names and reject what does not fit", "[
 TEST_CASE("FP8 training follows FP32 training from the same seed", "[trainer]") {
     // DeepSeek-V3 reports a relative loss gap below 0.25% at scale. On this small model and short run
     // the bound is looser (5%, one-sided): the test guards that the FP8 path trains as well, not the exact gap,
-    // which `eva train --precision fp8` measures on the real corpus (docs/model.md).
+    // which `eva train --precision fp8` measures on the real corpus (docs/5-model.md).
     const auto args = small_args();
     const auto corpus = small_corpus();
     auto final_loss = [&](eva::LinearPrecision p) {

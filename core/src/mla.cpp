@@ -345,7 +345,7 @@ Matrix<T> mla_decode(const ModelArgs& args, const RopeTable& rope, const MLAWeig
     // (token i, head h) query row. Computed transposed, Sᵀ[t, (i,h)] = c_KV(t)·q_abs(i,h) + k_pe(t)·q_pe(i,h),
     // so the long cache is GEMM's A operand: eva's GEMM then streams it row by row, where as B
     // (S = q_abs·c_KVᵀ) it would be transposed element by element while packing — measured ~2× slower
-    // at context 8192 (see docs/mla.md).
+    // at context 8192 (see docs/2-mla.md).
     std::vector<T> St(end * nh), S(nh * end);
     gemm<T>(Op::N, Op::T, end, nh, d.kvr, c.kv.data(), d.kvr, q_abs.data(), d.kvr, St.data(), nh);
     gemm<T>(Op::N, Op::T, end, nh, d.rope, c.pe.data(), d.rope, a.q.data() + d.nope, d.qk, St.data(), nh, true);

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Runs every command quoted in the docs and checks the quoted output against a fresh run.
+
+A quoted example is a fenced block with the class `console`:
+
+    <!-- check: tol=1e-3 skip="tok/s" -->
+    ```console
+    $ eva mla memory --config v3
+    KV cache, config v3: ...
+    ```
+
+Lines starting with `$ ` are commands (each must call `eva`, optionally fed by a pipe such as
+`printf '1\\n' | eva fp8 encode`); the lines after a command, up to the next command, are its quoted
+output. The commands of one block run in order, in one fresh temporary directory, with the eva binary
+under test first on PATH.
+
+The optional HTML comment on the line just before the fence sets how the output is compared:
+  (default)    every line identical, every number character for character;
+  tol=R        numbers may differ by R relative to the quoted value (text between numbers still identical);
+  skip=REGEX   text matching REGEX (a timing such as `[0-9]+ tok/s`) is masked in both the quoted and the
+               fresh line before comparing: its numbers are not compared;
+  run-only     the output is machine-dependent (the CPU's SIMD kernel, a speed): only the exit status
+               and that something was printed are checked.
+A quoted line `...` stands for any number of output lines (a long table cut short).
+Text between numbers is compared with runs of spaces collapsed, so a column widening by a digit is no
+drift; a number is the drift. Exit status 1 lists every mismatch; 0 prints one line per block.
+
+usage: docs_check.py --eva build/release/eva docs/*.md
+"""
+import argparse
+import os
+import re
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+FENCE_OPEN = re.compile(r"^```+\s*\{?\.?console\}?\s*$")
+OPTIONS = re.compile(r"^<!--\s*check:(.*)-->\s*$")
+CALLS_EVA = re.compile(r"(?:^|\|\s*)eva(?:\s|$)")
+SLOW_SECONDS = 10.0  # CPU seconds: each quoted command stays well under this, so the check stays short
+
+
+class Block:
+    def __init__(self, path, line, options):
+        self.path, self.line, self.options = path, line, options
+        self.steps = []  # [(command, [expected output lines])]
+
+
+def parse_options(text):
+    opts = {"tol": 0.0, "skip": None, "run_only": False}
+    for word in shlex.split(text):
+        if word == "run-only":
+            opts["run_only"] = True
+        elif word.startswith("tol="):
+            opts["tol"] = float(word[4:])
+        elif word.startswith("skip="):
+            opts["skip"] = re.compile(word[5:])
+        else:
+            raise ValueError(f"unknown check option {word!r} (allowed: tol=R, skip=REGEX, run-only)")
+    return opts
+
+
+def blocks_of(path):
+    lines = open(path, encoding="utf-8").read().split("\n")
+    blocks, i = [], 0
+    while i < len(lines):
+        if not FENCE_OPEN.match(lines[i]):
+            i += 1
+            continue
+        prev = lines[i - 1] if i > 0 else ""
+        m = OPTIONS.match(prev.strip())
+        block = Block(path, i + 1, parse_options(m.group(1)) if m else parse_options(""))
+        i += 1
+        while i < len(lines) and not lines[i].startswith("```"):
+            text = lines[i]
+            if text.startswith("$ "):
+                block.steps.append((text[2:], []))
+            elif block.steps:
+                block.steps[-1][1].append(text)
+            elif text.strip():
+                raise ValueError(f"{path}:{i + 1}: console block output before any `$ ` command")
+            i += 1
+        if i >= len(lines):
+            raise ValueError(f"{path}:{block.line}: unclosed console block")
+        blocks.append(block)
+        i += 1
+    return blocks
+
+
+def split_numbers(line):
+    """The text around the numbers (spaces collapsed) and the numbers as written."""
+    numbers = NUMBER.findall(line)
+    text = " ".join(NUMBER.sub("#", line).split())
+    return text, numbers
+
+
+def numbers_agree(want, got, tol):
+    if want == got:
+        return True
+    if tol == 0.0:
+        return False
+    a, b = float(want), float(got)
+    return abs(a - b) <= tol * abs(a)
+
+
+def line_agrees(want, got, opts):
+    if opts["skip"] is not None:
+        want, got = opts["skip"].sub("~", want), opts["skip"].sub("~", got)
+    wt, wn = split_numbers(want)
+    gt, gn = split_numbers(got)
+    if wt != gt or len(wn) != len(gn):
+        return False
+    return all(numbers_agree(w, g, opts["tol"]) for w, g in zip(wn, gn))
+
+
+def match(expected, actual, opts):
+    """Matches quoted lines (with `...` elisions) against the fresh output; returns the first mismatch."""
+    def go(i, j):
+        while i < len(expected):
+            if expected[i].strip() == "...":
+                if i + 1 == len(expected):
+                    return None
+                for k in range(j, len(actual) + 1):
+                    if go(i + 1, k) is None:
+                        return None
+                return (i, j)
+            if j >= len(actual) or not line_agrees(expected[i], actual[j], opts):
+                return (i, j)
+            i, j = i + 1, j + 1
+        return None if j == len(actual) else (i, j)
+    return go(0, 0)
+
+
+def trim(lines):
+    lines = [l.rstrip() for l in lines]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def child_cpu():
+    """CPU seconds used by finished child processes: the cost of a command, which unlike its wall time
+    does not depend on how busy the machine is."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_block(block, eva, timings):
+    failures = []
+    env = dict(os.environ, PATH=os.path.dirname(os.path.abspath(eva)) + os.pathsep + os.environ["PATH"])
+    with tempfile.TemporaryDirectory(prefix="eva-docs-") as tmp:
+        for command, expected in block.steps:
+            where = f"{block.path}:{block.line}: $ {command}"
+            if not CALLS_EVA.search(command):
+                failures.append(f"{where}\n  a quoted command must call eva")
+                continue
+            start, cpu0 = time.monotonic(), child_cpu()
+            proc = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+            timings.append((child_cpu() - cpu0, time.monotonic() - start, where))
+            actual = trim(proc.stdout.decode("utf-8", errors="replace").split("\n"))
+            if proc.returncode != 0:
+                failures.append(f"{where}\n  exit status {proc.returncode}: {proc.stderr.decode(errors='replace').strip()}")
+                continue
+            if block.options["run_only"]:
+                if not actual:
+                    failures.append(f"{where}\n  printed nothing")
+                continue
+            expected = trim(expected)
+            bad = match(expected, actual, block.options)
+            if bad is not None:
+                i, j = bad
+                want = expected[i] if i < len(expected) else "(end of the quoted output)"
+                got = actual[j] if j < len(actual) else "(end of the output)"
+                failures.append(f"{where}\n  quoted line {i + 1}: {want}\n  fresh  line {j + 1}: {got}")
+    return failures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--eva", required=True, help="the eva binary under test")
+    parser.add_argument("files", nargs="+", help="Markdown files")
+    args = parser.parse_args()
+    failures, timings, count = [], [], 0
+    for path in args.files:
+        for block in blocks_of(path):
+            count += 1
+            failures += run_block(block, args.eva, timings)
+    cpu, wall = sum(t[0] for t in timings), sum(t[1] for t in timings)
+    slowest = max(timings, default=(0.0, 0.0, "none"))
+    print(f"docs check: {count} blocks, {len(timings)} commands, {cpu:.1f} s CPU, {wall:.1f} s wall "
+          f"(slowest {slowest[0]:.1f} s CPU: {slowest[2]})")
+    for cpu_s, _, where in timings:
+        if cpu_s > SLOW_SECONDS:
+            print(f"warning: {cpu_s:.1f} s CPU (keep quoted commands under {SLOW_SECONDS:.0f} s): {where}")
+    if count == 0:
+        failures.append("no console blocks found")
+    for f in failures:
+        print("FAIL " + f)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
