@@ -85,6 +85,13 @@ constexpr int kShowOrder[] = {1, 2, 3, 0};
 const ImU32 kSchemeColour[] = {IM_COL32(90, 200, 140, 255), IM_COL32(220, 110, 90, 255), IM_COL32(230, 170, 70, 255),
                                IM_COL32(150, 140, 220, 255)};  // MLA, MHA, GQA, MQA
 
+// Places the next item on the same line when `width` more pixels fit in the window, else on the next
+// line, so the controls wrap in a narrow embed instead of running off the edge.
+void same_line_if_fits(float width) {
+    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
+    if (ImGui::GetItemRectMax().x + ImGui::GetStyle().ItemSpacing.x + width <= right) ImGui::SameLine();
+}
+
 void record_rect(float* r) {
     const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax();
     r[0] = a.x, r[1] = a.y, r[2] = b.x, r[3] = b.y;
@@ -138,7 +145,7 @@ void memory_bars(const MemoryModel& mm, const std::vector<KVCacheScheme>& bf, co
     }
     const int n = int(vb.size());
     ImGui::BeginGroup();
-    ImGui::Text("whole sequence, GiB: bf16");
+    ImGui::Text("sequence, GiB: bf16");
     draw::bars("kv_bars_bf16", vb.data(), n, top, ImVec2(width * 0.5f - 6, height), labels.data(), colours.data());
     ImGui::EndGroup();
     ImGui::SameLine();
@@ -290,7 +297,7 @@ std::string printable(const std::vector<Token>& tokens) {
 void decode_controls(KvPanel& s, const Model<float>& m) {
     ImGui::SetNextItemWidth(280);
     const bool entered = ImGui::InputText("prompt", s.prompt, sizeof s.prompt, ImGuiInputTextFlags_EnterReturnsTrue);
-    ImGui::SameLine();
+    same_line_if_fits(260);
     ImGui::SetNextItemWidth(200);
     if (ImGui::BeginCombo("sample", kSamples[s.sample])) {
         for (int i = 0; i < int(std::size(kSamples)); ++i)
@@ -301,15 +308,15 @@ void decode_controls(KvPanel& s, const Model<float>& m) {
             }
         ImGui::EndCombo();
     }
-    ImGui::SameLine();
+    same_line_if_fits(60);
     if (ImGui::Button("Restart") || entered) s.restart = true;
     record_rect(s.restart_rect);
-    ImGui::SameLine();
+    same_line_if_fits(70);
     ImGui::Checkbox("pause", &s.paused);
-    ImGui::SameLine();
+    same_line_if_fits(290);
     ImGui::SetNextItemWidth(120);
     ImGui::SliderFloat("temperature (0: greedy)", &s.temperature, 0.0f, 1.5f, "%.2f");
-    ImGui::SameLine();
+    same_line_if_fits(150);
     ImGui::SetNextItemWidth(100);
     ImGui::SliderInt("layer", &s.layer, 0, int(m.args.n_layers) - 1);
     s.layer = std::clamp(s.layer, 0, int(m.args.n_layers) - 1);
@@ -328,6 +335,11 @@ void cache_views(KvPanel& s, const KvDecode& r) {
     const std::size_t max_shown = kMaxCells / R, shown = std::min(L, max_shown), first = L - shown;
     const float avail = ImGui::GetContentRegionAvail().x, side = 280, plot_w = avail - side - 16;
     const float cell = plot_w / float(std::min(cap, max_shown));
+    // Heights fit what is left of the frame (an embedded iframe may be short): 14 px per head and 2.5 per
+    // latent row when there is room, down to 8 and 1.
+    const float left_y = ImGui::GetContentRegionAvail().y - 2 * ImGui::GetTextLineHeightWithSpacing() - 8;
+    const float att_h = (left_y < float(14 * H + R) ? 8.0f : 14.0f) * float(H);
+    const float lat_h = std::clamp(left_y - att_h, float(R), 2.5f * float(R));
 
     ImGui::BeginGroup();
     // The newest token's attention weights, head by head, over the positions it attends to.
@@ -336,10 +348,9 @@ void cache_views(KvPanel& s, const KvDecode& r) {
     float att_max = 0;
     for (std::size_t h = 0; h < H; ++h)
         for (std::size_t t = 0; t < shown; ++t) att_max = std::max(att_max, att[h * shown + t] = p[h * L + first + t]);
-    ImGui::Text("attention weights of the newest token (rows: %zu heads; columns: positions %zu..%zu; max %.3f)", H,
-                first, L ? L - 1 : 0, att_max);
-    ImGui::BeginChild("kv_att", ImVec2(plot_w, 14.0f * float(H)), false, ImGuiWindowFlags_NoScrollbar);
-    draw::heatmap("att", att.data(), int(H), int(shown), 0, att_max, ImVec2(cell * float(shown), 14.0f * float(H)));
+    ImGui::Text("newest token's attention: %zu heads x positions %zu..%zu (max %.3f)", H, first, L - 1, att_max);
+    ImGui::BeginChild("kv_att", ImVec2(plot_w, att_h), false, ImGuiWindowFlags_NoScrollbar);
+    draw::heatmap("att", att.data(), int(H), int(shown), 0, att_max, ImVec2(cell * float(shown), att_h));
     ImGui::EndChild();
     // The latent rows c_KV that the absorbed cache holds, one column per position.
     const auto& c = r.absorbed->absorbed_cache(std::size_t(s.layer));
@@ -351,14 +362,12 @@ void cache_views(KvPanel& s, const KvDecode& r) {
             lat[j * shown + t] = v;
             lat_max = std::max(lat_max, std::abs(v));
         }
-    ImGui::Text("c_KV of layer %d: the latent the absorbed cache keeps (rows: %zu latent dims; columns: positions)",
-                s.layer, R);
-    const float lat_h = 2.5f * float(R);
+    ImGui::Text("c_KV, layer %d: the cached latent, %zu dims x positions", s.layer, R);
     ImGui::BeginChild("kv_latent", ImVec2(plot_w, lat_h), false, ImGuiWindowFlags_NoScrollbar);
     draw::heatmap("latent", lat.data(), int(R), int(shown), -lat_max, lat_max, ImVec2(cell * float(shown), lat_h), true);
     ImGui::EndChild();
     ImGui::EndGroup();
-    ImGui::SameLine(0, 16);
+    same_line_if_fits(side);
 
     // Size of both caches (all layers, fp32 as decoded here), against the naive cache at max_seq_len.
     ImGui::BeginGroup();
@@ -369,7 +378,7 @@ void cache_views(KvPanel& s, const KvDecode& r) {
     ImGui::Text("cache held, KiB (fp32, %lld layers);", (long long)a.n_layers);
     ImGui::Text("full height: naive at %zu tokens", cap);
     draw::bars("kv_held", held, 2, full,
-               ImVec2(side, 14.0f * float(H) + lat_h - ImGui::GetTextLineHeightWithSpacing()), labels, colours);
+               ImVec2(side, att_h + lat_h - ImGui::GetTextLineHeightWithSpacing()), labels, colours);
     ImGui::Text("absorbed %s, naive %s", human_bytes(double(held[0]) * 1024).c_str(),
                 human_bytes(double(held[1]) * 1024).c_str());
     ImGui::Text("per token per layer: %lld vs %lld floats", (long long)(a.kv_lora_rank + a.qk_rope_head_dim),
@@ -393,7 +402,7 @@ void decode_section(KvPanel& s, const Pretrained& pretrained) {
     if (m == r.fresh.get())
         ImGui::TextColored(ImVec4(1, 0.75f, 0.4f, 1), "%s - decoding a fresh mini model (eva init --seed 1): its text is "
                            "noise, the caches work the same.", pretrained.message.c_str());
-    ImGui::BeginChild("kv_text", ImVec2(0, 3.2f * ImGui::GetTextLineHeightWithSpacing()), true);
+    ImGui::BeginChild("kv_text", ImVec2(0, 2.6f * ImGui::GetTextLineHeightWithSpacing()), true);
     ImGui::TextWrapped("%s", printable(r.tokens).c_str());
     ImGui::EndChild();
     ImGui::Text("%zu / %lld tokens (prompt %zu)%s   naive vs absorbed max |logit diff|: this token %.2e, run %.2e",
