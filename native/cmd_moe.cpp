@@ -40,24 +40,6 @@ MoeConfig load_config(const std::string& name) {
     return MoeConfig::from_json(j);
 }
 
-// The synthetic router: a gate with rows N(0, 1/dim) and hidden states N(0, 1) plus a common offset
-// along feature 0; the first n_activated_experts gate rows also point along feature 0 with weight
-// --skew, so those experts start out favoured by every token (the imbalance balancing must undo).
-Matrix<float> skewed_gate(const MoeConfig& c, double skew, Rng& rng) {
-    auto gate = Matrix<float>::from_shape({c.n_routed_experts, c.dim});
-    rng.fill_normal(gate.data(), gate.size(), 0.0f, 1.0f / std::sqrt(float(c.dim)));
-    for (std::size_t e = 0; e < c.n_activated_experts; ++e) gate(e, 0) += float(skew);
-    return gate;
-}
-
-std::vector<float> hidden_states(const MoeConfig& c, std::size_t n, std::uint64_t seed, std::uint64_t step) {
-    Rng rng(seed, step + 1);  // one stream per step: a fresh batch from the same distribution
-    std::vector<float> x(n * c.dim);
-    rng.fill_normal(x.data(), x.size(), 0.0f, 1.0f);
-    for (std::size_t t = 0; t < n; ++t) x[t * c.dim] += 1.0f;
-    return x;
-}
-
 // A 2-D little-endian float32 or float64 C-order .npy array (NumPy format versions 1–3) as float rows.
 std::vector<float> read_npy(const std::string& path, std::size_t dim, std::size_t& rows) {
     std::ifstream in(path, std::ios::binary);
@@ -121,7 +103,7 @@ void run(const MoeRouteOptions& o) {
     if (tokens % o.seq_len != 0 && c.balance == Balance::seq_loss)
         throw ConfigError("--seq-len = " + std::to_string(o.seq_len) + " must divide the token count " + std::to_string(tokens));
     Rng rng(o.seed);
-    Matrix<float> gate = skewed_gate(c, o.skew, rng);
+    Matrix<float> gate = skewed_gate(c, o.skew, rng);  // the synthetic router (eva/moe.hpp)
     std::vector<float> bias(c.balance == Balance::aux_free ? c.n_routed_experts : 0, 0.0f);
 
     nlohmann::json steps = nlohmann::json::array();
@@ -133,21 +115,9 @@ void run(const MoeRouteOptions& o) {
                     c.n_limited_groups, to_string(c.score_func).c_str(), to_string(c.balance).c_str(), tokens);
     if (!o.json) std::printf("%6s %9s %8s %8s %12s\n", "step", "MaxVio", "CV", "entropy", "balance loss");
     for (std::size_t step = 0; step <= o.steps; ++step) {
-        const auto x = given.empty() ? hidden_states(c, tokens, o.seed, step) : given;
-        gate_forward(c, gate, bias.empty() ? nullptr : bias.data(), x.data(), tokens, r);
-        RoutingStats st = routing_stats(c, r, bias);
-        // Balancing acts after the step is measured, so step 0 shows the untouched router.
-        if (c.balance == Balance::aux_free) {
-            update_bias(bias, st.tokens_per_expert, c.gamma);
-        } else if (c.balance == Balance::seq_loss || c.balance == Balance::aux_loss) {
-            std::vector<float> dscores(tokens * c.n_routed_experts, 0.0f);
-            const std::size_t seq = c.balance == Balance::seq_loss ? o.seq_len : tokens;
-            st.balance_loss = balance_loss<float>(c, r, seq, dscores.data());
-            auto dgate = Matrix<float>::from_shape(gate.shape());
-            dgate.fill(0.0f);
-            gate_backward<float>(c, gate, x.data(), r, nullptr, dscores, dgate, nullptr);
-            gate -= float(o.lr) * dgate;  // plain SGD on the gate: the balance loss is the only loss here
-        }
+        const auto x = given.empty() ? skewed_hidden_states(c, tokens, o.seed, step) : given;
+        // Route, measure, then balance (aux-free bias update, or one SGD step on the gate for the losses).
+        const RoutingStats st = balancing_step(c, gate, bias, x.data(), tokens, o.seq_len, o.lr, r);
         if (step == 0) first = st;
         last = st;
         steps.push_back({{"step", step}, {"max_vio", st.max_vio}, {"cv", st.cv}, {"entropy", st.entropy},

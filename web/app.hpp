@@ -9,6 +9,7 @@
 #include "eva/model.hpp"
 #include "panel_gemm.hpp"
 #include "panel_fp8.hpp"
+#include "panel_routing.hpp"
 #include "panel_kv.hpp"
 
 namespace eva::web {
@@ -31,6 +32,7 @@ struct App {
     Pretrained pretrained;
     GemmPanel gemm;
     Fp8Panel fp8;
+    RoutingPanel routing;
     KvPanel kv;
     double frame_ms = 0;        // rolling mean per frame: input, panels' computations, ImGui's vertices
     double submit_ms = 0;       // rolling mean per frame: handing the vertices to WebGL

@@ -39,6 +39,7 @@ struct Panel {
 const Panel panels[] = {
     {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }},
     {"fp8", "FP8 error", [](App& a) { fp8_panel(a.fp8, {a.pretrained.model.get(), a.pretrained.state == Pretrained::State::loading}); }},
+    {"routing", "Routing", [](App& a) { routing_panel(a.routing, a.pretrained); }},
     {"kv", "KV cache", [](App& a) { kv_panel(a.kv, a.pretrained); }},
 };
 
@@ -152,6 +153,7 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_self_test() {
     static std::string out;
     nlohmann::json j = eva::web::gemm_self_test();
     j.update(eva::web::fp8_self_test());
+    j.update(eva::web::routing_self_test());
     j.update(eva::web::kv_self_test());
     out = j.dump();
     return out.c_str();

@@ -138,18 +138,6 @@ void rmsnorm_grad_add(const Matrix<T>& dy, const Matrix<T>& x, const Vector<T>& 
     dx += d;
 }
 
-template <class T>
-Matrix<T> embed_tokens(const Model<T>& m, const std::vector<Token>& tokens) {
-    const std::size_t D = std::size_t(m.args.dim), V = std::size_t(m.args.vocab_size);
-    Matrix<T> x = Matrix<T>::from_shape({tokens.size(), D});
-    for (std::size_t i = 0; i < tokens.size(); ++i) {
-        if (tokens[i] < 0 || std::size_t(tokens[i]) >= V)
-            throw ConfigError("token " + std::to_string(tokens[i]) + " outside the vocabulary (0.." + std::to_string(V - 1) + ")");
-        std::copy_n(m.w.embed.data() + std::size_t(tokens[i]) * D, D, x.data() + i * D);
-    }
-    return x;
-}
-
 // FFN of one block on n rows: the dense SwiGLU or the MoE (seq_len groups rows for the seq-wise loss).
 template <class T>
 Matrix<T> ffn_forward(const Block<T>& b, const Matrix<T>& hn, std::size_t seq_len, LayerActivations<T>& L,
@@ -162,6 +150,28 @@ Matrix<T> ffn_forward(const Block<T>& b, const Matrix<T>& hn, std::size_t seq_le
 }
 
 }  // namespace
+
+template <class T>
+Matrix<T> embed_tokens(const Model<T>& m, const std::vector<Token>& tokens) {
+    const std::size_t D = std::size_t(m.args.dim), V = std::size_t(m.args.vocab_size);
+    Matrix<T> x = Matrix<T>::from_shape({tokens.size(), D});
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+        if (tokens[i] < 0 || std::size_t(tokens[i]) >= V)
+            throw ConfigError("token " + std::to_string(tokens[i]) + " outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+        std::copy_n(m.w.embed.data() + std::size_t(tokens[i]) * D, D, x.data() + i * D);
+    }
+    return x;
+}
+
+template <class T>
+Matrix<T> block_forward(const Model<T>& m, std::size_t l, const Matrix<T>& x, std::size_t batch, std::size_t seq_len,
+                        LayerActivations<T>& L, bool keep_attention) {
+    const Block<T>& b = m.w.layers[l];
+    rmsnorm(x, b.attn_norm, L.xn, L.attn_rstd);
+    L.h = x + mla_forward(m.args, m.rope, b.attn, L.xn, batch, seq_len, keep_attention ? &L.mla : nullptr, m.precision);
+    rmsnorm(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
+    return L.h + ffn_forward(b, L.hn, seq_len, L, m.precision);
+}
 
 template <class T>
 Matrix<T> model_forward(const Model<T>& m, const std::vector<Token>& tokens, std::size_t batch, std::size_t seq_len,
@@ -179,13 +189,8 @@ Matrix<T> model_forward(const Model<T>& m, const std::vector<Token>& tokens, std
     A.layers.resize(m.w.layers.size());
     Matrix<T> x = embed_tokens(m, tokens);
     for (std::size_t l = 0; l < m.w.layers.size(); ++l) {
-        const Block<T>& b = m.w.layers[l];
-        LayerActivations<T>& L = A.layers[l];
-        rmsnorm(x, b.attn_norm, L.xn, L.attn_rstd);
-        L.h = x + mla_forward(m.args, m.rope, b.attn, L.xn, batch, seq_len, acts ? &L.mla : nullptr, m.precision);
-        rmsnorm(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
-        Matrix<T> next = L.h + ffn_forward(b, L.hn, seq_len, L, m.precision);
-        if (acts) L.x = std::move(x);
+        Matrix<T> next = block_forward(m, l, x, batch, seq_len, A.layers[l], acts != nullptr);
+        if (acts) A.layers[l].x = std::move(x);
         x = std::move(next);
     }
     rmsnorm(x, m.w.norm, A.xn, A.rstd);
@@ -345,6 +350,9 @@ Token sample_token(const std::vector<float>& logits, const SamplingConfig& s, Rn
     template ModelWeights<T> model_zeros<T>(const Model<T>&);                                                     \
     template Matrix<T> model_forward<T>(const Model<T>&, const std::vector<Token>&, std::size_t, std::size_t,     \
                                         ModelActivations<T>*);                                                    \
+    template Matrix<T> embed_tokens<T>(const Model<T>&, const std::vector<Token>&);                                \
+    template Matrix<T> block_forward<T>(const Model<T>&, std::size_t, const Matrix<T>&, std::size_t, std::size_t,  \
+                                        LayerActivations<T>&, bool);                                              \
     template Loss model_loss<T>(const Model<T>&, const std::vector<Token>&, const std::vector<Token>&,            \
                                 std::size_t, std::size_t);                                                        \
     template Loss model_loss_and_grad<T>(const Model<T>&, const std::vector<Token>&, const std::vector<Token>&,   \

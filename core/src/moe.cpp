@@ -358,6 +358,40 @@ nlohmann::json RoutingStats::to_json() const {
             {"balance_loss", balance_loss}};
 }
 
+template <class T>
+RoutingStats balancing_step(const MoeConfig& cfg, Matrix<T>& gate, std::vector<T>& bias, const T* x, std::size_t n,
+                            std::size_t seq_len, double lr, Routing<T>& r) {
+    gate_forward(cfg, gate, bias.empty() ? nullptr : bias.data(), x, n, r);
+    RoutingStats st = routing_stats(cfg, r, bias);
+    // Balancing acts after the step is measured, so the first step shows the untouched router.
+    if (cfg.balance == Balance::aux_free && !bias.empty()) {
+        update_bias(bias, st.tokens_per_expert, cfg.gamma);
+    } else if (cfg.balance == Balance::seq_loss || cfg.balance == Balance::aux_loss) {
+        std::vector<T> dscores(n * cfg.n_routed_experts, T(0));
+        st.balance_loss = double(balance_loss<T>(cfg, r, cfg.balance == Balance::seq_loss ? seq_len : n, dscores.data()));
+        auto dgate = Matrix<T>::from_shape(gate.shape());
+        dgate.fill(T(0));
+        gate_backward<T>(cfg, gate, x, r, nullptr, dscores, dgate, nullptr);
+        gate -= T(lr) * dgate;
+    }
+    return st;
+}
+
+Matrix<float> skewed_gate(const MoeConfig& cfg, double skew, Rng& rng) {
+    auto gate = Matrix<float>::from_shape({cfg.n_routed_experts, cfg.dim});
+    rng.fill_normal(gate.data(), gate.size(), 0.0f, 1.0f / std::sqrt(float(cfg.dim)));
+    for (std::size_t e = 0; e < cfg.n_activated_experts; ++e) gate(e, 0) += float(skew);
+    return gate;
+}
+
+std::vector<float> skewed_hidden_states(const MoeConfig& cfg, std::size_t n, std::uint64_t seed, std::uint64_t step) {
+    Rng rng(seed, step + 1);  // one stream per step: a fresh batch from the same distribution
+    std::vector<float> x(n * cfg.dim);
+    rng.fill_normal(x.data(), x.size(), 0.0f, 1.0f);
+    for (std::size_t t = 0; t < n; ++t) x[t * cfg.dim] += 1.0f;  // the common offset the skewed rows see
+    return x;
+}
+
 // ------------------------------------------------------------------------------------------ the layer
 
 template <class T>
@@ -524,6 +558,8 @@ void moe_backward_naive(const Moe<T>& m, const T* x, std::size_t n, const T* dy,
     template std::vector<std::size_t> expert_counts<T>(const Routing<T>&);                                     \
     template void update_bias<T>(std::vector<T>&, const std::vector<std::size_t>&, double);                    \
     template RoutingStats routing_stats<T>(const MoeConfig&, const Routing<T>&, const std::vector<T>&);        \
+    template RoutingStats balancing_step<T>(const MoeConfig&, Matrix<T>&, std::vector<T>&, const T*, std::size_t, \
+                                            std::size_t, double, Routing<T>&);                                \
     template void moe_forward<T>(const Moe<T>&, const T*, std::size_t, std::size_t, T*, MoeCache<T>&,          \
                                  LinearPrecision);                                                             \
     template void moe_backward<T>(const Moe<T>&, const T*, const MoeCache<T>&, const T*, T*, Moe<T>&,          \

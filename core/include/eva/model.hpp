@@ -114,6 +114,16 @@ template <class T>
 Matrix<T> model_forward(const Model<T>& m, const std::vector<Token>& tokens, std::size_t batch, std::size_t seq_len,
                         ModelActivations<T>* acts = nullptr);
 
+/// The embedding rows of `tokens` [n, dim] (ConfigError for a token outside the vocabulary).
+template <class T>
+Matrix<T> embed_tokens(const Model<T>& m, const std::vector<Token>& tokens);
+/// Block `l` of model_forward alone: x [B·T, dim] in, the block's output out; L receives xn, h, hn
+/// (hn = ffn_norm(h) is the FFN's input, e.g. what the MoE gate routes) and the FFN's cache, and the
+/// attention's when `keep_attention`. Lets a caller stop at a layer or spread a forward over frames.
+template <class T>
+Matrix<T> block_forward(const Model<T>& m, std::size_t l, const Matrix<T>& x, std::size_t batch, std::size_t seq_len,
+                        LayerActivations<T>& L, bool keep_attention = false);
+
 /// The forward's losses: mean next-token cross-entropy (nats) and the sum of MoE balance losses.
 struct Loss {
     double cross_entropy = 0, balance = 0;

@@ -130,6 +130,22 @@ struct RoutingStats {
 template <class T>
 RoutingStats routing_stats(const MoeConfig& cfg, const Routing<T>& r, const std::vector<T>& bias);
 
+/// One step of a gate-only balancing loop (`eva moe route --steps`, the browser's routing panel): route
+/// x [n, dim], measure, then balance as cfg.balance says — aux-free: update_bias over this batch;
+/// seq-loss / aux-loss: one plain SGD step of rate `lr` on the gate with the balance loss as the only
+/// loss (sequences of `seq_len` tokens; aux-loss: the whole batch); none: nothing. `bias` empty = no
+/// bias. Returns the statistics measured BEFORE the update (with the balance loss for the loss modes).
+template <class T>
+RoutingStats balancing_step(const MoeConfig& cfg, Matrix<T>& gate, std::vector<T>& bias, const T* x, std::size_t n,
+                            std::size_t seq_len, double lr, Routing<T>& r);
+
+/// The synthetic router: a gate with rows N(0, 1/dim) whose first n_activated_experts rows also point
+/// along feature 0 with weight `skew`, so every token starts out favouring those experts (the imbalance
+/// balancing must undo). Drawn from `rng`.
+Matrix<float> skewed_gate(const MoeConfig& cfg, double skew, Rng& rng);
+/// Its hidden states for one step: N(0, 1) plus 1 on feature 0, a fresh batch per step (stream step+1).
+std::vector<float> skewed_hidden_states(const MoeConfig& cfg, std::size_t n, std::uint64_t seed, std::uint64_t step);
+
 /// The whole layer's parameters (also the container of its gradients, where `bias` stays unused).
 template <class T>
 struct Moe {

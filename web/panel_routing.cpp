@@ -1,0 +1,544 @@
+// The routing panel: DeepSeekMoE's gate (eva/moe.hpp) on the hidden states of the mini model.
+//
+// A text's bytes run through the model's blocks (eva::block_forward, one block a frame so no frame
+// stalls) to a chosen MoE layer; that layer's input ffn_norm(h) goes through the trained gate: s = score_func(h·gateᵀ), groups limited, top-k on s + b.
+// The learner may change the routing settings (score function, groups, top-k, balancing): the same hidden
+// states are then re-routed with the trained gate weights under the changed MoeConfig — a "what if", the
+// model was not trained that way, and the panel says so.
+//
+// "Run balancing" repeats eva::balancing_step (the step `eva moe route --steps` runs natively) over
+// batches and plots MaxVio per step. Batches come from one of two sources, the learner's choice:
+//   text       random 64-byte windows of the built-in sample text below, through the model to the
+//              chosen layer: the trained gate on real hidden states, its selection bias started at 0
+//              (aux-free must find it again) or, for the sequence-wise loss, SGD on a copy of the gate.
+//              A forward of a window is the costly part, so the windows are computed a block a frame
+//              into a pool of kPoolWindows, and each step routes kBatchWindows of them drawn at random.
+//   synthetic  `eva moe route`'s skewed router (eva::skewed_gate / skewed_hidden_states): the first
+//              top-k experts start favoured by every token, a strong imbalance to undo (kSyntheticTokens
+//              fresh tokens a step).
+// The gate weights and bias the panel shows above are copies: the run never changes the loaded model.
+#include "panel_routing.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include <emscripten.h>
+#include <imgui.h>
+
+#include "app.hpp"
+#include "draw.hpp"
+#include "eva/config.hpp"
+#include "eva/data.hpp"
+#include "eva/error.hpp"
+
+namespace eva::web {
+namespace {
+
+constexpr std::size_t kWindow = 64;      // bytes per text window in the balancing run
+constexpr std::size_t kPoolWindows = 24;  // windows forwarded once, then reused across steps
+constexpr std::size_t kBatchWindows = 8;  // windows per balancing step: 512 tokens
+// Balancing work per frame: another unit (a balancing step, or one block of a window's forward — each
+// a few ms at most in wasm) starts only while the frame's work is below this; the frame budget is 16 ms.
+constexpr double kStepBudgetMs = 2.0;
+constexpr double kSeqLossLr = 1000.0;     // SGD rate on the gate for the seq-loss, as `eva moe route --lr`
+constexpr std::uint64_t kSyntheticSeed = 1;  // as `eva moe route --seed`
+// Synthetic steps draw fresh N(0,1) hidden states each step (Box-Muller, ~33k normals for 128 tokens of
+// dim 256); 512 tokens took ~10 ms of a frame in wasm, 128 keep a step to a few ms.
+constexpr std::size_t kSyntheticTokens = 128;
+
+const char* const kSamples[] = {
+    "The quick brown fox jumps over the lazy dog.",
+    "To be, or not to be, that is the question.",
+    "int main() { return 0; } // a line of C",
+};
+
+// The balancing run's text: plain English in the style of the quotations the mini model was trained
+// on (written for eva), long enough for many distinct 64-byte windows.
+const char kSampleText[] =
+    "A teacher once said that the best way to learn a thing is to explain it to someone who does not "
+    "know it yet. The listener asks the questions you forgot to ask yourself. "
+    "Every morning the baker wakes before the sun, lights the oven and shapes the dough by hand; by noon "
+    "the shelves are empty and the street smells of bread. "
+    "If you want to go fast, go alone; if you want to go far, pack a lunch and bring a map. "
+    "The river does not argue with the stone. It goes around, and in a thousand years the stone is sand. "
+    "Computers are fast, accurate and stupid; people are slow, inaccurate and brilliant. Together they are "
+    "powerful beyond imagination, provided somebody reads the manual. "
+    "Never trust a cat with your sandwich, a politician with your vote, or a compiler with undefined behaviour. "
+    "The sea was calm that night, and the lighthouse keeper wrote in his log: nothing to report, which is "
+    "the best report of all. "
+    "Knowledge is knowing that a tomato is a fruit; wisdom is not putting it in a fruit salad. "
+    "She planted the seeds in rows, watered them every evening, and waited; patience, she said, is also work. "
+    "When in doubt, measure twice and cut once, then measure again because the first two were wrong.";
+
+std::size_t n_moe_layers(const Model<float>& m) {
+    return m.w.layers.size() - std::size_t(m.args.n_dense_layers);
+}
+const Block<float>& moe_block(const Model<float>& m, int layer) {
+    return m.w.layers[std::size_t(m.args.n_dense_layers) + std::size_t(layer)];
+}
+
+}  // namespace
+
+// The blocks of model_forward one at a time (eva::block_forward), so no frame runs more than one.
+void StagedForward::start(const Model<float>& m, std::vector<Token> t) {
+    tokens = std::move(t);
+    next = 0;
+    moe_inputs.clear();
+    ms = 0;
+    if (!tokens.empty()) x = embed_tokens(m, tokens);
+}
+
+void StagedForward::advance(const Model<float>& m) {
+    if (tokens.empty() || done(m)) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    LayerActivations<float> L;
+    x = block_forward(m, next, x, 1, tokens.size(), L);
+    if (!m.w.layers[next].dense) moe_inputs.insert(moe_inputs.end(), L.hn.begin(), L.hn.end());
+    ++next;
+    ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+namespace {
+
+// The selection bias the routing uses under cfg: aux-free has one (the trained one, or the run's),
+// the other modes route without.
+const float* selection_bias(const MoeConfig& cfg, const std::vector<float>& bias) {
+    return cfg.balance == Balance::aux_free && !bias.empty() ? bias.data() : nullptr;
+}
+
+// Which routing settings differ from the model's trained ones, in words ("" if none).
+std::string config_changes(const MoeConfig& now, const MoeConfig& trained) {
+    std::string s;
+    auto add = [&s](const std::string& part) { s += (s.empty() ? "" : ", ") + part; };
+    if (now.score_func != trained.score_func) add(to_string(now.score_func) + " scores");
+    if (now.n_expert_groups != trained.n_expert_groups || now.n_limited_groups != trained.n_limited_groups)
+        add(std::to_string(now.n_expert_groups) + " groups keep " + std::to_string(now.n_limited_groups));
+    if (now.n_activated_experts != trained.n_activated_experts) add("top-" + std::to_string(now.n_activated_experts));
+    if (now.balance != trained.balance) add("balance " + to_string(now.balance));
+    return s;
+}
+
+// A token's byte as a short printable label for the heatmap's rows.
+std::string byte_label(Token t) {
+    if (t == ' ') return "\xC2\xB7";  // middle dot: spaces stay visible
+    if (t >= 33 && t < 127) return std::string(1, char(t));
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%02x", unsigned(t));
+    return buf;
+}
+
+const Model<float>* current_model(RoutingPanel& s, const Pretrained& p) {
+    if (p.state == Pretrained::State::ready) return p.model.get();
+    if (p.state == Pretrained::State::loading) return nullptr;
+    if (!s.fresh) {  // no checkpoint: a seeded untrained mini model (the router is then random)
+        const ModelArgs args = preset("mini");
+        Rng rng(1);
+        s.fresh = std::make_unique<Model<float>>(model_init<float>(args, moe_config(args, Balance::aux_free), rng));
+    }
+    return s.fresh.get();
+}
+
+// ------------------------------------------------------------------------------------ the controls
+
+void remember_rect(float* rect) {
+    const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax();
+    rect[0] = a.x, rect[1] = a.y, rect[2] = b.x, rect[3] = b.y;
+}
+
+void draw_controls(RoutingPanel& s, const Model<float>& m) {
+    ImGui::PushItemWidth(200);
+    if (ImGui::Combo("sample", &s.sample, kSamples, int(IM_ARRAYSIZE(kSamples))))
+        std::snprintf(s.text, sizeof s.text, "%s", kSamples[s.sample]);
+    ImGui::SameLine();
+    ImGui::PushItemWidth(420);
+    ImGui::InputText("text (bytes = tokens)", s.text, sizeof s.text);
+    ImGui::PopItemWidth();
+    const int n_layers = int(n_moe_layers(m));
+    char layer_fmt[48];
+    std::snprintf(layer_fmt, sizeof layer_fmt, "model layer %d", int(m.args.n_dense_layers) + s.layer);
+    ImGui::SliderInt("MoE layer", &s.layer, 0, n_layers - 1, layer_fmt);
+
+    // Routing settings: each kept valid by construction (the sliders' ranges follow each other).
+    MoeConfig& c = s.cfg;
+    const int E = int(c.n_routed_experts);
+    int score = c.score_func == ScoreFunc::sigmoid ? 1 : 0;
+    ImGui::Text("scores:");
+    ImGui::SameLine();
+    ImGui::RadioButton("softmax", &score, 0);
+    remember_rect(s.softmax_rect);
+    ImGui::SameLine();
+    ImGui::RadioButton("sigmoid", &score, 1);
+    c.score_func = score ? ScoreFunc::sigmoid : ScoreFunc::softmax;
+    static const int kGroupChoices[] = {1, 2, 4, 8};  // divisors of 16 with >= 2 experts a group
+    int groups = int(c.n_expert_groups), gi = 0;
+    for (int i = 0; i < 4; ++i)
+        if (kGroupChoices[i] == groups) gi = i;
+    ImGui::SameLine(0, 30);
+    ImGui::PushItemWidth(90);
+    if (ImGui::Combo("groups", &gi, "1\0" "2\0" "4\0" "8\0")) {
+        c.n_expert_groups = std::size_t(kGroupChoices[gi]);
+        c.n_limited_groups = std::min(c.n_limited_groups, c.n_expert_groups);
+    }
+    ImGui::SameLine();
+    int kept = int(c.n_limited_groups);
+    ImGui::SliderInt("kept groups", &kept, 1, int(c.n_expert_groups));
+    c.n_limited_groups = std::size_t(std::clamp(kept, 1, int(c.n_expert_groups)));
+    ImGui::SameLine();
+    const int reachable = int(c.n_limited_groups) * (E / int(c.n_expert_groups));
+    int k = std::min(int(c.n_activated_experts), reachable);
+    ImGui::SliderInt("top-k", &k, 1, std::min(8, reachable));
+    c.n_activated_experts = std::size_t(std::clamp(k, 1, reachable));
+    ImGui::PopItemWidth();
+
+    int balance = c.balance == Balance::aux_free ? 1 : c.balance == Balance::seq_loss ? 2 : 0;
+    ImGui::Text("balancing:");
+    ImGui::SameLine();
+    ImGui::RadioButton("none", &balance, 0);
+    ImGui::SameLine();
+    ImGui::RadioButton("aux-free bias", &balance, 1);
+    ImGui::SameLine();
+    ImGui::RadioButton("sequence-wise loss", &balance, 2);
+    c.balance = balance == 1 ? Balance::aux_free : balance == 2 ? Balance::seq_loss : Balance::none;
+    ImGui::SameLine(0, 20);
+    float gamma = float(c.gamma), alpha = float(c.alpha);
+    ImGui::PushItemWidth(140);
+    if (c.balance == Balance::aux_free && ImGui::SliderFloat("bias speed gamma", &gamma, 1e-4f, 0.05f, "%.4f",
+                                                            ImGuiSliderFlags_Logarithmic))
+        c.gamma = gamma;
+    if (c.balance == Balance::seq_loss &&
+        ImGui::SliderFloat("loss weight alpha", &alpha, 1e-5f, 1e-1f, "%.5f", ImGuiSliderFlags_Logarithmic))
+        c.alpha = alpha;
+    ImGui::PopItemWidth();
+    ImGui::SameLine(0, 20);
+    if (ImGui::Button("trained settings")) {
+        const double g = c.gamma, a = c.alpha;
+        c = m.moe;
+        c.gamma = g, c.alpha = a;
+    }
+    ImGui::PopItemWidth();
+}
+
+// ------------------------------------------------------------------------------ routing the text
+
+// Restarts the text's forward when the text (or the model) changed, then runs one block of it.
+void update_hidden(RoutingPanel& s, const Model<float>& m) {
+    const std::string text(s.text);
+    if (text != s.hidden_text || s.hidden_model != &m) {
+        s.hidden_text = text, s.hidden_model = &m;
+        s.forward.start(m, encode_bytes(text));
+    }
+    s.forward.advance(m);
+    s.n_tokens = s.forward.done(m) ? text.size() : 0;
+}
+
+// The hidden states of `layer` (0 = the first MoE layer) within a StagedForward's output.
+const float* layer_inputs(const StagedForward& f, const Model<float>& m, int layer) {
+    return f.moe_inputs.data() + std::size_t(layer) * f.tokens.size() * std::size_t(m.args.dim);
+}
+
+// The gate and bias that route the text: the balancing run's when one exists on text of this layer
+// (so the learner sees what the run did), else the trained ones.
+void route_text(RoutingPanel& s, const Model<float>& m) {
+    s.error.clear();
+    if (s.n_tokens == 0) return;
+    const Moe<float>& moe = moe_block(m, s.layer).moe;
+    const bool use_run = s.run.active() && s.run.source == BalancingRun::Source::text && s.run.layer == s.layer;
+    const Matrix<float>& gate = use_run ? s.run.gate : moe.gate;
+    std::vector<float> bias = use_run ? s.run.bias : moe.bias;
+    if (bias.empty()) bias.assign(s.cfg.n_routed_experts, 0.0f);  // a model trained without a bias
+    try {
+        s.cfg.validate();
+        gate_forward(s.cfg, gate, selection_bias(s.cfg, bias), layer_inputs(s.forward, m, s.layer), s.n_tokens, s.routing);
+        s.stats = routing_stats(s.cfg, s.routing, s.cfg.balance == Balance::aux_free ? bias : std::vector<float>{});
+        s.text_balance_loss = double(balance_loss<float>(s.cfg, s.routing, s.n_tokens, nullptr));
+    } catch (const Error& e) {
+        s.error = e.what();
+    }
+}
+
+void draw_routing(const RoutingPanel& s, const Model<float>& m) {
+    if (!s.error.empty()) {
+        ImGui::TextColored(ImVec4(1, 0.4f, 0.4f, 1), "%s", s.error.c_str());
+        return;
+    }
+    if (s.n_tokens == 0) {
+        if (s.forward.tokens.empty()) ImGui::Text("Type some text to route.");
+        else ImGui::Text("computing the hidden states: block %zu of %zu", s.forward.next, m.w.layers.size());
+        return;
+    }
+    const int n = int(s.n_tokens), E = int(s.routing.n_experts), k = int(s.routing.top_k);
+    std::vector<unsigned char> mark(std::size_t(n * E), 0);
+    for (int t = 0; t < n; ++t)
+        for (int j = 0; j < k; ++j) mark[std::size_t(t * E + s.routing.indices[std::size_t(t * k + j)])] = 1;
+    // Colour over the scores' own range: sigmoid scores of an untrained gate all sit near 0.5.
+    const auto [lo_it, hi_it] = std::minmax_element(s.routing.scores.begin(), s.routing.scores.end());
+    const float lo = *lo_it, top = *hi_it;
+
+    // Left: tokens × experts heatmap with the byte of each row beside it.
+    // The heatmap takes the height left after the run section (~250 px), so a 560 px iframe still shows it.
+    const float room = std::clamp(ImGui::GetContentRegionAvail().y - 250.0f, 120.0f, 400.0f);
+    const float label_w = 22, cell_h = std::clamp(room / float(n), 2.0f, 14.0f);
+    ImGui::BeginGroup();
+    ImGui::Text("gate scores s (tokens x experts), boxes = chosen top-%d", k);
+    const ImVec2 origin = ImGui::GetCursorScreenPos();
+    ImGui::SetCursorScreenPos(ImVec2(origin.x + label_w, origin.y));
+    draw::heatmap("scores", s.routing.scores.data(), n, E, lo, top, ImVec2(float(E) * 22.0f, cell_h * float(n)),
+                  false, mark.data());
+    if (cell_h >= 9.0f) {  // each row's byte, in a font no taller than the row (smaller is unreadable)
+        ImDrawList* dl = ImGui::GetWindowDrawList();
+        const float size = std::min(cell_h, ImGui::GetFontSize());
+        for (int t = 0; t < n; ++t)
+            dl->AddText(ImGui::GetFont(), size, ImVec2(origin.x, origin.y + cell_h * float(t)), IM_COL32(200, 200, 210, 255),
+                        byte_label(Token(static_cast<unsigned char>(s.hidden_text[std::size_t(t)]))).c_str());
+    }
+    ImGui::Text("expert 0 .. %d left to right; colour %.3g .. %.3g", E - 1, double(lo), double(top));
+    ImGui::EndGroup();
+    ImGui::SameLine(0, 30);
+
+    // Right: load, bias, figures.
+    const float right_w = std::clamp(ImGui::GetContentRegionAvail().x, 200.0f, 360.0f);
+    ImGui::BeginGroup();
+    std::vector<float> load(s.stats.tokens_per_expert.begin(), s.stats.tokens_per_expert.end());
+    static const char* const kExpert[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"};
+    ImGui::Text("tokens per expert (mean %.2f)", double(n * k) / double(E));
+    draw::bars("load", load.data(), E, *std::max_element(load.begin(), load.end()), ImVec2(right_w, 110),
+               E == 16 ? kExpert : nullptr);
+    ImGui::Text("MaxVio %.3f   CV %.3f   load entropy %.3f (1 = even)", s.stats.max_vio, s.stats.cv, s.stats.entropy);
+    if (s.cfg.balance == Balance::aux_free) {
+        std::vector<float> b(s.stats.bias.begin(), s.stats.bias.end());
+        float mx = 1e-6f;
+        for (float v : b) mx = std::max(mx, std::abs(v));
+        ImGui::Text("selection bias b (blue < 0 < red, |b| up to %.4f)", double(mx));
+        draw::heatmap("bias", b.data(), 1, E, -mx, mx, ImVec2(right_w, 20), true);
+        ImGui::TextWrapped("b only chooses experts (top-k of s + b); the weights use s.");
+    } else if (s.cfg.balance == Balance::seq_loss) {
+        ImGui::Text("sequence-wise loss alpha.sum f_i P_i = %.4g", s.text_balance_loss);
+        ImGui::TextWrapped("No selection bias: this mode balances by a gradient on the gate during training.");
+    } else {
+        ImGui::TextWrapped("No selection bias, no balance loss: top-k of the raw scores.");
+    }
+    ImGui::Text("shared-expert weight fraction %.3f", s.stats.shared_fraction);
+    const std::string changes = config_changes(s.cfg, m.moe);
+    if (!changes.empty())
+        ImGui::TextColored(ImVec4(1, 0.8f, 0.3f, 1), "Re-routed with %s:\nthe trained gate weights under settings\nthe model was not trained with.",
+                           changes.c_str());
+    ImGui::TextDisabled("the text's forward: %.1f ms over %zu frames", s.forward.ms, m.w.layers.size());
+    ImGui::EndGroup();
+}
+
+// --------------------------------------------------------------------------------- balancing run
+
+void start_run(RoutingPanel& s, const Model<float>& m) {
+    BalancingRun& r = s.run;
+    r.max_vio.clear(), r.balance_loss.clear();
+    r.cfg = s.cfg;
+    r.layer = s.layer;
+    if (r.source == BalancingRun::Source::text) {
+        r.gate = moe_block(m, s.layer).moe.gate;  // a copy: SGD (seq-loss) moves it, the model keeps its own
+    } else {
+        Rng rng(kSyntheticSeed);  // the synthetic router of `eva moe route --seed 1` (skew 1)
+        r.gate = skewed_gate(r.cfg, 1.0, rng);
+    }
+    // Aux-free starts from b = 0 so the learner watches the bias find balance; the others route without.
+    r.bias.assign(r.cfg.balance == Balance::aux_free ? r.cfg.n_routed_experts : 0, 0.0f);
+    r.running = true;
+}
+
+// One unit of the run's work: while the text pool lacks windows, one block of a window's forward; then
+// one balancing step on the next batch.
+void run_unit(BalancingRun& r, const Model<float>& m) {
+    const std::size_t D = r.cfg.dim;
+    std::size_t n = kBatchWindows * kWindow;
+    std::vector<float> x;
+    if (r.source == BalancingRun::Source::text) {
+        if (r.pool.size() < kPoolWindows) {  // one block of the forward of a random window of the sample text
+            static const std::vector<Token> text = encode_bytes(kSampleText);
+            if (r.window.tokens.empty()) r.window.start(m, sample_batch(text, 1, int(kWindow), r.window_rng).inputs);
+            r.window.advance(m);
+            if (r.window.done(m)) {
+                r.pool.push_back(std::move(r.window.moe_inputs));
+                r.window = StagedForward{};
+            }
+            return;
+        }
+        Rng pick(7, r.max_vio.size());  // which windows form this step's batch
+        x.reserve(n * D);
+        const std::size_t per_layer = kWindow * D;
+        for (std::size_t w = 0; w < kBatchWindows; ++w) {
+            const auto& win = r.pool[pick.next_u32() % kPoolWindows];
+            x.insert(x.end(), win.begin() + std::ptrdiff_t(per_layer * std::size_t(r.layer)),
+                     win.begin() + std::ptrdiff_t(per_layer * std::size_t(r.layer + 1)));
+        }
+    } else {
+        n = kSyntheticTokens;
+        x = skewed_hidden_states(r.cfg, n, kSyntheticSeed, r.max_vio.size());
+    }
+    Routing<float> routing;
+    r.last = balancing_step(r.cfg, r.gate, r.bias, x.data(), n, kWindow, kSeqLossLr, routing);
+    r.max_vio.push_back(float(r.last.max_vio));
+    r.balance_loss.push_back(float(r.last.balance_loss));
+    if (int(r.max_vio.size()) >= r.max_steps) r.running = false;
+}
+
+void advance_run(BalancingRun& r, const Model<float>& m) {
+    if (!r.running) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    do {  // at least one unit, then more while the frame's share lasts
+        run_unit(r, m);
+    } while (r.running && std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() <
+                              kStepBudgetMs);
+}
+
+void draw_run(RoutingPanel& s, const Model<float>& m) {
+    BalancingRun& r = s.run;
+    ImGui::Separator();
+    int source = r.source == BalancingRun::Source::text ? 0 : 1;
+    ImGui::Text("Run balancing on:");
+    ImGui::SameLine();
+    ImGui::RadioButton("text windows (this layer's trained gate)", &source, 0);
+    ImGui::SameLine();
+    ImGui::RadioButton("synthetic skewed router", &source, 1);
+    const auto chosen = source == 0 ? BalancingRun::Source::text : BalancingRun::Source::synthetic;
+    if (chosen != r.source && !r.running) r.source = chosen;
+    ImGui::SameLine(0, 20);
+    ImGui::PushItemWidth(120);
+    ImGui::SliderInt("steps", &r.max_steps, 20, 2000);
+    ImGui::PopItemWidth();
+    ImGui::SameLine();
+    if (ImGui::Button(r.running ? "stop" : "run balancing")) {
+        if (r.running) r.running = false;
+        else start_run(s, m);
+    }
+    remember_rect(s.run_rect);
+    ImGui::SameLine();
+    if (ImGui::Button("reset")) r.max_vio.clear(), r.balance_loss.clear(), r.running = false;
+    advance_run(r, m);
+    if (r.running && r.max_vio.empty())
+        ImGui::Text("computing hidden states of sample windows: %zu / %zu", r.pool.size(), kPoolWindows);
+    if (r.max_vio.empty()) {
+        ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
+        ImGui::TextWrapped("Each step routes a batch of %zu tokens with the settings above, then balances: aux-free "
+                           "moves b by gamma against each expert's load (starting from b = 0); the sequence-wise "
+                           "loss takes one SGD step (rate %g) on a copy of the gate; none only measures.",
+                           r.source == BalancingRun::Source::text ? kBatchWindows * kWindow : kSyntheticTokens, kSeqLossLr);
+        ImGui::PopStyleColor();
+        return;
+    }
+    const draw::Series series{"MaxVio", r.max_vio.data(), int(r.max_vio.size()), IM_COL32(250, 200, 80, 255)};
+    const float chart_h = std::clamp(ImGui::GetContentRegionAvail().y - 8.0f, 120.0f, 180.0f);
+    draw::lines("maxvio", &series, 1, ImVec2(520, chart_h), false, "step", "MaxVio = max load / mean load - 1");
+    ImGui::SameLine(0, 20);
+    ImGui::BeginGroup();
+    ImGui::Text("%s, %s: step %zu, MaxVio %.3f -> %.3f", r.source == BalancingRun::Source::text ? "text" : "synthetic",
+                to_string(r.cfg.balance).c_str(), r.max_vio.size(), double(r.max_vio.front()), double(r.max_vio.back()));
+    if (r.cfg.balance == Balance::seq_loss)
+        ImGui::Text("balance loss %.4g -> %.4g", double(r.balance_loss.front()), double(r.balance_loss.back()));
+    std::vector<float> load(r.last.tokens_per_expert.begin(), r.last.tokens_per_expert.end());
+    draw::bars("runload", load.data(), int(load.size()), *std::max_element(load.begin(), load.end()), ImVec2(300, 70));
+    if (!r.bias.empty()) {
+        float mx = 1e-6f;
+        for (float v : r.bias) mx = std::max(mx, std::abs(v));
+        ImGui::Text("bias (|b| up to %.4f)", double(mx));
+        draw::heatmap("runbias", r.bias.data(), 1, int(r.bias.size()), -mx, mx, ImVec2(300, 16), true);
+    }
+    ImGui::EndGroup();
+}
+
+const RoutingPanel* g_shown = nullptr;  // the panel last drawn, for eva_routing_state()
+
+}  // namespace
+
+void routing_panel(RoutingPanel& s, const Pretrained& p) {
+    g_shown = &s;
+    const auto t0 = std::chrono::steady_clock::now();
+    explain("Each token (here: each byte of the text) is sent to only a few of the 16 routed experts of a MoE "
+            "layer: the gate scores every expert, adds a per-expert bias, and keeps the top-k. Left, the gate's "
+            "scores for every token with its chosen experts boxed; right, how many tokens each expert received. "
+            "Run balancing to watch the auxiliary-loss-free bias (or the sequence-wise loss) even out that load.");
+    const Model<float>* m = current_model(s, p);
+    if (!m) {
+        ImGui::Text("%s", p.message.c_str());
+        return;
+    }
+    s.model = m;
+    if (!s.configured) {
+        s.cfg = m->moe;
+        if (s.cfg.gamma < 0.005) s.cfg.gamma = 0.005;  // a visible bias speed for the run (V3: 0.001)
+        std::snprintf(s.text, sizeof s.text, "%s", kSamples[0]);
+        s.configured = true;
+    }
+    if (p.state != Pretrained::State::ready)
+        ImGui::TextColored(ImVec4(1, 0.8f, 0.3f, 1), "%s: a fresh seeded model (untrained gate)", p.message.c_str());
+    draw_controls(s, *m);
+    update_hidden(s, *m);
+    route_text(s, *m);
+    draw_routing(s, *m);
+    draw_run(s, *m);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    s.panel_ms = 0.9 * s.panel_ms + 0.1 * ms;
+}
+
+nlohmann::json routing_state(const RoutingPanel& s) {
+    const BalancingRun& r = s.run;
+    return {{"model", s.model == nullptr ? "none" : s.fresh ? "fresh" : "pretrained"},
+            {"config", s.cfg.to_json()},
+            {"layer", s.layer},
+            {"tokens", s.n_tokens},
+            {"indices", s.routing.indices},
+            {"tokens_per_expert", s.stats.tokens_per_expert},
+            {"max_vio", s.stats.max_vio},
+            {"error", s.error},
+            {"softmax_rect", s.softmax_rect},
+            {"run_rect", s.run_rect},
+            {"panel_ms", s.panel_ms},
+            {"forward_ms", s.forward.ms},
+            {"run", {{"running", r.running},
+                     {"source", r.source == BalancingRun::Source::text ? "text" : "synthetic"},
+                     {"pool", r.pool.size()},
+                     {"steps", r.max_vio.size()},
+                     {"max_vio", r.max_vio}}}};
+}
+
+nlohmann::json routing_self_test() {
+    // Exactly `eva moe route --config mini --tokens 512 --seed 3 --json` with --balance aux-free
+    // --steps 100, --balance seq-loss --steps 10 --seq-len 128, and a softmax variant of mini (config
+    // file) --balance none: the synthetic router routed and balanced by the wasm core.
+    auto route = [](MoeConfig c, std::size_t steps) {
+        const std::size_t tokens = 512, seed = 3;
+        c.validate();
+        Rng rng(seed);
+        Matrix<float> gate = skewed_gate(c, 1.0, rng);
+        std::vector<float> bias(c.balance == Balance::aux_free ? c.n_routed_experts : 0, 0.0f);
+        std::vector<double> max_vio, loss;
+        RoutingStats first, last;
+        Routing<float> r;
+        std::vector<std::int32_t> first_indices;  // the chosen experts of the first 4 tokens at step 0
+        for (std::size_t step = 0; step <= steps; ++step) {
+            const auto x = skewed_hidden_states(c, tokens, seed, step);
+            last = balancing_step(c, gate, bias, x.data(), tokens, 128, 1000.0, r);
+            if (step == 0) first = last, first_indices.assign(r.indices.begin(), r.indices.begin() + 4 * std::ptrdiff_t(c.n_activated_experts));
+            max_vio.push_back(last.max_vio);
+            loss.push_back(last.balance_loss);
+        }
+        return nlohmann::json{{"first", first.to_json()}, {"last", last.to_json()}, {"max_vio", max_vio},
+                              {"balance_loss", loss}, {"first_indices", first_indices}};
+    };
+    MoeConfig aux = MoeConfig::preset("mini"), seq = aux, soft = aux;
+    aux.balance = Balance::aux_free;
+    seq.balance = Balance::seq_loss;
+    soft.score_func = ScoreFunc::softmax;
+    return {{"routing_aux_free", route(aux, 100)}, {"routing_seq_loss", route(seq, 10)},
+            {"routing_softmax", route(soft, 0)}};
+}
+
+}  // namespace eva::web
+
+// The routing panel's state for the browser tests (what a click changed), as a JSON string.
+extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_routing_state() {
+    static std::string out;
+    out = eva::web::g_shown ? eva::web::routing_state(*eva::web::g_shown).dump() : "{}";
+    return out.c_str();
+}
