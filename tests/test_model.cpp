@@ -133,3 +133,48 @@ TEST_CASE("sampling: greedy, top-k and top-p keep only the allowed tokens", "[mo
     }
     CHECK_THROWS_AS(eva::sample_token(logits, {1.0, 0, 0.0}, rng), eva::ConfigError);
 }
+
+TEST_CASE("Generator's views: newest token's attention and the latent cache equal the full forward's", "[model]") {
+    // The full causal forward keeps, per layer, the softmax probabilities [B, H, T, T] and c_KV = kv_norm(kv)
+    // [T, kv_lora_rank]. Token-by-token decoding must reproduce the last row of each head's probabilities
+    // (the newest token's weights over positions 0…t−1) and every cached c_KV row. Tolerance: the same float
+    // math in another order, as in the test above (1e-5 absolute on probabilities ≤ 1 and on c_KV rows of
+    // RMS-normalised values with gains 1, so entries are O(1)).
+    const auto args = tiny_args();
+    const std::size_t H = 2, R = 4;  // n_heads, kv_lora_rank of tiny_args()
+    eva::Rng rng(5);
+    auto m = eva::model_init<float>(args, eva::moe_config(args, eva::Balance::aux_free), rng, 0.5);
+    const auto tokens = random_tokens(9, 11, rng);
+    eva::ModelActivations<float> acts;
+    eva::model_forward(m, tokens, 1, tokens.size(), &acts);
+    const std::size_t T = tokens.size();
+    for (auto kind : {eva::AttentionCache::absorbed, eva::AttentionCache::naive}) {
+        eva::Generator<float> gen(m, kind, 16);
+        for (std::size_t t = 0; t < T; ++t) {
+            gen.feed({tokens[t]});
+            for (std::size_t l = 0; l < 3; ++l) {
+                const auto& p = gen.attention(l);
+                REQUIRE(p.size() == H * (t + 1));
+                const auto& full = acts.layers[l].mla.probs;  // [1, H, T, T]
+                for (std::size_t h = 0; h < H; ++h) {
+                    double sum = 0;
+                    for (std::size_t s = 0; s <= t; ++s) {
+                        sum += p[h * (t + 1) + s];
+                        REQUIRE(std::abs(p[h * (t + 1) + s] - full[(h * T + t) * T + s]) <= 1e-5);
+                    }
+                    REQUIRE(sum == Approx(1).epsilon(1e-5));
+                }
+            }
+        }
+        if (kind == eva::AttentionCache::naive) {
+            REQUIRE_THROWS_AS(gen.absorbed_cache(0), eva::ConfigError);
+            continue;
+        }
+        for (std::size_t l = 0; l < 3; ++l) {
+            const auto& c = gen.absorbed_cache(l);
+            REQUIRE(c.length == T);
+            for (std::size_t i = 0; i < T * R; ++i)
+                REQUIRE(std::abs(c.kv[i] - acts.layers[l].mla.kv_n.data()[i]) <= 1e-5);
+        }
+    }
+}

@@ -11,6 +11,7 @@
 #include "panel_fp8.hpp"
 #include "panel_routing.hpp"
 #include "panel_train.hpp"
+#include "panel_kv.hpp"
 
 namespace eva::web {
 
@@ -34,6 +35,7 @@ struct App {
     Fp8Panel fp8;
     RoutingPanel routing;
     TrainPanel train;
+    KvPanel kv;
     double frame_ms = 0;        // rolling mean per frame: input, panels' computations, ImGui's vertices
     double submit_ms = 0;       // rolling mean per frame: handing the vertices to WebGL
     long frames = 0;

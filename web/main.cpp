@@ -37,6 +37,7 @@ struct Panel {
 };
 // One line a panel: its ?panel= id, its tab title, how to draw it from the app state.
 const Panel panels[] = {
+    {"kv", "KV cache", [](App& a) { kv_panel(a.kv, a.pretrained); }},
     {"routing", "Routing", [](App& a) { routing_panel(a.routing, a.pretrained); }},
     {"fp8", "FP8 error", [](App& a) { fp8_panel(a.fp8, {a.pretrained.model.get(), a.pretrained.state == Pretrained::State::loading}); }},
     {"train", "Train", [](App& a) { train_panel(a.train); }},
@@ -155,6 +156,7 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_self_test() {
     j.update(eva::web::fp8_self_test());
     j.update(eva::web::routing_self_test());
     j.update(eva::web::train_self_test());
+    j.update(eva::web::kv_self_test());
     out = j.dump();
     return out.c_str();
 }

@@ -276,7 +276,7 @@ void MLAAbsorbedCache<T>::reserve(size_t new_capacity) {
 
 template <class T>
 Matrix<T> mla_decode(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w, MLANaiveCache<T>& c,
-                     const Matrix<T>& x) {
+                     const Matrix<T>& x, std::vector<T>* last_probs) {
     const Dims d(args);
     const size_t n = x.shape(0), L = c.length, ldq = d.H * d.qk, ldkv = d.H * (d.nope + d.v),
                  ldpe = d.kvr + d.rope, end = L + n;
@@ -305,6 +305,10 @@ Matrix<T> mla_decode(const ModelArgs& args, const RopeTable& rope, const MLAWeig
     for (size_t h = 0; h < d.H; ++h) {
         gemm<T>(Op::N, Op::T, n, end, d.qk, a.q.data() + h * d.qk, ldq, c.k.data() + h * d.qk, ldq, S.data(), end);
         masked_softmax(S.data(), n, end, scale, [L](size_t i) { return L + i; });
+        if (last_probs) {  // the newest token's row of head h
+            last_probs->resize(d.H * end);
+            std::copy(S.data() + (n - 1) * end, S.data() + n * end, last_probs->data() + h * end);
+        }
         gemm<T>(Op::N, Op::N, n, d.v, end, S.data(), end, c.v.data() + h * d.v, d.H * d.v, o.data() + h * d.v,
                 d.H * d.v);
     }
@@ -315,7 +319,7 @@ Matrix<T> mla_decode(const ModelArgs& args, const RopeTable& rope, const MLAWeig
 
 template <class T>
 Matrix<T> mla_decode(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w, MLAAbsorbedCache<T>& c,
-                     const Matrix<T>& x) {
+                     const Matrix<T>& x, std::vector<T>* last_probs) {
     const Dims d(args);
     const size_t n = x.shape(0), L = c.length, ldq = d.H * d.qk, ldpe = d.kvr + d.rope, end = L + n,
                  nh = n * d.H;
@@ -349,6 +353,8 @@ Matrix<T> mla_decode(const ModelArgs& args, const RopeTable& rope, const MLAWeig
         for (size_t r = 0; r < nh; ++r) S[r * end + t] = St[t * nh + r];
     const T scale = T(mla_softmax_scale(args, rope));
     masked_softmax(S.data(), nh, end, scale, [L, H = d.H](size_t r) { return L + r / H; });
+    if (last_probs)  // rows (n−1, h) for h = 0…H−1: the newest token's heads, contiguous
+        last_probs->assign(S.data() + (nh - d.H) * end, S.data() + nh * end);
     std::vector<T> o_lat(nh * d.kvr);  // Σ_t p_t c_KV(t), per (token, head)
     gemm<T>(Op::N, Op::N, nh, d.kvr, end, S.data(), end, c.kv.data(), d.kvr, o_lat.data(), d.kvr);
     // Apply W_UV after attention: o_h = o_lat_h · wkv_b[h, nope:]ᵀ
@@ -402,9 +408,9 @@ std::vector<KVCacheScheme> kv_cache_memory(const ModelArgs& args, std::int64_t s
     template struct MLANaiveCache<T>;                                                                            \
     template struct MLAAbsorbedCache<T>;                                                                         \
     template Matrix<T> mla_decode<T>(const ModelArgs&, const RopeTable&, const MLAWeights<T>&, MLANaiveCache<T>&, \
-                                     const Matrix<T>&);                                                          \
+                                     const Matrix<T>&, std::vector<T>*);                                         \
     template Matrix<T> mla_decode<T>(const ModelArgs&, const RopeTable&, const MLAWeights<T>&,                   \
-                                     MLAAbsorbedCache<T>&, const Matrix<T>&);
+                                     MLAAbsorbedCache<T>&, const Matrix<T>&, std::vector<T>*);
 EVA_MLA_INSTANTIATE(float)
 EVA_MLA_INSTANTIATE(double)
 #undef EVA_MLA_INSTANTIATE

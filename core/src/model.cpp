@@ -268,6 +268,14 @@ Generator<T>::Generator(const Model<T>& m, AttentionCache kind, std::size_t capa
         if (kind == AttentionCache::naive) naive_.emplace_back(m.args, capacity);
         else absorbed_.emplace_back(m.args, capacity);
     }
+    attention_.resize(m.w.layers.size());
+}
+
+template <class T>
+const MLAAbsorbedCache<T>& Generator<T>::absorbed_cache(std::size_t layer) const {
+    if (kind_ != AttentionCache::absorbed)
+        throw ConfigError("Generator::absorbed_cache: this generator keeps the naive cache");
+    return absorbed_.at(layer);
 }
 
 template <class T>
@@ -292,8 +300,9 @@ std::vector<T> Generator<T>::feed(const std::vector<Token>& tokens) {
     for (std::size_t l = 0; l < m_.w.layers.size(); ++l) {
         const Block<T>& b = m_.w.layers[l];
         rmsnorm(x, b.attn_norm, L.xn, L.attn_rstd);
-        const Matrix<T> a = kind_ == AttentionCache::naive ? mla_decode(m_.args, m_.rope, b.attn, naive_[l], L.xn)
-                                                           : mla_decode(m_.args, m_.rope, b.attn, absorbed_[l], L.xn);
+        const Matrix<T> a = kind_ == AttentionCache::naive
+                                ? mla_decode(m_.args, m_.rope, b.attn, naive_[l], L.xn, &attention_[l])
+                                : mla_decode(m_.args, m_.rope, b.attn, absorbed_[l], L.xn, &attention_[l]);
         L.h = x + a;
         rmsnorm(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
         x = L.h + ffn_forward(b, L.hn, n, L, LinearPrecision::fp32);

@@ -138,13 +138,14 @@ struct MLAAbsorbedCache {
 /// Runs n new tokens x [n, dim] of one sequence at positions cache.length … cache.length+n−1 (a prompt
 /// chunk, or n = 1 for one decoding step), appends them to the cache and returns their outputs [n, dim].
 /// Exceeding max_seq_len raises ConfigError; exceeding the cache's capacity raises ShapeError (call
-/// reserve first: growth is explicit).
+/// reserve first: growth is explicit). `last_probs`, when given, receives the attention weights of the
+/// last of the n tokens over every cached position, [H, cache.length] row-major (each row sums to 1).
 template <class T>
 Matrix<T> mla_decode(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w, MLANaiveCache<T>& cache,
-                     const Matrix<T>& x);
+                     const Matrix<T>& x, std::vector<T>* last_probs = nullptr);
 template <class T>
 Matrix<T> mla_decode(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w,
-                     MLAAbsorbedCache<T>& cache, const Matrix<T>& x);
+                     MLAAbsorbedCache<T>& cache, const Matrix<T>& x, std::vector<T>* last_probs = nullptr);
 
 // ------------------------------------------------------------------------------ memory accounting
 

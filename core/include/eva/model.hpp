@@ -157,12 +157,18 @@ public:
     std::size_t length() const;
     /// Floats held by all layers' caches.
     std::size_t cache_floats() const;
+    /// Read-only views for visualisation. The newest token's attention weights in `layer`, [H, length()]
+    /// row-major (from the last feed); the absorbed cache of `layer` (c_KV rows, k_pe rows) — ConfigError
+    /// if this generator keeps the naive cache.
+    const std::vector<T>& attention(std::size_t layer) const { return attention_.at(layer); }
+    const MLAAbsorbedCache<T>& absorbed_cache(std::size_t layer) const;
 
 private:
     const Model<T>& m_;
     AttentionCache kind_;
     std::vector<MLANaiveCache<T>> naive_;
     std::vector<MLAAbsorbedCache<T>> absorbed_;
+    std::vector<std::vector<T>> attention_;  // per layer, [H, length]
 };
 
 struct SamplingConfig {
