@@ -116,7 +116,7 @@ def bench_gemm(r):
     return {
         "title": "GEMM: eva vs OpenBLAS",
         "what": "Single-precision C = op(A)·op(B) for the shapes the model uses (NN: both plain, NT: B "
-                "transposed), both libraries on one thread in the same process; GFLOP/s = 2·M·N·K / time.",
+                "transposed), both libraries on one thread in the same process; GFLOP/s = 2·M·N·K / CPU time.",
         "baseline": raw["baseline"],
         "command": command_text(cmd),
         "tables": [table([("shape (M×N×K/ops)", "case"), ("eva GFLOP/s", "median"), ("OpenBLAS GFLOP/s", "median"),
@@ -190,9 +190,10 @@ def bench_moe(r):
              c["moe_over_dense_time"], c["naive_over_moe_time"]] for c in raw["cases"]]
     return {
         "title": "MoE layer vs dense vs per-token loop",
-        "what": "One DeepSeekMoE layer's forward + backward (gate, grouped dispatch, shared experts) in tokens/s, "
-                "one thread; `mini` is eva-mini's layer, `v2-lite-slice` V2-Lite's layer with 16 of its 64 "
-                "routed experts. The per-token loop runs on fewer tokens (its cost is linear in them).",
+        "what": "One DeepSeekMoE layer's forward + backward (gate, grouped dispatch, shared experts) in tokens "
+                "per second of CPU time, one thread; `mini` is eva-mini's layer, `v2-lite-slice` V2-Lite's "
+                "layer with 16 of its 64 routed experts. The per-token loop runs on fewer tokens (its cost is "
+                "linear in them).",
         "baseline": "a dense SwiGLU with the same activated width ((shared + top-k) · moe_inter_dim), and the "
                     "naive per-token loop over the selected experts, same run",
         "command": command_text(cmd),
