@@ -230,8 +230,9 @@ def torch_version():
 
 
 def bench_train(r, torch):
-    args = ["--batch", "2", "--seq-len", "32", "--steps", "2"] if r.quick else []
-    cmd = [r.binary("eva_bench_train")] + args
+    # Given explicitly (full mode: the benchmark's own defaults), so tokens per step are known here.
+    batch, seq_len, steps = (2, 32, 2) if r.quick else (16, 128, 10)
+    cmd = [r.binary("eva_bench_train"), "--batch", str(batch), "--seq-len", str(seq_len), "--steps", str(steps)]
     raw = r.run_json("train", cmd)
     # Seconds per step per trainer and thread count, from keys such as eva_seconds, eva_2t_seconds,
     # torch_1t_seconds (the benchmark prints what it measured; a key without a thread count is 1 thread).
@@ -247,7 +248,7 @@ def bench_train(r, torch):
     if torch and not torch_measured:
         raise BenchError("/usr/bin/python3 imports torch but eva_bench_train measured no PyTorch step "
                          f"(log: {rel(os.path.join(r.log_dir, 'train.log'))})")
-    tokens = raw["batch"] * raw["seq_len"]
+    tokens = batch * seq_len
     rows = []
     for trainer, name in (("eva", "eva"), ("torch", "PyTorch fp32")):
         for threads in sorted(th for t, th in seconds if t == trainer):
@@ -269,7 +270,7 @@ def bench_train(r, torch):
     return {
         "title": "Training: eva vs PyTorch",
         "what": f"One training step of eva-`{raw.get('config', 'mini')}` (forward, hand-written backward, "
-                f"clipping, AdamW, bias update) on a batch of {raw['batch']}×{raw['seq_len']} tokens, against "
+                f"clipping, AdamW, bias update) on a batch of {batch}×{seq_len} tokens, against "
                 "the same model, data and optimizer in PyTorch (float32, autograd; native/bench_train.py); "
                 "median wall time per step.",
         "baseline": f"PyTorch {torch} on /usr/bin/python3, same run" if torch else "PyTorch (not measured)",
@@ -325,7 +326,7 @@ def bench_wasm(r):
     section["headline"] = (f"WebAssembly: the GEMM under node runs at {span([x[3] for x in rows])} the native "
                            f"speed ({wasm['simd']} vs {native['simd']}).")
     section["machine"] = {"node": subprocess.run([node, "--version"], stdout=subprocess.PIPE, text=True).stdout.strip(),
-                          "wasm_compiler": compiler(r.wasm_build)}
+                          "wasm_compiler": wasm_compiler(r.wasm_build)}
     section["raw"] = runs
     return section
 
@@ -341,6 +342,16 @@ def compiler(build):
         if found:
             return " ".join(v for v in (found.get("ID"), found.get("VERSION")) if v)
     return None
+
+
+def wasm_compiler(build):
+    """"Emscripten 3.1.6 (Clang 14.0.6)": the version file sits four levels above the toolchain file."""
+    clang, toolchain = compiler(build), cmake_cache(build, "CMAKE_TOOLCHAIN_FILE")
+    try:
+        with open(os.path.join(os.path.dirname(toolchain), "..", "..", "..", "emscripten-version.txt")) as f:
+            return f"Emscripten {f.read().strip().strip(chr(34))} ({clang})"
+    except (OSError, TypeError):
+        return clang
 
 
 def cmake_cache(build, key):
@@ -398,7 +409,11 @@ def measure(a):
         for i, key in enumerate(SECTIONS, 1):
             t0 = time.monotonic()
             print(f"[{i}/{len(SECTIONS)}] {key}", file=sys.stderr, flush=True)
-            section = steps[key](runner)
+            try:
+                section = steps[key](runner)
+            except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as e:
+                raise BenchError(f"{key}: the benchmark's output is not what this script reads ({e!r}); "
+                                 f"its log is in {rel(log_dir)}/")
             section["seconds"] = round(time.monotonic() - t0, 1)
             out["machine"].update(section.pop("machine", {}))
             for why in section.get("skipped", []):
