@@ -229,19 +229,40 @@ def torch_version():
     return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
 
 
+def number(v):
+    """A figure as printed: a number, or a list of per-round figures whose median is taken."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        return float(statistics.median(v))
+    return None
+
+
+def train_figures(raw):
+    """(seconds, speedups) from eva_bench_train's JSON: seconds per step by (trainer, threads), from keys
+    such as eva_seconds, eva_2t_seconds, torch_1t_seconds (a number, or a list of per-round medians; no
+    thread count means 1 thread), and the benchmark's own speedup_vs_torch_Nt by N where it prints one."""
+    seconds, speedups = {}, {}
+    for k, v in flatten(raw).items():
+        m = re.fullmatch(r"(eva|torch)_?(?:(\d+)_?t(?:hreads?)?)?_?(?:median_)?seconds", k)
+        if m and number(v) is not None:
+            seconds[(m.group(1), int(m.group(2) or 1))] = number(v)
+        m = re.fullmatch(r"speedup_vs_torch_(\d+)t", k)
+        if m and number(v) is not None:
+            speedups[int(m.group(1))] = number(v)
+    return seconds, speedups
+
+
 def bench_train(r, torch):
     # Given explicitly (full mode: the benchmark's own defaults), so tokens per step are known here.
     batch, seq_len, steps = (2, 32, 2) if r.quick else (16, 128, 10)
     cmd = [r.binary("eva_bench_train"), "--batch", str(batch), "--seq-len", str(seq_len), "--steps", str(steps)]
+    if r.quick and "--rounds" in r.run("train-help", [cmd[0], "--help"]):
+        cmd += ["--rounds", "1"]  # a benchmark that alternates eva and PyTorch over rounds: one is enough
     raw = r.run_json("train", cmd)
-    # Seconds per step per trainer and thread count, from keys such as eva_seconds, eva_2t_seconds,
-    # torch_1t_seconds (the benchmark prints what it measured; a key without a thread count is 1 thread).
-    flat = flatten(raw)
-    seconds = {}
-    for k, v in flat.items():
-        m = re.fullmatch(r"(eva|torch)_?(?:(\d+)_?t(?:hreads?)?)?_?(?:median_)?seconds", k)
-        if m and isinstance(v, (int, float)) and not isinstance(v, bool):
-            seconds[(m.group(1), int(m.group(2) or 1))] = float(v)
+    seconds, speedups = train_figures(raw)
     if not any(t == "eva" for t, _ in seconds):
         raise BenchError(f"eva_bench_train's JSON has no eva_*seconds figure: {json.dumps(raw)}")
     torch_measured = any(t == "torch" for t, _ in seconds)
@@ -258,10 +279,13 @@ def bench_train(r, torch):
             if trainer == "torch":
                 # eva's speedup against PyTorch at the same thread count, or against eva on 1 thread when
                 # eva was only measured there (the label then says so).
+                # The benchmark's own figure (it may be the median of per-round ratios) when it has one.
                 eva_threads = threads if ("eva", threads) in seconds else 1
                 if eva_threads != threads:
                     label += f", vs eva on {eva_threads} thread"
-                ratio = s / seconds[("eva", eva_threads)]
+                    ratio = s / seconds[("eva", eva_threads)]
+                else:
+                    ratio = speedups.get(threads, s / seconds[("eva", eva_threads)])
             rows.append([label, s * 1e3, tokens / s, ratio])
     speedups = [x for x in rows if x[3] is not None]
     headline = ("Training: a PyTorch step takes " + ", ".join(f"{x[3]:.2f}× ({x[0]})" for x in speedups) +
@@ -272,7 +296,8 @@ def bench_train(r, torch):
         "what": f"One training step of eva-`{raw.get('config', 'mini')}` (forward, hand-written backward, "
                 f"clipping, AdamW, bias update) on a batch of {batch}×{seq_len} tokens, against "
                 "the same model, data and optimizer in PyTorch (float32, autograd; native/bench_train.py); "
-                "median wall time per step.",
+                "median wall time per step (where the benchmark alternates the two over rounds: the median "
+                "over rounds, and its ratio is the median of the per-round ratios).",
         "baseline": f"PyTorch {torch} on /usr/bin/python3, same run" if torch else "PyTorch (not measured)",
         "command": command_text(cmd),
         "tables": [table([("trainer", "case"), ("ms/step", "median"), ("tokens/s", "median"),
