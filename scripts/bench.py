@@ -35,6 +35,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = "/usr/bin/python3"  # the interpreter native/bench_train.cpp runs the PyTorch baseline with
 REPETITIONS = 5              # full mode: Google Benchmark repetitions, whose median is reported
 SECTIONS = ["gemm", "fp8", "mla", "moe", "train", "wasm"]
+# Every benchmark but the training one (which sets its thread counts itself) compares one thread of eva
+# with one-thread baselines: builds whose core is multi-threaded (OpenMP) are held to one thread.
+ONE_THREAD = {"EVA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 class BenchError(Exception):
@@ -73,7 +76,8 @@ class Runner:
         log = os.path.join(self.log_dir, name + ".log")
         shown = " ".join(shlex.quote(rel(c) if os.path.isabs(c) else c) for c in cmd)
         print(f"  $ {shown}", file=sys.stderr, flush=True)
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        env = dict(os.environ, **ONE_THREAD) if name != "train" and not name.startswith("train-") else None
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
         with open(log, "w") as f:
             f.write(p.stdout)
         if p.returncode != 0:
@@ -92,8 +96,9 @@ class Runner:
             raise BenchError(f"{rel(cmd[0])} wrote no valid JSON to --json ({e})")
 
 
-def command_text(cmd):
-    return " ".join(rel(c) if os.path.isabs(c) else c for c in cmd)
+def command_text(cmd, one_thread=True):
+    env = "".join(f"{k}={v} " for k, v in ONE_THREAD.items()) if one_thread else ""
+    return env + " ".join(rel(c) if os.path.isabs(c) else c for c in cmd)
 
 
 def table(columns, rows, title=None):
@@ -299,7 +304,7 @@ def bench_train(r, torch):
                 "median wall time per step (where the benchmark alternates the two over rounds: the median "
                 "over rounds, and its ratio is the median of the per-round ratios).",
         "baseline": f"PyTorch {torch} on /usr/bin/python3, same run" if torch else "PyTorch (not measured)",
-        "command": command_text(cmd),
+        "command": command_text(cmd, one_thread=False),
         "tables": [table([("trainer", "case"), ("ms/step", "median"), ("tokens/s", "median"),
                           ("PyTorch time / eva time", "ratio")], rows)],
         "headline": headline + ".",
@@ -315,7 +320,7 @@ def bench_wasm(r):
     section = {
         "title": "WebAssembly vs native GEMM",
         "what": "The same plain timing harness (native/speed.cpp, median GFLOP/s of C = A·B over 5–11 products, "
-                "wall time) built natively and with the wasm preset (SIMD128) and run under node, V8's optimizing "
+                "per second of the process's CPU time) built natively and with the wasm preset (SIMD128) and run under node, V8's optimizing "
                 "tier from the start (--no-liftoff); "
                 f"{1 if r.quick else REPETITIONS} alternating run(s) of each, median per shape.",
         "baseline": "the native build of the same harness, same run",
@@ -329,8 +334,8 @@ def bench_wasm(r):
         section["skipped"] = ["wasm: " + why]
         section["headline"] = "WebAssembly: not measured (" + why + ")."
         return section
-    # The harness times wall-clock medians within one process; runs of the two builds alternate, and each
-    # shape's figure is the median over the runs, so a burst of load on a shared machine hits both sides.
+    # Runs of the two builds alternate and each shape's figure is the median over the runs, so a burst of
+    # load on a shared machine affects both sides alike.
     runs = {"native": [], "wasm": []}
     # V8 first runs a module in its baseline tier (Liftoff) and optimizes it in the background; on a busy
     # machine that lasts through the harness's short products, so V8 is told to optimize it up front.
