@@ -65,8 +65,8 @@ class Runner:
         return path
 
     def gbench_args(self, quick_filter=None):
-        """Google Benchmark options: the median of REPETITIONS runs, or one short run in quick mode,
-        then of only the benchmarks matching quick_filter (the largest cases take seconds per setup)."""
+        """Google Benchmark options: the median of REPETITIONS runs, or in quick mode one short run
+        of just the benchmarks matching quick_filter (the largest cases take seconds to set up)."""
         if self.quick:
             return ["--benchmark_min_time=0.01"] + ([f"--benchmark_filter={quick_filter}"] if quick_filter else [])
         return [f"--benchmark_repetitions={REPETITIONS}", "--benchmark_report_aggregates_only=true"]
@@ -86,7 +86,7 @@ class Runner:
         return p.stdout
 
     def run_json(self, name, cmd):
-        """Runs a benchmark that writes its figures with --json FILE and returns them and the command."""
+        """Runs a benchmark that writes its figures with --json FILE and returns them."""
         path = os.path.join(self.tmp, name + ".json")
         self.run(name, cmd + ["--json", path])
         try:
