@@ -2,14 +2,17 @@
 // same 64 MiB measured in the same run. Also the scalar codec (the reference loop), decoding, and the
 // per-tile quantization of a 4096×4096 activation. Rates are GB/s of float32 data (64 MiB per pass);
 // the table at the end gives each one's ratio to memcpy.
-// Run: build/release/eva_bench_fp8 [--benchmark_repetitions=N]
+// Run: build/release/eva_bench_fp8 [--benchmark_repetitions=N] [--json FILE]
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "bench_common.hpp"
 #include "eva/fp8.hpp"
@@ -92,6 +95,7 @@ void bm_quantize_tiles(benchmark::State& st) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    const std::string json_path = eva::bench::take_json_option(argc, argv);
     const char* names[] = {"memcpy", "fp8_encode_e4m3", "fp8_encode_e4m3_scalar", "fp8_decode_e4m3", "quantize_tiles_4096x4096"};
     void (*fns[])(benchmark::State&) = {bm_memcpy, bm_encode, bm_encode_scalar, bm_decode, bm_quantize_tiles};
     for (int i = 0; i < 5; ++i) benchmark::RegisterBenchmark(names[i], fns[i])->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -103,7 +107,12 @@ int main(int argc, char** argv) {
     const double base = reporter.value["memcpy"];
     std::printf("\n64 MiB of float32 per pass; ratio = rate / memcpy rate of the same 64 MiB (same run)\n");
     std::printf("%-26s %10s %8s\n", "benchmark", "GB/s", "ratio");
+    nlohmann::json out = {{"bytes_per_pass", kBytes}, {"baseline", "memcpy"}, {"results", nlohmann::json::array()}};
     for (const char* n : names)
-        if (reporter.value.count(n)) std::printf("%-26s %10.2f %7.2fx\n", n, reporter.value[n], reporter.value[n] / base);
+        if (reporter.value.count(n)) {
+            std::printf("%-26s %10.2f %7.2fx\n", n, reporter.value[n], reporter.value[n] / base);
+            out["results"].push_back({{"name", n}, {"gb_per_s", reporter.value[n]}, {"ratio", reporter.value[n] / base}});
+        }
+    if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << '\n';
     return 0;
 }

@@ -1,0 +1,569 @@
+#!/usr/bin/python3
+"""Runs every eva benchmark and writes one JSON file and the Markdown report generated from it.
+
+  GEMM            build/release/eva_bench        eva's kernel vs OpenBLAS cblas_sgemm, 1 thread
+  FP8 codec       build/release/eva_bench_fp8    E4M3 encode/decode/tile quantization vs memcpy
+  MLA decode      build/release/eva_bench_mla    absorbed vs naive MLA vs plain MHA, contexts 512–8192
+  MoE layer       build/release/eva_bench_moe    DeepSeekMoE vs dense SwiGLU vs the per-token loop
+  training        build/release/eva_bench_train  eva-mini steps vs PyTorch (native/bench_train.py)
+  wasm vs native  build/release/eva_speed and build/wasm/eva_speed.js under node: the same GEMM harness
+
+Each benchmark measures its named baseline in the same run; this script only runs them, keeps what they
+print (their --json output, kept verbatim under "raw"), reshapes it into tables of medians and ratios,
+and renders the tables as Markdown. The Markdown is never edited by hand: `--render` re-renders it from
+the JSON, and the full default run regenerates both docs/performance.json and docs/performance.md.
+
+The PyTorch baseline needs /usr/bin/python3 with torch (Debian's python3-torch) and the wasm figures need
+the wasm preset's eva_speed.js and node; without them those parts are skipped and the report says so.
+Python standard library only.
+"""
+import argparse
+import datetime
+import glob
+import json
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = "/usr/bin/python3"  # the interpreter native/bench_train.cpp runs the PyTorch baseline with
+REPETITIONS = 5              # full mode: Google Benchmark repetitions, whose median is reported
+SECTIONS = ["gemm", "fp8", "mla", "moe", "train", "wasm"]
+# Every benchmark but the training one (which sets its thread counts itself) compares one thread of eva
+# with one-thread baselines: builds whose core is multi-threaded (OpenMP) are held to one thread.
+ONE_THREAD = {"EVA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
+class BenchError(Exception):
+    """A failure the user can act on; main() prints it as one line and exits with status 2."""
+
+
+def rel(path):
+    """Paths in the report are relative to the repository, so it does not name the machine's folders."""
+    r = os.path.relpath(path, ROOT)
+    return path if r.startswith("..") else r
+
+
+# ------------------------------------------------------------------------------------------ running
+
+class Runner:
+    def __init__(self, build, wasm_build, quick, log_dir):
+        self.build, self.wasm_build, self.quick, self.log_dir = build, wasm_build, quick, log_dir
+        self.tmp = tempfile.mkdtemp(prefix="eva_bench_")
+
+    def binary(self, name):
+        path = os.path.join(self.build, name)
+        if not os.access(path, os.X_OK):
+            raise BenchError(f"{rel(path)} is missing: build the release preset first "
+                             "(cmake --preset release && cmake --build --preset release)")
+        return path
+
+    def gbench_args(self, quick_filter=None):
+        """Google Benchmark options: the median of REPETITIONS runs, or in quick mode one short run
+        of just the benchmarks matching quick_filter (the largest cases take seconds to set up)."""
+        if self.quick:
+            return ["--benchmark_min_time=0.01"] + ([f"--benchmark_filter={quick_filter}"] if quick_filter else [])
+        return [f"--benchmark_repetitions={REPETITIONS}", "--benchmark_report_aggregates_only=true"]
+
+    def run(self, name, cmd):
+        """Runs cmd, logging its output to LOG_DIR/name.log; returns stdout. Fails with the log's tail."""
+        log = os.path.join(self.log_dir, name + ".log")
+        shown = " ".join(shlex.quote(rel(c) if os.path.isabs(c) else c) for c in cmd)
+        print(f"  $ {shown}", file=sys.stderr, flush=True)
+        env = dict(os.environ, **ONE_THREAD) if name != "train" and not name.startswith("train-") else None
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
+        with open(log, "w") as f:
+            f.write(p.stdout)
+        if p.returncode != 0:
+            tail = "\n".join(p.stdout.splitlines()[-15:])
+            raise BenchError(f"{shown} exited with status {p.returncode} (log: {rel(log)}):\n{tail}")
+        return p.stdout
+
+    def run_json(self, name, cmd):
+        """Runs a benchmark that writes its figures with --json FILE and returns them."""
+        path = os.path.join(self.tmp, name + ".json")
+        self.run(name, cmd + ["--json", path])
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise BenchError(f"{rel(cmd[0])} wrote no valid JSON to --json ({e})")
+
+
+def command_text(cmd, one_thread=True):
+    env = "".join(f"{k}={v} " for k, v in ONE_THREAD.items()) if one_thread else ""
+    return env + " ".join(rel(c) if os.path.isabs(c) else c for c in cmd)
+
+
+def table(columns, rows, title=None):
+    """columns: (name, kind) pairs. kind: "case" (text), "median" (measured, positive), "ratio" (of two
+    medians of the same run), "size" (computed, not timed). Cells that do not apply are None."""
+    return {"title": title, "columns": [{"name": n, "kind": k} for n, k in columns], "rows": rows}
+
+
+def span(values):
+    lo, hi = min(values), max(values)
+    return f"{lo:.2f}×" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}–{hi:.2f}×"
+
+
+# ---------------------------------------------------------------------------------------- sections
+
+def bench_gemm(r):
+    cmd = [r.binary("eva_bench")] + r.gbench_args()
+    raw = r.run_json("gemm", cmd)
+    rows = [[s["shape"], s["eva_gflops"], s["openblas_gflops"], s["ratio"]] for s in raw["shapes"]]
+    return {
+        "title": "GEMM: eva vs OpenBLAS",
+        "what": "Single-precision C = op(A)·op(B) for the shapes the model uses (NN: both plain, NT: B "
+                "transposed), both libraries on one thread in the same process; GFLOP/s = 2·M·N·K / CPU time.",
+        "baseline": raw["baseline"],
+        "command": command_text(cmd),
+        "tables": [table([("shape (M×N×K/ops)", "case"), ("eva GFLOP/s", "median"), ("OpenBLAS GFLOP/s", "median"),
+                          ("eva / OpenBLAS", "ratio")], rows)],
+        "headline": f"GEMM: eva's kernel ({raw['simd']}) runs at {span([x[3] for x in rows])} the speed of "
+                    f"OpenBLAS's sgemm on one thread ({len(rows)} shapes).",
+        "machine": {"gemm_simd": raw["simd"], "openblas": raw["baseline"]},
+        "raw": raw,
+    }
+
+
+def bench_fp8(r):
+    cmd = [r.binary("eva_bench_fp8")] + r.gbench_args()
+    raw = r.run_json("fp8", cmd)
+    rows = [[x["name"], x["gb_per_s"], x["ratio"]] for x in raw["results"]]
+    rate = {x[0]: x[2] for x in rows}
+    headline = "FP8: encoding float32 to E4M3 runs at {:.2f}× memcpy's rate over the same bytes".format(
+        rate["fp8_encode_e4m3"]) if "fp8_encode_e4m3" in rate else "FP8: see the table"
+    if "fp8_decode_e4m3" in rate:
+        headline += f", decoding at {rate['fp8_decode_e4m3']:.2f}×"
+    return {
+        "title": "FP8 codec vs memcpy",
+        "what": f"A {raw['bytes_per_pass'] >> 20} MiB float32 tensor per pass: the vectorized E4M3 encoder "
+                "(saturating), the scalar reference encoder, the decoder, and the 128×128-tile quantization "
+                "of a 4096×4096 activation; GB/s of float32 data, wall time.",
+        "baseline": "memcpy of the same bytes, same run",
+        "command": command_text(cmd),
+        "tables": [table([("operation", "case"), ("GB/s", "median"), ("rate / memcpy rate", "ratio")], rows)],
+        "headline": headline + ".",
+        "raw": raw,
+    }
+
+
+def bench_mla(r):
+    cmd = [r.binary("eva_bench_mla")] + r.gbench_args(quick_filter="decode/.*/(512|2048)$|prefill")
+    raw = r.run_json("mla", cmd)
+    decode = [[d["context"], d["absorbed_ms"], d["naive_ms"], d["mha_ms"], d["absorbed_cache_mib"],
+               d["naive_cache_mib"], d["mha_cache_mib"], d["absorbed_over_mha"], d["naive_over_mha"]]
+              for d in raw["decode"]]
+    pre = raw.get("prefill", {})
+    forward, absorbed = pre.get("prefill/forward/512"), pre.get("prefill/absorbed/512")
+    prefill = [["batched forward (training path)", forward, None]] if forward else []
+    if absorbed:
+        prefill.append(["absorbed decode path, one chunk", absorbed, absorbed / forward if forward else None])
+    longest = max(decode, key=lambda d: d[0])
+    return {
+        "title": "MLA decode: absorbed vs naive vs MHA",
+        "what": "One attention layer with DeepSeek-V2-Lite's dimensions (dim 2048, 16 heads, kv_lora_rank 512, "
+                "nope 128 + rope 64, v 128), fp32, one thread: the time of one decoding step after a context "
+                "of L tokens (CPU time), with the cache each keeps; then a 512-token prompt chunk.",
+        "baseline": "plain multi-head attention with the same heads and head sizes and a full K/V cache, same run",
+        "command": command_text(cmd),
+        "tables": [
+            table([("context L", "case"), ("absorbed ms", "median"), ("naive ms", "median"), ("MHA ms", "median"),
+                   ("absorbed cache MiB", "size"), ("naive cache MiB", "size"), ("MHA cache MiB", "size"),
+                   ("absorbed / MHA time", "ratio"), ("naive / MHA time", "ratio")], decode, "decode step"),
+            table([("prefill of 512 tokens", "case"), ("tokens/s", "median"), ("rate / forward rate", "ratio")],
+                  prefill, "prefill"),
+        ],
+        "headline": f"MLA: at a context of {longest[0]} tokens a decoding step of absorbed MLA takes "
+                    f"{longest[7]:.2f}× the time of MHA with a {longest[6] / longest[4]:.0f}× smaller cache "
+                    f"(naive MLA: {longest[8]:.2f}×).",
+        "raw": raw,
+    }
+
+
+def bench_moe(r):
+    cmd = [r.binary("eva_bench_moe")] + r.gbench_args(quick_filter="/mini$")
+    raw = r.run_json("moe", cmd)
+    rows = [[c["case"], c["moe_tokens_per_s"], c["dense_tokens_per_s"], c["naive_tokens_per_s"],
+             c["moe_over_dense_time"], c["naive_over_moe_time"]] for c in raw["cases"]]
+    return {
+        "title": "MoE layer vs dense vs per-token loop",
+        "what": "One DeepSeekMoE layer's forward + backward (gate, grouped dispatch, shared experts) in tokens "
+                "per second of CPU time, one thread; `mini` is eva-mini's layer, `v2-lite-slice` V2-Lite's "
+                "layer with 16 of its 64 routed experts. The per-token loop runs on fewer tokens (its cost is "
+                "linear in them).",
+        "baseline": "a dense SwiGLU with the same activated width ((shared + top-k) · moe_inter_dim), and the "
+                    "naive per-token loop over the selected experts, same run",
+        "command": command_text(cmd),
+        "tables": [table([("layer", "case"), ("MoE tokens/s", "median"), ("dense tokens/s", "median"),
+                          ("per-token loop tokens/s", "median"), ("MoE / dense time", "ratio"),
+                          ("loop / MoE time", "ratio")], rows)],
+        "headline": "MoE: a DeepSeekMoE layer costs " + ", ".join(f"{x[4]:.2f}× ({x[0]})" for x in rows) +
+                    " the time of the dense layer with the same activated parameters, and is " +
+                    ", ".join(f"{x[5]:.0f}×" for x in rows) + " faster than the per-token loop.",
+        "raw": raw,
+    }
+
+
+def flatten(obj, prefix=""):
+    """{"a": {"b": 1}} → {"a_b": 1}: reads the training benchmark's figures whether flat or nested."""
+    out = {}
+    for k, v in obj.items():
+        key = f"{prefix}_{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def torch_version():
+    """torch.__version__ as /usr/bin/python3 sees it, or None when it cannot import torch."""
+    try:
+        p = subprocess.run([PYTHON, "-c", "import torch; print(torch.__version__)"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return p.stdout.strip() if p.returncode == 0 and p.stdout.strip() else None
+
+
+def number(v):
+    """A figure as printed: a number, or a list of per-round figures whose median is taken."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        return float(statistics.median(v))
+    return None
+
+
+def train_figures(raw):
+    """(seconds, speedups) from eva_bench_train's JSON: seconds per step by (trainer, threads), from keys
+    such as eva_seconds, eva_2t_seconds, torch_1t_seconds (a number, or a list of per-round medians; no
+    thread count means 1 thread), and the benchmark's own speedup_vs_torch_Nt by N where it prints one."""
+    seconds, speedups = {}, {}
+    for k, v in flatten(raw).items():
+        m = re.fullmatch(r"(eva|torch)_?(?:(\d+)_?t(?:hreads?)?)?_?(?:median_)?seconds", k)
+        if m and number(v) is not None:
+            seconds[(m.group(1), int(m.group(2) or 1))] = number(v)
+        m = re.fullmatch(r"speedup_vs_torch_(\d+)t", k)
+        if m and number(v) is not None:
+            speedups[int(m.group(1))] = number(v)
+    return seconds, speedups
+
+
+def bench_train(r, torch):
+    # Given explicitly (full mode: the benchmark's own defaults), so tokens per step are known here.
+    batch, seq_len, steps = (2, 32, 2) if r.quick else (16, 128, 10)
+    cmd = [r.binary("eva_bench_train"), "--batch", str(batch), "--seq-len", str(seq_len), "--steps", str(steps)]
+    if r.quick and "--rounds" in r.run("train-help", [cmd[0], "--help"]):
+        cmd += ["--rounds", "1"]  # a benchmark that alternates eva and PyTorch over rounds: one is enough
+    raw = r.run_json("train", cmd)
+    seconds, speedups = train_figures(raw)
+    if not any(t == "eva" for t, _ in seconds):
+        raise BenchError(f"eva_bench_train's JSON has no eva_*seconds figure: {json.dumps(raw)}")
+    torch_measured = any(t == "torch" for t, _ in seconds)
+    if torch and not torch_measured:
+        raise BenchError("/usr/bin/python3 imports torch but eva_bench_train measured no PyTorch step "
+                         f"(log: {rel(os.path.join(r.log_dir, 'train.log'))})")
+    tokens = batch * seq_len
+    rows = []
+    for trainer, name in (("eva", "eva"), ("torch", "PyTorch fp32")):
+        for threads in sorted(th for t, th in seconds if t == trainer):
+            s = seconds[(trainer, threads)]
+            label = f"{name}, {threads} thread" + ("s" if threads > 1 else "")
+            ratio = None
+            if trainer == "torch":
+                # eva's speedup against PyTorch at the same thread count, or against eva on 1 thread when
+                # eva was only measured there (the label then says so).
+                # The benchmark's own figure (it may be the median of per-round ratios) when it has one.
+                eva_threads = threads if ("eva", threads) in seconds else 1
+                if eva_threads != threads:
+                    label += f", vs eva on {eva_threads} thread"
+                    ratio = s / seconds[("eva", eva_threads)]
+                else:
+                    ratio = speedups.get(threads, s / seconds[("eva", eva_threads)])
+            rows.append([label, s * 1e3, tokens / s, ratio])
+    speedups = [x for x in rows if x[3] is not None]
+    headline = ("Training: a PyTorch step takes " + ", ".join(f"{x[3]:.2f}× ({x[0]})" for x in speedups) +
+                " the time of eva-mini's step" if speedups
+                else f"Training: eva-mini trains at {rows[0][2]:.0f} tokens/s (PyTorch not measured)")
+    return {
+        "title": "Training: eva vs PyTorch",
+        "what": f"One training step of eva-`{raw.get('config', 'mini')}` (forward, hand-written backward, "
+                f"clipping, AdamW, bias update) on a batch of {batch}×{seq_len} tokens, against "
+                "the same model, data and optimizer in PyTorch (float32, autograd; native/bench_train.py); "
+                "median wall time per step (where the benchmark alternates the two over rounds: the median "
+                "over rounds, and its ratio is the median of the per-round ratios).",
+        "baseline": f"PyTorch {torch} on /usr/bin/python3, same run" if torch else "PyTorch (not measured)",
+        "command": command_text(cmd, one_thread=False),
+        "tables": [table([("trainer", "case"), ("ms/step", "median"), ("tokens/s", "median"),
+                          ("PyTorch time / eva time", "ratio")], rows)],
+        "headline": headline + ".",
+        "skipped": [] if torch else ["PyTorch: /usr/bin/python3 cannot import torch (install python3-torch)"],
+        "raw": raw,
+    }
+
+
+def bench_wasm(r):
+    native_cmd = [r.binary("eva_speed")]
+    js = os.path.join(r.wasm_build, "eva_speed.js")
+    node = shutil.which("node")
+    section = {
+        "title": "WebAssembly vs native GEMM",
+        "what": "The same plain timing harness (native/speed.cpp, median GFLOP/s of C = A·B over 5–11 products, "
+                "per second of the process's CPU time) built natively and with the wasm preset (SIMD128) and run under node, V8's optimizing "
+                "tier from the start (--no-liftoff); "
+                f"{1 if r.quick else REPETITIONS} alternating run(s) of each, median per shape.",
+        "baseline": "the native build of the same harness, same run",
+        "command": command_text(native_cmd) + f"; node --no-liftoff --no-experimental-fetch {rel(js)}",
+        "tables": [],
+        "skipped": [],
+    }
+    if not os.path.exists(js) or not node:
+        why = (f"{rel(js)} is missing (cmake --preset wasm && cmake --build --preset wasm --target eva_speed)"
+               if not os.path.exists(js) else "node is not installed")
+        section["skipped"] = ["wasm: " + why]
+        section["headline"] = "WebAssembly: not measured (" + why + ")."
+        return section
+    # Runs of the two builds alternate and each shape's figure is the median over the runs, so a burst of
+    # load on a shared machine affects both sides alike.
+    runs = {"native": [], "wasm": []}
+    # V8 first runs a module in its baseline tier (Liftoff) and optimizes it in the background; on a busy
+    # machine that lasts through the harness's short products, so V8 is told to optimize it up front.
+    wasm_cmd = [node, "--no-liftoff", "--no-experimental-fetch", js]
+    for i in range(1 if r.quick else REPETITIONS):
+        for target, cmd in (("native", native_cmd), ("wasm", wasm_cmd)):
+            runs[target].append(json.loads(r.run(f"speed-{target}-{i + 1}", cmd).strip().splitlines()[-1]))
+    native, wasm = runs["native"][0], runs["wasm"][0]
+
+    def gflops(target, shape):
+        return statistics.median(g["gflops"] for run in runs[target] for g in run["gemm"] if g["shape"] == shape)
+
+    shapes = [g["shape"] for g in native["gemm"] if any(w["shape"] == g["shape"] for w in wasm["gemm"])]
+    rows = [[sh, gflops("native", sh), gflops("wasm", sh)] for sh in shapes]
+    rows = [row + [row[2] / row[1]] for row in rows]
+    section["tables"] = [table([("shape (M×N×K)", "case"), (f"native GFLOP/s ({native['simd']})", "median"),
+                                (f"wasm GFLOP/s ({wasm['simd']})", "median"), ("wasm / native", "ratio")], rows)]
+    section["headline"] = (f"WebAssembly: the GEMM under node runs at {span([x[3] for x in rows])} the native "
+                           f"speed ({wasm['simd']} vs {native['simd']}).")
+    section["machine"] = {"node": subprocess.run([node, "--version"], stdout=subprocess.PIPE, text=True).stdout.strip(),
+                          "wasm_compiler": wasm_compiler(r.wasm_build)}
+    section["raw"] = runs
+    return section
+
+
+# ------------------------------------------------------------------------------------------ machine
+
+def compiler(build):
+    """Compiler id and version from CMake's record of the build directory (e.g. "GNU 12.2.0")."""
+    for path in glob.glob(os.path.join(build, "CMakeFiles", "*", "CMakeCXXCompiler.cmake")):
+        with open(path) as f:
+            text = f.read()
+        found = dict(re.findall(r'set\(CMAKE_CXX_COMPILER_(ID|VERSION) "([^"]*)"\)', text))
+        if found:
+            return " ".join(v for v in (found.get("ID"), found.get("VERSION")) if v)
+    return None
+
+
+def wasm_compiler(build):
+    """"Emscripten 3.1.6 (Clang 14.0.6)": the version file sits four levels above the toolchain file."""
+    clang, toolchain = compiler(build), cmake_cache(build, "CMAKE_TOOLCHAIN_FILE")
+    try:
+        with open(os.path.join(os.path.dirname(toolchain), "..", "..", "..", "emscripten-version.txt")) as f:
+            return f"Emscripten {f.read().strip().strip(chr(34))} ({clang})"
+    except (OSError, TypeError):
+        return clang
+
+
+def cmake_cache(build, key):
+    try:
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def git(*args):
+    p = subprocess.run(["git", "-C", ROOT] + list(args), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def machine_info(build, torch):
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), None)
+    except OSError:
+        pass
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += " (with uncommitted changes)"
+    build_type = cmake_cache(build, "CMAKE_BUILD_TYPE")
+    return {
+        "cpu_model": cpu,
+        "cores": os.cpu_count(),
+        "compiler": compiler(build),
+        "build_type": build_type,
+        "cxx_flags": cmake_cache(build, f"CMAKE_CXX_FLAGS_{(build_type or '').upper()}"),
+        "torch": torch,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "git_commit": commit,
+    }
+
+
+def measure(a):
+    log_dir = os.path.join(a.build, "bench-logs")
+    runner = Runner(a.build, a.wasm_build, a.quick, log_dir)
+    for name in ("eva_bench", "eva_bench_fp8", "eva_bench_mla", "eva_bench_moe", "eva_bench_train", "eva_speed"):
+        runner.binary(name)  # every binary checked before the first long run
+    os.makedirs(log_dir, exist_ok=True)
+    torch = torch_version()
+    out = {"schema": 1, "mode": "quick" if a.quick else "full",
+           "repetitions": 1 if a.quick else REPETITIONS, "note": a.note,
+           "machine": machine_info(a.build, torch), "benchmarks": {}}
+    steps = {"gemm": bench_gemm, "fp8": bench_fp8, "mla": bench_mla, "moe": bench_moe,
+             "train": lambda r: bench_train(r, torch), "wasm": bench_wasm}
+    try:
+        for i, key in enumerate(SECTIONS, 1):
+            t0 = time.monotonic()
+            print(f"[{i}/{len(SECTIONS)}] {key}", file=sys.stderr, flush=True)
+            try:
+                section = steps[key](runner)
+            except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as e:
+                raise BenchError(f"{key}: the benchmark's output is not what this script reads ({e!r}); "
+                                 f"its log is in {rel(log_dir)}/")
+            section["seconds"] = round(time.monotonic() - t0, 1)
+            out["machine"].update(section.pop("machine", {}))
+            for why in section.get("skipped", []):
+                print(f"  skipped: {why}", file=sys.stderr)
+            out["benchmarks"][key] = section
+    finally:
+        shutil.rmtree(runner.tmp, ignore_errors=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- Markdown
+
+def fmt(v, kind):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    if kind == "ratio":
+        return f"{v:.2f}×"
+    if kind == "case":
+        return str(v)
+    a = abs(v)
+    return f"{v:,.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.2f}" if a >= 1 else f"{v:.3f}"
+
+
+def markdown_table(t):
+    cols = t["columns"]
+    lines = ["| " + " | ".join(c["name"] for c in cols) + " |",
+             "|" + "|".join("---" if c["kind"] == "case" else "---:" for c in cols) + "|"]
+    for row in t["rows"]:
+        lines.append("| " + " | ".join(fmt(v, c["kind"]) for v, c in zip(row, cols)) + " |")
+    return lines
+
+
+def render(data, json_name, json_path):
+    m, quick = data["machine"], data["mode"] == "quick"
+    regen = "scripts/bench.py" + (" --quick" if quick else "")
+    if data.get("note"):
+        regen += " --note " + shlex.quote(data["note"])
+    lines = ["# Performance", "",
+             f"_Generated by `{regen}` from [{json_name}]({json_name}); do not edit by hand. "
+             f"`scripts/bench.py --render {json_path}` re-renders it from the JSON._", ""]
+    how = (f"Medians of {data['repetitions']} repetitions" if not quick
+           else "Quick mode: one short run of each benchmark, figures indicative only")
+    how += "; each ratio compares two figures measured in the same run."
+    if data.get("note"):
+        how += " " + data["note"]
+    lines += [how, "", "## Headline", ""]
+    lines += ["- " + s["headline"] for s in data["benchmarks"].values()]
+    rows = [("CPU", m.get("cpu_model")), ("logical cores", m.get("cores")),
+            ("compiler", f"{m.get('compiler')}, {m.get('build_type')} ({m.get('cxx_flags')})"),
+            ("eva GEMM kernel", m.get("gemm_simd")), ("OpenBLAS baseline", m.get("openblas")),
+            ("PyTorch", m.get("torch") or "not available"), ("node", m.get("node")),
+            ("wasm compiler", m.get("wasm_compiler")), ("date", m.get("date")), ("git commit", m.get("git_commit"))]
+    lines += ["", "## Machine", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows if v is not None]
+    for s in data["benchmarks"].values():
+        lines += ["", "## " + s["title"], "", s["what"], "", f"Baseline: {s['baseline']}.  ",
+                  f"Command: `{s['command']}`"]
+        for why in s.get("skipped", []):
+            lines += ["", f"_Not measured in this run — {why}._"]
+        for t in s["tables"]:
+            lines += [""] + ([f"**{t['title']}**", ""] if t.get("title") else []) + markdown_table(t)
+    return "\n".join(lines) + "\n"
+
+
+def write_report(data, json_path, md_path):
+    with open(md_path, "w") as f:
+        f.write(render(data, os.path.relpath(json_path, os.path.dirname(os.path.abspath(md_path))),
+                       rel(os.path.abspath(json_path))))
+
+
+# --------------------------------------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(
+        prog="scripts/bench.py",
+        description="Run every eva benchmark (GEMM vs OpenBLAS, FP8 codec vs memcpy, MLA decode vs MHA, MoE vs "
+                    "dense, training vs PyTorch, wasm vs native) and write DIR/performance.json and "
+                    "DIR/performance.md. Needs the release preset built; the wasm figures also need the wasm "
+                    "preset's eva_speed target, the PyTorch ones python3-torch (skipped with a note otherwise).")
+    ap.add_argument("--quick", action="store_true",
+                    help="one short run of each benchmark (about half a minute; for tests), written to "
+                         "build/bench-quick/ unless --out-dir is given")
+    ap.add_argument("--out-dir", help="where performance.json and performance.md go (default: docs/, or "
+                                      "build/bench-quick/ with --quick)")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"),
+                    help="the release build directory (default: build/release)")
+    ap.add_argument("--wasm-build", default=os.path.join(ROOT, "build", "wasm"),
+                    help="the wasm build directory (default: build/wasm)")
+    ap.add_argument("--note", default="", help="a sentence about the machine, printed in the report's header")
+    ap.add_argument("--render", metavar="JSON", help="only re-render the Markdown beside JSON from it")
+    a = ap.parse_args()
+    try:
+        if a.render:
+            with open(a.render) as f:
+                data = json.load(f)
+            md = os.path.splitext(a.render)[0] + ".md"
+            write_report(data, a.render, md)
+            print(f"wrote {rel(os.path.abspath(md))}", file=sys.stderr)
+            return 0
+        default_dir = os.path.join(ROOT, "build", "bench-quick") if a.quick else os.path.join(ROOT, "docs")
+        out_dir = a.out_dir or default_dir
+        a.build, a.wasm_build = os.path.abspath(a.build), os.path.abspath(a.wasm_build)
+        t0 = time.monotonic()
+        data = measure(a)
+        os.makedirs(out_dir, exist_ok=True)
+        json_path, md_path = os.path.join(out_dir, "performance.json"), os.path.join(out_dir, "performance.md")
+        with open(json_path, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        write_report(data, json_path, md_path)
+        print("\n".join(s["headline"] for s in data["benchmarks"].values()))
+        print(f"wrote {rel(os.path.abspath(json_path))} and {rel(os.path.abspath(md_path))} "
+              f"in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+        return 0
+    except BenchError as e:
+        print(f"scripts/bench.py: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
