@@ -20,8 +20,9 @@ using eva::Op;
 
 namespace {
 
-struct ThreadGuard {  // restores the default thread count whatever happens in the test
-    ~ThreadGuard() { eva::set_num_threads(0); }
+struct ThreadGuard {  // restores the thread count whatever happens in the test
+    int saved = eva::num_threads();
+    ~ThreadGuard() { eva::set_num_threads(saved); }
 };
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {

@@ -11,13 +11,21 @@ namespace eva {
 
 namespace {
 
+#if defined(_OPENMP)
+// EVA_NUM_THREADS when set to a positive number, else 0.
+int env_threads() {
+    const char* s = std::getenv("EVA_NUM_THREADS");
+    const int n = s ? std::atoi(s) : 0;
+    return n > 0 ? n : 0;
+}
+#endif
+
+// The library's own default: one thread unless the environment asks for more (no threads the caller
+// did not give).
 int default_threads() {
 #if defined(_OPENMP)
-    if (const char* s = std::getenv("EVA_NUM_THREADS")) {
-        const int n = std::atoi(s);
-        if (n > 0) return n;
-    }
-    return omp_get_max_threads();  // OMP_NUM_THREADS, or the number of cores
+    const int n = env_threads();
+    return n > 0 ? n : 1;
 #else
     return 1;
 #endif
@@ -32,7 +40,8 @@ int& current() {
 
 void set_num_threads(int n) {
 #if defined(_OPENMP)
-    current() = n > 0 ? n : default_threads();
+    const int env = env_threads();
+    current() = n > 0 ? n : env > 0 ? env : omp_get_max_threads();  // OMP_NUM_THREADS, or every core
 #else
     (void)n;
 #endif

@@ -11,11 +11,12 @@
 
 namespace eva {
 
-/// Threads the core uses from now on: n ≥ 1, or 0 for the default (EVA_NUM_THREADS if set, else the
-/// OpenMP default: OMP_NUM_THREADS if set, else every core). Ignored (stays 1) without OpenMP.
+/// Threads the core uses from now on: n ≥ 1, or 0 for "as many as the machine offers" (EVA_NUM_THREADS
+/// if set, else the OpenMP default: OMP_NUM_THREADS if set, else every core). Without OpenMP it stays 1.
 void set_num_threads(int n);
 
-/// The current thread count (the default until set_num_threads is called).
+/// The current thread count. Until set_num_threads is called: EVA_NUM_THREADS if set, else 1 — the
+/// library starts no threads the caller did not ask for.
 int num_threads();
 
 /// Whether this build can use more than one thread (compiled with OpenMP).
