@@ -1,9 +1,14 @@
 // Training throughput: one step of eva-mini (forward, hand-written backward, clipping, AdamW, bias
 // update) against the same model trained by PyTorch (native/bench_train.py, Debian's python3-torch,
 // float32, autograd) with the same batch and the same thread count, measured in the same run.
-// PyTorch's thread settings are pinned (OMP/OpenBLAS threads, OMP_WAIT_POLICY=PASSIVE): with default
-// settings its OpenMP and OpenBLAS threads spin against each other and it looks slower than it is.
-// Usage: build/release/eva_bench_train [--config mini] [--batch 16] [--seq-len 128] [--steps 10] [--json FILE]
+// For each thread count, eva and PyTorch alternate for --rounds rounds (each a median over --steps
+// steps), so both see the same machine load; the report gives the median and the minimum over rounds
+// and the median of the per-round ratios.
+// PyTorch's thread settings are pinned (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, torch.set_num_threads,
+// OMP_WAIT_POLICY=PASSIVE): with default settings its OpenMP and OpenBLAS threads spin against each
+// other and it looks slower than it is. eva's thread count is set with eva::set_num_threads.
+// Usage: build/release/eva_bench_train [--config mini] [--batch 16] [--seq-len 128] [--steps 10]
+//        [--threads 1,2] [--rounds 3] [--json FILE]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,11 +22,19 @@
 #include <nlohmann/json.hpp>
 
 #include "eva/checkpoint.hpp"
+#include "eva/threads.hpp"
 #include "eva/trainer.hpp"
 
 namespace {
 
-double eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps) {
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps, int threads) {
+    eva::set_num_threads(threads);
     auto grad = eva::model_zeros(m);
     eva::ModelActivations<float> acts;
     eva::AdamW opt;
@@ -40,8 +53,7 @@ double eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps) 
         eva::update_balance_bias(m, acts);
         if (s >= 2) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    std::sort(times.begin(), times.end());
-    return times[times.size() / 2];
+    return median(times);
 }
 
 double torch_median_step(const std::string& model, int batch, int seq_len, int steps, int threads) {
@@ -65,38 +77,58 @@ double torch_median_step(const std::string& model, int batch, int seq_len, int s
 int main(int argc, char** argv) {
     CLI::App app{"Training tokens/s: eva vs PyTorch on the same model, batch and threads"};
     std::string config = "mini", json_path;
-    int batch = 16, seq_len = 128, steps = 10;
+    int batch = 16, seq_len = 128, steps = 10, rounds = 3;
+    std::vector<int> thread_counts{1, 2};
     app.add_option("--config", config, "Preset or ModelArgs JSON")->capture_default_str();
     app.add_option("--batch", batch, "Sequences per step")->capture_default_str();
     app.add_option("--seq-len", seq_len, "Tokens per sequence")->capture_default_str();
-    app.add_option("--steps", steps, "Timed steps (after 2 warm-up steps)")->capture_default_str();
+    app.add_option("--steps", steps, "Timed steps per measurement (after 2 warm-up steps)")->capture_default_str();
+    app.add_option("--threads", thread_counts, "Thread counts to compare at (both trainers use the same)")
+        ->delimiter(',')->capture_default_str()->check(CLI::PositiveNumber);
+    app.add_option("--rounds", rounds, "Alternating eva/PyTorch measurements per thread count")
+        ->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--json", json_path, "Also write the figures as JSON here");
     CLI11_PARSE(app, argc, argv);
 
     const auto args = eva::preset_or_file(config);
     eva::Rng rng(1);
-    auto m = eva::model_init<float>(args, eva::moe_config(args), rng);
+    auto init = eva::model_init<float>(args, eva::moe_config(args), rng);
     char dir[] = "/tmp/eva_bench_train_XXXXXX";
     if (!mkdtemp(dir)) return 1;
     const std::string model = std::string(dir) + "/model.safetensors";
-    eva::save_model(m, model);
+    eva::save_model(init, model);
 
     const double tokens = double(batch) * seq_len;
-    const double eva_s = eva_median_step(m, batch, seq_len, steps);
-    std::printf("%-36s %10s %12s %10s\n", "trainer (1 thread unless noted)", "ms/step", "tokens/s", "eva speedup");
-    std::printf("%-36s %10.1f %12.0f %10s\n", ("eva, " + config).c_str(), eva_s * 1e3, tokens / eva_s, "");
-    nlohmann::json j = {{"config", config}, {"batch", batch}, {"seq_len", seq_len}, {"eva_seconds", eva_s},
-                        {"eva_tokens_per_s", tokens / eva_s}};
-    for (int threads : {1, 2}) {
-        const double t = torch_median_step(model, batch, seq_len, steps, threads);
-        if (t < 0) {
-            std::printf("PyTorch (%d threads): not available (/usr/bin/python3 with torch needed)\n", threads);
+    nlohmann::json j = {{"config", config}, {"batch", batch}, {"seq_len", seq_len}, {"steps", steps},
+                        {"rounds", rounds}, {"eva_threads_available", eva::threads_available()}};
+    std::printf("%s, batch %d x %d, %d rounds of %d steps per thread count\n", config.c_str(), batch, seq_len, rounds, steps);
+    std::printf("%-8s %-9s %12s %12s %12s %14s\n", "threads", "trainer", "median ms", "min ms", "tokens/s",
+                "eva speedup");
+    for (int threads : thread_counts) {
+        std::vector<double> eva_s, torch_s, ratio;
+        for (int r = 0; r < rounds; ++r) {
+            auto m = init;  // every round trains the same initial weights
+            eva_s.push_back(eva_median_step(m, batch, seq_len, steps, threads));
+            const double t = torch_median_step(model, batch, seq_len, steps, threads);
+            if (t > 0) {
+                torch_s.push_back(t);
+                ratio.push_back(t / eva_s.back());
+            }
+        }
+        const double e = median(eva_s);
+        const std::string key = std::to_string(threads) + "t";
+        std::printf("%-8d %-9s %12.1f %12.1f %12.0f %14s\n", threads, "eva", e * 1e3,
+                    *std::min_element(eva_s.begin(), eva_s.end()) * 1e3, tokens / e, "");
+        j["eva_" + key + "_seconds"] = eva_s;
+        if (torch_s.empty()) {
+            std::printf("%-8d PyTorch not available (/usr/bin/python3 with torch needed)\n", threads);
             continue;
         }
-        const std::string name = "PyTorch fp32, " + std::to_string(threads) + " thread" + (threads > 1 ? "s" : "");
-        std::printf("%-36s %10.1f %12.0f %9.2fx\n", name.c_str(), t * 1e3, tokens / t, t / eva_s);
-        j["torch_" + std::to_string(threads) + "t_seconds"] = t;
-        j["speedup_vs_torch_" + std::to_string(threads) + "t"] = t / eva_s;
+        const double t = median(torch_s);
+        std::printf("%-8d %-9s %12.1f %12.1f %12.0f %13.2fx\n", threads, "PyTorch", t * 1e3,
+                    *std::min_element(torch_s.begin(), torch_s.end()) * 1e3, tokens / t, median(ratio));
+        j["torch_" + key + "_seconds"] = torch_s;
+        j["speedup_vs_torch_" + key] = median(ratio);
     }
     std::system(("rm -rf " + std::string(dir)).c_str());
     if (!json_path.empty()) std::ofstream(json_path) << j.dump(2) << '\n';

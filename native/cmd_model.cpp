@@ -18,6 +18,7 @@
 #include "eva/checkpoint.hpp"
 #include "eva/error.hpp"
 #include "eva/safetensors.hpp"
+#include "eva/threads.hpp"
 #include "eva/trainer.hpp"
 
 namespace eva::cli {
@@ -115,7 +116,7 @@ void run_forward(const ForwardOptions& o) {
 struct TrainOptions {
     std::string config = "mini", data = kDefaultCorpus, out, resume, balance = "aux-free", precision = "fp32";
     TrainConfig t;
-    int eval_every = 100, sample_every = 0, sample_tokens = 200;
+    int eval_every = 100, sample_every = 0, sample_tokens = 200, threads = 0;
     bool json = false;
     double gamma = 0.001, alpha = 1e-4;
 };
@@ -134,6 +135,7 @@ std::string sample_text(const Model<float>& m, const std::string& prompt, int n,
 }
 
 void run_train(TrainOptions o) {
+    set_num_threads(o.threads);  // the losses do not depend on it (eva/threads.hpp)
     o.t.precision = parse_linear_precision(o.precision, "--precision");
     const Corpus corpus = load_corpus(o.data);
     nlohmann::json meta;
@@ -283,6 +285,9 @@ void add_model_commands(CLI::App& app) {
         c->add_option("--sample-every", o->sample_every, "Print a sample every N steps (0: only at the end)")->capture_default_str();
         c->add_option("--out", o->out, "Save a resumable checkpoint here at the end");
         c->add_option("--resume", o->resume, "Continue a checkpoint saved with --out")->check(CLI::ExistingFile);
+        c->add_option("--threads", o->threads,
+                      "CPU threads (0: EVA_NUM_THREADS, else OMP_NUM_THREADS, else every core); results are identical for any count")
+            ->capture_default_str()->check(CLI::NonNegativeNumber);
         c->add_flag("--json", o->json, "JSON lines instead of text");
         c->callback([o] { run_train(*o); });
     }

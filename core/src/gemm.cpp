@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "gemm_kernel.hpp"
+#include "parallel.hpp"
 
 namespace eva {
 
@@ -61,15 +62,71 @@ void check_args(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, c
     if (M * N != 0 && !C) fail("C is null");
 }
 
+// One thread's GEMM scratch (packed panels of A and B, gathered rows), kept for the thread's lifetime
+// and grown on demand: a training step calls the GEMM hundreds of times, and allocating the panels per
+// call cost page faults every time.
 template <class T>
-struct AlignedBuffer {
+class Scratch {
     struct Free {
         void operator()(T* p) const { ::operator delete[](p, std::align_val_t{64}); }
     };
-    std::unique_ptr<T[], Free> data;
-    explicit AlignedBuffer(std::size_t n)
-        : data(n ? static_cast<T*>(::operator new[](n * sizeof(T), std::align_val_t{64})) : nullptr) {}
+    std::unique_ptr<T[], Free> data_;
+    std::size_t size_ = 0;
+
+public:
+    T* get(std::size_t n) {
+        if (n > size_) {
+            data_.reset(static_cast<T*>(::operator new[](n * sizeof(T), std::align_val_t{64})));
+            size_ = n;
+        }
+        return data_.get();
+    }
 };
+
+template <class T>
+void run_serial(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
+                const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate) {
+    // Upper bounds over all architectures (the widest registers need the largest panels).
+    using Bound = detail::GemmShape<T, 64>;
+    thread_local Scratch<T> a, b, row;
+    const std::size_t kc = std::min(K, Bound::KC);
+    GemmWorkspace ws{a.get((std::min(M, Bound::MC) + Bound::MR) * kc), b.get((std::min(N, Bound::NC) + Bound::NR) * kc),
+                     // Short products gather up to DR (≤ 8) rows of a transposed A; matrix–vector ones a single row.
+                     row.get(K * (M <= Bound::kShortRows ? 8 : 1))};
+    run_kernel(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ws);
+}
+
+// Multi-threaded products split C into blocks of whole rows or whole columns, one per thread; every
+// element is still summed over all of K by one thread in the kernel's order, so the result does not
+// depend on the thread count. A row split is used only when every block stays on the packed-panel
+// path (more than kShortRows rows, the path the whole product takes too); otherwise columns are split,
+// which no path's per-element arithmetic depends on. Small products stay on one thread: starting a
+// parallel region costs a few microseconds.
+template <class T>
+void run_split(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
+               const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate) {
+    using Bound = detail::GemmShape<T, 64>;
+    constexpr double kMinFlopsPerThread = 2.0e6;
+    const std::size_t threads = std::size_t(detail::available_threads());
+    const std::size_t parts = std::min<std::size_t>(threads, std::size_t(2.0 * double(M) * double(N) * double(K) / kMinFlopsPerThread));
+    auto round_up = [](std::size_t x, std::size_t m) { return (x + m - 1) / m * m; };
+    const std::size_t rows = parts >= 2 ? round_up((M + parts - 1) / parts, Bound::MR) : M;
+    const std::size_t blocks = (M + rows - 1) / rows, last = M - (blocks - 1) * rows;
+    if (parts >= 2 && blocks >= 2 && last > Bound::kShortRows) {
+        detail::parallel_for(blocks, [&](std::size_t p) {
+            const std::size_t i0 = p * rows, m = std::min(rows, M - i0);
+            run_serial(op_a, op_b, m, N, K, op_a == Op::N ? A + i0 * lda : A + i0, lda, B, ldb, C + i0 * ldc, ldc, accumulate);
+        });
+    } else if (parts >= 2 && N / parts >= Bound::NR) {
+        const std::size_t cols = round_up((N + parts - 1) / parts, Bound::NR);
+        detail::parallel_for((N + cols - 1) / cols, [&](std::size_t p) {
+            const std::size_t j0 = p * cols, n = std::min(cols, N - j0);
+            run_serial(op_a, op_b, M, n, K, A, lda, op_b == Op::N ? B + j0 : B + j0 * ldb, ldb, C + j0, ldc, accumulate);
+        });
+    } else {
+        run_serial(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    }
+}
 
 }  // namespace
 
@@ -83,14 +140,7 @@ void gemm(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T
             for (std::size_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
         return;
     }
-    // Upper bounds over all architectures (the widest registers need the largest panels).
-    using Bound = detail::GemmShape<T, 64>;
-    const std::size_t kc = std::min(K, Bound::KC);
-    AlignedBuffer<T> a((std::min(M, Bound::MC) + Bound::MR) * kc);
-    AlignedBuffer<T> b((std::min(N, Bound::NC) + Bound::NR) * kc);
-    // Short products gather up to DR (≤ 8) rows of a transposed A; matrix–vector ones a single row.
-    AlignedBuffer<T> row(K * (M <= Bound::kShortRows ? 8 : 1));
-    run_kernel(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, GemmWorkspace{a.data.get(), b.data.get(), row.data.get()});
+    run_split(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 template <class T>

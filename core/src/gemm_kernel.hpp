@@ -123,7 +123,7 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
         for (std::size_t i = 0; i < MR; ++i)
             for (std::size_t v = 0; v < NV; ++v) acc[i][v].store_aligned(tile + i * NR + v * L);
         for (std::size_t i = 0; i < m; ++i)
-            for (std::size_t j = 0; j < n; ++j) C[i * ldc + j] = (add ? C[i * ldc + j] : T(0)) + tile[i * NR + j];
+            for (std::size_t j = 0; j < n; ++j) C[i * ldc + j] = add ? C[i * ldc + j] + tile[i * NR + j] : tile[i * NR + j];
     }
 
     static T dot(const T* x, const T* y, std::size_t K) {

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "eva/gemm.hpp"
+#include "parallel.hpp"
 #include "eva/rmsnorm.hpp"
 
 namespace eva {
@@ -157,7 +158,8 @@ Matrix<T> mla_forward(const ModelArgs& args, const RopeTable& rope, const MLAWei
     a.probs.assign(batch * d.H * T_ * T_, T(0));
     a.o = Matrix<T>::from_shape({n, d.H * d.v});
     const T scale = T(mla_softmax_scale(args, rope));
-    for (size_t b = 0; b < batch; ++b)
+    // Sequences are independent (each writes its own rows of P and o): one thread per sequence.
+    detail::parallel_for(batch, [&](size_t b) {
         for (size_t h = 0; h < d.H; ++h) {
             const T* q = a.q.data() + b * T_ * ldq + h * d.qk;           // [T, qk], ld ldq
             const T* kv = a.kv_b.data() + b * T_ * ldkv + h * (d.nope + d.v);  // k_nope | v of head h
@@ -169,6 +171,7 @@ Matrix<T> mla_forward(const ModelArgs& args, const RopeTable& rope, const MLAWei
             gemm<T>(Op::N, Op::N, T_, d.v, T_, P, T_, kv + d.nope, ldkv, a.o.data() + b * T_ * d.H * d.v + h * d.v,
                     d.H * d.v);
         }
+    });
     Matrix<T> out = Matrix<T>::from_shape({n, d.dim});
     linear_forward(precision, a.o.data(), d.H * d.v, w.wo, out.data(), d.dim, n);
     return out;
@@ -190,8 +193,10 @@ Matrix<T> mla_backward(const ModelArgs& args, const RopeTable& rope, const MLAWe
 
     // Attention, per sequence and head. dP = dO·Vᵀ; dS = P∘(dP − rowsum(P∘dP))·scale.
     Matrix<T> dq = zeros<T>(n, ldq), dkv_b = zeros<T>(n, ldkv), dkv_a = zeros<T>(n, ldpe);
-    std::vector<T> dS(T_ * T_);
-    for (size_t b = 0; b < a.batch; ++b)
+    // One thread per sequence: its rows of dq, dkv_b and dk_pe are its own, and its heads add into the
+    // shared dk_pe in the same order whatever the thread count.
+    detail::parallel_for(a.batch, [&](size_t b) {
+        std::vector<T> dS(T_ * T_);
         for (size_t h = 0; h < d.H; ++h) {
             const size_t row0 = b * T_;
             const T* q = a.q.data() + row0 * ldq + h * d.qk;
@@ -214,6 +219,7 @@ Matrix<T> mla_backward(const ModelArgs& args, const RopeTable& rope, const MLAWe
             gemm<T>(Op::T, Op::N, T_, d.nope, T_, dS.data(), T_, q, ldq, dkvh, ldkv);             // dk_nope
             gemm<T>(Op::T, Op::N, T_, d.rope, T_, dS.data(), T_, q + d.nope, ldq, dpe, ldpe, true);  // dk_pe, Σ heads
         }
+    });
 
     // k_nope | v = wkv_b(c_KV); c_KV = kv_norm(kv); k_pe was rotated: rotate its gradient back.
     Matrix<T> dkv_n = Matrix<T>::from_shape({n, d.kvr});

@@ -3,10 +3,14 @@
 
 #include <cmath>
 
+#include "parallel.hpp"
 
 namespace eva {
 
 namespace {
+
+// Element-wise work is spread over threads in ranges of this many elements (each element independent).
+constexpr std::size_t kElementChunk = 1 << 14;
 
 template <class T>
 T sigmoid(T h) {
@@ -47,7 +51,9 @@ void mlp_forward(const Mlp<T>& m, const T* x, std::size_t n, T* y, MlpCache<T>& 
     if (n == 0) return;
     linear_forward(p, x, D, m.w1, c.h1.data(), F, n);  // h1 = x·w1ᵀ
     linear_forward(p, x, D, m.w3, c.h3.data(), F, n);  // h3 = x·w3ᵀ
-    for (std::size_t i = 0; i < n * F; ++i) c.a[i] = c.h1[i] * sigmoid(c.h1[i]) * c.h3[i];
+    detail::parallel_ranges(n * F, kElementChunk, [&](std::size_t i0, std::size_t i1) {
+        for (std::size_t i = i0; i < i1; ++i) c.a[i] = c.h1[i] * sigmoid(c.h1[i]) * c.h3[i];
+    });
     linear_forward(p, c.a.data(), F, m.w2, y, D, n, accumulate);  // y (+)= a·w2ᵀ
 }
 
@@ -58,11 +64,13 @@ void mlp_backward(const Mlp<T>& m, const T* x, std::size_t n, const MlpCache<T>&
     if (n == 0) return;
     std::vector<T> dh1(n * F), dh3(n * F);
     linear_backward(p, dy, D, c.a.data(), F, m.w2, g.w2, dh1.data(), F, n);  // dw2 += dyᵀ·a, da = dy·w2 (into dh1)
-    for (std::size_t i = 0; i < n * F; ++i) {
-        const T h = c.h1[i], s = sigmoid(h), da = dh1[i];
-        dh3[i] = da * h * s;                                  // ∂/∂h3 of silu(h1)·h3
-        dh1[i] = da * c.h3[i] * s * (T(1) + h * (T(1) - s));  // silu'(h1)·h3
-    }
+    detail::parallel_ranges(n * F, kElementChunk, [&](std::size_t i0, std::size_t i1) {
+        for (std::size_t i = i0; i < i1; ++i) {
+            const T h = c.h1[i], s = sigmoid(h), da = dh1[i];
+            dh3[i] = da * h * s;                                  // ∂/∂h3 of silu(h1)·h3
+            dh1[i] = da * c.h3[i] * s * (T(1) + h * (T(1) - s));  // silu'(h1)·h3
+        }
+    });
     linear_backward(p, dh1.data(), F, x, D, m.w1, g.w1, dx, D, n, accumulate_dx);  // dw1 += dh1ᵀ·x, dx (+)= dh1·w1
     linear_backward(p, dh3.data(), F, x, D, m.w3, g.w3, dx, D, n, true);           // dw3 += dh3ᵀ·x, dx += dh3·w3
 }

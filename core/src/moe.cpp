@@ -9,6 +9,7 @@
 #include "eva/config.hpp"
 #include "eva/error.hpp"
 #include "eva/gemm.hpp"
+#include "parallel.hpp"
 
 namespace eva {
 
@@ -442,10 +443,12 @@ void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len
         std::copy(x + p / k * D, x + (p / k + 1) * D, c.xg.begin() + row * D);
     }
     // One SwiGLU (three GEMMs) per expert over exactly its tokens.
+    // Experts are independent (own weights, own rows of xg/yg, own cache): one thread per expert.
     c.expert_cache.resize(E);
-    for (std::size_t e = 0; e < E; ++e)
+    detail::parallel_for(E, [&](std::size_t e) {
         mlp_forward(m.experts[e], c.xg.data() + c.offsets[e] * D, counts[e], c.yg.data() + c.offsets[e] * D,
                     c.expert_cache[e], false, precision);
+    });
     // Combine: y = shared(x) + Σ_j w_j·expert_j(x), summed in the same order as the naive loop.
     if (cfg.n_shared_experts > 0) mlp_forward(m.shared, x, n, y, c.shared_cache, false, precision);
     else std::fill(y, y + n * D, T(0));
@@ -479,11 +482,11 @@ void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy
         }
         dweights[p] = dot;
     }
-    for (std::size_t e = 0; e < E; ++e) {
+    detail::parallel_for(E, [&](std::size_t e) {  // independent experts, as in the forward pass
         const std::size_t o = c.offsets[e], cnt = c.offsets[e + 1] - o;
         mlp_backward(m.experts[e], c.xg.data() + o * D, cnt, c.expert_cache[e], dyg.data() + o * D,
                      dxg.data() + o * D, g.experts[e], false, precision);
-    }
+    });
     for (std::size_t p = 0; p < n * k; ++p) {
         const T* d = dxg.data() + c.row_of[p] * D;
         T* dxt = dx + p / k * D;

@@ -4,30 +4,39 @@
 #include <algorithm>
 
 #include "eva/error.hpp"
+#include "parallel.hpp"
 
 namespace eva {
 
 template <class T>
 T cross_entropy(const T* logits, const Token* targets, std::size_t N, std::size_t V, T* dlogits) {
     if (N == 0) throw ShapeError("cross_entropy: no rows");
-    double total = 0;
-    for (std::size_t i = 0; i < N; ++i) {
-        const T* z = logits + i * V;
-        const Token y = targets[i];
-        if (y < 0 || std::size_t(y) >= V)
-            throw ShapeError("cross_entropy: target " + std::to_string(y) + " outside the vocabulary of " + std::to_string(V));
-        const T zmax = *std::max_element(z, z + V);
-        T sum = 0;
-        for (std::size_t j = 0; j < V; ++j) sum += std::exp(z[j] - zmax);
-        // −log softmax(z)_y = log Σ exp(z − zmax) − (z_y − zmax): every term stays small, so no
-        // precision is lost to a large zmax.
-        total += double(std::log(sum) - (z[y] - zmax));
-        if (dlogits) {
-            T* d = dlogits + i * V;
-            for (std::size_t j = 0; j < V; ++j) d[j] = std::exp(z[j] - zmax) / sum / T(N);
-            d[y] -= T(1) / T(N);
+    for (std::size_t i = 0; i < N; ++i)
+        if (targets[i] < 0 || std::size_t(targets[i]) >= V)
+            throw ShapeError("cross_entropy: target " + std::to_string(targets[i]) + " outside the vocabulary of " +
+                             std::to_string(V));
+    // Rows are independent; their losses are summed in row order afterwards, whatever the threads.
+    std::vector<double> row_loss(N);
+    constexpr std::size_t kRows = 64;
+    detail::parallel_for((N + kRows - 1) / kRows, [&](std::size_t block) {
+        for (std::size_t i = block * kRows; i < std::min(N, (block + 1) * kRows); ++i) {
+            const T* z = logits + i * V;
+            const Token y = targets[i];
+            const T zmax = *std::max_element(z, z + V);
+            T sum = 0;
+            for (std::size_t j = 0; j < V; ++j) sum += std::exp(z[j] - zmax);
+            // −log softmax(z)_y = log Σ exp(z − zmax) − (z_y − zmax): every term stays small, so no
+            // precision is lost to a large zmax.
+            row_loss[i] = double(std::log(sum) - (z[y] - zmax));
+            if (dlogits) {
+                T* d = dlogits + i * V;
+                for (std::size_t j = 0; j < V; ++j) d[j] = std::exp(z[j] - zmax) / sum / T(N);
+                d[y] -= T(1) / T(N);
+            }
         }
-    }
+    });
+    double total = 0;
+    for (double l : row_loss) total += l;
     return T(total / double(N));
 }
 
@@ -42,15 +51,44 @@ double learning_rate(const ScheduleConfig& s, int step) {
     return min_lr + 0.5 * (s.lr - min_lr) * (1.0 + std::cos(M_PI * progress));
 }
 
+namespace {
+
+// The parameters cut into pieces of at most kChunk elements: the unit of work of the element-wise
+// loops below, so that they spread over threads. The cut depends only on the parameter sizes.
+struct Chunk {
+    std::size_t param, begin, end;
+};
+
+std::vector<Chunk> chunks(const std::vector<Param>& params) {
+    constexpr std::size_t kChunk = std::size_t(1) << 15;
+    std::vector<Chunk> out;
+    for (std::size_t k = 0; k < params.size(); ++k)
+        for (std::size_t b = 0; b < params[k].size; b += kChunk)
+            out.push_back({k, b, std::min(params[k].size, b + kChunk)});
+    return out;
+}
+
+}  // namespace
+
 double clip_grad_norm(const std::vector<Param>& params, double max_norm) {
+    // Σ g² in double, as partial sums per chunk added in chunk order: the same for every thread count.
+    const auto cs = chunks(params);
+    std::vector<double> partial(cs.size());
+    detail::parallel_for(cs.size(), [&](std::size_t c) {
+        const float* g = params[cs[c].param].grad;
+        double sq = 0;
+        for (std::size_t i = cs[c].begin; i < cs[c].end; ++i) sq += double(g[i]) * g[i];
+        partial[c] = sq;
+    });
     double sq = 0;
-    for (const Param& p : params)
-        for (std::size_t i = 0; i < p.size; ++i) sq += double(p.grad[i]) * p.grad[i];
+    for (double x : partial) sq += x;
     const double norm = std::sqrt(sq);
     if (max_norm > 0 && norm > max_norm) {
         const float scale = float(max_norm / (norm + 1e-6));
-        for (const Param& p : params)
-            for (std::size_t i = 0; i < p.size; ++i) p.grad[i] *= scale;
+        detail::parallel_for(cs.size(), [&](std::size_t c) {
+            float* g = params[cs[c].param].grad;
+            for (std::size_t i = cs[c].begin; i < cs[c].end; ++i) g[i] *= scale;
+        });
     }
     return norm;
 }
@@ -63,23 +101,25 @@ void AdamW::step(const std::vector<Param>& params, double lr) {
         }
     }
     if (m_.size() != params.size()) throw ShapeError("AdamW: the parameter list changed between steps");
+    for (std::size_t k = 0; k < params.size(); ++k)
+        if (m_[k].size() != params[k].size) throw ShapeError("AdamW: parameter " + params[k].name + " changed size");
     ++t_;
     const double bc1 = 1.0 - std::pow(c_.beta1, double(t_)), bc2 = 1.0 - std::pow(c_.beta2, double(t_));
     const float b1 = float(c_.beta1), b2 = float(c_.beta2);
-    for (std::size_t k = 0; k < params.size(); ++k) {
-        const Param& p = params[k];
-        if (m_[k].size() != p.size) throw ShapeError("AdamW: parameter " + p.name + " changed size");
-        float* m = m_[k].data();
-        float* v = v_[k].data();
+    const float step_size = float(lr / bc1), inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2)), eps = float(c_.eps);
+    const auto cs = chunks(params);
+    detail::parallel_for(cs.size(), [&](std::size_t c) {  // every element's update is independent
+        const Param& p = params[cs[c].param];
+        float* m = m_[cs[c].param].data();
+        float* v = v_[cs[c].param].data();
         const float decay = p.decay ? float(1.0 - lr * c_.weight_decay) : 1.0f;
-        const float step_size = float(lr / bc1), inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2)), eps = float(c_.eps);
-        for (std::size_t i = 0; i < p.size; ++i) {
+        for (std::size_t i = cs[c].begin; i < cs[c].end; ++i) {
             const float g = p.grad[i];
             m[i] = b1 * m[i] + (1 - b1) * g;
             v[i] = b2 * v[i] + (1 - b2) * g * g;
             p.value[i] = p.value[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
         }
-    }
+    });
 }
 
 }  // namespace eva
