@@ -6,7 +6,11 @@
 // and the median of the per-round ratios.
 // PyTorch's thread settings are pinned (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, torch.set_num_threads,
 // OMP_WAIT_POLICY=PASSIVE): with default settings its OpenMP and OpenBLAS threads spin against each
-// other and it looks slower than it is. eva's thread count is set with eva::set_num_threads.
+// other and it looks slower than it is. Debian's OpenBLAS (under PyTorch's matrix products) does not
+// recognise recent Xeons behind a hypervisor and falls back to its Prescott kernels, 3x slower here;
+// the baseline gets its best kernel (OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs, as in eva_bench_gemm).
+// eva's thread count is set with eva::set_num_threads, and its OpenMP threads get the same passive
+// wait policy (the program re-executes itself once to set it: libgomp reads it when it loads).
 // Usage: build/release/eva_bench_train [--config mini] [--batch 16] [--seq-len 128] [--steps 10]
 //        [--threads 1,2] [--rounds 3] [--json FILE]
 #include <algorithm>
@@ -59,7 +63,8 @@ double eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps, 
 double torch_median_step(const std::string& model, int batch, int seq_len, int steps, int threads) {
     const std::string here = __FILE__, script = here.substr(0, here.find_last_of('/')) + "/bench_train.py";
     const std::string t = std::to_string(threads);
-    const std::string cmd = "OMP_NUM_THREADS=" + t + " OPENBLAS_NUM_THREADS=" + t + " MKL_NUM_THREADS=" + t +
+    const bool skylake = !std::getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx512bw");
+    const std::string cmd = std::string(skylake ? "OPENBLAS_CORETYPE=SkylakeX " : "") + "OMP_NUM_THREADS=" + t + " OPENBLAS_NUM_THREADS=" + t + " MKL_NUM_THREADS=" + t +
                             " OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 " + script + " " + model + " --batch " +
                             std::to_string(batch) + " --seq-len " + std::to_string(seq_len) + " --steps " +
                             std::to_string(steps) + " --threads " + t;
@@ -75,6 +80,10 @@ double torch_median_step(const std::string& model, int batch, int seq_len, int s
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (!std::getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        execv("/proc/self/exe", argv);
+    }
     CLI::App app{"Training tokens/s: eva vs PyTorch on the same model, batch and threads"};
     std::string config = "mini", json_path;
     int batch = 16, seq_len = 128, steps = 10, rounds = 3;
