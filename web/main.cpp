@@ -94,12 +94,16 @@ std::string query_param(const char* name, const char* fallback) {
     return found ? std::string(value) : std::string(fallback);
 }
 
+// Keeps the canvas's drawing buffer the size it is shown at (it fills the page or the iframe and follows
+// its resizing). Not through glfwSetWindowSize: Emscripten's GLFW takes a size equal to the screen's
+// as a request for fullscreen, which a page may only make on a user gesture. Resizing the canvas through
+// Emscripten's browser layer updates GLFW's window size the same way, without that rule.
 void fit_canvas(GLFWwindow* window) {
     double w = 0, h = 0;
     emscripten_get_element_css_size("#canvas", &w, &h);
     int cw = 0, ch = 0;
     glfwGetWindowSize(window, &cw, &ch);
-    if (int(w) != cw || int(h) != ch) glfwSetWindowSize(window, int(w), int(h));
+    if (int(w) != cw || int(h) != ch) EM_ASM({ Browser.setCanvasSize($0, $1); }, int(w), int(h));
 }
 
 void frame(void* arg) {

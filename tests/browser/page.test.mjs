@@ -35,3 +35,17 @@ test("embed mode hides the page header", async () => {
   assert.equal(await page.locator("header").isVisible(), false);
   await page.close();
 });
+
+test("an embed whose frame is as large as the screen draws at that size without asking for fullscreen", async () => {
+  // Headless Chromium's screen is the viewport, so this is the iframe-as-large-as-the-screen case, in which
+  // Emscripten's glfwSetWindowSize would call requestFullscreen (refused without a user gesture).
+  const { page, errors } = await open("?panel=gemm&embed=1", { width: 900, height: 560 });
+  const warnings = [];
+  page.on("console", (m) => warnings.push(m.text()));
+  await page.waitForFunction(() => window.eva.frames >= 30, null, { timeout: 30000 });
+  const size = await page.evaluate(() => [document.getElementById("canvas").width, document.getElementById("canvas").height]);
+  assert.deepEqual(size, [900, 560]);
+  assert.deepEqual(warnings.filter((w) => /fullscreen/i.test(w)), []);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
