@@ -313,13 +313,30 @@ def bench_train(r, torch):
     }
 
 
+def wasm_training_table(runs):
+    """The harness's eva-mini training steps (the browser Train panel's batch, one thread), per precision:
+    median tokens/s per CPU second natively and in wasm, and their ratio. None for a harness without them."""
+    def rate(target, precision):
+        rates = [t["tokens_per_s"] for run in runs[target] for t in run.get("train", []) if t["precision"] == precision]
+        return statistics.median(rates) if rates else None
+
+    rows = []
+    for t in runs["native"][0].get("train", []):
+        native, wasm = rate("native", t["precision"]), rate("wasm", t["precision"])
+        if native and wasm:
+            rows.append([f"{t['config']}, {t['precision']}", native, wasm, wasm / native])
+    return table([("training step", "case"), ("native tokens/s", "median"), ("wasm tokens/s", "median"),
+                  ("wasm / native", "ratio")], rows, title="training step (Trainer::step)") if rows else None
+
+
 def bench_wasm(r):
     native_cmd = [r.binary("eva_speed")]
     js = os.path.join(r.wasm_build, "eva_speed.js")
     node = shutil.which("node")
     section = {
-        "title": "WebAssembly vs native GEMM",
-        "what": "The same plain timing harness (native/speed.cpp, median GFLOP/s of C = A·B over 5–11 products, "
+        "title": "WebAssembly vs native: GEMM and a training step",
+        "what": "The same plain timing harness (native/speed.cpp: median GFLOP/s of C = A·B over 5–11 products, and "
+                "median tokens/s of 5 eva-mini training steps at the browser Train panel's batch, "
                 "per second of the process's CPU time) built natively and with the wasm preset (SIMD128) and run under node, V8's optimizing "
                 "tier from the start (--no-liftoff); "
                 f"{1 if r.quick else REPETITIONS} alternating run(s) of each, median per shape.",
@@ -352,9 +369,15 @@ def bench_wasm(r):
     rows = [[sh, gflops("native", sh), gflops("wasm", sh)] for sh in shapes]
     rows = [row + [row[2] / row[1]] for row in rows]
     section["tables"] = [table([("shape (M×N×K)", "case"), (f"native GFLOP/s ({native['simd']})", "median"),
-                                (f"wasm GFLOP/s ({wasm['simd']})", "median"), ("wasm / native", "ratio")], rows)]
+                                (f"wasm GFLOP/s ({wasm['simd']})", "median"), ("wasm / native", "ratio")], rows,
+                               title="GEMM")]
     section["headline"] = (f"WebAssembly: the GEMM under node runs at {span([x[3] for x in rows])} the native "
-                           f"speed ({wasm['simd']} vs {native['simd']}).")
+                           f"speed ({wasm['simd']} vs {native['simd']})")
+    train = wasm_training_table(runs)
+    if train:
+        section["tables"].append(train)
+        section["headline"] += f"; an eva-mini training step at {span([x[3] for x in train['rows']])}"
+    section["headline"] += "."
     section["machine"] = {"node": subprocess.run([node, "--version"], stdout=subprocess.PIPE, text=True).stdout.strip(),
                           "wasm_compiler": wasm_compiler(r.wasm_build)}
     section["raw"] = runs
