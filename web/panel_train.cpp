@@ -41,17 +41,23 @@ nlohmann::json parse_answer(char* data, int size) {
     }
 }
 
+// Every answer frees the worker for the next call; an error answer ends the run with its message.
+nlohmann::json receive(TrainRun& r, char* data, int size) {
+    r.busy = false;
+    nlohmann::json j = parse_answer(data, size);
+    if (j.contains("error")) {
+        r.state = TrainRun::State::failed;
+        r.error = j["error"].get<std::string>();
+    }
+    return j;
+}
+
 void pump(TrainRun& r);
 
 void on_step(char* data, int size, void* arg) {
     TrainRun& r = *static_cast<TrainRun*>(arg);
-    r.busy = false;
-    const nlohmann::json j = parse_answer(data, size);
-    if (j.contains("error")) {
-        r.state = TrainRun::State::failed;
-        r.error = j["error"].get<std::string>();
-        return;
-    }
+    const nlohmann::json j = receive(r, data, size);
+    if (j.contains("error")) return;
     const float loss = j["loss"].get<float>();
     r.steps.push_back(j["step"].get<float>());
     r.loss.push_back(loss);
@@ -79,13 +85,8 @@ void on_step(char* data, int size, void* arg) {
 
 void on_sample(char* data, int size, void* arg) {
     TrainRun& r = *static_cast<TrainRun*>(arg);
-    r.busy = false;
-    const nlohmann::json j = parse_answer(data, size);
-    if (j.contains("error")) {
-        r.state = TrainRun::State::failed;
-        r.error = j["error"].get<std::string>();
-        return;
-    }
+    const nlohmann::json j = receive(r, data, size);
+    if (j.contains("error")) return;
     r.sample = j["text"].get<std::string>();
     r.sample_step = j["step"].get<int>();
     r.next_sample_ms = emscripten_get_now() + kSampleEveryMs;
@@ -94,13 +95,8 @@ void on_sample(char* data, int size, void* arg) {
 
 void on_started(char* data, int size, void* arg) {
     TrainRun& r = *static_cast<TrainRun*>(arg);
-    r.busy = false;
-    const nlohmann::json j = parse_answer(data, size);
-    if (j.contains("error")) {
-        r.state = TrainRun::State::failed;
-        r.error = j["error"].get<std::string>();
-        return;
-    }
+    const nlohmann::json j = receive(r, data, size);
+    if (j.contains("error")) return;
     r.state = TrainRun::State::ready;
     r.params = j["params"].get<long long>();
     r.experts = j["experts"].get<int>();
