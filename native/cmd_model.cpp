@@ -25,25 +25,6 @@
 namespace eva::cli {
 namespace {
 
-std::vector<Token> parse_tokens(const std::string& s, std::int64_t vocab, const std::string& option) {
-    std::istringstream in(s);
-    std::vector<Token> t;
-    std::string word;
-    while (in >> word) {
-        std::size_t used = 0;
-        long v = -1;
-        try {
-            v = std::stol(word, &used);
-        } catch (const std::exception&) {
-        }
-        if (used != word.size() || v < 0 || v >= vocab)
-            throw ConfigError(option + ": \"" + word + "\" is not a token id in 0.." + std::to_string(vocab - 1));
-        t.push_back(Token(v));
-    }
-    if (t.empty()) throw ConfigError(option + ": no tokens given");
-    return t;
-}
-
 Balance balance_option(const std::string& s) { return parse_balance(s); }
 
 // ------------------------------------------------------------------------------------------ init
@@ -74,13 +55,13 @@ void run_forward(const ForwardOptions& o) {
     if (!o.out.empty()) require_writable(o.out, "--out");
     if (!o.grads_out.empty()) require_writable(o.grads_out, "--grads-out");
     Model<float> m = load_model(o.weights);
-    const auto tokens = parse_tokens(o.tokens, m.args.vocab_size, "--tokens");
+    const auto tokens = parse_token_ids(o.tokens, m.args.vocab_size, "--tokens");
     if (tokens.size() > std::size_t(m.args.max_seq_len))
         throw ConfigError("--tokens: " + std::to_string(tokens.size()) + " tokens exceed max_seq_len " +
                           std::to_string(m.args.max_seq_len));
     std::vector<Token> targets;
     if (!o.targets.empty()) {
-        targets = parse_tokens(o.targets, m.args.vocab_size, "--targets");
+        targets = parse_token_ids(o.targets, m.args.vocab_size, "--targets");
         if (targets.size() != tokens.size()) throw ConfigError("--targets must have as many tokens as --tokens");
     }
     const std::size_t T = tokens.size(), V = std::size_t(m.args.vocab_size);

@@ -2,6 +2,9 @@
 #include "eva/fp8.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <string>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -9,6 +12,7 @@
 
 #include "eva/error.hpp"
 #include "eva/gemm.hpp"
+#include "eva/json.hpp"
 #include "fp8_kernel.hpp"
 
 namespace eva {
@@ -38,7 +42,7 @@ float bits_float(std::int32_t u) {
 Fp8Format parse_fp8_format(const std::string& name, const std::string& field) {
     if (name == "e4m3") return Fp8Format::E4M3;
     if (name == "e5m2") return Fp8Format::E5M2;
-    throw ConfigError(field + ": unknown FP8 format '" + name + "' (allowed: e4m3, e5m2)");
+    throw ConfigError(field + ": unknown FP8 format '" + preview(name) + "' (allowed: e4m3, e5m2)");
 }
 const char* fp8_format_name(Fp8Format f) { return f == Fp8Format::E4M3 ? "e4m3" : "e5m2"; }
 float fp8_max(Fp8Format f) { return f == Fp8Format::E4M3 ? 448.0f : 57344.0f; }
@@ -47,7 +51,7 @@ Fp8Granularity parse_fp8_granularity(const std::string& name, const std::string&
     if (name == "tensor") return Fp8Granularity::Tensor;
     if (name == "tile") return Fp8Granularity::Tile;
     if (name == "block") return Fp8Granularity::Block;
-    throw ConfigError(field + ": unknown value '" + name + "' (allowed: tensor, tile, block)");
+    throw ConfigError(field + ": unknown value '" + preview(name) + "' (allowed: tensor, tile, block)");
 }
 const char* fp8_granularity_name(Fp8Granularity g) {
     return g == Fp8Granularity::Tensor ? "tensor" : g == Fp8Granularity::Tile ? "tile" : "block";
@@ -460,6 +464,72 @@ Fp8ErrorMetrics quantization_metrics(const float* x, std::size_t ld, const Fp8Ma
     Fp8ErrorMetrics m = error_metrics(ref.data(), approx.data(), ref.size());
     m.saturated = q.saturated;
     return m;
+}
+
+// ------------------------------------------------------------------------------ text input (CLI stdin)
+namespace {
+
+// Calls f(line_number, text) for every line of `input` with surrounding blanks (and a CR) removed.
+template <class F>
+void for_each_line(const std::string& input, F f) {
+    std::size_t pos = 0, line = 0;
+    while (pos < input.size()) {
+        std::size_t end = input.find('\n', pos);
+        if (end == std::string::npos) end = input.size();
+        std::size_t b = pos, e = end;
+        while (b < e && (input[b] == ' ' || input[b] == '\t')) ++b;
+        while (e > b && (input[e - 1] == ' ' || input[e - 1] == '\t' || input[e - 1] == '\r')) --e;
+        f(++line, input.data() + b, input.data() + e);
+        pos = end + 1;
+    }
+}
+
+bool parse_hex(const char* b, const char* e, std::size_t digits, std::uint32_t& out) {
+    if (std::size_t(e - b) != digits + 2 || b[0] != '0' || (b[1] != 'x' && b[1] != 'X')) return false;
+    auto r = std::from_chars(b + 2, e, out, 16);
+    return r.ec == std::errc() && r.ptr == e;
+}
+
+// One input number: a float32 bit pattern 0x + 8 hex digits, or a decimal float (also inf, nan).
+float parse_number(const char* b, const char* e, std::size_t line) {
+    auto fail = [&] {
+        throw ConfigError("stdin line " + std::to_string(line) + ": '" + std::string(b, std::min(e, b + 40)) +
+                          "' is not a number (expected a decimal float or 0x followed by 8 hex digits)");
+    };
+    if (e - b >= 2 && b[0] == '0' && (b[1] == 'x' || b[1] == 'X')) {
+        std::uint32_t u;
+        if (!parse_hex(b, e, 8, u)) fail();
+        float x;
+        std::memcpy(&x, &u, 4);
+        return x;
+    }
+    if (b == e) fail();
+    float x;
+    auto r = std::from_chars(b, e, x);
+    if (r.ptr != e) fail();
+    if (r.ec == std::errc::result_out_of_range) return std::strtof(std::string(b, e).c_str(), nullptr);  // ±inf, ±0
+    if (r.ec != std::errc()) fail();
+    return x;
+}
+
+}  // namespace
+
+std::vector<float> parse_fp8_values(const std::string& text) {
+    std::vector<float> x;
+    for_each_line(text, [&](std::size_t line, const char* b, const char* e) { x.push_back(parse_number(b, e, line)); });
+    return x;
+}
+
+std::vector<std::uint8_t> parse_fp8_codes(const std::string& text) {
+    std::vector<std::uint8_t> codes;
+    for_each_line(text, [&](std::size_t line, const char* b, const char* e) {
+        std::uint32_t c;
+        if (!parse_hex(b, e, 2, c))
+            throw ConfigError("stdin line " + std::to_string(line) + ": '" + std::string(b, std::min(e, b + 40)) +
+                              "' is not an FP8 code (expected 0x followed by 2 hex digits)");
+        codes.push_back(std::uint8_t(c));
+    });
+    return codes;
 }
 
 }  // namespace eva

@@ -7,6 +7,7 @@
 #include "eva/error.hpp"
 #include "eva/fp8.hpp"
 #include "eva/gemm.hpp"
+#include "eva/json.hpp"
 
 namespace eva {
 
@@ -15,7 +16,7 @@ LinearPrecision parse_linear_precision(const std::string& s, const std::string& 
     if (s == "fp8") return LinearPrecision::fp8;
     if (s == "fp8-tensor") return LinearPrecision::fp8_tensor;
     if (s == "fp8-e5m2") return LinearPrecision::fp8_e5m2;
-    throw ConfigError(field + " = \"" + s + "\"; allowed: fp32, fp8, fp8-tensor, fp8-e5m2");
+    throw ConfigError(field + " = \"" + preview(s) + "\"; allowed: fp32, fp8, fp8-tensor, fp8-e5m2");
 }
 
 std::string to_string(LinearPrecision p) {

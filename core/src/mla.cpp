@@ -9,6 +9,7 @@
 #include "eva/checked.hpp"
 #include "eva/error.hpp"
 #include "eva/gemm.hpp"
+#include "eva/json.hpp"
 #include "parallel.hpp"
 #include "eva/rmsnorm.hpp"
 
@@ -389,7 +390,7 @@ CacheDType parse_cache_dtype(const std::string& s, const std::string& field) {
     if (s == "fp32") return CacheDType::fp32;
     if (s == "bf16") return CacheDType::bf16;
     if (s == "fp8") return CacheDType::fp8;
-    throw ConfigError(field + " must be fp32, bf16 or fp8, got '" + s + "'");
+    throw ConfigError(field + " must be fp32, bf16 or fp8, got '" + preview(s) + "'");
 }
 
 std::vector<KVCacheScheme> kv_cache_memory(const ModelArgs& args, std::int64_t seq_len, CacheDType dtype,

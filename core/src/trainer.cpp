@@ -139,11 +139,12 @@ nlohmann::json TrainConfig::to_json() const {
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
     if (!j.is_object()) throw FileError("training state: config must be an object, got " + json_preview(j));
     TrainConfig c;
-    for (const auto& [name, v] : j.items()) {
+    for (const auto& item : j.items()) {
+        const std::string name = item.key();  // (not a structured binding: lambdas cannot capture those in C++17)
         const auto& fs = train_fields();
         const auto it = std::find_if(fs.begin(), fs.end(), [&](const TrainField& f) { return name == f.name; });
         if (it == fs.end()) throw FileError("training state: unknown config field '" + preview(name) + "'");
-        it->read(c, v);
+        it->read(c, item.value());
     }
     c.schedule.total_steps = c.steps;
     return c;

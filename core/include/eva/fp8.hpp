@@ -148,4 +148,10 @@ Fp8ErrorMetrics error_metrics(const float* ref, const float* approx, std::size_t
 /// The metrics of x [rows, cols] (stride ld) against its dequantized q, with q's saturation count.
 Fp8ErrorMetrics quantization_metrics(const float* x, std::size_t ld, const Fp8Matrix& q);
 
+/// The text `eva fp8 encode` reads: one number per line, blanks trimmed — a decimal float (also inf,
+/// nan) or a float32 bit pattern 0x + 8 hex digits. ConfigError naming the first bad line.
+std::vector<float> parse_fp8_values(const std::string& text);
+/// The text `eva fp8 decode` reads: one code 0xHH per line. ConfigError naming the first bad line.
+std::vector<std::uint8_t> parse_fp8_codes(const std::string& text);
+
 }  // namespace eva
