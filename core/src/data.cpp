@@ -2,12 +2,14 @@
 #include "eva/data.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <sstream>
 
+#include "eva/checked.hpp"
 #include "eva/error.hpp"
+#include "eva/io.hpp"
+#include "eva/json.hpp"
 
 namespace eva {
 namespace fs = std::filesystem;
@@ -28,13 +30,30 @@ std::string decode_bytes(const std::vector<Token>& tokens) {
     return s;
 }
 
+std::vector<Token> parse_token_ids(const std::string& text, std::int64_t vocab, const std::string& option) {
+    std::vector<Token> t;
+    std::size_t pos = 0;
+    auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+    for (;;) {
+        while (pos < text.size() && blank(text[pos])) ++pos;
+        if (pos == text.size()) break;
+        const std::size_t b = pos;
+        while (pos < text.size() && !blank(text[pos])) ++pos;
+        // Digits only (no sign, no "0x"); from_chars also reports a value too large for int64.
+        std::int64_t v = -1;
+        const auto r = std::from_chars(text.data() + b, text.data() + pos, v);
+        if (r.ec != std::errc() || r.ptr != text.data() + pos || text[b] == '-' || v >= vocab)
+            throw ConfigError(option + ": \"" + preview(std::string_view(text).substr(b, pos - b)) +
+                              "\" is not a token id in 0.." + std::to_string(vocab - 1));
+        t.push_back(Token(v));
+    }
+    if (t.empty()) throw ConfigError(option + ": no tokens given");
+    return t;
+}
+
 namespace {
 
-std::string read_text(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) throw FileError(p.string() + ": cannot open");
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+std::string read_text(const fs::path& p) { return read_input_file(p.string(), kMaxTextFileBytes, ""); }
 
 // A fortune file separates entries with lines holding a single '%'.
 std::string fortunes_as_text(const std::string& raw) {
@@ -54,7 +73,11 @@ Corpus load_corpus(const std::string& path) {
         for (const auto& e : fs::directory_iterator(path, ec))
             if (e.is_regular_file() && !e.is_symlink() && e.path().extension() != ".dat") files.push_back(e.path());
         std::sort(files.begin(), files.end());
-        for (const auto& f : files) text += fortunes_as_text(read_text(f));
+        for (const auto& f : files) {
+            text += fortunes_as_text(read_text(f));
+            if (text.size() > kMaxTextFileBytes)
+                throw FileError(path + ": the folder holds more than " + format_bytes(kMaxTextFileBytes) + " of text");
+        }
     } else if (fs::exists(path, ec)) {
         text = read_text(path);
     } else {

@@ -14,6 +14,10 @@
 
 namespace eva {
 
+/// Upper bound of every size field (2^24 = 16,777,216): far above any real model (V3's largest field is
+/// vocab_size 129,280), and small enough that sums and pairwise products of fields cannot wrap.
+constexpr std::int64_t kMaxConfigSize = std::int64_t(1) << 24;
+
 struct ModelArgs {
     // Defaults are the official ones (DeepSeek-V2-Lite dimensions, YaRN context 4096 → 16384).
     std::int64_t max_batch_size = 8;
@@ -48,11 +52,16 @@ struct ModelArgs {
     std::int64_t beta_fast = 32;
     std::int64_t beta_slow = 1;
     double mscale = 1.0;
+    // Multi-token prediction (DeepSeek-V3 §2.2): D sequential MTP modules after the main model, module k
+    // predicting the token k+1 ahead (Hugging Face: num_nextn_predict_layers). 0: none, the model is
+    // exactly the official inference code's. Not an official ModelArgs field; eva's own.
+    std::int64_t n_mtp_layers = 0;
 
     std::int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
     bool yarn() const { return max_seq_len > original_seq_len; }
 
-    /// Throws ConfigError naming the first field outside its allowed values.
+    /// Throws ConfigError naming the first field outside its allowed values, or a derived size (a tensor,
+    /// the parameter count) above eva's bound of 2^48 (checked.hpp).
     void validate() const;
 };
 
