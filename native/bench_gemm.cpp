@@ -1,6 +1,6 @@
 // GEMM benchmark: eva's kernel against OpenBLAS cblas_sgemm (1 thread), measured in the same run.
-// Prints Google Benchmark's table, then one line per shape with the median GFLOP/s of both and their
-// ratio. Run: build/release/eva_bench [--benchmark_repetitions=N] [--json FILE]
+// Prints Google Benchmark's table, then one line per shape with the median GFLOP/s of both, their
+// ratio, and each as a fraction of the core's fp32 FMA peak (eva/peak.hpp), measured in the same run. Run: build/release/eva_bench [--benchmark_repetitions=N] [--json FILE]
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -16,6 +16,7 @@
 
 #include "bench_common.hpp"
 #include "eva/gemm.hpp"
+#include "eva/peak.hpp"
 #include "eva/rng.hpp"
 
 namespace {
@@ -91,16 +92,23 @@ int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);
     eva::bench::MedianReporter reporter("GFLOP/s");
     benchmark::RunSpecifiedBenchmarks(&reporter);
+    const eva::FmaPeak peak = eva::measure_fma_peak();  // after the benchmarks: the core is warm
 
     nlohmann::json out = {{"simd", eva::gemm_arch()},
-                          {"baseline", std::string("OpenBLAS cblas_sgemm, 1 thread, ") + openblas_get_corename() + " kernel"}, {"shapes", nlohmann::json::array()}};
-    std::printf("\n%-20s %12s %16s %10s\n", "shape (MxNxK/ops)", "eva GFLOP/s", "OpenBLAS GFLOP/s", "ratio");
+                          {"baseline", std::string("OpenBLAS cblas_sgemm, 1 thread, ") + openblas_get_corename() + " kernel"}, {"shapes", nlohmann::json::array()},
+                          {"peak_gflops", peak.gflops}, {"peak_simd", peak.simd}, {"clock_ghz", peak.ghz}};
+    std::printf("\nfp32 FMA peak of one core: %.1f GFLOP/s (%s, %.2f GHz, %.0f FLOP/cycle)\n", peak.gflops,
+                peak.simd.c_str(), peak.ghz, peak.flops_per_cycle());
+    std::printf("%-20s %12s %16s %10s %12s %12s\n", "shape (MxNxK/ops)", "eva GFLOP/s", "OpenBLAS GFLOP/s", "ratio",
+                "eva % peak", "OpenBLAS %");
     for (const Shape& s : kShapes) {
         const std::string l = label(s);
         if (!reporter.value.count("eva/" + l) || !reporter.value.count("openblas/" + l)) continue;
         const double e = reporter.value["eva/" + l], b = reporter.value["openblas/" + l];
-        std::printf("%-20s %12.1f %16.1f %9.2fx\n", l.c_str(), e, b, e / b);
-        out["shapes"].push_back({{"shape", l}, {"eva_gflops", e}, {"openblas_gflops", b}, {"ratio", e / b}});
+        std::printf("%-20s %12.1f %16.1f %9.2fx %11.1f%% %11.1f%%\n", l.c_str(), e, b, e / b, 100 * e / peak.gflops,
+                    100 * b / peak.gflops);
+        out["shapes"].push_back({{"shape", l}, {"eva_gflops", e}, {"openblas_gflops", b}, {"ratio", e / b},
+                                 {"eva_peak_fraction", e / peak.gflops}, {"openblas_peak_fraction", b / peak.gflops}});
     }
     if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << '\n';
     return 0;

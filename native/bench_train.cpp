@@ -11,6 +11,9 @@
 // the baseline gets its best kernel (OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs, as in eva_bench_gemm).
 // eva's thread count is set with eva::set_num_threads, and its OpenMP threads get the same passive
 // wait policy (the program re-executes itself once to set it: libgomp reads it when it loads).
+// Each time is also given as model FLOPs utilisation: MFU = the step's model FLOPs (eva/flops.hpp,
+// counted from the config) ÷ time ÷ (threads × one core's fp32 FMA peak, eva/peak.hpp, measured in the
+// same run; the two vCPUs here are independent cores).
 // Usage: build/release/eva_bench_train [--config mini] [--batch 16] [--seq-len 128] [--steps 10]
 //        [--threads 1,2] [--rounds 3] [--json FILE]
 #include <algorithm>
@@ -26,6 +29,8 @@
 #include <nlohmann/json.hpp>
 
 #include "eva/checkpoint.hpp"
+#include "eva/flops.hpp"
+#include "eva/peak.hpp"
 #include "eva/threads.hpp"
 #include "eva/trainer.hpp"
 
@@ -108,10 +113,20 @@ int main(int argc, char** argv) {
     eva::save_model(init, model);
 
     const double tokens = double(batch) * seq_len;
+    const eva::StepFlops flops = eva::training_step_flops(args, batch, seq_len);
+    const eva::FmaPeak peak = eva::measure_fma_peak();
+    auto mfu = [&](double seconds, int threads) { return flops.total() * 1e-9 / seconds / (threads * peak.gflops); };
     nlohmann::json j = {{"config", config}, {"batch", batch}, {"seq_len", seq_len}, {"steps", steps},
-                        {"rounds", rounds}, {"eva_threads_available", eva::threads_available()}};
+                        {"rounds", rounds}, {"eva_threads_available", eva::threads_available()},
+                        {"step_gflop", flops.total() * 1e-9}, {"step_gflop_linear", flops.linear * 1e-9},
+                        {"step_gflop_attention", flops.attention * 1e-9}, {"matmul_weights", flops.matmul_weights},
+                        {"peak_gflops", peak.gflops}, {"peak_simd", peak.simd}, {"clock_ghz", peak.ghz}};
     std::printf("%s, batch %d x %d, %d rounds of %d steps per thread count\n", config.c_str(), batch, seq_len, rounds, steps);
-    std::printf("%-8s %-9s %12s %12s %12s %14s\n", "threads", "trainer", "median ms", "min ms", "tokens/s",
+    std::printf("model FLOPs per step: %.2f GFLOP = 6 x %.3f M matmul weights x %.0f tokens (%.2f) + causal "
+                "attention (%.2f)\n", flops.total() * 1e-9, flops.matmul_weights * 1e-6, tokens, flops.linear * 1e-9,
+                flops.attention * 1e-9);
+    std::printf("fp32 FMA peak of one core: %.1f GFLOP/s (%s, %.2f GHz), measured now\n", peak.gflops, peak.simd.c_str(), peak.ghz);
+    std::printf("%-8s %-9s %12s %12s %12s %8s %14s\n", "threads", "trainer", "median ms", "min ms", "tokens/s", "MFU",
                 "eva speedup");
     for (int threads : thread_counts) {
         std::vector<double> eva_s, torch_s, ratio;
@@ -126,17 +141,19 @@ int main(int argc, char** argv) {
         }
         const double e = median(eva_s);
         const std::string key = std::to_string(threads) + "t";
-        std::printf("%-8d %-9s %12.1f %12.1f %12.0f %14s\n", threads, "eva", e * 1e3,
-                    *std::min_element(eva_s.begin(), eva_s.end()) * 1e3, tokens / e, "");
+        std::printf("%-8d %-9s %12.1f %12.1f %12.0f %7.1f%% %14s\n", threads, "eva", e * 1e3,
+                    *std::min_element(eva_s.begin(), eva_s.end()) * 1e3, tokens / e, 100 * mfu(e, threads), "");
         j["eva_" + key + "_seconds"] = eva_s;
+        j["eva_" + key + "_mfu"] = mfu(e, threads);
         if (torch_s.empty()) {
             std::printf("%-8d PyTorch not available (/usr/bin/python3 with torch needed)\n", threads);
             continue;
         }
         const double t = median(torch_s);
-        std::printf("%-8d %-9s %12.1f %12.1f %12.0f %13.2fx\n", threads, "PyTorch", t * 1e3,
-                    *std::min_element(torch_s.begin(), torch_s.end()) * 1e3, tokens / t, median(ratio));
+        std::printf("%-8d %-9s %12.1f %12.1f %12.0f %7.1f%% %13.2fx\n", threads, "PyTorch", t * 1e3,
+                    *std::min_element(torch_s.begin(), torch_s.end()) * 1e3, tokens / t, 100 * mfu(t, threads), median(ratio));
         j["torch_" + key + "_seconds"] = torch_s;
+        j["torch_" + key + "_mfu"] = mfu(t, threads);
         j["speedup_vs_torch_" + key] = median(ratio);
     }
     std::system(("rm -rf " + std::string(dir)).c_str());

@@ -6,19 +6,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
-#include <unistd.h>
-
-#include <xtensor/xarray.hpp>
-#include <xtensor/xnpy.hpp>
 
 #include "cli.hpp"
+#include "eva/checked.hpp"
 #include "eva/error.hpp"
+#include "eva/io.hpp"
+#include "eva/npy.hpp"
 #include "eva/fp8.hpp"
 #include "eva/rng.hpp"
 
@@ -41,11 +38,16 @@ std::string format_value(float v) {
     return buf;
 }
 
+// All of stdin, at most kMaxTextFileBytes: `< /dev/zero` is an error, not an endless read.
 std::string read_stdin() {
     std::string all;
     std::vector<char> buf(1 << 20);
     std::size_t got;
-    while ((got = std::fread(buf.data(), 1, buf.size(), stdin)) > 0) all.append(buf.data(), got);
+    while ((got = std::fread(buf.data(), 1, buf.size(), stdin)) > 0) {
+        all.append(buf.data(), got);
+        if (all.size() > kMaxTextFileBytes)
+            throw FileError("stdin: more than " + format_bytes(kMaxTextFileBytes) + " of input");
+    }
     if (std::ferror(stdin)) throw FileError("stdin: read error");
     return all;
 }
@@ -96,64 +98,6 @@ float parse_number(const char* b, const char* e, std::size_t line) {
     if (r.ec == std::errc::result_out_of_range) return std::strtof(std::string(b, e).c_str(), nullptr);  // ±inf, ±0
     if (r.ec != std::errc()) fail();
     return x;
-}
-
-// --------------------------------------------------------------------------------------- .npy files
-// Reads a float32 .npy of rank 1 or 2 into `x` (rank 1 becomes one row). The header is checked here
-// before xtensor parses it, and the data length against the header's shape, so a truncated or corrupt
-// file is an error rather than garbage.
-xt::xarray<float> read_npy(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw FileError("--input " + path + ": cannot open");
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto bad = [&](const std::string& why) { return FileError("--input " + path + ": not a valid .npy file (" + why + ")"); };
-    if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw bad("no \\x93NUMPY magic");
-    const unsigned major = std::uint8_t(bytes[6]);
-    if ((major != 1 && major != 2) || bytes[7] != 0) throw bad("unsupported version " + std::to_string(major));
-    const std::size_t len_bytes = major == 1 ? 2 : 4;
-    if (bytes.size() < 8 + len_bytes) throw bad("truncated header");
-    std::size_t header_len = 0;
-    for (std::size_t i = 0; i < len_bytes; ++i) header_len |= std::size_t(std::uint8_t(bytes[8 + i])) << (8 * i);
-    const std::size_t data_offset = 8 + len_bytes + header_len;
-    if (header_len == 0 || data_offset > bytes.size()) throw bad("truncated header");
-    const std::string header = bytes.substr(8 + len_bytes, header_len);
-    if (header.find("'descr': '<f4'") == std::string::npos)
-        throw FileError("--input " + path + ": dtype must be float32 ('<f4'); header is " + header.substr(0, header.find_last_not_of(" \n") + 1));
-    if (header.find("'fortran_order': False") == std::string::npos)
-        throw FileError("--input " + path + ": Fortran-ordered arrays are not supported (save with C order)");
-    xt::xarray<float> x;
-    try {
-        std::istringstream s(bytes);
-        x = xt::load_npy<float>(s);
-    } catch (const std::exception& e) {
-        throw bad(e.what());
-    }
-    if (x.dimension() != 1 && x.dimension() != 2)
-        throw ShapeError("--input " + path + ": rank " + std::to_string(x.dimension()) + " (allowed: 1 or 2)");
-    if (bytes.size() != data_offset + x.size() * sizeof(float))
-        throw bad("data is " + std::to_string(bytes.size() - data_offset) + " bytes, the shape needs " +
-                  std::to_string(x.size() * sizeof(float)));
-    return x;
-}
-
-// Writes through a temporary file in the same directory and renames it into place, so a failure never
-// leaves a partial file behind.
-void write_npy(const std::string& path, const xt::xarray<float>& x) {
-    const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-    {
-        std::ofstream out(tmp, std::ios::binary);
-        if (!out) throw FileError("--output " + path + ": cannot create " + tmp);
-        out << xt::dump_npy(x);
-        out.close();
-        if (!out) {
-            std::remove(tmp.c_str());
-            throw FileError("--output " + path + ": write failed");
-        }
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw FileError("--output " + path + ": cannot rename the temporary file into place");
-    }
 }
 
 nlohmann::json metrics_json(const Fp8ErrorMetrics& m) {
@@ -224,13 +168,14 @@ void run_quantize(const QuantizeOptions& o) {
     cfg.granularity = parse_fp8_granularity(o.granularity, "--granularity");
     cfg.pow2_scales = o.pow2;
     cfg.group = o.group;
-    const xt::xarray<float> x = read_npy(o.input);
-    const std::size_t rows = x.dimension() == 2 ? x.shape(0) : 1, cols = x.dimension() == 2 ? x.shape(1) : x.shape(0);
-    const Fp8Matrix q = quantize(x.data(), rows, cols, cols, cfg);
-    xt::xarray<float> y = xt::xarray<float>::from_shape(x.shape());
+    if (!o.output.empty()) require_writable(o.output, "--output");
+    const NpyArray x = read_npy(o.input, "--input", 1, 2);  // rank 1 is one row
+    const std::size_t rows = x.shape.size() == 2 ? x.shape[0] : 1, cols = x.shape.back();
+    const Fp8Matrix q = quantize(x.data.data(), rows, cols, cols, cfg);
+    std::vector<float> y(x.data.size());
     dequantize(q, y.data(), cols);
-    const Fp8ErrorMetrics m = quantization_metrics(x.data(), cols, q);
-    if (!o.output.empty()) write_npy(o.output, y);
+    const Fp8ErrorMetrics m = quantization_metrics(x.data.data(), cols, q);
+    if (!o.output.empty()) write_npy(o.output, x.shape, y.data());
     nlohmann::json j = {{"input", o.input}, {"rows", rows}, {"cols", cols}, {"format", fp8_format_name(cfg.format)},
                         {"granularity", fp8_granularity_name(cfg.granularity)}, {"group", cfg.group},
                         {"pow2_scales", cfg.pow2_scales}, {"scales", q.scales.size()}, {"metrics", metrics_json(m)}};
@@ -276,8 +221,11 @@ std::vector<double> product(const std::vector<float>& a, const std::vector<float
 }
 
 void run_gemm_error(const GemmErrorOptions& o) {
-    if (o.m * o.k > (std::size_t(1) << 26) || o.n * o.k > (std::size_t(1) << 26))
-        throw ConfigError("--m × --k and --n × --k must each be at most 2^26 elements");
+    // Checked products: --m 4611686018427387904 must not wrap into a small, valid-looking size.
+    constexpr std::uint64_t kMax = std::uint64_t(1) << 26;
+    if (checked_mul(o.m, o.k, "--m × --k") > kMax || checked_mul(o.n, o.k, "--n × --k") > kMax ||
+        checked_mul(o.m, o.n, "--m × --n") > kMax)
+        throw ConfigError("--m × --k, --n × --k and --m × --n must each be at most 2^26 elements");
     Fp8QuantConfig qa, qb;
     qa.format = qb.format = parse_fp8_format(o.format, "--format");
     if (o.granularity == "tensor") {
@@ -356,7 +304,7 @@ void add_fp8_command(CLI::App& app) {
         cmd->add_option("--granularity", o->granularity, "Scale groups: tensor, tile (1×G) or block (G×G)")->capture_default_str();
         cmd->add_option("--group", o->group, "G, the tile length / block side")->capture_default_str()->check(CLI::PositiveNumber);
         cmd->add_flag("--pow2-scales", o->pow2, "Round every scale up to a power of two");
-        cmd->add_option("--input", o->input, "float32 .npy file of rank 1 or 2")->required();
+        cmd->add_option("--input", o->input, "float32 (or float64) .npy file of rank 1 or 2")->required();
         cmd->add_option("--output", o->output, "Where to write the dequantized tensor (.npy)");
         cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
         cmd->callback([o] { run_quantize(*o); });

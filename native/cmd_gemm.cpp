@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "eva/checked.hpp"
 #include "eva/gemm.hpp"
 #include "eva/rng.hpp"
 
@@ -24,10 +25,12 @@ struct GemmOptions {
 constexpr std::size_t kMaxElements = std::size_t(1) << 28;  // 1 GiB of float32 per operand
 
 void run(const GemmOptions& o) {
-    for (auto [name, a, b] : {std::tuple{"--m × --k", o.m, o.k}, {"--k × --n", o.k, o.n}, {"--m × --n", o.m, o.n}})
-        if (a * b > kMaxElements)
-            throw ConfigError(std::string(name) + " = " + std::to_string(a * b) + " elements; at most " +
+    for (auto [name, a, b] : {std::tuple{"--m × --k", o.m, o.k}, {"--k × --n", o.k, o.n}, {"--m × --n", o.m, o.n}}) {
+        const std::uint64_t n = checked_mul(a, b, name);  // 2^62 × 4 must not wrap to 0
+        if (n > kMaxElements)
+            throw ConfigError(std::string(name) + " = " + std::to_string(n) + " elements; at most " +
                               std::to_string(kMaxElements) + " are allowed");
+    }
     const Op op_a = o.trans_a ? Op::T : Op::N, op_b = o.trans_b ? Op::T : Op::N;
     Rng rng(o.seed);
     std::vector<float> A(o.m * o.k), B(o.k * o.n), C(o.m * o.n);

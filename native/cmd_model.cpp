@@ -11,12 +11,12 @@
 #include <sstream>
 #include <unistd.h>
 
-#include <xtensor/xadapt.hpp>
-#include <xtensor/xnpy.hpp>
-
 #include "cli.hpp"
+#include "eva/checked.hpp"
 #include "eva/checkpoint.hpp"
 #include "eva/error.hpp"
+#include "eva/io.hpp"
+#include "eva/npy.hpp"
 #include "eva/safetensors.hpp"
 #include "eva/threads.hpp"
 #include "eva/trainer.hpp"
@@ -68,12 +68,22 @@ struct ForwardOptions {
 };
 
 void run_forward(const ForwardOptions& o) {
+    // Every argument is checked before any output is written: a bad --targets must not leave a
+    // replaced logits file behind.
+    if (!o.out.empty()) require_writable(o.out, "--out");
+    if (!o.grads_out.empty()) require_writable(o.grads_out, "--grads-out");
     Model<float> m = load_model(o.weights);
     const auto tokens = parse_tokens(o.tokens, m.args.vocab_size, "--tokens");
     if (tokens.size() > std::size_t(m.args.max_seq_len))
         throw ConfigError("--tokens: " + std::to_string(tokens.size()) + " tokens exceed max_seq_len " +
                           std::to_string(m.args.max_seq_len));
+    std::vector<Token> targets;
+    if (!o.targets.empty()) {
+        targets = parse_tokens(o.targets, m.args.vocab_size, "--targets");
+        if (targets.size() != tokens.size()) throw ConfigError("--targets must have as many tokens as --tokens");
+    }
     const std::size_t T = tokens.size(), V = std::size_t(m.args.vocab_size);
+    require_memory(checked_mul(checked_mul(T, V, "tokens × vocab_size"), sizeof(float), "the logits"), "the logits");
     // Logits of every position, computed the way generation does: one token at a time through the cache.
     Generator<float> gen(m, o.attn == "naive" ? AttentionCache::naive : AttentionCache::absorbed, T);
     Matrix<float> logits = Matrix<float>::from_shape({T, V});
@@ -82,15 +92,7 @@ void run_forward(const ForwardOptions& o) {
         std::copy(row.begin(), row.end(), logits.data() + t * V);
     }
     nlohmann::json j = {{"tokens", T}, {"vocab", V}, {"attn", o.attn}};
-    if (!o.out.empty()) {
-        const std::string tmp = o.out + ".tmp";
-        xt::dump_npy(tmp, logits);
-        if (std::rename(tmp.c_str(), o.out.c_str()) != 0) throw FileError(o.out + ": cannot write");
-        j["logits"] = o.out;
-    }
     if (!o.targets.empty()) {
-        const auto targets = parse_tokens(o.targets, m.args.vocab_size, "--targets");
-        if (targets.size() != T) throw ConfigError("--targets must have as many tokens as --tokens");
         ModelWeights<float> g = model_zeros(m);
         const Loss loss = model_loss_and_grad(m, tokens, targets, 1, T, g);
         j["loss"] = loss.cross_entropy;
@@ -102,6 +104,10 @@ void run_forward(const ForwardOptions& o) {
             w.write(o.grads_out);
             j["grads"] = o.grads_out;
         }
+    }
+    if (!o.out.empty()) {
+        write_npy(o.out, {T, V}, logits.data());
+        j["logits"] = o.out;
     }
     if (o.json) return print_json(j);
     std::cout << "forward: " << T << " tokens through " << m.args.n_layers << " layers (" << o.attn << " cache)";

@@ -4,16 +4,18 @@
 // loss), printing MaxVio per step and the per-expert load table. Only the gate is built, so even the V3
 // preset (256 experts, dim 7168) runs in a few hundred MB.
 #include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "cli.hpp"
+#include "eva/checked.hpp"
 #include "eva/error.hpp"
+#include "eva/io.hpp"
+#include "eva/json.hpp"
 #include "eva/moe.hpp"
+#include "eva/npy.hpp"
 #include "eva/rng.hpp"
 
 namespace eva::cli {
@@ -29,58 +31,7 @@ struct MoeRouteOptions {
 
 MoeConfig load_config(const std::string& name) {
     if (name.size() < 5 || name.substr(name.size() - 5) != ".json") return MoeConfig::preset(name);
-    std::ifstream in(name);
-    if (!in) throw FileError("--config: cannot open " + name);
-    nlohmann::json j;
-    try {
-        in >> j;
-    } catch (const nlohmann::json::exception& e) {
-        throw FileError("--config: " + name + " is not valid JSON (" + e.what() + ")");
-    }
-    return MoeConfig::from_json(j);
-}
-
-// A 2-D little-endian float32 or float64 C-order .npy array (NumPy format versions 1–3) as float rows.
-std::vector<float> read_npy(const std::string& path, std::size_t dim, std::size_t& rows) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw FileError("--input: cannot open " + path);
-    char magic[8];
-    if (!in.read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0 || magic[6] < 1 || magic[6] > 3)
-        throw FileError("--input: " + path + " is not a .npy file (format version 1-3)");
-    unsigned char len[4] = {0, 0, 0, 0};
-    in.read(reinterpret_cast<char*>(len), magic[6] == 1 ? 2 : 4);
-    const std::size_t header_len = len[0] | len[1] << 8 | std::size_t(len[2]) << 16 | std::size_t(len[3]) << 24;
-    if (header_len > (1u << 16)) throw FileError("--input: " + path + ": implausible header length");
-    std::string header(header_len, ' ');
-    if (!in.read(header.data(), std::streamsize(header_len))) throw FileError("--input: " + path + ": truncated header");
-    const bool f4 = header.find("'<f4'") != std::string::npos, f8 = header.find("'<f8'") != std::string::npos;
-    if (!f4 && !f8) throw FileError("--input: " + path + ": dtype must be little-endian float32 or float64 ('<f4', '<f8')");
-    if (header.find("'fortran_order': False") == std::string::npos)
-        throw FileError("--input: " + path + ": the array must be C-ordered");
-    std::size_t a = 0, b = 0;
-    const auto shape = header.find("'shape': (");
-    if (shape == std::string::npos || std::sscanf(header.c_str() + shape + 10, "%zu, %zu)", &a, &b) != 2)
-        throw FileError("--input: " + path + ": the array must be 2-D [tokens, dim]");
-    if (b != dim)
-        throw ShapeError("--input: " + path + " has rows of " + std::to_string(b) + " features; the config's dim is " +
-                         std::to_string(dim));
-    const auto data_start = in.tellg();
-    in.seekg(0, std::ios::end);
-    const auto data_bytes = std::size_t(in.tellg() - data_start);
-    in.seekg(data_start);
-    if (b == 0 || a > data_bytes / b / (f4 ? 4 : 8)) throw FileError("--input: " + path + ": truncated data");
-    rows = a;
-    std::vector<float> x(a * b);
-    if (f4) {
-        in.read(reinterpret_cast<char*>(x.data()), std::streamsize(x.size() * sizeof(float)));
-    } else {
-        std::vector<double> d(x.size());
-        in.read(reinterpret_cast<char*>(d.data()), std::streamsize(d.size() * sizeof(double)));
-        std::copy(d.begin(), d.end(), x.begin());
-    }
-    if (!in) throw FileError("--input: " + path + ": truncated data");
-    if (rows == 0) throw FileError("--input: " + path + " holds no tokens");
-    return x;
+    return MoeConfig::from_json(parse_json(read_input_file(name, kMaxConfigFileBytes, "--config"), "--config " + name));
 }
 
 void print_table(const RoutingStats& first, const RoutingStats& last, bool has_bias) {
@@ -99,7 +50,21 @@ void run(const MoeRouteOptions& o) {
     c.validate();
     std::size_t tokens = o.tokens;
     std::vector<float> given;  // hidden states from --input: the same batch every step
-    if (!o.input.empty()) given = read_npy(o.input, c.dim, tokens);
+    if (!o.input.empty()) {
+        NpyArray a = read_npy(o.input, "--input", 2, 2);
+        if (a.shape[1] != c.dim)
+            throw ShapeError("--input " + o.input + " has rows of " + std::to_string(a.shape[1]) +
+                             " features; the config's dim is " + std::to_string(c.dim));
+        if (a.shape[0] == 0) throw FileError("--input " + o.input + " holds no tokens");
+        tokens = a.shape[0];
+        given = std::move(a.data);
+    }
+    // The two big buffers, asked for before they exist: the hidden states [tokens, dim] (twice: the batch
+    // and the copy each step routes) and the gate [experts, dim], float32.
+    const std::uint64_t hidden = checked_mul(tokens, c.dim, "--tokens × dim");
+    require_memory(checked_mul(checked_add(2 * hidden, checked_mul(c.n_routed_experts, c.dim, "the gate"), "the buffers"),
+                               sizeof(float), "the buffers"),
+                   "routing " + std::to_string(tokens) + " tokens of dim " + std::to_string(c.dim));
     if (tokens % o.seq_len != 0 && c.balance == Balance::seq_loss)
         throw ConfigError("--seq-len = " + std::to_string(o.seq_len) + " must divide the token count " + std::to_string(tokens));
     Rng rng(o.seed);

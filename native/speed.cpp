@@ -2,7 +2,9 @@
 // that the two figures compare the same code. Prints one JSON object: the median GFLOP/s per shape and
 // the median tokens/s of eva-mini training steps at the browser's Train panel settings (one thread), per
 // second of the process's CPU time (on a shared machine wall time also counts the periods it was not
-// scheduled).
+// scheduled). Both are also given as fractions of the fp32 multiply-add peak of the target measured in
+// the same run (eva/peak.hpp: SIMD128 multiply + add in wasm, the widest x86 FMA natively), the GEMM's
+// as `peak_fraction` and the training step's model FLOPs utilisation (eva/flops.hpp) as `mfu`.
 //   native: build/release/eva_speed      wasm: node --no-experimental-fetch build/wasm/eva_speed.js
 #include <algorithm>
 #include <cstdio>
@@ -17,7 +19,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eva/flops.hpp"
 #include "eva/gemm.hpp"
+#include "eva/peak.hpp"
 #include "eva/rng.hpp"
 #include "eva/trainer.hpp"
 
@@ -93,11 +97,15 @@ int main() {
 #else
     const char* target = "native";
 #endif
-    nlohmann::json out = {{"target", target}, {"simd", eva::gemm_arch()}, {"gemm", nlohmann::json::array()}};
+    const eva::FmaPeak peak = eva::measure_fma_peak();
+    nlohmann::json out = {{"target", target}, {"simd", eva::gemm_arch()}, {"gemm", nlohmann::json::array()},
+                          {"peak_gflops", peak.gflops}, {"peak_simd", peak.simd}, {"peak_fused", peak.fused}};
     const int shapes[][3] = {{256, 256, 256}, {512, 512, 512}, {1024, 1024, 1024}, {4096, 256, 256}};
-    for (auto [m, n, k] : shapes)
+    for (auto [m, n, k] : shapes) {
+        const double g = median_gflops(m, n, k, m >= 1024 ? 5 : 11);
         out["gemm"].push_back({{"shape", std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k)},
-                               {"gflops", median_gflops(m, n, k, m >= 1024 ? 5 : 11)}});
+                               {"gflops", g}, {"peak_fraction", g / peak.gflops}});
+    }
     const eva::Corpus corpus = training_corpus();
     out["train"] = nlohmann::json::array();
     for (auto precision : {eva::LinearPrecision::fp32, eva::LinearPrecision::fp8}) {
@@ -106,7 +114,8 @@ int main() {
         out["train"].push_back({{"config", "mini " + std::to_string(batch) + "x" + std::to_string(seq_len)},
                                 {"precision", eva::to_string(precision)},
                                 {"step_seconds", s},
-                                {"tokens_per_s", batch * seq_len / s}});
+                                {"tokens_per_s", batch * seq_len / s},
+                                {"mfu", eva::training_step_flops(eva::preset("mini"), batch, seq_len).total() * 1e-9 / s / peak.gflops}});
     }
     std::printf("%s\n", out.dump().c_str());
 }

@@ -103,7 +103,8 @@ def command_text(cmd, one_thread=True):
 
 def table(columns, rows, title=None):
     """columns: (name, kind) pairs. kind: "case" (text), "median" (measured, positive), "ratio" (of two
-    medians of the same run), "size" (computed, not timed). Cells that do not apply are None."""
+    medians of the same run), "fraction" (a median over the fp32 FMA peak measured in the same run, shown
+    as a percentage), "size" (computed, not timed). Cells that do not apply are None."""
     return {"title": title, "columns": [{"name": n, "kind": k} for n, k in columns], "rows": rows}
 
 
@@ -117,18 +118,25 @@ def span(values):
 def bench_gemm(r):
     cmd = [r.binary("eva_bench")] + r.gbench_args()
     raw = r.run_json("gemm", cmd)
-    rows = [[s["shape"], s["eva_gflops"], s["openblas_gflops"], s["ratio"]] for s in raw["shapes"]]
+    peak = raw["peak_gflops"]
+    rows = [[s["shape"], s["eva_gflops"], s["openblas_gflops"], s["ratio"], s["eva_gflops"] / peak,
+             s["openblas_gflops"] / peak] for s in raw["shapes"]]
     return {
         "title": "GEMM: eva vs OpenBLAS",
         "what": "Single-precision C = op(A)·op(B) for the shapes the model uses (NN: both plain, NT: B "
-                "transposed), both libraries on one thread in the same process; GFLOP/s = 2·M·N·K / CPU time.",
+                "transposed), both libraries on one thread in the same process; GFLOP/s = 2·M·N·K / CPU time; "
+                f"% of peak: of one core's fp32 FMA peak measured in the same run ({peak:.0f} GFLOP/s, "
+                f"{raw['peak_simd']}).",
         "baseline": raw["baseline"],
         "command": command_text(cmd),
         "tables": [table([("shape (M×N×K/ops)", "case"), ("eva GFLOP/s", "median"), ("OpenBLAS GFLOP/s", "median"),
-                          ("eva / OpenBLAS", "ratio")], rows)],
+                          ("eva / OpenBLAS", "ratio"), ("eva % of peak", "fraction"),
+                          ("OpenBLAS % of peak", "fraction")], rows)],
         "headline": f"GEMM: eva's kernel ({raw['simd']}) runs at {span([x[3] for x in rows])} the speed of "
-                    f"OpenBLAS's sgemm on one thread ({len(rows)} shapes).",
-        "machine": {"gemm_simd": raw["simd"], "openblas": raw["baseline"]},
+                    f"OpenBLAS's sgemm on one thread ({len(rows)} shapes), "
+                    f"{min(x[4] for x in rows):.0%}–{max(x[4] for x in rows):.0%} of the core's FMA peak.",
+        "machine": {"gemm_simd": raw["simd"], "openblas": raw["baseline"], "peak_gflops": peak,
+                    "peak_simd": raw["peak_simd"], "clock_ghz": raw.get("clock_ghz")},
         "raw": raw,
     }
 
@@ -291,21 +299,26 @@ def bench_train(r, torch):
                     ratio = s / seconds[("eva", eva_threads)]
                 else:
                     ratio = speedups.get(threads, s / seconds[("eva", eva_threads)])
-            rows.append([label, s * 1e3, tokens / s, ratio])
-    speedups = [x for x in rows if x[3] is not None]
-    headline = ("Training: a PyTorch step takes " + ", ".join(f"{x[3]:.2f}× ({x[0]})" for x in speedups) +
+            rows.append([label, s * 1e3, tokens / s, raw[f"{trainer}_{threads}t_mfu"], ratio])
+    speedups = [x for x in rows if x[4] is not None]
+    headline = ("Training: a PyTorch step takes " + ", ".join(f"{x[4]:.2f}× ({x[0]})" for x in speedups) +
                 " the time of eva-mini's step" if speedups
                 else f"Training: eva-mini trains at {rows[0][2]:.0f} tokens/s (PyTorch not measured)")
+    headline += "; eva's MFU " + ", ".join(f"{x[3]:.0%} ({x[0].split(', ')[1]})" for x in rows if x[0].startswith("eva"))
     return {
         "title": "Training: eva vs PyTorch",
         "what": f"One training step of eva-`{raw.get('config', 'mini')}` (forward, hand-written backward, "
                 f"clipping, AdamW, bias update) on a batch of {batch}×{seq_len} tokens, against "
                 "the same model, data and optimizer in PyTorch (float32, autograd; native/bench_train.py); "
                 "median wall time per step (where the benchmark alternates the two over rounds: the median "
-                "over rounds, and its ratio is the median of the per-round ratios).",
+                "over rounds, and its ratio is the median of the per-round ratios). MFU: the step's model FLOPs, "
+                f"counted from the config ({raw['step_gflop']:.2f} GFLOP = 6 × {raw['matmul_weights'] / 1e6:.3f} M "
+                f"matmul weights × {tokens} tokens + {raw['step_gflop_attention']:.2f} of causal attention; "
+                "core/include/eva/flops.hpp), ÷ time ÷ (threads × one core's fp32 FMA peak measured in the "
+                f"same run, {raw['peak_gflops']:.0f} GFLOP/s).",
         "baseline": f"PyTorch {torch} on /usr/bin/python3, same run" if torch else "PyTorch (not measured)",
         "command": command_text(cmd, one_thread=False),
-        "tables": [table([("trainer", "case"), ("ms/step", "median"), ("tokens/s", "median"),
+        "tables": [table([("trainer", "case"), ("ms/step", "median"), ("tokens/s", "median"), ("MFU", "fraction"),
                           ("PyTorch time / eva time", "ratio")], rows)],
         "headline": headline + ".",
         "skipped": [] if torch else ["PyTorch: /usr/bin/python3 cannot import torch (install python3-torch)"],
@@ -367,9 +380,14 @@ def bench_wasm(r):
 
     shapes = [g["shape"] for g in native["gemm"] if any(w["shape"] == g["shape"] for w in wasm["gemm"])]
     rows = [[sh, gflops("native", sh), gflops("wasm", sh)] for sh in shapes]
-    rows = [row + [row[2] / row[1]] for row in rows]
+    # Each target's own multiply-add peak, measured by the same harness (SIMD128 has no FMA: a multiply
+    # and an add), so the fraction says how close each build's GEMM comes to what its instructions allow.
+    peak = {t: statistics.median(run["peak_gflops"] for run in runs[t]) for t in runs}
+    rows = [row + [row[2] / row[1], row[1] / peak["native"], row[2] / peak["wasm"]] for row in rows]
     section["tables"] = [table([("shape (M×N×K)", "case"), (f"native GFLOP/s ({native['simd']})", "median"),
-                                (f"wasm GFLOP/s ({wasm['simd']})", "median"), ("wasm / native", "ratio")], rows,
+                                (f"wasm GFLOP/s ({wasm['simd']})", "median"), ("wasm / native", "ratio"),
+                                (f"native % of its peak ({peak['native']:.0f})", "fraction"),
+                                (f"wasm % of its peak ({peak['wasm']:.0f})", "fraction")], rows,
                                title="GEMM")]
     section["headline"] = (f"WebAssembly: the GEMM under node runs at {span([x[3] for x in rows])} the native "
                            f"speed ({wasm['simd']} vs {native['simd']})")
@@ -486,6 +504,8 @@ def fmt(v, kind):
         return v
     if kind == "ratio":
         return f"{v:.2f}×"
+    if kind == "fraction":
+        return f"{v:.0%}" if v >= 0.1 else f"{v:.1%}"
     if kind == "case":
         return str(v)
     a = abs(v)
@@ -499,6 +519,14 @@ def markdown_table(t):
     for row in t["rows"]:
         lines.append("| " + " | ".join(fmt(v, c["kind"]) for v, c in zip(row, cols)) + " |")
     return lines
+
+
+def peak_text(m):
+    """"225 GFLOP/s (avx512bw; 3.50 GHz, 64 FLOP/cycle)" from the figures the GEMM benchmark measured."""
+    if not m.get("peak_gflops"):
+        return None
+    clock = f"; {m['clock_ghz']:.2f} GHz, {m['peak_gflops'] / m['clock_ghz']:.0f} FLOP/cycle" if m.get("clock_ghz") else ""
+    return f"{m['peak_gflops']:.0f} GFLOP/s ({m.get('peak_simd')}{clock}), measured in the same run"
 
 
 def render(data, json_name, json_path):
@@ -519,6 +547,7 @@ def render(data, json_name, json_path):
     rows = [("CPU", m.get("cpu_model")), ("logical cores", m.get("cores")),
             ("compiler", f"{m.get('compiler')}, {m.get('build_type')} ({m.get('cxx_flags')})"),
             ("eva GEMM kernel", m.get("gemm_simd")), ("OpenBLAS baseline", m.get("openblas")),
+            ("fp32 FMA peak, 1 core", peak_text(m)),
             ("PyTorch", m.get("torch") or "not available"), ("node", m.get("node")),
             ("wasm compiler", m.get("wasm_compiler")), ("date", m.get("date")), ("git commit", m.get("git_commit"))]
     lines += ["", "## Machine", "", "| | |", "|---|---|"]

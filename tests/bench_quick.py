@@ -18,7 +18,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "..", "scripts", "bench.py")
 SECTIONS = ["gemm", "fp8", "mla", "moe", "train", "wasm"]
-MACHINE = ["cpu_model", "cores", "compiler", "gemm_simd", "openblas", "date", "git_commit"]
+MACHINE = ["cpu_model", "cores", "compiler", "gemm_simd", "openblas", "peak_gflops", "date", "git_commit"]
 failures = []
 
 
@@ -40,7 +40,7 @@ def check_table(key, t, md_lines):
         for v, c in zip(row, t["columns"]):
             if c["kind"] == "median":
                 check(positive(v), f"{key}: {c['name']} of {row[0]} is a finite positive median ({v})")
-            elif c["kind"] in ("ratio", "size") and v is not None:
+            elif c["kind"] in ("ratio", "size", "fraction") and v is not None:
                 check(positive(v), f"{key}: {c['name']} of {row[0]} is finite and positive ({v})")
         # The Markdown row: the case first, then one cell per column.
         line = next((l for l in md_lines if l.startswith(f"| {row[0]} |")), None)

@@ -69,8 +69,11 @@ write_npy "$dir/short.npy" '(2, 3)' 20
 expect_error "truncated npy" "bytes" "$eva" fp8 quantize --input "$dir/short.npy" --output "$dir/o1.npy"
 write_npy "$dir/r3.npy" '(1, 2, 3)' 24
 expect_error "rank 3" "rank 3" "$eva" fp8 quantize --input "$dir/r3.npy" --output "$dir/o2.npy"
+sed 's/<f4/<i4/' "$dir/x.npy" >"$dir/i4.npy"
+expect_error "int32" "float32" "$eva" fp8 quantize --input "$dir/i4.npy" --output "$dir/o3.npy"
+# float64 is read (and rounded to float32), but its data must then be 8 bytes per element
 sed 's/<f4/<f8/' "$dir/x.npy" >"$dir/f8.npy"
-expect_error "float64" "float32" "$eva" fp8 quantize --input "$dir/f8.npy" --output "$dir/o3.npy"
+expect_error "float64 data length" "needs 48 data bytes, the file holds 24" "$eva" fp8 quantize --input "$dir/f8.npy" --output "$dir/o6.npy"
 echo junk >"$dir/junk.npy"
 expect_error "corrupt npy" "not a valid .npy" "$eva" fp8 quantize --input "$dir/junk.npy" --output "$dir/o4.npy"
 expect_error "missing npy" "cannot open" "$eva" fp8 quantize --input "$dir/none.npy" --output "$dir/o5.npy"

@@ -113,12 +113,19 @@ TEST_CASE("checkpoints keep the official names and reject what does not fit", "[
     const bool same = back.w.layers[1].moe.experts[2].w1 == m.w.layers[1].moe.experts[2].w1;
     CHECK(same);
 
-    // A file missing a tensor, or with a config that does not match its tensors, is refused.
+    // A file missing a tensor, or with a config that does not match its tensors, is refused: first by
+    // the byte count (before the model is allocated), then tensor by tensor.
     eva::SafetensorsWriter w;
     for (const auto& t : eva::named_tensors(m.w))
         if (t.name != "layers.1.ffn.experts.0.w1.weight") w.add(t.name, t.shape, t.data);
     w.set_metadata("config", eva::to_json(args).dump());
     w.set_metadata("moe", R"({"balance": "aux-free", "gamma": 0.001, "alpha": 0.0001})");
+    const std::uint64_t need = eva::model_bytes(args, eva::moe_config(args));
+    CHECK_THROWS_WITH(eva::load_model(eva::SafetensorsFile::parse(w.serialize())),
+                      Catch::Contains("its config needs " + std::to_string(need) + " bytes") &&
+                          Catch::Contains("the file holds " + std::to_string(need - 32 * 16 * 4)));
+    const auto& w1 = m.w.layers[1].moe.experts[0].w1;
+    w.add("layers.1.ffn.experts.0.w1.renamed", w1);
     CHECK_THROWS_WITH(eva::load_model(eva::SafetensorsFile::parse(w.serialize())),
                       Catch::Contains("missing tensor \"layers.1.ffn.experts.0.w1.weight\""));
     auto other = eva::to_json(args);

@@ -3,7 +3,9 @@
 
 #include <set>
 
+#include "eva/checked.hpp"
 #include "eva/error.hpp"
+#include "eva/json.hpp"
 
 namespace eva {
 
@@ -25,21 +27,26 @@ Model<float> load_model(const SafetensorsFile& f, nlohmann::json* metadata_out) 
     auto parse = [&](const std::string& key) {
         const auto it = meta.find(key);
         if (it == meta.end()) throw FileError("checkpoint: __metadata__ has no \"" + key + "\" entry");
-        try {
-            return nlohmann::json::parse(it->second);
-        } catch (const nlohmann::json::exception&) {
-            throw FileError("checkpoint: __metadata__[\"" + key + "\"] is not JSON");
-        }
+        return parse_json(it->second, "checkpoint: __metadata__[\"" + key + "\"]");
     };
     const ModelArgs args = model_args_from_json(parse("config"));
     const nlohmann::json moe = parse("moe");
-    MoeConfig mc;
-    try {
-        mc = moe_config(args, parse_balance(moe.at("balance").get<std::string>()), moe.at("gamma").get<double>(),
-                        moe.at("alpha").get<double>());
-    } catch (const nlohmann::json::exception& e) {
-        throw FileError(std::string("checkpoint: __metadata__[\"moe\"] is malformed: ") + e.what());
-    }
+    auto moe_field = [&](const char* key) -> const nlohmann::json& {
+        if (!moe.is_object() || !moe.contains(key))
+            throw FileError(std::string("checkpoint: __metadata__[\"moe\"] must be an object with balance, gamma and alpha; ") +
+                            "got " + json_preview(moe));
+        return moe[key];
+    };
+    const nlohmann::json &balance = moe_field("balance"), &gamma = moe_field("gamma"), &alpha = moe_field("alpha");
+    if (!balance.is_string() || !gamma.is_number() || !alpha.is_number())
+        throw FileError("checkpoint: __metadata__[\"moe\"]: balance must be a string, gamma and alpha numbers");
+    const MoeConfig mc = moe_config(args, parse_balance(balance.get<std::string>()), gamma.get<double>(), alpha.get<double>());
+    // Before allocating: the config must describe exactly the tensors the file holds. A config claiming
+    // moe_inter_dim 2^20 beside a few kB of data is refused here, not after zero-filling gigabytes.
+    const std::uint64_t need = model_bytes(args, mc);
+    if (need != f.data_size())
+        throw FileError("checkpoint: its config needs " + std::to_string(need) + " bytes of float32 tensors (" +
+                        format_bytes(need) + "), the file holds " + std::to_string(f.data_size()));
     Model<float> m = model_alloc<float>(args, mc);
     std::set<std::string> expected;
     for (const auto& t : named_tensors(m.w)) {
@@ -47,14 +54,15 @@ Model<float> load_model(const SafetensorsFile& f, nlohmann::json* metadata_out) 
         f.read_f32(t.name, t.shape, t.data);  // FileError if missing, not F32, or shaped differently
     }
     for (const auto& [name, e] : f.entries())
-        if (!expected.count(name)) throw FileError("checkpoint: unexpected tensor \"" + name + "\" for this config");
+        if (!expected.count(name))
+            throw FileError("checkpoint: unexpected tensor \"" + preview(name) + "\" for this config");
     if (metadata_out) {
         *metadata_out = nlohmann::json::object();
         for (const auto& [k, v] : meta) {
             try {
-                (*metadata_out)[k] = nlohmann::json::parse(v);
-            } catch (const nlohmann::json::exception&) {
-                (*metadata_out)[k] = v;
+                (*metadata_out)[k] = parse_json(v, "checkpoint: __metadata__[\"" + preview(k) + "\"]");
+            } catch (const FileError&) {
+                (*metadata_out)[k] = v;  // a plain string entry (e.g. "format": "eva")
             }
         }
     }

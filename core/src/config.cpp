@@ -2,7 +2,6 @@
 #include "eva/config.hpp"
 
 #include <cmath>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -10,6 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "eva/error.hpp"
+#include "eva/io.hpp"
+#include "eva/json.hpp"
+#include "eva/model.hpp"  // parameter_count: the derived sizes, checked
 
 namespace eva {
 namespace {
@@ -25,7 +27,7 @@ struct Field {
 Field int_field(std::int64_t ModelArgs::*m) {
     return {[m](ModelArgs& a, const json& v, const std::string& name) {
                 if (!v.is_number_integer())
-                    throw ConfigError("config field '" + name + "' must be an integer, got " + v.dump());
+                    throw ConfigError("config field '" + name + "' must be an integer, got " + json_preview(v));
                 a.*m = v.get<std::int64_t>();
             },
             [m](const ModelArgs& a) { return json(a.*m); }};
@@ -34,7 +36,7 @@ Field int_field(std::int64_t ModelArgs::*m) {
 Field real_field(double ModelArgs::*m) {
     return {[m](ModelArgs& a, const json& v, const std::string& name) {
                 if (!v.is_number())
-                    throw ConfigError("config field '" + name + "' must be a number, got " + v.dump());
+                    throw ConfigError("config field '" + name + "' must be a number, got " + json_preview(v));
                 a.*m = v.get<double>();
             },
             [m](const ModelArgs& a) { return json(a.*m); }};
@@ -44,7 +46,7 @@ Field string_field(std::string ModelArgs::*m, bool nullable) {
     return {[m, nullable](ModelArgs& a, const json& v, const std::string& name) {
                 if (nullable && v.is_null()) a.*m = "";
                 else if (!v.is_string())
-                    throw ConfigError("config field '" + name + "' must be a string, got " + v.dump());
+                    throw ConfigError("config field '" + name + "' must be a string, got " + json_preview(v));
                 else a.*m = v.get<std::string>();
             },
             [m, nullable](const ModelArgs& a) { return nullable && (a.*m).empty() ? json(nullptr) : json(a.*m); }};
@@ -109,6 +111,12 @@ void ModelArgs::validate() const {
         {"v_head_dim", v_head_dim}, {"original_seq_len", original_seq_len}, {"beta_fast", beta_fast},
         {"beta_slow", beta_slow}};
     for (const auto& [name, v] : positive) require(v > 0, name, "a positive integer", str(v));
+    // Each size is bounded before any is combined, so the sums and products below cannot wrap.
+    const std::pair<const char*, std::int64_t> sizes[] = {
+        {"n_dense_layers", n_dense_layers}, {"n_shared_experts", n_shared_experts}, {"q_lora_rank", q_lora_rank}};
+    for (const auto& [name, v] : positive)
+        require(v <= kMaxConfigSize, name, "at most " + str(kMaxConfigSize), str(v));
+    for (const auto& [name, v] : sizes) require(v <= kMaxConfigSize, name, "at most " + str(kMaxConfigSize), str(v));
     require(n_dense_layers >= 0 && n_dense_layers <= n_layers, "n_dense_layers",
             "between 0 and n_layers (" + str(n_layers) + ")", str(n_dense_layers));
     require(n_shared_experts >= 0, "n_shared_experts", "0 or more", str(n_shared_experts));
@@ -138,17 +146,19 @@ void ModelArgs::validate() const {
     require(std::isfinite(rope_factor) && rope_factor >= 1, "rope_factor", "a number >= 1", str(rope_factor));
     require(std::isfinite(mscale) && mscale >= 0, "mscale", "a number >= 0", str(mscale));
     require(beta_fast > beta_slow, "beta_fast", "greater than beta_slow (" + str(beta_slow) + ")", str(beta_fast));
+    // Every tensor's size and the total, in checked arithmetic: ConfigError if any exceeds 2^48.
+    parameter_count(*this);
 }
 
 ModelArgs model_args_from_json(const json& j) {
-    if (!j.is_object()) throw ConfigError("config must be a JSON object of ModelArgs fields, got " + j.dump());
+    if (!j.is_object()) throw ConfigError("config must be a JSON object of ModelArgs fields, got " + json_preview(j));
     ModelArgs a;
     for (const auto& [name, value] : j.items()) {
         const auto it = fields().find(name);
         if (it == fields().end()) {
             std::string known;
             for (const auto& [k, f] : fields()) known += (known.empty() ? "" : ", ") + k;
-            throw ConfigError("unknown config field '" + name + "' (known: " + known + ")");
+            throw ConfigError("unknown config field '" + preview(name) + "' (known: " + known + ")");
         }
         it->second.read(a, value, name);
     }
@@ -163,15 +173,8 @@ json to_json(const ModelArgs& a) {
 }
 
 ModelArgs load_model_args(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw FileError("cannot open config file '" + path + "'");
-    json j;
-    try {
-        in >> j;
-    } catch (const json::exception& e) {
-        throw FileError("config file '" + path + "' is not valid JSON: " + e.what());
-    }
-    return model_args_from_json(j);
+    const std::string source = "config file " + path;
+    return model_args_from_json(parse_json(read_input_file(path, kMaxConfigFileBytes, "config file"), source));
 }
 
 const std::vector<std::string>& preset_names() {

@@ -3,11 +3,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <sstream>
 
+#include "eva/checked.hpp"
 #include "eva/error.hpp"
+#include "eva/io.hpp"
 
 namespace eva {
 namespace fs = std::filesystem;
@@ -30,11 +30,7 @@ std::string decode_bytes(const std::vector<Token>& tokens) {
 
 namespace {
 
-std::string read_text(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) throw FileError(p.string() + ": cannot open");
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+std::string read_text(const fs::path& p) { return read_input_file(p.string(), kMaxTextFileBytes, ""); }
 
 // A fortune file separates entries with lines holding a single '%'.
 std::string fortunes_as_text(const std::string& raw) {
@@ -54,7 +50,11 @@ Corpus load_corpus(const std::string& path) {
         for (const auto& e : fs::directory_iterator(path, ec))
             if (e.is_regular_file() && !e.is_symlink() && e.path().extension() != ".dat") files.push_back(e.path());
         std::sort(files.begin(), files.end());
-        for (const auto& f : files) text += fortunes_as_text(read_text(f));
+        for (const auto& f : files) {
+            text += fortunes_as_text(read_text(f));
+            if (text.size() > kMaxTextFileBytes)
+                throw FileError(path + ": the folder holds more than " + format_bytes(kMaxTextFileBytes) + " of text");
+        }
     } else if (fs::exists(path, ec)) {
         text = read_text(path);
     } else {

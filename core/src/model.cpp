@@ -7,6 +7,7 @@
 
 #include <xtensor/xview.hpp>
 
+#include "eva/checked.hpp"
 #include "eva/error.hpp"
 #include "eva/gemm.hpp"
 #include "eva/rmsnorm.hpp"
@@ -65,6 +66,10 @@ std::vector<NamedTensor<T>> named_tensors(ModelWeights<T>& w) {
 template <class T>
 Model<T> model_alloc(const ModelArgs& args, const MoeConfig& moe) {
     args.validate();
+    moe.validate();
+    // Asked before a byte is allocated: a V2-Lite model in fp32 is 63 GB, and Linux would grant it
+    // lazily and kill the process while the zeros are written.
+    require_memory(model_bytes(args, moe, sizeof(T)), "the model");
     Model<T> m{args, moe, make_rope(args), {}};
     const std::size_t V = std::size_t(args.vocab_size), D = std::size_t(args.dim);
     m.w.embed = Matrix<T>::from_shape({V, D});
@@ -105,17 +110,38 @@ ModelWeights<T> model_zeros(const Model<T>& m) {
 }
 
 std::uint64_t parameter_count(const ModelArgs& a, bool activated_only) {
-    using u64 = std::uint64_t;  // V3 has 6.7e11 parameters: beyond a 32-bit size_t (WebAssembly)
+    // Checked arithmetic throughout (checked.hpp): the fields come from untrusted configs, and V3 has
+    // 6.7e11 parameters, beyond a 32-bit size_t (WebAssembly) — so u64, and ConfigError above 2^48.
+    using u64 = std::uint64_t;
+    auto mul = [](u64 x, u64 y, const char* what) { return checked_mul(x, y, what); };
+    auto add = [](u64 x, u64 y, const char* what) { return checked_add(x, y, what); };
     const u64 D = u64(a.dim), H = u64(a.n_heads), qk = u64(a.qk_head_dim()), kv = u64(a.kv_lora_rank),
               rope = u64(a.qk_rope_head_dim), qr = u64(a.q_lora_rank);
-    const u64 q = qr == 0 ? H * qk * D : qr * D + qr + H * qk * qr;
-    const u64 attn = q + (kv + rope) * D + kv + H * u64(a.qk_nope_head_dim + a.v_head_dim) * kv + D * H * u64(a.v_head_dim);
-    const u64 expert = 3 * D * u64(a.moe_inter_dim);
+    const u64 q_out = mul(H, qk, "n_heads x qk_head_dim");
+    const u64 q = qr == 0 ? mul(q_out, D, "wq") : add(add(mul(qr, D, "wq_a"), qr, "q_norm"), mul(q_out, qr, "wq_b"), "attention");
+    const u64 wkv_b = mul(mul(H, u64(a.qk_nope_head_dim + a.v_head_dim), "n_heads x (qk_nope_head_dim + v_head_dim)"), kv, "wkv_b");
+    const u64 wo = mul(D, mul(H, u64(a.v_head_dim), "n_heads x v_head_dim"), "wo");
+    const u64 attn = add(add(add(q, mul(kv + rope, D, "wkv_a"), "attention"), add(kv, wkv_b, "attention"), "attention"), wo, "attention");
+    const u64 expert = mul(3, mul(D, u64(a.moe_inter_dim), "dim x moe_inter_dim"), "an expert");
     const u64 routed = u64(activated_only ? a.n_activated_experts : a.n_routed_experts);
-    const u64 moe = u64(a.n_routed_experts) * D + routed * expert + u64(a.n_shared_experts) * expert;
-    const u64 dense = 3 * D * u64(a.inter_dim);
-    return 2 * u64(a.vocab_size) * D + D + u64(a.n_layers) * (attn + 2 * D) + u64(a.n_dense_layers) * dense +
-           u64(a.n_layers - a.n_dense_layers) * moe;
+    const u64 moe = add(add(mul(u64(a.n_routed_experts), D, "the gate"), mul(routed, expert, "the routed experts"), "a MoE layer"),
+                        mul(u64(a.n_shared_experts), expert, "the shared experts"), "a MoE layer");
+    const u64 dense = mul(3, mul(D, u64(a.inter_dim), "dim x inter_dim"), "a dense MLP");
+    const u64 embed_head = mul(2, mul(u64(a.vocab_size), D, "vocab_size x dim"), "embed + head");
+    const u64 blocks = add(mul(u64(a.n_layers), add(attn, 2 * D, "a block"), "the attention layers"),
+                           add(mul(u64(a.n_dense_layers), dense, "the dense layers"),
+                               mul(u64(a.n_layers - a.n_dense_layers), moe, "the MoE layers"), "the FFN layers"),
+                           "the layers");
+    return add(add(embed_head, D, "the parameter count"), blocks, "the parameter count");
+}
+
+std::uint64_t model_bytes(const ModelArgs& a, const MoeConfig& moe, std::size_t scalar_bytes) {
+    // Every tensor model_alloc makes: the parameters plus, with aux-free balancing, each MoE layer's
+    // selection bias (a buffer, not a parameter).
+    const std::uint64_t bias = moe.balance == Balance::aux_free ? std::uint64_t(a.n_routed_experts) : 0;
+    const std::uint64_t n = checked_add(parameter_count(a), checked_mul(std::uint64_t(a.n_layers - a.n_dense_layers), bias,
+                                                                        "the selection biases"), "the model");
+    return checked_mul(n, scalar_bytes, "the model's bytes");
 }
 
 namespace {

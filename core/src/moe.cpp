@@ -6,9 +6,11 @@
 #include <limits>
 #include <numeric>
 
+#include "eva/checked.hpp"
 #include "eva/config.hpp"
 #include "eva/error.hpp"
 #include "eva/gemm.hpp"
+#include "eva/json.hpp"
 #include "parallel.hpp"
 
 namespace eva {
@@ -48,6 +50,15 @@ void require(bool ok, const std::string& message) {
 }  // namespace
 
 void MoeConfig::validate() const {
+    // Sizes bounded first (as in ModelArgs), then the layer's tensors in checked arithmetic, so a
+    // config cannot make a product wrap into a tiny gate that is then indexed as a huge one.
+    const std::pair<const char*, std::size_t> sizes[] = {
+        {"dim", dim}, {"moe_inter_dim", moe_inter_dim}, {"n_routed_experts", n_routed_experts},
+        {"n_shared_experts", n_shared_experts}, {"n_activated_experts", n_activated_experts},
+        {"n_expert_groups", n_expert_groups}, {"n_limited_groups", n_limited_groups}};
+    for (const auto& [name, v] : sizes)
+        require(v <= std::size_t(kMaxConfigSize), std::string(name) + " = " + std::to_string(v) + "; allowed: at most " +
+                                                       std::to_string(kMaxConfigSize));
     require(dim > 0, "dim must be > 0");
     require(moe_inter_dim > 0, "moe_inter_dim must be > 0");
     require(n_routed_experts > 0, "n_routed_experts must be > 0");
@@ -71,6 +82,9 @@ void MoeConfig::validate() const {
     require(std::isfinite(route_scale) && route_scale > 0, "route_scale must be finite and > 0");
     require(std::isfinite(gamma) && gamma >= 0, "gamma must be finite and >= 0");
     require(std::isfinite(alpha) && alpha >= 0, "alpha must be finite and >= 0");
+    const std::uint64_t expert = checked_mul(3, checked_mul(dim, moe_inter_dim, "dim x moe_inter_dim"), "an expert");
+    checked_add(checked_mul(n_routed_experts + n_shared_experts, expert, "the experts of a MoE layer"),
+                checked_mul(n_routed_experts, dim, "the gate"), "a MoE layer");
 }
 
 MoeConfig MoeConfig::preset(const std::string& name) { return moe_config(eva::preset(name), Balance::none); }
@@ -130,7 +144,7 @@ MoeConfig MoeConfig::from_json(const nlohmann::json& j) {
             else c.balance = parse_balance(value.get<std::string>());
             known = true;
         }
-        require(known, "unknown config field \"" + key +
+        require(known, "unknown config field \"" + preview(key) +
                            "\"; allowed: the official ModelArgs fields and balance, gamma, alpha");
     }
     c.validate();

@@ -2,15 +2,13 @@
 #include "eva/safetensors.hpp"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <tuple>
 
 #include <nlohmann/json.hpp>
+
+#include "eva/json.hpp"
 
 namespace eva {
 namespace {
@@ -35,7 +33,7 @@ bool checked_mul(std::size_t x, std::size_t y, std::size_t& out) {
 
 std::size_t get_size(const json& v, const std::string& what, const std::string& source) {
     if (!v.is_number_unsigned())
-        throw FileError(source + ": " + what + " must be a non-negative integer, got " + v.dump());
+        throw FileError(source + ": " + what + " must be a non-negative integer, got " + json_preview(v));
     const std::uint64_t x = v.get<std::uint64_t>();
     if (x > std::numeric_limits<std::size_t>::max())  // 32-bit size_t in WebAssembly
         throw FileError(source + ": " + what + " " + std::to_string(x) + " overflows this platform's sizes");
@@ -57,11 +55,7 @@ std::size_t safetensors_dtype_size(const std::string& dtype) {
 }
 
 SafetensorsFile SafetensorsFile::read(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw FileError(path + ": cannot open (" + std::strerror(errno) + ")");
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) throw FileError(path + ": read error");
-    return parse(std::move(bytes), path);
+    return parse(read_input_file(path, kMaxDataFileBytes, ""), path);
 }
 
 SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& source) {
@@ -75,12 +69,8 @@ SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& sou
                    std::to_string(bytes.size()) + " bytes): truncated or not a safetensors file");
     if (n > kMaxHeaderBytes) throw fail("header length " + std::to_string(n) + " exceeds the 100 MB limit");
 
-    json header;
-    try {
-        header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + std::ptrdiff_t(n));
-    } catch (const json::exception& e) {
-        throw fail(std::string("header is not valid JSON (") + e.what() + ")");
-    }
+    // Depth-limited and strict: a NUL-padded header or one nested 100,000 deep is an error.
+    const json header = parse_json(std::string_view(bytes).substr(8, std::size_t(n)), source + ": header");
     if (!header.is_object()) throw fail("header is not a JSON object");
 
     SafetensorsFile f;
@@ -91,12 +81,12 @@ SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& sou
         if (name == "__metadata__") {
             if (!v.is_object()) throw fail("__metadata__ must be an object of strings");
             for (const auto& [k, s] : v.items()) {
-                if (!s.is_string()) throw fail("__metadata__[\"" + k + "\"] must be a string, got " + s.dump());
+                if (!s.is_string()) throw fail("__metadata__[\"" + preview(k) + "\"] must be a string, got " + json_preview(s));
                 f.metadata_[k] = s.get<std::string>();
             }
             continue;
         }
-        const std::string where = "tensor \"" + name + "\"";
+        const std::string where = "tensor \"" + preview(name) + "\"";
         if (!v.is_object() || v.size() != 3 || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
             throw fail(where + " must be an object with exactly dtype, shape and data_offsets");
         if (!v["dtype"].is_string()) throw fail(where + ": dtype must be a string");
@@ -112,7 +102,7 @@ SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& sou
         for (const auto& d : v["shape"]) {
             e.shape.push_back(get_size(d, where + " shape entry", source));
             if (!checked_mul(bytes_needed, e.shape.back(), bytes_needed))
-                throw fail(where + ": shape " + v["shape"].dump() + " overflows");
+                throw fail(where + ": shape " + show_shape(e.shape) + "… overflows");
         }
         const json& off = v["data_offsets"];
         if (!off.is_array() || off.size() != 2) throw fail(where + ": data_offsets must be [begin, end]");
@@ -195,24 +185,5 @@ std::string SafetensorsWriter::serialize() const {
 }
 
 void SafetensorsWriter::write(const std::string& path) const { write_file_atomically(path, serialize()); }
-
-void write_file_atomically(const std::string& path, const std::string& content) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) throw FileError(path + ": cannot write (" + std::strerror(errno) + ")");
-        out.write(content.data(), std::streamsize(content.size()));
-        out.flush();
-        if (!out) {
-            std::remove(tmp.c_str());
-            throw FileError(path + ": write failed (disk full?)");
-        }
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        const std::string why = std::strerror(errno);
-        std::remove(tmp.c_str());
-        throw FileError(path + ": cannot replace (" + why + ")");
-    }
-}
 
 }  // namespace eva

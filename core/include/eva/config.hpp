@@ -14,6 +14,10 @@
 
 namespace eva {
 
+/// Upper bound of every size field (2^24 = 16,777,216): far above any real model (V3's largest field is
+/// vocab_size 129,280), and small enough that sums and pairwise products of fields cannot wrap.
+constexpr std::int64_t kMaxConfigSize = std::int64_t(1) << 24;
+
 struct ModelArgs {
     // Defaults are the official ones (DeepSeek-V2-Lite dimensions, YaRN context 4096 → 16384).
     std::int64_t max_batch_size = 8;
@@ -52,7 +56,8 @@ struct ModelArgs {
     std::int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
     bool yarn() const { return max_seq_len > original_seq_len; }
 
-    /// Throws ConfigError naming the first field outside its allowed values.
+    /// Throws ConfigError naming the first field outside its allowed values, or a derived size (a tensor,
+    /// the parameter count) above eva's bound of 2^48 (checked.hpp).
     void validate() const;
 };
 

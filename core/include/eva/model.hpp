@@ -88,7 +88,11 @@ Model<T> model_init(const ModelArgs& args, const MoeConfig& moe, Rng& rng, doubl
 template <class T>
 ModelWeights<T> model_zeros(const Model<T>& m);
 /// Number of parameters: all, and those a token activates (shared + top-k routed experts only).
+/// ConfigError if any tensor or the total exceeds 2^48 (checked.hpp): the sizes come from untrusted configs.
 std::uint64_t parameter_count(const ModelArgs& args, bool activated_only = false);
+/// Bytes of every tensor model_alloc<T> makes (scalar_bytes = sizeof(T)), known before allocating; a
+/// checkpoint's data buffer must hold exactly this many for T = float.
+std::uint64_t model_bytes(const ModelArgs& args, const MoeConfig& moe, std::size_t scalar_bytes = sizeof(float));
 
 /// Everything the forward keeps for the backward.
 template <class T>

@@ -19,6 +19,7 @@
 #include <xtensor/xtensor.hpp>
 
 #include "eva/error.hpp"
+#include "eva/io.hpp"  // write_file_atomically
 
 namespace eva {
 
@@ -30,7 +31,7 @@ struct SafetensorsEntry {
 
 class SafetensorsFile {
 public:
-    /// Reads and validates a whole file.
+    /// Reads and validates a whole file (a regular file that fits in memory; see io.hpp).
     static SafetensorsFile read(const std::string& path);
     /// Validates `bytes` (a whole file's content); `source` names it in error messages.
     static SafetensorsFile parse(std::string bytes, const std::string& source = "<memory>");
@@ -38,6 +39,8 @@ public:
     const std::map<std::string, SafetensorsEntry>& entries() const { return entries_; }
     const std::map<std::string, std::string>& metadata() const { return metadata_; }
     bool contains(const std::string& name) const { return entries_.count(name) != 0; }
+    /// Bytes of the data buffer (all tensors together).
+    std::size_t data_size() const { return bytes_.size() - data_start_; }
     /// The entry for `name`, or FileError naming the missing tensor.
     const SafetensorsEntry& entry(const std::string& name) const;
 
@@ -86,8 +89,5 @@ private:
 
 /// Size in bytes of one element of a safetensors dtype name; FileError for an unknown name.
 std::size_t safetensors_dtype_size(const std::string& dtype);
-
-/// Writes `content` to `path` through a temporary file in the same folder and a rename.
-void write_file_atomically(const std::string& path, const std::string& content);
 
 }  // namespace eva

@@ -1,0 +1,115 @@
+// eva — bounded input files and atomic outputs. See io.hpp.
+#include "eva/io.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "eva/checked.hpp"
+#include "eva/error.hpp"
+
+namespace eva {
+namespace {
+
+std::string why() { return std::strerror(errno); }
+
+const char* kind(mode_t mode) {
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a regular file";
+}
+
+// Closes the descriptor on every path out of a function.
+struct Fd {
+    int fd;
+    ~Fd() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+std::string parent_dir(const std::string& path) {
+    const auto slash = path.find_last_of('/');
+    if (slash == std::string::npos) return ".";
+    return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+}  // namespace
+
+std::string read_input_file(const std::string& path, std::uint64_t max_bytes, const std::string& what) {
+    const std::string name = what.empty() ? path : what + " " + path;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then tells what was opened, so the
+    // check and the read concern the same file.
+    Fd f{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
+    if (f.fd < 0) throw FileError(name + ": cannot open (" + why() + ")");
+    struct stat st {};
+    if (::fstat(f.fd, &st) != 0) throw FileError(name + ": cannot stat (" + why() + ")");
+    if (!S_ISREG(st.st_mode)) throw FileError(name + ": is " + kind(st.st_mode) + ", not a regular file");
+    const auto size = std::uint64_t(st.st_size);
+    if (size > max_bytes)
+        throw FileError(name + ": is " + format_bytes(size) + "; at most " + format_bytes(max_bytes) + " are allowed here");
+    require_memory(size, "reading " + name);
+    std::string bytes(std::size_t(size), '\0');
+    std::size_t got = 0;
+    while (got < bytes.size()) {
+        const ssize_t n = ::read(f.fd, bytes.data() + got, bytes.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) throw FileError(name + ": read error (" + why() + ")");
+        if (n == 0) throw FileError(name + ": shrank while being read");
+        got += std::size_t(n);
+    }
+    char extra;
+    if (::read(f.fd, &extra, 1) > 0) throw FileError(name + ": grew while being read");
+    return bytes;
+}
+
+bool is_directory(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void require_writable(const std::string& path, const std::string& what) {
+    const std::string name = what.empty() ? path : what + " " + path;
+    if (path.empty()) throw FileError(what + ": empty output path");
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+        throw FileError(name + ": is " + kind(st.st_mode) + "; an output must be a regular file");
+    const std::string dir = parent_dir(path);
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        throw FileError(name + ": the folder " + dir + " does not exist");
+    if (::access(dir.c_str(), W_OK | X_OK) != 0) throw FileError(name + ": cannot write in " + dir + " (" + why() + ")");
+}
+
+void write_file_atomically(const std::string& path, const std::string& content) {
+    // The temporary is named after this process, so two writers of the same target never share one.
+    const std::string tmp = path + ".tmp" + std::to_string(::getpid());
+    auto fail = [&](const std::string& msg) {
+        const std::string reason = why();
+        std::remove(tmp.c_str());
+        return FileError(path + ": " + msg + " (" + reason + ")");
+    };
+    {
+        Fd f{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
+        if (f.fd < 0) throw FileError(path + ": cannot write (" + why() + ")");
+        std::size_t done = 0;
+        while (done < content.size()) {
+            const ssize_t n = ::write(f.fd, content.data() + done, content.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) throw fail("write failed (disk full?)");
+            done += std::size_t(n);
+        }
+        // On disk before the rename: a crash then leaves either the old file or the whole new one.
+        if (::fsync(f.fd) != 0 && errno != EINVAL) throw fail("write failed");
+        const int fd = f.fd;
+        f.fd = -1;
+        if (::close(fd) != 0) throw fail("write failed");
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) throw fail("cannot replace");
+}
+
+}  // namespace eva
