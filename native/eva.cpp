@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
     eva::cli::add_moe_command(app);
     eva::cli::add_model_commands(app);
     eva::cli::add_fp8_command(app);
+    eva::cli::add_checkpoint_commands(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
