@@ -33,10 +33,20 @@ void run_convert(const ConvertOptions& o) {
     std::printf("wrote %s (%s layout, %s)\n", o.out.c_str(), o.layout.c_str(), o.dtype.c_str());
 }
 
+// 671.0B, 37.6B, 563.8k: parameter counts the way the releases quote them.
+std::string count(double x) {
+    char buf[32];
+    if (x >= 1e9) std::snprintf(buf, sizeof buf, "%.1fB", x / 1e9);
+    else if (x >= 1e6) std::snprintf(buf, sizeof buf, "%.1fM", x / 1e6);
+    else if (x >= 1e3) std::snprintf(buf, sizeof buf, "%.1fk", x / 1e3);
+    else std::snprintf(buf, sizeof buf, "%.0f", x);
+    return buf;
+}
+
 void print_inspect(const nlohmann::json& r) {
     const auto& p = r["parameters"];
     const auto& c = r["config"];
-    auto b = [](double x) { return x / 1e9; };
+    auto b = [](const nlohmann::json& x) { return count(x.get<double>()); };
     std::printf("%s  (%s layout)\n", r["path"].get<std::string>().c_str(), r["layout"].get<std::string>().c_str());
     std::printf("  dim %" PRId64 ", %" PRId64 " layers (%" PRId64 " dense), %" PRId64 " heads, %" PRId64
                 " routed experts (%" PRId64 " active, %" PRId64 " shared), score %s, q_lora_rank %" PRId64
@@ -47,12 +57,14 @@ void print_inspect(const nlohmann::json& r) {
                 c["score_func"].get<std::string>().c_str(), c["q_lora_rank"].get<std::int64_t>(),
                 c["kv_lora_rank"].get<std::int64_t>(), r["mtp_modules"].get<std::int64_t>(),
                 r["fp8_weights"].get<bool>() ? ", FP8 weights" : "");
-    std::printf("  parameters: %.1fB total, %.1fB activated per token (main model)\n", b(p["total"].get<double>()),
-                b(p["activated_per_token"].get<double>()));
+    std::printf("  parameters: %s total, %s activated per token (main model)\n", b(p["total"]).c_str(), b(p["activated_per_token"]).c_str());
     if (r["mtp_modules"].get<std::int64_t>() > 0)
-        std::printf("  MTP modules: %.1fB unique, %.1fB as stored (with their embedding and head copies); "
-                    "main + MTP as stored: %.1fB\n",
-                    b(p["mtp_unique"].get<double>()), b(p["mtp_stored"].get<double>()), b(p["total_with_mtp_stored"].get<double>()));
+        std::printf("  MTP modules: %s unique, %s as stored (with their embedding and head copies); "
+                    "main + MTP as stored: %s\n",
+                    b(p["mtp_unique"]).c_str(), b(p["mtp_stored"]).c_str(), b(p["total_with_mtp_stored"]).c_str());
+    if (p["fp8_scales"].get<double>() > 0 || p["gate_biases"].get<double>() > 0)
+        std::printf("  stored elements: %s (with %s gate-bias entries and %s FP8 scales)\n", b(p["stored_elements"]).c_str(),
+                    b(p["gate_biases"]).c_str(), b(p["fp8_scales"]).c_str());
     const auto& kv = r["kv_cache"];
     std::printf("  KV cache per token (bf16, all layers): MLA %s, MHA %s (%.1fx)\n",
                 format_bytes(kv["MLA"]["bytes_per_token"].get<std::uint64_t>()).c_str(),
@@ -63,8 +75,8 @@ void print_inspect(const nlohmann::json& r) {
         std::printf("  index: %" PRIu64 " tensors named (shards not present)\n", r["index_tensors"].get<std::uint64_t>());
     if (r.contains("stored_by_dtype"))
         for (const auto& [dt, d] : r["stored_by_dtype"].items())
-            std::printf("  %-8s %6" PRIu64 " tensors, %.3gB elements, %s\n", dt.c_str(), d["tensors"].get<std::uint64_t>(),
-                        b(d["elements"].get<double>()), format_bytes(d["bytes"].get<std::uint64_t>()).c_str());
+            std::printf("  %-8s %6" PRIu64 " tensors, %s elements, %s\n", dt.c_str(), d["tensors"].get<std::uint64_t>(),
+                        b(d["elements"]).c_str(), format_bytes(d["bytes"].get<std::uint64_t>()).c_str());
     if (r.contains("fp8_scales")) {
         const auto& s = r["fp8_scales"];
         std::printf("  FP8 scales: %" PRIu64 " weights, %" PRIu64 " 128x128 blocks (%" PRIu64 " partial), scale_inv %.3g .. %.3g, mean %.3g\n",

@@ -466,18 +466,50 @@ Checkpoint Checkpoint::open(const std::string& path) {
     return c;
 }
 
-// Checks the stored tensors against the config before anything is allocated: each scale has its weight,
-// and the elements stored equal the elements the config implies (names and shapes are checked in load()).
+// The tensor names of a model with `args`' structure: the same layers, experts, query path and biases
+// at the smallest sizes, so a 671B config costs a few MB here.
+std::vector<std::string> expected_names(const ModelArgs& args, const MoeConfig& moe) {
+    ModelArgs a = args;
+    a.vocab_size = a.dim = a.inter_dim = a.moe_inter_dim = a.kv_lora_rank = a.qk_nope_head_dim = a.v_head_dim = 1;
+    a.n_heads = 1;
+    a.qk_rope_head_dim = 2;
+    if (a.q_lora_rank > 0) a.q_lora_rank = 1;
+    a.max_seq_len = 2;
+    a.original_seq_len = 2;
+    MoeConfig mc = moe;
+    mc.dim = 1;
+    mc.moe_inter_dim = 1;
+    Model<float> m = model_alloc<float>(a, mc);
+    std::vector<std::string> names;
+    for (const auto& t : named_tensors(m.w)) names.push_back(t.name);
+    return names;
+}
+
+// Checks the stored names against the config before anything is allocated: every tensor the config
+// implies is there (with its scale when it is FP8), nothing else, and the elements stored equal the
+// elements the config implies (so a config claiming huge sizes beside small files allocates nothing).
 void Checkpoint::index_tensors() {
+    auto shown = [&](const std::string& eva_name) { return layout_ == Layout::hf ? hf_tensor_name(eva_name) : eva_name; };
+    const std::vector<std::string> names = expected_names(config_.args, moe_);
+    const std::set<std::string> expected(names.begin(), names.end());
+    for (const auto& n : names)
+        if (!tensors_.count(n) || !tensors_.at(n).file)
+            throw FileError("checkpoint: missing tensor \"" + shown(n) + "\" (the config implies it)");
     std::uint64_t stored = 0;
     for (const auto& [name, s] : tensors_) {
         if (!s.file) throw FileError("checkpoint: scale \"" + preview(s.scale_name) + "\" has no weight tensor");
-        stored = checked_add(stored, element_count(s.file->entry(s.name).shape, s.name), "checkpoint elements");
+        if (!expected.count(name)) throw FileError("checkpoint: unexpected tensor \"" + preview(s.name) + "\" for this config");
+        const SafetensorsEntry& e = s.file->entry(s.name);
+        const bool fp8 = e.dtype == "F8_E4M3" || e.dtype == "F8_E5M2";
+        if (fp8 && !s.scale_file)
+            throw FileError(s.file->source() + ": tensor \"" + preview(s.name) + "\" is " + e.dtype + " but its scale \"" +
+                            (layout_ == Layout::hf ? s.name + "_scale_inv" : scale_name(s.name, Layout::eva)) + "\" is missing");
+        stored = checked_add(stored, element_count(e.shape, s.name), "checkpoint elements");
     }
     const std::uint64_t need = model_bytes(config_.args, moe_, 1);
     if (stored != need)
         throw FileError("checkpoint: its config implies " + std::to_string(need) + " parameters, the files hold " +
-                        std::to_string(stored) + " (excluding scales and MTP modules)");
+                        std::to_string(stored) + " (a tensor has the wrong shape)");
 }
 
 Model<float> Checkpoint::load() const {
@@ -598,6 +630,23 @@ MtpParameterCount mtp_parameter_count(const ModelArgs& args, std::int64_t n_mtp_
     return {n * unique, n * (unique + copies)};
 }
 
+std::uint64_t fp8_scale_count(const ModelArgs& a, std::int64_t n_mtp_layers) {
+    using u64 = std::uint64_t;
+    const auto blocks = [](std::int64_t rows, std::int64_t cols) {
+        return u64((rows + 127) / 128) * u64((cols + 127) / 128);
+    };
+    const std::int64_t D = a.dim, H = a.n_heads;
+    const u64 q = a.q_lora_rank == 0 ? blocks(H * a.qk_head_dim(), D)
+                                     : blocks(a.q_lora_rank, D) + blocks(H * a.qk_head_dim(), a.q_lora_rank);
+    const u64 attn = q + blocks(a.kv_lora_rank + a.qk_rope_head_dim, D) +
+                     blocks(H * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank) + blocks(D, H * a.v_head_dim);
+    const auto mlp = [&](std::int64_t inter) { return 2 * blocks(inter, D) + blocks(D, inter); };
+    const u64 moe = u64(a.n_routed_experts) * mlp(a.moe_inter_dim) +
+                    (a.n_shared_experts > 0 ? mlp(a.n_shared_experts * a.moe_inter_dim) : 0);
+    const u64 main = u64(a.n_layers) * attn + u64(a.n_dense_layers) * mlp(a.inter_dim) + u64(a.n_layers - a.n_dense_layers) * moe;
+    return main + u64(n_mtp_layers) * (attn + moe + blocks(D, 2 * D));  // an MTP module: a MoE block + eh_proj
+}
+
 json inspect_checkpoint(const std::string& path) {
     json r = json::object();
     r["path"] = path;
@@ -646,11 +695,17 @@ json inspect_checkpoint(const std::string& path) {
 
     const std::uint64_t total = parameter_count(a), active = parameter_count(a, true);
     const MtpParameterCount mtp = mtp_parameter_count(a, cfg.n_mtp_layers);
+    // What a hub page counts: every stored element, so also the gate biases and, for FP8, the scales.
+    const std::uint64_t biases = cfg.gate_bias ? std::uint64_t(a.n_layers - a.n_dense_layers + cfg.n_mtp_layers) * std::uint64_t(a.n_routed_experts) : 0;
+    const std::uint64_t scales = cfg.fp8 ? fp8_scale_count(a, cfg.n_mtp_layers) : 0;
     r["parameters"] = {{"total", total},
                        {"activated_per_token", active},
                        {"mtp_unique", mtp.unique},
                        {"mtp_stored", mtp.stored},
-                       {"total_with_mtp_stored", total + mtp.stored}};
+                       {"total_with_mtp_stored", total + mtp.stored},
+                       {"gate_biases", biases},
+                       {"fp8_scales", scales},
+                       {"stored_elements", total + mtp.stored + biases + scales}};
 
     // KV cache per token (all layers), bf16 like the release's activations.
     json kv = json::object();

@@ -149,4 +149,8 @@ struct MtpParameterCount {
 };
 MtpParameterCount mtp_parameter_count(const ModelArgs& args, std::int64_t n_mtp_layers);
 
+/// Elements of all weight_scale_inv tensors of an FP8 checkpoint (one per 128×128 block of every Linear
+/// weight inside the blocks, the MTP modules' included).
+std::uint64_t fp8_scale_count(const ModelArgs& args, std::int64_t n_mtp_layers);
+
 }  // namespace eva
