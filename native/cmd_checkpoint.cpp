@@ -108,8 +108,7 @@ void add_checkpoint_commands(CLI::App& app) {
         auto path = std::make_shared<std::string>();
         auto json = std::make_shared<bool>(false);
         auto* c = app.add_subcommand("inspect",
-                                     "Config, parameter counts, bytes, KV cache per token and FP8 scales of a checkpoint "
-                                     "(eva file, Hugging Face folder or config.json), from headers only");
+                                     "Config, parameters, bytes, KV cache and FP8 scales of a checkpoint or config.json (headers only)");
         c->add_option("path", *path, "eva .safetensors, Hugging Face folder, or config.json")->required()->check(CLI::ExistingPath);
         c->add_flag("--json", *json, "Print one JSON object");
         c->callback([path, json] {

@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.hpp"
 #include "eva/checked.hpp"
@@ -38,15 +40,20 @@ std::string format_value(float v) {
     return buf;
 }
 
-// All of stdin, at most kMaxTextFileBytes: `< /dev/zero` is an error, not an endless read.
+// All of stdin, at most kMaxStdinBytes. A device that is not a terminal (`< /dev/zero`) is refused up
+// front instead of read until memory runs out.
+constexpr std::size_t kMaxStdinBytes = std::size_t(64) << 20;
+
 std::string read_stdin() {
+    struct stat st {};
+    if (::fstat(STDIN_FILENO, &st) == 0 && (S_ISDIR(st.st_mode) || (S_ISCHR(st.st_mode) && !::isatty(STDIN_FILENO))))
+        throw FileError("stdin: is a device or directory, not text");
     std::string all;
     std::vector<char> buf(1 << 20);
     std::size_t got;
     while ((got = std::fread(buf.data(), 1, buf.size(), stdin)) > 0) {
         all.append(buf.data(), got);
-        if (all.size() > kMaxTextFileBytes)
-            throw FileError("stdin: more than " + format_bytes(kMaxTextFileBytes) + " of input");
+        if (all.size() > kMaxStdinBytes) throw FileError("stdin: more than " + format_bytes(kMaxStdinBytes) + " of input");
     }
     if (std::ferror(stdin)) throw FileError("stdin: read error");
     return all;
@@ -57,48 +64,6 @@ void write_stdout(const std::string& s) {
         throw FileError("stdout: write error");
 }
 
-// Calls f(line_number, text) for every line of `input` with surrounding blanks (and a CR) removed.
-template <class F>
-void for_each_line(const std::string& input, F f) {
-    std::size_t pos = 0, line = 0;
-    while (pos < input.size()) {
-        std::size_t end = input.find('\n', pos);
-        if (end == std::string::npos) end = input.size();
-        std::size_t b = pos, e = end;
-        while (b < e && (input[b] == ' ' || input[b] == '\t')) ++b;
-        while (e > b && (input[e - 1] == ' ' || input[e - 1] == '\t' || input[e - 1] == '\r')) --e;
-        f(++line, input.data() + b, input.data() + e);
-        pos = end + 1;
-    }
-}
-
-bool parse_hex(const char* b, const char* e, std::size_t digits, std::uint32_t& out) {
-    if (std::size_t(e - b) != digits + 2 || b[0] != '0' || (b[1] != 'x' && b[1] != 'X')) return false;
-    auto r = std::from_chars(b + 2, e, out, 16);
-    return r.ec == std::errc() && r.ptr == e;
-}
-
-// One input number: a float32 bit pattern 0x + 8 hex digits, or a decimal float (also inf, nan).
-float parse_number(const char* b, const char* e, std::size_t line) {
-    auto fail = [&] {
-        throw ConfigError("stdin line " + std::to_string(line) + ": '" + std::string(b, e).substr(0, 40) +
-                          "' is not a number (expected a decimal float or 0x followed by 8 hex digits)");
-    };
-    if (e - b >= 2 && b[0] == '0' && (b[1] == 'x' || b[1] == 'X')) {
-        std::uint32_t u;
-        if (!parse_hex(b, e, 8, u)) fail();
-        float x;
-        std::memcpy(&x, &u, 4);
-        return x;
-    }
-    if (b == e) fail();
-    float x;
-    auto r = std::from_chars(b, e, x);
-    if (r.ptr != e) fail();
-    if (r.ec == std::errc::result_out_of_range) return std::strtof(std::string(b, e).c_str(), nullptr);  // ±inf, ±0
-    if (r.ec != std::errc()) fail();
-    return x;
-}
 
 nlohmann::json metrics_json(const Fp8ErrorMetrics& m) {
     return {{"count", m.count},
@@ -129,9 +94,7 @@ void run_table(const std::string& format, bool json) {
 void run_encode(const std::string& format, bool saturate) {
     const Fp8Format f = parse_fp8_format(format, "--format");
     const std::string input = read_stdin();
-    std::vector<float> x;
-    x.reserve(input.size() / 8);
-    for_each_line(input, [&](std::size_t line, const char* b, const char* e) { x.push_back(parse_number(b, e, line)); });
+    const std::vector<float> x = parse_fp8_values(input);
     std::vector<std::uint8_t> codes(x.size());
     fp8_encode(x.data(), codes.data(), x.size(), f, saturate);
     std::string out;
@@ -146,13 +109,7 @@ void run_decode(const std::string& format) {
     for (unsigned c = 0; c < 256; ++c) text[c] = format_value(fp8_decode(std::uint8_t(c), f)) + '\n';
     const std::string input = read_stdin();
     std::string out;
-    for_each_line(input, [&](std::size_t line, const char* b, const char* e) {
-        std::uint32_t c;
-        if (!parse_hex(b, e, 2, c))
-            throw ConfigError("stdin line " + std::to_string(line) + ": '" + std::string(b, e).substr(0, 40) +
-                              "' is not an FP8 code (expected 0x followed by 2 hex digits)");
-        out += text[c];
-    });
+    for (std::uint8_t c : parse_fp8_codes(input)) out += text[c];
     write_stdout(out);
 }
 

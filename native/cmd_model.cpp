@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <unistd.h>
 
@@ -24,25 +25,6 @@
 
 namespace eva::cli {
 namespace {
-
-std::vector<Token> parse_tokens(const std::string& s, std::int64_t vocab, const std::string& option) {
-    std::istringstream in(s);
-    std::vector<Token> t;
-    std::string word;
-    while (in >> word) {
-        std::size_t used = 0;
-        long v = -1;
-        try {
-            v = std::stol(word, &used);
-        } catch (const std::exception&) {
-        }
-        if (used != word.size() || v < 0 || v >= vocab)
-            throw ConfigError(option + ": \"" + word + "\" is not a token id in 0.." + std::to_string(vocab - 1));
-        t.push_back(Token(v));
-    }
-    if (t.empty()) throw ConfigError(option + ": no tokens given");
-    return t;
-}
 
 Balance balance_option(const std::string& s) { return parse_balance(s); }
 
@@ -74,13 +56,13 @@ void run_forward(const ForwardOptions& o) {
     if (!o.out.empty()) require_writable(o.out, "--out");
     if (!o.grads_out.empty()) require_writable(o.grads_out, "--grads-out");
     Model<float> m = load_checkpoint(o.weights);  // an eva file or a Hugging Face folder
-    const auto tokens = parse_tokens(o.tokens, m.args.vocab_size, "--tokens");
+    const auto tokens = parse_token_ids(o.tokens, m.args.vocab_size, "--tokens");
     if (tokens.size() > std::size_t(m.args.max_seq_len))
         throw ConfigError("--tokens: " + std::to_string(tokens.size()) + " tokens exceed max_seq_len " +
                           std::to_string(m.args.max_seq_len));
     std::vector<Token> targets;
     if (!o.targets.empty()) {
-        targets = parse_tokens(o.targets, m.args.vocab_size, "--targets");
+        targets = parse_token_ids(o.targets, m.args.vocab_size, "--targets");
         if (targets.size() != tokens.size()) throw ConfigError("--targets must have as many tokens as --tokens");
     }
     const std::size_t T = tokens.size(), V = std::size_t(m.args.vocab_size);
@@ -123,9 +105,10 @@ void run_forward(const ForwardOptions& o) {
 struct TrainOptions {
     std::string config = "mini", data = kDefaultCorpus, out, resume, balance = "aux-free", precision = "fp32";
     TrainConfig t;
-    int eval_every = 100, sample_every = 0, sample_tokens = 200, threads = 0;
+    int eval_every = 100, sample_every = 0, sample_tokens = 200, threads = 0, save_every = 0, stop_after = 0;
     bool json = false;
     double gamma = 0.001, alpha = 1e-4;
+    std::set<std::string> given;  // the options the user gave explicitly (filled by the callback)
 };
 
 std::string sample_text(const Model<float>& m, const std::string& prompt, int n, std::uint64_t seed) {
@@ -141,7 +124,29 @@ std::string sample_text(const Model<float>& m, const std::string& prompt, int n,
     return decode_bytes(out);
 }
 
+// On --resume the run continues as it was started: an option given again must agree with the
+// checkpoint, else the error names both values (only --steps may change: a new total).
+void require_same(const TrainOptions& o, const char* option, const std::string& given, const std::string& saved) {
+    if (o.given.count(option) && given != saved)
+        throw ConfigError(std::string(option) + " " + given + " contradicts the checkpoint " + o.resume + " (" + saved +
+                          "); leave it out to continue the run as it was started");
+}
+
+std::string num(double v) {
+    std::ostringstream s;
+    s << v;
+    return s.str();
+}
+
 void run_train(TrainOptions o) {
+    // Everything that can be checked before the work starts is: outputs first, so that a bad --out is
+    // not discovered after an hour of training.
+    if (!o.out.empty()) {
+        require_writable(o.out, "--out");
+        require_writable(Trainer::optimizer_path(o.out), "--out (optimizer state)");
+    }
+    if ((o.save_every > 0 || o.stop_after > 0) && o.out.empty())
+        throw ConfigError(std::string(o.save_every > 0 ? "--save-every" : "--stop-after") + " needs --out");
     set_num_threads(o.threads);  // the losses do not depend on it (eva/threads.hpp)
     o.t.precision = parse_linear_precision(o.precision, "--precision");
     const Corpus corpus = load_corpus(o.data);
@@ -153,15 +158,35 @@ void run_train(TrainOptions o) {
                                return model_init<float>(args, moe_config(args, balance_option(o.balance), o.gamma, o.alpha), rng);
                            }()
                          : load_model(SafetensorsFile::read(o.resume), &meta);
+    TrainingState st;
     if (!o.resume.empty()) {
         if (!meta.contains("training")) throw FileError(o.resume + ": not a training checkpoint (no training state)");
-        const int steps = o.t.steps;
-        o.t = TrainConfig::from_json(meta["training"]["config"]);
-        o.t.steps = std::max(steps, o.t.steps);
-        o.t.schedule.total_steps = o.t.steps;
+        st = TrainingState::from_json(meta["training"], m.args);
+        const TrainConfig& c = st.config;
+        if (o.given.count("--config") && to_json(preset_or_file(o.config)) != to_json(m.args))
+            throw ConfigError("--config " + o.config + " contradicts the checkpoint " + o.resume +
+                              " (a model of another configuration); leave it out to continue the run");
+        require_same(o, "--batch", std::to_string(o.t.batch), std::to_string(c.batch));
+        require_same(o, "--seq-len", std::to_string(o.t.seq_len), std::to_string(c.seq_len));
+        require_same(o, "--lr", num(o.t.schedule.lr), num(c.schedule.lr));
+        require_same(o, "--warmup", std::to_string(o.t.schedule.warmup_steps), std::to_string(c.schedule.warmup_steps));
+        require_same(o, "--seed", std::to_string(o.t.seed), std::to_string(c.seed));
+        require_same(o, "--precision", to_string(o.t.precision), to_string(c.precision));
+        require_same(o, "--balance", o.balance, to_string(m.moe.balance));
+        require_same(o, "--gamma", num(o.gamma), num(m.moe.gamma));
+        require_same(o, "--alpha", num(o.alpha), num(m.moe.alpha));
+        // The stored total is the target; --steps, when given, is a new total (the schedule follows it).
+        const int steps = o.given.count("--steps") ? o.t.steps : c.steps;
+        if (steps <= st.step)
+            throw ConfigError("--steps " + std::to_string(steps) + ": the checkpoint " + o.resume + " has done " +
+                              std::to_string(st.step) + " steps already; give a larger total");
+        o.t = c;
+        o.t.steps = steps;
+        o.t.schedule.total_steps = steps;
     }
     Trainer tr(m, corpus, o.t);
-    if (!o.resume.empty()) tr.resume(o.resume, meta["training"]);
+    if (!o.resume.empty()) tr.resume(o.resume, st);
+    const int stop_at = o.stop_after > 0 ? std::min(o.t.steps, tr.steps_done() + o.stop_after) : o.t.steps;
     const bool tty = isatty(STDOUT_FILENO) && !o.json;
     if (!o.json)
         std::printf("training %s (%llu parameters, %llu activated, %s Linear layers) on %s: %zu train / %zu validation "
@@ -171,7 +196,7 @@ void run_train(TrainOptions o) {
                     corpus.train.size(), corpus.validation.size(), o.t.steps, o.t.batch, o.t.seq_len);
     const double tokens_per_step = double(o.t.batch) * o.t.seq_len;
     double elapsed = 0;
-    while (tr.steps_done() < o.t.steps) {
+    while (tr.steps_done() < stop_at) {
         const StepStats s = tr.step();
         elapsed += s.seconds;
         const double tps = tokens_per_step / s.seconds;
@@ -192,6 +217,8 @@ void run_train(TrainOptions o) {
                         line["val_loss"].get<double>() / std::log(2.0), tps);
         if (o.sample_every > 0 && s.step % o.sample_every == 0 && !o.json)
             std::printf("--- sample ---\n%s\n--------------\n", sample_text(m, "The ", o.sample_tokens, o.t.seed + s.step).c_str());
+        // Periodic checkpoints, each pair written atomically: a kill loses at most save_every steps.
+        if (o.save_every > 0 && s.step % o.save_every == 0 && s.step < stop_at) tr.save(o.out);
     }
     if (!o.out.empty()) tr.save(o.out);
     const double val = tr.evaluate();
@@ -290,13 +317,24 @@ void add_model_commands(CLI::App& app) {
             ->capture_default_str()->check(CLI::IsMember({"fp32", "fp8", "fp8-tensor", "fp8-e5m2"}));
         c->add_option("--eval-every", o->eval_every, "Validation loss every N steps")->capture_default_str()->check(CLI::PositiveNumber);
         c->add_option("--sample-every", o->sample_every, "Print a sample every N steps (0: only at the end)")->capture_default_str();
-        c->add_option("--out", o->out, "Save a resumable checkpoint here at the end");
-        c->add_option("--resume", o->resume, "Continue a checkpoint saved with --out")->check(CLI::ExistingFile);
+        c->add_option("--out", o->out, "Save a resumable checkpoint here at the end (and with --save-every)");
+        c->add_option("--save-every", o->save_every, "Also save the checkpoint every N steps (needs --out)")
+            ->capture_default_str()->check(CLI::NonNegativeNumber);
+        c->add_option("--stop-after", o->stop_after,
+                      "Stop after N steps of this invocation and save (needs --out); --resume continues the run")
+            ->check(CLI::PositiveNumber);
+        c->add_option("--resume", o->resume,
+                      "Continue a checkpoint saved with --out: its config, schedule and data order (--steps: a new total)")
+            ->check(CLI::ExistingFile);
         c->add_option("--threads", o->threads,
                       "CPU threads (0: EVA_NUM_THREADS, else OMP_NUM_THREADS, else every core); results are identical for any count")
             ->capture_default_str()->check(CLI::NonNegativeNumber);
         c->add_flag("--json", o->json, "JSON lines instead of text");
-        c->callback([o] { run_train(*o); });
+        c->callback([o, c] {
+            for (const CLI::Option* opt : c->get_options())
+                if (opt->count() > 0) o->given.insert(opt->get_name());
+            run_train(*o);
+        });
     }
     {
         auto o = std::make_shared<GenerateOptions>();

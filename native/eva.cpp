@@ -1,5 +1,7 @@
 // eva — the command line. `eva --help` lists the subcommands; every subcommand has its own --help.
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 
@@ -14,6 +16,26 @@ void print_json(const nlohmann::json& j) {
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
 }
 
+namespace {
+
+// CLI11's range checks compare with < and >, which NaN passes: every floating-point option of every
+// command (CLI11 types them FLOAT) also gets this check, so `--lr nan` or `--temperature inf` is an error.
+const CLI::Validator kFinite(
+    [](std::string& s) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        if (end == s.c_str() || *end != '\0' || !std::isfinite(v)) return "must be a finite number, got " + s.substr(0, 40);
+        return "";
+    },
+    "FINITE");
+
+void require_finite_floats(CLI::App& app) {
+    for (CLI::Option* o : app.get_options())
+        if (o->get_type_name().rfind("FLOAT", 0) == 0) o->check(kFinite);  // "FLOAT:…" with a range check
+    for (CLI::App* sub : app.get_subcommands({})) require_finite_floats(*sub);
+}
+
+}  // namespace
 }  // namespace eva::cli
 
 int main(int argc, char** argv) {
@@ -29,6 +51,7 @@ int main(int argc, char** argv) {
     eva::cli::add_model_commands(app);
     eva::cli::add_fp8_command(app);
     eva::cli::add_checkpoint_commands(app);
+    eva::cli::require_finite_floats(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -69,30 +69,111 @@ TEST_CASE("training lowers the loss on a small repetitive corpus", "[trainer]") 
     CHECK(after < 2.0);
 }
 
-TEST_CASE("a resumed run continues bit-identically", "[trainer]") {
+namespace {
+
+// Losses of a `total`-step run, stopped after `first` steps, saved, reloaded and resumed to the end.
+std::vector<double> run_with_resume(const eva::TrainConfig& cfg, int first, const std::string& path) {
     const auto args = small_args();
     const auto corpus = small_corpus();
-    const std::string path = "eva_test_resume.safetensors";
-    std::vector<double> straight, resumed;
+    std::vector<double> losses;
     {
         eva::Rng rng(2);
         auto m = eva::model_init<float>(args, eva::moe_config(args), rng);
-        eva::Trainer tr(m, corpus, small_train(12));
-        for (int i = 0; i < 6; ++i) tr.step();
+        eva::Trainer tr(m, corpus, cfg);
+        for (int i = 0; i < first; ++i) losses.push_back(tr.step().loss);
         tr.save(path);
-        for (int i = 0; i < 6; ++i) straight.push_back(tr.step().loss);
     }
-    {
-        nlohmann::json meta;
-        auto m = eva::load_model(eva::SafetensorsFile::read(path), &meta);
-        eva::Trainer tr(m, corpus, eva::TrainConfig::from_json(meta.at("training").at("config")));
-        tr.resume(path, meta.at("training"));
-        CHECK(tr.steps_done() == 6);
-        for (int i = 0; i < 6; ++i) resumed.push_back(tr.step().loss);
-    }
+    nlohmann::json meta;
+    auto m = eva::load_model(eva::SafetensorsFile::read(path), &meta);
+    const auto st = eva::TrainingState::from_json(meta.at("training"), m.args);
+    eva::Trainer tr(m, corpus, st.config);  // the schedule's total comes from the checkpoint
+    tr.resume(path, st);
+    CHECK(tr.steps_done() == first);
+    while (tr.steps_done() < st.config.steps) losses.push_back(tr.step().loss);
+    return losses;
+}
+
+std::vector<double> run_straight(const eva::TrainConfig& cfg) {
+    const auto args = small_args();
+    const auto corpus = small_corpus();
+    eva::Rng rng(2);
+    auto m = eva::model_init<float>(args, eva::moe_config(args), rng);
+    eva::Trainer tr(m, corpus, cfg);
+    std::vector<double> losses;
+    for (int i = 0; i < cfg.steps; ++i) losses.push_back(tr.step().loss);
+    return losses;
+}
+
+void remove_pair(const std::string& path) {
     std::remove(path.c_str());
     std::remove(eva::Trainer::optimizer_path(path).c_str());
-    CHECK(resumed == straight);  // exact equality: every bit of the state was restored
+}
+
+}  // namespace
+
+TEST_CASE("20 + 20 steps equal 40 straight, bit for bit, for any warmup", "[trainer]") {
+    // Warmup 0 and 5 end inside the first half (the cosine decay then depends on the total, 40, which
+    // the resumed half must take from the checkpoint); 20 ends at the save; 60 outlasts the run.
+    const int warmup = GENERATE(0, 5, 20, 60);
+    INFO("warmup " << warmup);
+    eva::TrainConfig cfg = small_train(40);
+    cfg.schedule.warmup_steps = warmup;
+    const std::string path = "eva_test_resume.safetensors";
+    const auto resumed = run_with_resume(cfg, 20, path);
+    remove_pair(path);
+    CHECK(resumed == run_straight(cfg));  // exact equality: every bit of the state was restored
+}
+
+TEST_CASE("a checkpoint's training state is validated, and a torn pair is refused", "[trainer]") {
+    const auto args = small_args();
+    const auto corpus = small_corpus();
+    const std::string path = "eva_test_torn.safetensors", other = "eva_test_torn2.safetensors";
+    eva::Rng rng(2);
+    auto m = eva::model_init<float>(args, eva::moe_config(args), rng);
+    eva::Trainer tr(m, corpus, small_train(10));
+    tr.step();
+    tr.save(path);
+    const eva::TrainingState st = tr.state();
+    CHECK(st.run_id.size() == 16);
+    const nlohmann::json good = st.to_json();
+    CHECK(eva::TrainingState::from_json(good, args).to_json() == good);
+
+    // Each corruption of issue 12 (finding 5), refused with the field named.
+    const std::pair<nlohmann::json, std::string> bad[] = {
+        {nlohmann::json::array(), "must be an object"},
+        {[&] { auto j = good; j["step"] = 1e12; return j; }(), "'step'"},
+        {[&] { auto j = good; j["step"] = -1; return j; }(), "'step'"},
+        {[&] { auto j = good; j["step"] = 11; return j; }(), "'step' must be an integer in 0..10"},
+        {[&] { auto j = good; j["adamw_steps"] = 2; return j; }(), "'adamw_steps'"},
+        {[&] { auto j = good; j["data_position"] = 7; return j; }(), "'data_position'"},
+        {[&] { auto j = good; j["run_id"] = "zz"; return j; }(), "'run_id'"},
+        {[&] { auto j = good; j["config"]["beta1"] = 1.0; return j; }(), "beta1 must be in [0, 1)"},
+        {[&] { auto j = good; j["config"]["beta2"] = -0.1; return j; }(), "beta2 must be in [0, 1)"},
+        {[&] { auto j = good; j["config"]["eps"] = -1; return j; }(), "eps must be a finite number > 0"},
+        {[&] { auto j = good; j["config"]["batch"] = 2.5; return j; }(), "'batch' must be an integer"},
+        {[&] { auto j = good; j["config"]["steps"] = 1e12; return j; }(), "'steps' must be an integer"},
+        {[&] { auto j = good; j["config"]["lr"] = "fast"; return j; }(), "'lr' must be a finite number"},
+        {[&] { auto j = good; j["config"]["surprise"] = 1; return j; }(), "unknown config field 'surprise'"},
+        {[&] { auto j = good; j["config"] = 3; return j; }(), "config must be an object"},
+    };
+    for (const auto& [j, needle] : bad) {
+        INFO(needle);
+        CHECK_THROWS_WITH(eva::TrainingState::from_json(j, args), Catch::Contains(needle));
+    }
+
+    // A torn pair: the optimizer file of a later step (a kill between the two renames of a save).
+    tr.step();
+    tr.save(other);
+    std::rename(eva::Trainer::optimizer_path(other).c_str(), eva::Trainer::optimizer_path(path).c_str());
+    {
+        eva::Rng r2(2);
+        auto m2 = eva::model_init<float>(args, eva::moe_config(args), r2);
+        eva::Trainer resumed(m2, corpus, st.config);
+        CHECK_THROWS_WITH(resumed.resume(path, st), Catch::Contains("the pair is torn"));
+        CHECK(resumed.steps_done() == 0);  // nothing was restored
+    }
+    remove_pair(path);
+    remove_pair(other);
 }
 
 TEST_CASE("checkpoints keep the official names and reject what does not fit", "[trainer]") {

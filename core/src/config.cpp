@@ -137,9 +137,9 @@ void ModelArgs::validate() const {
                 str(n_limited_groups * (n_routed_experts / n_expert_groups)) + ")",
             str(n_activated_experts));
     require(score_func == "softmax" || score_func == "sigmoid", "score_func", "\"softmax\" or \"sigmoid\"",
-            "\"" + score_func + "\"");
-    require(dtype == "bf16" || dtype == "fp8", "dtype", "\"bf16\" or \"fp8\"", "\"" + dtype + "\"");
-    require(scale_fmt.empty() || scale_fmt == "ue8m0", "scale_fmt", "null or \"ue8m0\"", "\"" + scale_fmt + "\"");
+            "\"" + preview(score_func) + "\"");
+    require(dtype == "bf16" || dtype == "fp8", "dtype", "\"bf16\" or \"fp8\"", "\"" + preview(dtype) + "\"");
+    require(scale_fmt.empty() || scale_fmt == "ue8m0", "scale_fmt", "null or \"ue8m0\"", "\"" + preview(scale_fmt) + "\"");
     require(std::isfinite(route_scale) && route_scale > 0, "route_scale", "a positive number", str(route_scale));
     require(std::isfinite(rope_theta) && rope_theta > 1, "rope_theta", "a number above 1", str(rope_theta));
     // mscale uses ln(rope_factor); a factor below 1 would shrink the context instead of stretching it.

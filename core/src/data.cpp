@@ -2,12 +2,14 @@
 #include "eva/data.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
 #include <sstream>
 
 #include "eva/checked.hpp"
 #include "eva/error.hpp"
 #include "eva/io.hpp"
+#include "eva/json.hpp"
 
 namespace eva {
 namespace fs = std::filesystem;
@@ -26,6 +28,27 @@ std::string decode_bytes(const std::vector<Token>& tokens) {
         s[i] = char(tokens[i]);
     }
     return s;
+}
+
+std::vector<Token> parse_token_ids(const std::string& text, std::int64_t vocab, const std::string& option) {
+    std::vector<Token> t;
+    std::size_t pos = 0;
+    auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+    for (;;) {
+        while (pos < text.size() && blank(text[pos])) ++pos;
+        if (pos == text.size()) break;
+        const std::size_t b = pos;
+        while (pos < text.size() && !blank(text[pos])) ++pos;
+        // Digits only (no sign, no "0x"); from_chars also reports a value too large for int64.
+        std::int64_t v = -1;
+        const auto r = std::from_chars(text.data() + b, text.data() + pos, v);
+        if (r.ec != std::errc() || r.ptr != text.data() + pos || text[b] == '-' || v >= vocab)
+            throw ConfigError(option + ": \"" + preview(std::string_view(text).substr(b, pos - b)) +
+                              "\" is not a token id in 0.." + std::to_string(vocab - 1));
+        t.push_back(Token(v));
+    }
+    if (t.empty()) throw ConfigError(option + ": no tokens given");
+    return t;
 }
 
 namespace {

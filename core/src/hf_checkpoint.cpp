@@ -508,7 +508,7 @@ void Checkpoint::index_tensors() {
     }
     const std::uint64_t need = model_bytes(config_.args, moe_, 1);
     if (stored != need)
-        throw FileError("checkpoint: its config implies " + std::to_string(need) + " parameters, the files hold " +
+        throw FileError("checkpoint: its config implies " + std::to_string(need) + " parameters, the file" + (files_.size() > 1 ? "s hold " : " holds ") +
                         std::to_string(stored) + " (a tensor has the wrong shape)");
 }
 

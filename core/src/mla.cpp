@@ -6,7 +6,10 @@
 #include <cmath>
 #include <limits>
 
+#include "eva/checked.hpp"
+#include "eva/error.hpp"
 #include "eva/gemm.hpp"
+#include "eva/json.hpp"
 #include "parallel.hpp"
 #include "eva/rmsnorm.hpp"
 
@@ -108,8 +111,13 @@ double mla_softmax_scale(const ModelArgs& args, const RopeTable& rope) {
 
 template <class T>
 MLAWeights<T> mla_zeros(const ModelArgs& args) {
-    args.validate();
+    args.validate();  // every product below is then below 2^48 (checked in parameter_count)
     const Dims d(args);
+    using u64 = std::uint64_t;  // 64-bit even where size_t is 32 (WebAssembly)
+    const u64 dim = d.dim, H = d.H, qk = d.qk, qr = d.qr, kvr = d.kvr;
+    const u64 q = qr == 0 ? H * qk * dim : qr * dim + qr + H * qk * qr;
+    const u64 floats = q + (kvr + d.rope) * dim + kvr + H * u64(d.nope + d.v) * kvr + dim * H * d.v;
+    require_memory(floats * sizeof(T), "the attention weights");
     MLAWeights<T> w;
     if (d.qr == 0) {
         w.wq = zeros<T>(d.H * d.qk, d.dim);
@@ -382,7 +390,7 @@ CacheDType parse_cache_dtype(const std::string& s, const std::string& field) {
     if (s == "fp32") return CacheDType::fp32;
     if (s == "bf16") return CacheDType::bf16;
     if (s == "fp8") return CacheDType::fp8;
-    throw ConfigError(field + " must be fp32, bf16 or fp8, got '" + s + "'");
+    throw ConfigError(field + " must be fp32, bf16 or fp8, got '" + preview(s) + "'");
 }
 
 std::vector<KVCacheScheme> kv_cache_memory(const ModelArgs& args, std::int64_t seq_len, CacheDType dtype,
@@ -395,9 +403,14 @@ std::vector<KVCacheScheme> kv_cache_memory(const ModelArgs& args, std::int64_t s
     const std::int64_t kv_per_head = args.qk_head_dim() + args.v_head_dim;  // one key + one value
     const std::int64_t mla = args.kv_lora_rank + args.qk_rope_head_dim;
     const std::int64_t bytes = std::int64_t(dtype_bytes(dtype));
+    // A figure for a whole sequence is a product of untrusted sizes: checked (ConfigError above 2^48 bytes)
+    // rather than printed as a wrapped, negative count.
     auto row = [&](std::string name, std::int64_t heads, std::int64_t elements) {
-        return KVCacheScheme{std::move(name), heads, elements, elements * bytes, elements * bytes * args.n_layers,
-                             elements * bytes * args.n_layers * seq_len, double(elements) / double(mla)};
+        const std::uint64_t per_layer = checked_mul(std::uint64_t(elements), std::uint64_t(bytes), "the KV cache per token");
+        const std::uint64_t per_token = checked_mul(per_layer, std::uint64_t(args.n_layers), "the KV cache per token");
+        const std::uint64_t total = checked_mul(per_token, std::uint64_t(seq_len), "the KV cache of --seq-len tokens");
+        return KVCacheScheme{std::move(name), heads, elements, std::int64_t(per_layer), std::int64_t(per_token),
+                             std::int64_t(total), double(elements) / double(mla)};
     };
     return {row("MLA", 1, mla), row("MHA", args.n_heads, args.n_heads * kv_per_head),
             row("GQA-" + std::to_string(gqa_groups), gqa_groups, gqa_groups * kv_per_head),

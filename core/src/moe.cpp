@@ -32,13 +32,13 @@ std::string to_string(Balance b) {
 ScoreFunc parse_score_func(const std::string& s) {
     if (s == "softmax") return ScoreFunc::softmax;
     if (s == "sigmoid") return ScoreFunc::sigmoid;
-    throw ConfigError("score_func = \"" + s + "\"; allowed: softmax, sigmoid");
+    throw ConfigError("score_func = \"" + preview(s) + "\"; allowed: softmax, sigmoid");
 }
 
 Balance parse_balance(const std::string& s) {
     for (Balance b : {Balance::none, Balance::aux_free, Balance::seq_loss, Balance::aux_loss})
         if (s == to_string(b)) return b;
-    throw ConfigError("balance = \"" + s + "\"; allowed: none, aux-free, seq-loss, aux-loss");
+    throw ConfigError("balance = \"" + preview(s) + "\"; allowed: none, aux-free, seq-loss, aux-loss");
 }
 
 namespace {

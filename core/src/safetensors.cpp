@@ -49,7 +49,7 @@ std::size_t safetensors_dtype_size(const std::string& dtype) {
         {"F64", 8}};
     const auto it = sizes.find(dtype);
     if (it == sizes.end())
-        throw FileError("unknown dtype \"" + dtype + "\" (allowed: BOOL, U8, I8, F8_E4M3, F8_E5M2, I16, U16, F16, "
+        throw FileError("unknown dtype \"" + preview(dtype) + "\" (allowed: BOOL, U8, I8, F8_E4M3, F8_E5M2, I16, U16, F16, "
                         "BF16, I32, U32, F32, I64, U64, F64)");
     return it->second;
 }

@@ -1,7 +1,12 @@
 // eva — the thread count (OpenMP when available, else always 1).
 #include "eva/threads.hpp"
 
+#include <algorithm>
 #include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "eva/error.hpp"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -15,8 +20,8 @@ namespace {
 // EVA_NUM_THREADS when set to a positive number, else 0.
 int env_threads() {
     const char* s = std::getenv("EVA_NUM_THREADS");
-    const int n = s ? std::atoi(s) : 0;
-    return n > 0 ? n : 0;
+    const long n = s ? std::strtol(s, nullptr, 10) : 0;
+    return n > 0 ? int(std::min<long>(n, max_threads())) : 0;
 }
 #endif
 
@@ -38,10 +43,16 @@ int& current() {
 
 }  // namespace
 
+int max_threads() { return 4 * std::max(1, int(std::thread::hardware_concurrency())); }
+
 void set_num_threads(int n) {
+    if (n < 0 || n > max_threads())
+        throw ConfigError("thread count " + std::to_string(n) + " is outside 0.." + std::to_string(max_threads()) +
+                          " (4 × the " + std::to_string(max_threads() / 4) + " hardware threads; 0: the default)");
 #if defined(_OPENMP)
     const int env = env_threads();
-    current() = n > 0 ? n : env > 0 ? env : omp_get_max_threads();  // OMP_NUM_THREADS, or every core
+    // OMP_NUM_THREADS, or every core; capped like EVA_NUM_THREADS.
+    current() = n > 0 ? n : env > 0 ? env : std::min(omp_get_max_threads(), max_threads());
 #else
     (void)n;
 #endif

@@ -3,9 +3,17 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <limits>
+#include <random>
+#include <type_traits>
 
 #include "eva/checkpoint.hpp"
+#include "eva/checked.hpp"
 #include "eva/error.hpp"
+#include "eva/json.hpp"
 #include "eva/safetensors.hpp"
 
 namespace eva {
@@ -14,40 +22,161 @@ void TrainConfig::validate(const ModelArgs& args) const {
     auto require = [](bool ok, const std::string& msg) {
         if (!ok) throw ConfigError(msg);
     };
-    require(batch > 0 && batch <= 4096, "batch must be in 1..4096");
+    auto in_unit = [](double x) { return x >= 0 && x < 1; };  // false for NaN
+    require(batch > 0 && batch <= 4096, "batch must be in 1..4096, got " + std::to_string(batch));
     require(seq_len > 0 && seq_len <= args.max_seq_len,
-            "seq_len must be in 1..max_seq_len (" + std::to_string(args.max_seq_len) + ")");
-    require(steps > 0, "steps must be positive");
+            "seq_len must be in 1..max_seq_len (" + std::to_string(args.max_seq_len) + "), got " + std::to_string(seq_len));
+    require(std::int64_t(batch) * seq_len <= kMaxTokensPerStep,
+            "batch x seq_len must be at most " + std::to_string(kMaxTokensPerStep) + " tokens per step");
+    require(steps > 0 && steps <= kMaxTrainSteps,
+            "steps must be in 1.." + std::to_string(kMaxTrainSteps) + ", got " + std::to_string(steps));
     require(schedule.lr > 0 && schedule.lr < 1, "lr must be in (0, 1)");
-    require(schedule.warmup_steps >= 0, "warmup must be >= 0");
-    require(grad_clip >= 0, "grad_clip must be >= 0 (0: off)");
-    require(eval_batches > 0, "eval_batches must be positive");
+    require(schedule.warmup_steps >= 0 && schedule.warmup_steps <= kMaxTrainSteps,
+            "warmup must be in 0.." + std::to_string(kMaxTrainSteps));
+    require(schedule.min_lr_ratio >= 0 && schedule.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1]");
+    // β = 1 would freeze a moment at 0 and divide by 1 − β^t = 0; ε ≤ 0 can divide by zero.
+    require(in_unit(adamw.beta1), "beta1 must be in [0, 1)");
+    require(in_unit(adamw.beta2), "beta2 must be in [0, 1)");
+    require(std::isfinite(adamw.eps) && adamw.eps > 0, "eps must be a finite number > 0");
+    require(std::isfinite(adamw.weight_decay) && adamw.weight_decay >= 0, "weight_decay must be finite and >= 0");
+    require(std::isfinite(grad_clip) && grad_clip >= 0, "grad_clip must be finite and >= 0 (0: off)");
+    require(eval_batches > 0 && eval_batches <= 4096, "eval_batches must be in 1..4096");
 }
 
+namespace {
+
+using nlohmann::json;
+
+// One row per TrainConfig field: its JSON name, how to write it, how to read it back (type-checked).
+struct TrainField {
+    const char* name;
+    std::function<json(const TrainConfig&)> write;
+    std::function<void(TrainConfig&, const json&)> read;
+};
+
+[[noreturn]] void bad_field(const std::string& name, const std::string& want, const json& v) {
+    throw FileError("training state: config field '" + name + "' must be " + want + ", got " + json_preview(v));
+}
+
+// `get` returns a reference to the member (for a const or a mutable config alike).
+template <class Get>
+TrainField field(const char* name, Get get) {
+    return {name, [get](const TrainConfig& c) { return json(get(c)); },
+            [get, name](TrainConfig& c, const json& v) {
+                using V = std::decay_t<decltype(get(c))>;
+                if constexpr (std::is_same_v<V, double>) {
+                    if (!v.is_number() || !std::isfinite(v.get<double>())) bad_field(name, "a finite number", v);
+                    get(c) = v.get<double>();
+                } else {
+                    // Integers: an integral JSON number within the member's range (16.5 or 1e12 are refused).
+                    const bool ok = v.is_number_unsigned() ? v.get<std::uint64_t>() <= std::uint64_t(std::numeric_limits<V>::max())
+                                    : v.is_number_integer() ? v.get<std::int64_t>() >= std::int64_t(std::numeric_limits<V>::min()) &&
+                                                                  (std::is_unsigned_v<V> || v.get<std::int64_t>() <= std::int64_t(std::numeric_limits<V>::max()))
+                                                            : false;
+                    if (!ok) bad_field(name, "an integer in range", v);
+                    get(c) = v.get<V>();
+                }
+            }};
+}
+
+const std::vector<TrainField>& train_fields() {
+    static const std::vector<TrainField> f = {
+        field("batch", [](auto& c) -> auto& { return c.batch; }),
+        field("seq_len", [](auto& c) -> auto& { return c.seq_len; }),
+        field("steps", [](auto& c) -> auto& { return c.steps; }),
+        field("lr", [](auto& c) -> auto& { return c.schedule.lr; }),
+        field("warmup_steps", [](auto& c) -> auto& { return c.schedule.warmup_steps; }),
+        field("min_lr_ratio", [](auto& c) -> auto& { return c.schedule.min_lr_ratio; }),
+        field("beta1", [](auto& c) -> auto& { return c.adamw.beta1; }),
+        field("beta2", [](auto& c) -> auto& { return c.adamw.beta2; }),
+        field("eps", [](auto& c) -> auto& { return c.adamw.eps; }),
+        field("weight_decay", [](auto& c) -> auto& { return c.adamw.weight_decay; }),
+        field("grad_clip", [](auto& c) -> auto& { return c.grad_clip; }),
+        field("seed", [](auto& c) -> auto& { return c.seed; }),
+        field("eval_batches", [](auto& c) -> auto& { return c.eval_batches; }),
+        {"precision", [](const TrainConfig& c) { return json(to_string(c.precision)); },
+         [](TrainConfig& c, const json& v) {
+             if (!v.is_string()) bad_field("precision", "a string", v);
+             try {
+                 c.precision = parse_linear_precision(v.get<std::string>());
+             } catch (const ConfigError& e) {
+                 throw FileError(std::string("training state: ") + e.what());
+             }
+         }},
+    };
+    return f;
+}
+
+// A fresh run's id: 64 random bits as 16 hex digits. Only identity, never an input to the math.
+std::string new_run_id() {
+    std::random_device rd;
+    const std::uint64_t x = (std::uint64_t(rd()) << 32) ^ rd() ^
+                            std::uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)x);
+    return buf;
+}
+
+// An integral JSON value within [lo, hi], or FileError naming `name`.
+std::uint64_t state_integer(const json& t, const char* name, std::uint64_t lo, std::uint64_t hi) {
+    if (!t.contains(name)) throw FileError(std::string("training state: no '") + name + "'");
+    const json& v = t[name];
+    const bool non_negative = v.is_number_unsigned() || (v.is_number_integer() && v.get<std::int64_t>() >= 0);
+    if (!non_negative || v.get<std::uint64_t>() < lo || v.get<std::uint64_t>() > hi)
+        throw FileError(std::string("training state: '") + name + "' must be an integer in " + std::to_string(lo) + ".." +
+                        std::to_string(hi) + ", got " + json_preview(v));
+    return v.get<std::uint64_t>();
+}
+
+}  // namespace
+
 nlohmann::json TrainConfig::to_json() const {
-    return {{"batch", batch}, {"seq_len", seq_len}, {"steps", steps}, {"lr", schedule.lr},
-            {"warmup_steps", schedule.warmup_steps}, {"min_lr_ratio", schedule.min_lr_ratio},
-            {"beta1", adamw.beta1}, {"beta2", adamw.beta2}, {"eps", adamw.eps}, {"weight_decay", adamw.weight_decay},
-            {"grad_clip", grad_clip}, {"seed", seed}, {"eval_batches", eval_batches},
-            {"precision", to_string(precision)}};
+    json j = json::object();
+    for (const auto& f : train_fields()) j[f.name] = f.write(*this);
+    return j;
 }
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
+    if (!j.is_object()) throw FileError("training state: config must be an object, got " + json_preview(j));
     TrainConfig c;
+    for (const auto& item : j.items()) {
+        const std::string name = item.key();  // (not a structured binding: lambdas cannot capture those in C++17)
+        const auto& fs = train_fields();
+        const auto it = std::find_if(fs.begin(), fs.end(), [&](const TrainField& f) { return name == f.name; });
+        if (it == fs.end()) throw FileError("training state: unknown config field '" + preview(name) + "'");
+        it->read(c, item.value());
+    }
+    c.schedule.total_steps = c.steps;
+    return c;
+}
+
+nlohmann::json TrainingState::to_json() const {
+    return {{"step", step}, {"adamw_steps", adamw_steps}, {"data_position", data_position},
+            {"corpus_tokens", corpus_tokens}, {"run_id", run_id}, {"config", config.to_json()}};
+}
+
+TrainingState TrainingState::from_json(const nlohmann::json& t, const ModelArgs& args) {
+    if (!t.is_object()) throw FileError("training state must be an object, got " + json_preview(t));
+    TrainingState s;
+    if (!t.contains("config")) throw FileError("training state: no 'config'");
+    s.config = TrainConfig::from_json(t["config"]);
     try {
-        c.batch = j.at("batch");
-        c.seq_len = j.at("seq_len");
-        c.steps = j.at("steps");
-        c.schedule = {j.at("lr"), j.at("warmup_steps"), c.steps, j.at("min_lr_ratio")};
-        c.adamw = {j.at("beta1"), j.at("beta2"), j.at("eps"), j.at("weight_decay")};
-        c.grad_clip = j.at("grad_clip");
-        c.seed = j.at("seed");
-        c.eval_batches = j.at("eval_batches");
-        c.precision = parse_linear_precision(j.at("precision").get<std::string>());
-    } catch (const nlohmann::json::exception& e) {
+        s.config.validate(args);
+    } catch (const ConfigError& e) {
         throw FileError(std::string("training state: ") + e.what());
     }
-    return c;
+    s.step = int(state_integer(t, "step", 0, std::uint64_t(s.config.steps)));
+    // The counters follow from the step: one AdamW update and `batch` data draws per step.
+    s.adamw_steps = long(state_integer(t, "adamw_steps", std::uint64_t(s.step), std::uint64_t(s.step)));
+    const std::uint64_t draws = std::uint64_t(s.step) * std::uint64_t(s.config.batch);
+    s.data_position = state_integer(t, "data_position", draws, draws);
+    s.corpus_tokens = state_integer(t, "corpus_tokens", 0, kMaxCount);
+    const json& id = t.contains("run_id") ? t["run_id"] : json();
+    if (!id.is_string() || id.get<std::string>().size() != 16 ||
+        id.get<std::string>().find_first_not_of("0123456789abcdef") != std::string::npos)
+        throw FileError("training state: 'run_id' must be 16 hex digits, got " + json_preview(id));
+    s.run_id = id.get<std::string>();
+    return s;
 }
 
 std::vector<Param> trainable_params(ModelWeights<float>& values, ModelWeights<float>& grads) {
@@ -60,8 +189,8 @@ std::vector<Param> trainable_params(ModelWeights<float>& values, ModelWeights<fl
 }
 
 Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg)
-    : m_(m), corpus_(corpus), cfg_(cfg), opt_(cfg.adamw), data_(cfg.seed, 1), grad_(model_zeros(m)),
-      params_(trainable_params(m.w, grad_)) {
+    : m_(m), corpus_(corpus), cfg_(cfg), opt_(cfg.adamw), data_(cfg.seed, 1),
+      run_id_(new_run_id()), grad_(model_zeros(m)), params_(trainable_params(m.w, grad_)) {
     cfg_.schedule.total_steps = cfg_.steps;
     cfg_.validate(m.args);
     m_.precision = cfg_.precision;
@@ -117,6 +246,17 @@ std::string Trainer::optimizer_path(const std::string& path) {
     return path + ".optim";
 }
 
+TrainingState Trainer::state() const {
+    TrainingState s;
+    s.step = step_;
+    s.adamw_steps = opt_.steps();
+    s.data_position = data_.position();
+    s.corpus_tokens = corpus_.train.size() + corpus_.validation.size();
+    s.run_id = run_id_;
+    s.config = cfg_;
+    return s;
+}
+
 void Trainer::save(const std::string& path) {
     SafetensorsWriter opt;
     const auto& ps = params_;
@@ -132,31 +272,54 @@ void Trainer::save(const std::string& path) {
         opt.add(ps[i].name + ".exp_avg", {ps[i].size}, m[i].data());
         opt.add(ps[i].name + ".exp_avg_sq", {ps[i].size}, v[i].data());
     }
+    // The partner check resume makes: this file and the model file name the same run and step.
+    opt.set_metadata("training", json{{"run_id", run_id_}, {"step", step_}}.dump());
     opt.write(optimizer_path(path));
-    save_model(m_, path, {{"training", {{"step", step_}, {"adamw_steps", opt_.steps()}, {"data_position", data_.position()},
-                                        {"config", cfg_.to_json()}}}});
+    save_model(m_, path, {{"training", state().to_json()}});
 }
 
-void Trainer::resume(const std::string& path, const nlohmann::json& t) {
-    try {
-        step_ = t.at("step");
-        opt_.set_steps(t.at("adamw_steps"));
-        data_.seek(t.at("data_position"));
-    } catch (const nlohmann::json::exception& e) {
-        throw FileError(path + ": training state: " + e.what());
-    }
-    const auto f = SafetensorsFile::read(optimizer_path(path));
+void Trainer::resume(const std::string& path, const TrainingState& st) {
+    auto same_except_steps = [](TrainConfig a, TrainConfig b) {
+        a.steps = b.steps = 0;
+        return a.to_json() == b.to_json();
+    };
+    if (!same_except_steps(st.config, cfg_))
+        throw ConfigError(path + ": the trainer's config differs from the checkpoint's (only the total steps may change)");
+    if (st.step > cfg_.steps)
+        throw ConfigError(path + ": the checkpoint is at step " + std::to_string(st.step) + ", beyond the total of " +
+                          std::to_string(cfg_.steps) + " steps");
+    const std::uint64_t tokens = corpus_.train.size() + corpus_.validation.size();
+    if (st.corpus_tokens != tokens)
+        throw ConfigError(path + ": the run trained on a corpus of " + std::to_string(st.corpus_tokens) +
+                          " bytes; this one has " + std::to_string(tokens));
+    const std::string opt_path = optimizer_path(path);
+    const auto f = SafetensorsFile::read(opt_path);
+    json partner;
+    if (f.metadata().count("training")) partner = parse_json(f.metadata().at("training"), opt_path + ": __metadata__[\"training\"]");
+    const bool matches = partner.is_object() && partner.contains("run_id") && partner["run_id"] == st.run_id &&
+                         partner.contains("step") && partner["step"] == st.step;
+    if (!matches)
+        throw FileError(opt_path + " is not the optimizer state of " + path + " (run " + st.run_id + ", step " +
+                        std::to_string(st.step) + "; it holds " + json_preview(partner.is_object() && partner.contains("run_id") ? partner["run_id"] : json()) +
+                        ", step " + json_preview(partner.is_object() && partner.contains("step") ? partner["step"] : json()) +
+                        "): the pair is torn, e.g. by a save that was interrupted");
     const auto& ps = params_;
     auto& m = opt_.first_moments();
     auto& v = opt_.second_moments();
-    m.assign(ps.size(), {});
-    v.assign(ps.size(), {});
+    std::vector<std::vector<float>> m2(ps.size()), v2(ps.size());
     for (std::size_t i = 0; i < ps.size(); ++i) {
-        m[i].resize(ps[i].size);
-        v[i].resize(ps[i].size);
-        f.read_f32(ps[i].name + ".exp_avg", {ps[i].size}, m[i].data());
-        f.read_f32(ps[i].name + ".exp_avg_sq", {ps[i].size}, v[i].data());
+        m2[i].resize(ps[i].size);
+        v2[i].resize(ps[i].size);
+        f.read_f32(ps[i].name + ".exp_avg", {ps[i].size}, m2[i].data());
+        f.read_f32(ps[i].name + ".exp_avg_sq", {ps[i].size}, v2[i].data());
     }
+    // Only once everything has been read and checked does the trainer's state change.
+    m = std::move(m2);
+    v = std::move(v2);
+    step_ = st.step;
+    opt_.set_steps(st.adamw_steps);
+    data_.seek(st.data_position);
+    run_id_ = st.run_id;
 }
 
 }  // namespace eva

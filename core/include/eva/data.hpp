@@ -19,6 +19,9 @@ constexpr int kByteVocab = 256;
 std::vector<Token> encode_bytes(const std::string& text);
 /// Bytes back to text; every token must be in [0, 256), else ConfigError.
 std::string decode_bytes(const std::vector<Token>& tokens);
+/// Token ids written as text, separated by blanks ("72 101 108"): each a decimal integer in
+/// 0..vocab−1. ConfigError naming `option` and the bad word (cut short), or if there are none.
+std::vector<Token> parse_token_ids(const std::string& text, std::int64_t vocab, const std::string& option);
 
 /// Where the default corpus lives once scripts/setup.sh has installed Debian's `fortunes` package.
 constexpr const char* kDefaultCorpus = "/usr/share/games/fortunes";

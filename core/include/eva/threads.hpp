@@ -11,8 +11,13 @@
 
 namespace eva {
 
+/// The most threads eva will start: 4 × the hardware threads (at least 4). More only oversubscribes the
+/// cores, and 100,000 OpenMP threads crash the runtime; EVA_NUM_THREADS and OMP_NUM_THREADS are capped here.
+int max_threads();
+
 /// Threads the core uses from now on: n ≥ 1, or 0 for "as many as the machine offers" (EVA_NUM_THREADS
 /// if set, else the OpenMP default: OMP_NUM_THREADS if set, else every core). Without OpenMP it stays 1.
+/// ConfigError if n < 0 or n > max_threads().
 void set_num_threads(int n);
 
 /// The current thread count. Until set_num_threads is called: EVA_NUM_THREADS if set, else 1 — the

@@ -1,7 +1,13 @@
 // eva — the training loop: batches from a corpus, forward + hand-written backward, gradient clipping,
 // AdamW on a warmup + cosine schedule, and the MoE balancing rule after every step. Deterministic: the
 // same seed, data and config give the same losses bit for bit, and a run saved with `save` and
-// continued with `resume` matches an uninterrupted run exactly.
+// continued with `resume` matches an uninterrupted run exactly: the schedule (its total steps), the data
+// order and the optimizer all continue from the checkpoint.
+//
+// A checkpoint is a pair of files written one after the other — X.safetensors (the model and the
+// training state) and X.optim.safetensors (AdamW's moments) — and a kill or a full disk can land between
+// the two renames. Both files therefore carry the run's id and step, and resume refuses a pair that
+// does not match, instead of silently continuing from a model and an optimizer of different steps.
 #pragma once
 
 #include <cstdint>
@@ -25,9 +31,32 @@ struct TrainConfig {
     int eval_batches = 8;  // validation windows per evaluation, batch·eval_batches in total
     LinearPrecision precision = LinearPrecision::fp32;  // the blocks' Linear GEMMs: fp32 or FP8 emulation
 
+    /// ConfigError naming the first value outside its range (betas in [0, 1), eps > 0, …).
     void validate(const ModelArgs& args) const;
+    /// Every field by name (one table drives both directions, so a new field is one line).
     nlohmann::json to_json() const;
+    /// The inverse of to_json. FileError for a non-object, an unknown name or a value of the wrong type
+    /// (a fractional batch, a string lr); a name left out keeps its default (older checkpoints).
     static TrainConfig from_json(const nlohmann::json& j);
+};
+
+/// Bounds of a training run (ConfigError beyond): steps, and tokens per step (batch × seq_len).
+constexpr int kMaxTrainSteps = 100'000'000;
+constexpr std::int64_t kMaxTokensPerStep = std::int64_t(1) << 20;
+
+/// Where a run stands: saved in the model file's __metadata__["training"].
+struct TrainingState {
+    int step = 0;                     // optimizer steps done
+    long adamw_steps = 0;             // AdamW's bias-correction counter (= step)
+    std::uint64_t data_position = 0;  // draws of the data stream (= step · batch)
+    std::uint64_t corpus_tokens = 0;  // train + validation tokens of the corpus the run trains on
+    std::string run_id;               // 16 hex digits, the same in both files of a checkpoint
+    TrainConfig config;
+
+    nlohmann::json to_json() const;
+    /// Parses and validates a saved state against the model it belongs to: FileError naming the field
+    /// (a step outside 0..steps, counters that disagree with it, a config out of range, …).
+    static TrainingState from_json(const nlohmann::json& j, const ModelArgs& args);
 };
 
 struct StepStats {
@@ -53,10 +82,17 @@ public:
     int steps_done() const { return step_; }
     const TrainConfig& config() const { return cfg_; }
 
-    /// Writes the model to `path` and the optimizer state to `optimizer_path(path)`.
+    const std::string& run_id() const { return run_id_; }
+    TrainingState state() const;
+
+    /// Writes the optimizer state to `optimizer_path(path)`, then the model (with state()) to `path`,
+    /// each atomically; both carry the run id and step.
     void save(const std::string& path);
-    /// Restores a run saved by `save` (the model is loaded by the caller with load_model).
-    void resume(const std::string& path, const nlohmann::json& training_metadata);
+    /// Restores a run saved by `save` (the model is loaded by the caller with load_model, and this trainer
+    /// built with `state.config`, possibly with a new total of steps). FileError if the optimizer file is
+    /// not the partner of the model file (another run or step: a torn save), ConfigError if the config or
+    /// the corpus differ from the checkpoint's.
+    void resume(const std::string& path, const TrainingState& state);
     static std::string optimizer_path(const std::string& path);
 
 private:
@@ -66,6 +102,7 @@ private:
     AdamW opt_;
     Rng data_;
     int step_ = 0;
+    std::string run_id_;
     ModelWeights<float> grad_;
     std::vector<Param> params_;  // m_'s trainable tensors with their gradients in grad_
     ModelActivations<float> acts_;
