@@ -16,6 +16,7 @@
 #include "eva/checked.hpp"
 #include "eva/checkpoint.hpp"
 #include "eva/error.hpp"
+#include "eva/hf_checkpoint.hpp"
 #include "eva/io.hpp"
 #include "eva/npy.hpp"
 #include "eva/safetensors.hpp"
@@ -54,7 +55,7 @@ void run_forward(const ForwardOptions& o) {
     // replaced logits file behind.
     if (!o.out.empty()) require_writable(o.out, "--out");
     if (!o.grads_out.empty()) require_writable(o.grads_out, "--grads-out");
-    Model<float> m = load_model(o.weights);
+    Model<float> m = load_checkpoint(o.weights);  // an eva file or a Hugging Face folder
     const auto tokens = parse_token_ids(o.tokens, m.args.vocab_size, "--tokens");
     if (tokens.size() > std::size_t(m.args.max_seq_len))
         throw ConfigError("--tokens: " + std::to_string(tokens.size()) + " tokens exceed max_seq_len " +
@@ -307,7 +308,7 @@ Decoded decode_speculative(const Model<float>& m, const GenerateOptions& o, std:
 }
 
 void run_generate(const GenerateOptions& o) {
-    Model<float> m = load_model(o.weights);
+    Model<float> m = load_checkpoint(o.weights);  // an eva file or a Hugging Face folder
     if (o.prompt.empty()) throw ConfigError("--prompt must not be empty");
     const std::size_t capacity = std::min<std::size_t>(std::size_t(m.args.max_seq_len), o.prompt.size() + std::size_t(o.max_new_tokens));
     if (o.prompt.size() >= std::size_t(m.args.max_seq_len))
@@ -367,7 +368,7 @@ void add_model_commands(CLI::App& app) {
     {
         auto o = std::make_shared<ForwardOptions>();
         auto* c = app.add_subcommand("forward", "Logits of every position; with --targets also the loss and all gradients");
-        c->add_option("--weights", o->weights, "Model .safetensors")->required()->check(CLI::ExistingFile);
+        c->add_option("--weights", o->weights, "Model: an eva .safetensors file or a Hugging Face checkpoint folder")->required()->check(CLI::ExistingPath);
         c->add_option("--tokens", o->tokens, "Token ids, space separated, e.g. \"72 101 108\"")->required();
         c->add_option("--out", o->out, "Write the logits [T, vocab] as float32 .npy");
         c->add_option("--attn", o->attn, "KV cache used to compute the logits")->capture_default_str()->check(attn_check);
@@ -426,7 +427,7 @@ void add_model_commands(CLI::App& app) {
     {
         auto o = std::make_shared<GenerateOptions>();
         auto* c = app.add_subcommand("generate", "Generate text from a checkpoint");
-        c->add_option("--weights", o->weights, "Model .safetensors")->required()->check(CLI::ExistingFile);
+        c->add_option("--weights", o->weights, "Model: an eva .safetensors file or a Hugging Face checkpoint folder")->required()->check(CLI::ExistingPath);
         c->add_option("--prompt", o->prompt, "Prompt text")->capture_default_str();
         c->add_option("--max-new-tokens", o->max_new_tokens, "Bytes to generate")->capture_default_str()->check(CLI::PositiveNumber);
         c->add_option("--temperature", o->sampling.temperature, "0: greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
