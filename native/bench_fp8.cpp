@@ -1,6 +1,7 @@
 // FP8 codec benchmark: encoding a 64 MiB float32 tensor (16 Mi values) to E4M3, against memcpy of the
-// same 64 MiB measured in the same run. Also the scalar codec (the reference loop), decoding, and the
-// per-tile quantization of a 4096×4096 activation. Rates are GB/s of float32 data (64 MiB per pass);
+// same 64 MiB measured in the same run. Also the scalar codec (the reference loop), decoding, the
+// per-tile (1×128) and per-block (128×128) quantization of a 4096×4096 tensor, and the one-pass
+// quantize-dequantize an emulated FP8 Linear layer feeds its GEMM. Rates are GB/s of float32 data (64 MiB per pass);
 // the table at the end gives each one's ratio to memcpy.
 // Run: build/release/eva_bench_fp8 [--benchmark_repetitions=N] [--json FILE]
 #include <benchmark/benchmark.h>
@@ -82,11 +83,23 @@ void bm_decode(benchmark::State& st) {
     set_rate(st);
 }
 
-void bm_quantize_tiles(benchmark::State& st) {
+template <eva::Fp8Matrix (*Quantize)(const float*, std::size_t, std::size_t, eva::Fp8Format)>
+void bm_quantize(benchmark::State& st) {
     const auto& x = tensor();
     for (auto _ : st) {
-        eva::Fp8Matrix q = eva::quantize_tiles(x.data(), 4096, 4096);
+        eva::Fp8Matrix q = Quantize(x.data(), 4096, 4096, eva::Fp8Format::E4M3);
         benchmark::DoNotOptimize(q.codes.data());
+    }
+    set_rate(st);
+}
+
+void bm_quantize_dequantize(benchmark::State& st) {
+    const auto& x = tensor();
+    std::vector<float> y(kValues);
+    eva::Fp8QuantConfig tiles;  // E4M3, 1×128
+    for (auto _ : st) {
+        eva::quantize_dequantize(x.data(), 4096, 4096, 4096, tiles, y.data(), 4096);
+        benchmark::DoNotOptimize(y.data());
     }
     set_rate(st);
 }
@@ -96,9 +109,11 @@ void bm_quantize_tiles(benchmark::State& st) {
 
 int main(int argc, char** argv) {
     const std::string json_path = eva::bench::take_json_option(argc, argv);
-    const char* names[] = {"memcpy", "fp8_encode_e4m3", "fp8_encode_e4m3_scalar", "fp8_decode_e4m3", "quantize_tiles_4096x4096"};
-    void (*fns[])(benchmark::State&) = {bm_memcpy, bm_encode, bm_encode_scalar, bm_decode, bm_quantize_tiles};
-    for (int i = 0; i < 5; ++i) benchmark::RegisterBenchmark(names[i], fns[i])->Unit(benchmark::kMillisecond)->UseRealTime();
+    const char* names[] = {"memcpy", "fp8_encode_e4m3", "fp8_encode_e4m3_scalar", "fp8_decode_e4m3",
+                           "quantize_tiles_4096x4096", "quantize_blocks_4096x4096", "quantize_dequantize_tiles_4096x4096"};
+    void (*fns[])(benchmark::State&) = {bm_memcpy, bm_encode, bm_encode_scalar, bm_decode, bm_quantize<eva::quantize_tiles>,
+                                        bm_quantize<eva::quantize_blocks>, bm_quantize_dequantize};
+    for (int i = 0; i < 7; ++i) benchmark::RegisterBenchmark(names[i], fns[i])->Unit(benchmark::kMillisecond)->UseRealTime();
     benchmark::Initialize(&argc, argv);
     tensor();  // generate the data before any timing
     eva::bench::MedianReporter reporter("GB/s");
@@ -106,11 +121,11 @@ int main(int argc, char** argv) {
     if (!reporter.value.count("memcpy")) return 0;
     const double base = reporter.value["memcpy"];
     std::printf("\n64 MiB of float32 per pass; ratio = rate / memcpy rate of the same 64 MiB (same run)\n");
-    std::printf("%-26s %10s %8s\n", "benchmark", "GB/s", "ratio");
+    std::printf("%-36s %10s %8s\n", "benchmark", "GB/s", "ratio");
     nlohmann::json out = {{"bytes_per_pass", kBytes}, {"baseline", "memcpy"}, {"results", nlohmann::json::array()}};
     for (const char* n : names)
         if (reporter.value.count(n)) {
-            std::printf("%-26s %10.2f %7.2fx\n", n, reporter.value[n], reporter.value[n] / base);
+            std::printf("%-36s %10.2f %7.2fx\n", n, reporter.value[n], reporter.value[n] / base);
             out["results"].push_back({{"name", n}, {"gb_per_s", reporter.value[n]}, {"ratio", reporter.value[n] / base}});
         }
     if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << '\n';

@@ -249,7 +249,7 @@ template <class Arch>
 void check_kernel(const char* arch, const std::vector<float>& x) {
     const std::size_t n = x.size() - x.size() % 16;  // the kernels take multiples of 16
     std::vector<std::uint8_t> codes(n);
-    std::vector<float> decoded(n);
+    std::vector<float> decoded(n), rounded(n);
     for (Fp8Format f : {Fp8Format::E4M3, Fp8Format::E5M2})
         for (bool sat : {false, true}) {
             eva::detail::fp8_encode_kernel<Arch>(Arch{}, x.data(), codes.data(), n, f, sat);
@@ -262,6 +262,29 @@ void check_kernel(const char* arch, const std::vector<float>& x) {
             INFO(arch << " " << name(f) << " saturate " << sat);
             CHECK(bad == 0);
             CHECK(decode_bad == 0);
+        }
+    // The scaled-quantization kernels against their definitions in scalar code, on the same patterns
+    // divided by scales that push some past the format's range.
+    std::int32_t amax = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        if (!std::isnan(x[i])) amax = std::max(amax, std::int32_t(to_bits(std::fabs(x[i]))));
+    CHECK(eva::detail::fp8_amax_bits_kernel<Arch>(Arch{}, x.data(), n) == amax);
+    for (Fp8Format f : {Fp8Format::E4M3, Fp8Format::E5M2})
+        for (float s : {1.0f, 0.37f, 3e-3f}) {
+            const std::size_t over = eva::detail::fp8_scaled_encode_kernel<Arch>(Arch{}, x.data(), s, codes.data(), n, f);
+            eva::detail::fp8_scaled_round_kernel<Arch>(Arch{}, x.data(), s, rounded.data(), n, f);
+            std::size_t bad = 0, round_bad = 0, expected_over = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+                const float y = x[i] / s;
+                const std::uint8_t c = eva::fp8_encode(y, f, true);
+                bad += codes[i] != c;
+                round_bad += to_bits(rounded[i]) != to_bits(eva::fp8_decode(c, f) * s);
+                expected_over += f == Fp8Format::E4M3 ? std::fabs(y) > 464.0f : std::fabs(y) >= 61440.0f;
+            }
+            INFO(arch << " " << name(f) << " scale " << s);
+            CHECK(bad == 0);
+            CHECK(round_bad == 0);
+            CHECK(over == expected_over);
         }
 }
 
@@ -369,6 +392,35 @@ TEST_CASE("fp8: per-tile, per-block and per-tensor scales are amax/max of their 
             CHECK(m.nan == 0);
             if (g == eva::Fp8Granularity::Tile) CHECK(q.scale(5, 0) == 1e-4f / eva::fp8_max(f));
         }
+}
+
+TEST_CASE("fp8: quantize_dequantize is dequantize(quantize(x)), bit for bit", "[fp8]") {
+    // quantize_dequantize on ragged, strided matrices with an outlier, a zero tile, a NaN and an inf, for
+    // every granularity, format and scale rule: equal bit for bit to the two-step definition.
+    const std::size_t rows = 131, cols = 300, ld = 311;
+    std::vector<float> m = normal_matrix(rows, ld, 12);
+    for (std::size_t c = 0; c < 128; ++c) m[5 * ld + c] = 0;
+    m[7 * ld + 200] = 1000;
+    m[9 * ld + 3] = std::numeric_limits<float>::quiet_NaN();
+    m[130 * ld + 299] = std::numeric_limits<float>::infinity();
+    for (auto g : {eva::Fp8Granularity::Tensor, eva::Fp8Granularity::Tile, eva::Fp8Granularity::Block})
+        for (Fp8Format f : {Fp8Format::E4M3, Fp8Format::E5M2})
+            for (bool pow2 : {false, true}) {
+                eva::Fp8QuantConfig cfg;
+                cfg.format = f;
+                cfg.granularity = g;
+                cfg.pow2_scales = pow2;
+                std::vector<float> two_step(rows * cols), one_pass(rows * (cols + 5));
+                eva::dequantize(eva::quantize(m.data(), rows, cols, ld, cfg), two_step.data(), cols);
+                eva::quantize_dequantize(m.data(), rows, cols, ld, cfg, one_pass.data(), cols + 5);
+                std::size_t bad = 0;
+                for (std::size_t r = 0; r < rows; ++r)
+                    for (std::size_t c = 0; c < cols; ++c) bad += to_bits(two_step[r * cols + c]) != to_bits(one_pass[r * (cols + 5) + c]);
+                INFO(name(f) << " granularity " << int(g) << " pow2 " << pow2);
+                CHECK(bad == 0);
+            }
+    std::vector<float> small(4);
+    CHECK_THROWS_AS(eva::quantize_dequantize(m.data(), 2, 300, ld, eva::Fp8QuantConfig{}, small.data(), 2), eva::ShapeError);
 }
 
 TEST_CASE("fp8: power-of-two scales", "[fp8]") {

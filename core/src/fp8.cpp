@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "eva/error.hpp"
 #include "eva/gemm.hpp"
@@ -109,19 +110,31 @@ struct DecodeRun {
     template <class Arch, class... Args>
     void operator()(Arch arch, Args... args) const { detail::fp8_decode_kernel<Arch>(arch, args...); }
 };
+struct AmaxRun {
+    template <class Arch, class... Args>
+    std::int32_t operator()(Arch arch, Args... args) const { return detail::fp8_amax_bits_kernel<Arch>(arch, args...); }
+};
+struct ScaledEncodeRun {
+    template <class Arch, class... Args>
+    std::size_t operator()(Arch arch, Args... args) const { return detail::fp8_scaled_encode_kernel<Arch>(arch, args...); }
+};
+struct ScaledRoundRun {
+    template <class Arch, class... Args>
+    void operator()(Arch arch, Args... args) const { detail::fp8_scaled_round_kernel<Arch>(arch, args...); }
+};
 
 #if defined(EVA_GEMM_DISPATCH)
 using Fp8Archs = xsimd::arch_list<xsimd::avx512bw, xsimd::fma3<xsimd::avx2>, xsimd::sse2>;
 #endif
 
 template <class Run, class... Args>
-void run_codec(Args... args) {
+auto run_codec(Args... args) {
 #if defined(EVA_GEMM_DISPATCH)
     static const auto dispatched = xsimd::dispatch<Fp8Archs>(Run{});  // reads CPUID once
     auto run = dispatched;
-    run(args...);
+    return run(args...);
 #else
-    Run{}(xsimd::default_arch{}, args...);
+    return Run{}(xsimd::default_arch{}, args...);
 #endif
 }
 
@@ -167,40 +180,53 @@ void check_config(const Fp8QuantConfig& cfg) {
         throw ConfigError("amax_floor: must be a positive finite number (default 1e-4)");
 }
 
-// |y| beyond which the non-saturating cast overflows (to NaN or inf): 464 for E4M3 (> only: 464 is the tie
-// that rounds to 448), 61440 for E5M2 (≥: the tie rounds to even, which is inf).
+// The scalar forms of the scaled-quantization kernels (fp8_kernel.hpp), for the last n mod 16 values of a
+// run: bits of |x| unless NaN; whether the non-saturating cast of y overflows (|y| > 464 for E4M3, the tie
+// rounding to 448; |y| ≥ 61440 for E5M2, the tie rounding to inf).
+std::int32_t abs_bits_unless_nan(float x) {
+    const std::int32_t b = float_bits(x) & 0x7FFFFFFF;
+    return b > detail::kFloatInf ? 0 : b;
+}
 bool overflows(float y, Fp8Format f) {
     const float a = std::fabs(y);
     return f == Fp8Format::E4M3 ? a > 464.0f : a >= 61440.0f;
 }
 
-// Encodes rows [r0, r1) of x, each element divided by its group's scale, one whole row per SIMD call.
+// Encodes rows [r0, r1) of x, each run of one scale divided by it (a division, not a multiplication by
+// 1/s, which would round differently), counting the values the scale could not keep in range.
 void encode_rows(const float* x, std::size_t ld, std::size_t r0, std::size_t r1, Fp8Matrix& q) {
-    std::vector<float> scaled(q.cols);
     const std::size_t gc = q.group_cols();
-    for (std::size_t r = r0; r < r1; ++r) {
+    for (std::size_t r = r0; r < r1; ++r)
         for (std::size_t c0 = 0; c0 < q.cols; c0 += gc) {
-            const float s = q.scale(r, c0);
-            for (std::size_t c = c0; c < std::min(q.cols, c0 + gc); ++c) {
-                scaled[c] = x[r * ld + c] / s;
-                q.saturated += overflows(scaled[c], q.format);
+            const float s = q.scale(r, c0), *xr = x + r * ld + c0;
+            std::uint8_t* codes = q.codes.data() + r * q.cols + c0;
+            const std::size_t len = std::min(gc, q.cols - c0), simd = len - len % detail::kFp8Multiple;
+            if (simd) q.saturated += run_codec<ScaledEncodeRun>(xr, s, codes, simd, q.format);
+            for (std::size_t c = simd; c < len; ++c) {
+                q.saturated += overflows(xr[c] / s, q.format);
+                codes[c] = fp8_encode(xr[c] / s, q.format, /*saturate=*/true);
             }
         }
-        fp8_encode(scaled.data(), q.codes.data() + r * q.cols, q.cols, q.format, /*saturate=*/true);
-    }
 }
 
-float group_amax(const float* x, std::size_t ld, std::size_t r0, std::size_t r1, std::size_t c0, std::size_t c1) {
-    float amax = 0;
-    for (std::size_t r = r0; r < r1; ++r)
-        for (std::size_t c = c0; c < c1; ++c) {
-            const float a = std::fabs(x[r * ld + c]);
-            if (a > amax) amax = a;  // NaN compares false: a NaN input does not poison its group's scale
-        }
+// max |x| as float bits over x[c0, c1) of one row, NaNs left out (a NaN input does not poison its
+// group's scale).
+std::int32_t run_amax_bits(const float* xr, std::size_t c0, std::size_t c1) {
+    const std::size_t len = c1 - c0, simd = len - len % detail::kFp8Multiple;
+    std::int32_t amax = simd ? run_codec<AmaxRun>(xr + c0, simd) : 0;
+    for (std::size_t c = c0 + simd; c < c1; ++c) amax = std::max(amax, abs_bits_unless_nan(xr[c]));
     return amax;
 }
 
-Fp8Matrix empty_matrix(std::size_t rows, std::size_t cols, std::size_t ld, const Fp8QuantConfig& cfg) {
+float group_amax(const float* x, std::size_t ld, std::size_t r0, std::size_t r1, std::size_t c0, std::size_t c1) {
+    std::int32_t amax = 0;
+    for (std::size_t r = r0; r < r1; ++r) amax = std::max(amax, run_amax_bits(x + r * ld, c0, c1));
+    return bits_float(amax);
+}
+
+// A matrix with x's shape and the configured groups, its scales and codes not yet set (codes only
+// when `with_codes`: the one-pass quantize_dequantize needs the scales alone).
+Fp8Matrix empty_matrix(std::size_t rows, std::size_t cols, std::size_t ld, const Fp8QuantConfig& cfg, bool with_codes = true) {
     check_config(cfg);
     if (ld < cols)
         throw ShapeError("quantize: ld " + std::to_string(ld) + " is smaller than the row length " + std::to_string(cols));
@@ -210,23 +236,63 @@ Fp8Matrix empty_matrix(std::size_t rows, std::size_t cols, std::size_t ld, const
     q.rows = rows;
     q.cols = cols;
     q.group = cfg.group;
-    q.codes.resize(rows * cols);
+    if (with_codes) q.codes.resize(rows * cols);
     q.scales.resize(q.scale_rows() * q.scale_cols());
     return q;
 }
 
+// The online scales (from each group's amax) of strip `br`: the group_rows() rows [r0, r1) that share
+// one row of scales. Returns [r0, r1).
+std::pair<std::size_t, std::size_t> set_strip_scales(const float* x, std::size_t ld, const Fp8QuantConfig& cfg,
+                                                     std::size_t br, Fp8Matrix& q) {
+    // Row by row through the strip, each row's runs into their group's running max: memory is read in
+    // order (a 128×128 block's rows are 16 KB apart in a 4096-wide matrix).
+    const std::size_t gr = q.group_rows(), gc = q.group_cols(), r0 = br * gr, r1 = std::min(q.rows, r0 + gr);
+    std::vector<std::int32_t> amax(q.scale_cols(), 0);
+    for (std::size_t r = r0; r < r1; ++r)
+        for (std::size_t bc = 0; bc < amax.size(); ++bc)
+            amax[bc] = std::max(amax[bc], run_amax_bits(x + r * ld, bc * gc, std::min(q.cols, bc * gc + gc)));
+    for (std::size_t bc = 0; bc < amax.size(); ++bc)
+        q.scales[br * q.scale_cols() + bc] = fp8_scale(bits_float(amax[bc]), cfg);
+    return {r0, r1};
+}
+
 }  // namespace
 
+// Strip by strip — one row for tiles, 128 for blocks — the scales, then the codes: each strip is read
+// from memory once for its amax and encoded while it is still in cache.
 Fp8Matrix quantize(const float* x, std::size_t rows, std::size_t cols, std::size_t ld, const Fp8QuantConfig& cfg) {
     Fp8Matrix q = empty_matrix(rows, cols, ld, cfg);
-    const std::size_t gr = q.group_rows(), gc = q.group_cols();
-    for (std::size_t br = 0; br < q.scale_rows(); ++br)
-        for (std::size_t bc = 0; bc < q.scale_cols(); ++bc) {
-            const std::size_t r0 = br * gr, r1 = std::min(rows, r0 + gr), c0 = bc * gc, c1 = std::min(cols, c0 + gc);
-            q.scales[br * q.scale_cols() + bc] = fp8_scale(group_amax(x, ld, r0, r1, c0, c1), cfg);
-        }
-    encode_rows(x, ld, 0, rows, q);
+    for (std::size_t br = 0; br < q.scale_rows(); ++br) {
+        const auto [r0, r1] = set_strip_scales(x, ld, cfg, br, q);
+        encode_rows(x, ld, r0, r1, q);
+    }
     return q;
+}
+
+void quantize_dequantize(const float* x, std::size_t rows, std::size_t cols, std::size_t ld, const Fp8QuantConfig& cfg,
+                         float* y, std::size_t ldy) {
+    if (ldy < cols)
+        throw ShapeError("quantize_dequantize: ldy " + std::to_string(ldy) + " is smaller than the row length " + std::to_string(cols));
+    Fp8Matrix q = empty_matrix(rows, cols, ld, cfg, /*with_codes=*/false);
+    const std::size_t gc = q.group_cols();
+    for (std::size_t br = 0; br < q.scale_rows(); ++br) {
+        const auto [r0, r1] = set_strip_scales(x, ld, cfg, br, q);
+        for (std::size_t r = r0; r < r1; ++r) {
+            float* yr = y + r * ldy;
+            const float* xr = x + r * ld;
+            // The same three steps as quantize then dequantize — divide by the scale, round to the FP8
+            // grid (saturating), multiply by the scale — with the same float operations, so the result
+            // is bit for bit dequantize(quantize(x)); only the codes never reach memory.
+            for (std::size_t c0 = 0; c0 < cols; c0 += gc) {
+                const float s = q.scale(r, c0);
+                const std::size_t len = std::min(gc, cols - c0), simd = len - len % detail::kFp8Multiple;
+                if (simd) run_codec<ScaledRoundRun>(xr + c0, s, yr + c0, simd, cfg.format);
+                for (std::size_t c = c0 + simd; c < c0 + len; ++c)
+                    yr[c] = fp8_decode(fp8_encode(xr[c] / s, cfg.format, /*saturate=*/true), cfg.format) * s;
+            }
+        }
+    }
 }
 
 Fp8Matrix quantize_tiles(const float* x, std::size_t rows, std::size_t cols, Fp8Format f) {
@@ -246,10 +312,15 @@ Fp8Matrix quantize_blocks(const float* w, std::size_t rows, std::size_t cols, Fp
 void dequantize(const Fp8Matrix& q, float* x, std::size_t ld) {
     if (ld < q.cols)
         throw ShapeError("dequantize: ld " + std::to_string(ld) + " is smaller than the row length " + std::to_string(q.cols));
+    const std::size_t gc = q.group_cols();
     for (std::size_t r = 0; r < q.rows; ++r) {
         float* row = x + r * ld;
         fp8_decode(q.codes.data() + r * q.cols, row, q.cols, q.format);
-        for (std::size_t c = 0; c < q.cols; ++c) row[c] *= q.scale(r, c);
+        for (std::size_t c0 = 0; c0 < q.cols; c0 += gc) {  // one multiply per element, one scale per run
+            const float s = q.scale(r, c0);
+            const std::size_t c1 = std::min(q.cols, c0 + gc);
+            for (std::size_t c = c0; c < c1; ++c) row[c] *= s;
+        }
     }
 }
 

@@ -50,34 +50,50 @@ I round_normal(I a, const Fp8Layout& L) {
     return (a + rebias + half_minus_one + ((a >> L.shift()) & I(1))) >> L.shift();
 }
 
-/// Encodes/decodes n values, n a multiple of kFp8Multiple, with Arch's SIMD instructions.
-template <class Arch>
-void fp8_encode_kernel(Arch, const float* x, std::uint8_t* codes, std::size_t n, Fp8Format f, bool saturate);
-template <class Arch>
-void fp8_decode_kernel(Arch, const std::uint8_t* codes, float* x, std::size_t n, Fp8Format f);
-
 // The same integer expressions as the scalar codec, on batches of int32; each branch is computed for
-// every lane and picked with select. Codes travel through an int32 buffer of one chunk, narrowed to bytes
-// (and widened back for decoding) by plain loops the compiler vectorizes.
+// every lane and picked with select. `encode_lanes` takes float bits and gives codes, `decode_lanes` the
+// reverse; the kernels below are these two with their loads and stores.
+template <class BI>
+BI encode_lanes(BI u, const Fp8Layout& L, bool saturate) {
+    using BF = xsimd::batch<float, typename BI::arch_type>;
+    const BI magic(L.magic_bits), min_normal(L.min_normal_bits), max_code(L.max_code), inf(kFloatInf);
+    const BI a = u & BI(0x7FFFFFFF);
+    const BI sub = xsimd::bitwise_cast<BI>(xsimd::bitwise_cast<BF>(a) + xsimd::bitwise_cast<BF>(magic)) - magic;
+    BI code = xsimd::select(a < min_normal, sub, round_normal(a, L));
+    code = xsimd::select(code > max_code, BI(saturate ? L.max_code : L.overflow), code);
+    code = xsimd::select(a > inf, BI(kFp8NanCode), code);
+    return code | ((u >> 24) & BI(0x80));
+}
+
+template <class BI>
+BI decode_lanes(BI c, const Fp8Layout& L, Fp8Format f) {
+    using BF = xsimd::batch<float, typename BI::arch_type>;
+    const BI mag = c & BI(0x7F);
+    const BI normal = (mag << L.shift()) + BI(float_exponent_bits(-L.bias));
+    const BF sub = xsimd::to_float(mag) * BF(std::ldexp(1.0f, 1 - L.bias - L.mbits));  // exact: mag < 2^M
+    BI v = xsimd::select(mag < BI(1 << L.mbits), xsimd::bitwise_cast<BI>(sub), normal);
+    if (f == Fp8Format::E4M3) {
+        v = xsimd::select(mag == BI(kFp8NanCode), BI(kFloatQuietNan), v);
+    } else {
+        v = xsimd::select(mag == BI(L.overflow), BI(kFloatInf), v);
+        v = xsimd::select(mag > BI(L.overflow), BI(kFloatQuietNan), v);
+    }
+    return v | ((c & BI(0x80)) << 24);
+}
+
+/// Encodes/decodes n values, n a multiple of kFp8Multiple, with Arch's SIMD instructions. Codes travel
+/// through an int32 buffer of one chunk, narrowed to bytes (and widened back for decoding) by plain
+/// loops the compiler vectorizes.
 template <class Arch>
 void fp8_encode_kernel(Arch, const float* x, std::uint8_t* codes, std::size_t n, Fp8Format f, bool saturate) {
     using BI = xsimd::batch<std::int32_t, Arch>;
     using BF = xsimd::batch<float, Arch>;
     const Fp8Layout& L = fp8_layout(f);
-    const BI magic(L.magic_bits), min_normal(L.min_normal_bits), max_code(L.max_code), inf(kFloatInf);
-    const BI overflow(saturate ? L.max_code : L.overflow), nan(kFp8NanCode);
     alignas(64) std::int32_t buf[kFp8Chunk];
     for (std::size_t i = 0; i < n; i += kFp8Chunk) {
         const std::size_t len = std::min(kFp8Chunk, n - i);
-        for (std::size_t j = 0; j < len; j += BI::size) {
-            const BI u = xsimd::bitwise_cast<BI>(BF::load_unaligned(x + i + j));
-            const BI a = u & BI(0x7FFFFFFF);
-            const BI sub = xsimd::bitwise_cast<BI>(xsimd::bitwise_cast<BF>(a) + xsimd::bitwise_cast<BF>(magic)) - magic;
-            BI code = xsimd::select(a < min_normal, sub, round_normal(a, L));
-            code = xsimd::select(code > max_code, overflow, code);
-            code = xsimd::select(a > inf, nan, code);
-            (code | ((u >> 24) & BI(0x80))).store_aligned(buf + j);
-        }
+        for (std::size_t j = 0; j < len; j += BI::size)
+            encode_lanes(xsimd::bitwise_cast<BI>(BF::load_unaligned(x + i + j)), L, saturate).store_aligned(buf + j);
         for (std::size_t j = 0; j < len; ++j) codes[i + j] = std::uint8_t(buf[j]);
     }
 }
@@ -87,31 +103,72 @@ void fp8_decode_kernel(Arch, const std::uint8_t* codes, float* x, std::size_t n,
     using BI = xsimd::batch<std::int32_t, Arch>;
     using BF = xsimd::batch<float, Arch>;
     const Fp8Layout& L = fp8_layout(f);
-    const BI rebias(float_exponent_bits(-L.bias)), min_normal_code(1 << L.mbits);
-    const BF subnormal_step(std::ldexp(1.0f, 1 - L.bias - L.mbits));
     alignas(64) std::int32_t buf[kFp8Chunk];
     for (std::size_t i = 0; i < n; i += kFp8Chunk) {
         const std::size_t len = std::min(kFp8Chunk, n - i);
         for (std::size_t j = 0; j < len; ++j) buf[j] = codes[i + j];
-        for (std::size_t j = 0; j < len; j += BI::size) {
-            const BI c = BI::load_aligned(buf + j);
-            const BI mag = c & BI(0x7F);
-            const BI normal = (mag << L.shift()) + rebias;
-            const BF sub = xsimd::to_float(mag) * subnormal_step;  // exact: mag < 2^M
-            BI v = xsimd::select(mag < min_normal_code, xsimd::bitwise_cast<BI>(sub), normal);
-            if (f == Fp8Format::E4M3) {
-                v = xsimd::select(mag == BI(kFp8NanCode), BI(kFloatQuietNan), v);
-            } else {
-                v = xsimd::select(mag == BI(L.overflow), BI(kFloatInf), v);
-                v = xsimd::select(mag > BI(L.overflow), BI(kFloatQuietNan), v);
-            }
-            xsimd::bitwise_cast<BF>(v | ((c & BI(0x80)) << 24)).store_unaligned(x + i + j);
-        }
+        for (std::size_t j = 0; j < len; j += BI::size)
+            xsimd::bitwise_cast<BF>(decode_lanes(BI::load_aligned(buf + j), L, f)).store_unaligned(x + i + j);
+    }
+}
+
+/// The kernels of scaled quantization, on one group's run of n values (n a multiple of kFp8Multiple)
+/// that share the scale s. amax: the largest |x| as float bits, NaNs left out (for non-negative floats
+/// the bit patterns order as the values do, and a NaN's exceed inf's), so the max is an integer max.
+template <class Arch>
+std::int32_t fp8_amax_bits_kernel(Arch, const float* x, std::size_t n) {
+    using BI = xsimd::batch<std::int32_t, Arch>;
+    using BF = xsimd::batch<float, Arch>;
+    BI m(0);
+    for (std::size_t i = 0; i < n; i += BI::size) {
+        const BI a = xsimd::bitwise_cast<BI>(BF::load_unaligned(x + i)) & BI(0x7FFFFFFF);
+        m = xsimd::max(m, xsimd::select(a > BI(kFloatInf), BI(0), a));
+    }
+    alignas(64) std::int32_t lanes[BI::size];
+    m.store_aligned(lanes);
+    return *std::max_element(lanes, lanes + BI::size);
+}
+
+/// codes = encode(x / s), saturating; returns how many x / s the non-saturating cast would overflow
+/// (|y| > 464 for E4M3, the tie rounding to 448; |y| ≥ 61440 for E5M2, the tie rounding to inf).
+template <class Arch>
+std::size_t fp8_scaled_encode_kernel(Arch, const float* x, float s, std::uint8_t* codes, std::size_t n, Fp8Format f) {
+    using BI = xsimd::batch<std::int32_t, Arch>;
+    using BF = xsimd::batch<float, Arch>;
+    const Fp8Layout& L = fp8_layout(f);
+    // On the bits of |y|, as the codec works: overflow is bits above those of the largest magnitude that
+    // still rounds into range (464 itself for E4M3; the float just below 61440 for E5M2), NaN excluded.
+    const BF scale(s);
+    const BI in_range(f == Fp8Format::E4M3 ? 0x43E80000 /* 464 */ : 0x476FFFFF /* 61440⁻ */), inf(kFloatInf);
+    BI overflows(0);
+    alignas(64) std::int32_t buf[BI::size];
+    for (std::size_t i = 0; i < n; i += BI::size) {
+        const BI u = xsimd::bitwise_cast<BI>(BF::load_unaligned(x + i) / scale), a = u & BI(0x7FFFFFFF);
+        overflows += xsimd::select((a > in_range) && (a <= inf), BI(1), BI(0));
+        encode_lanes(u, L, true).store_aligned(buf);
+        for (std::size_t j = 0; j < BI::size; ++j) codes[i + j] = std::uint8_t(buf[j]);
+    }
+    return std::size_t(xsimd::hadd(overflows));
+}
+
+/// y = decode(encode(x / s))·s, saturating: quantize then dequantize with the code kept in its register.
+template <class Arch>
+void fp8_scaled_round_kernel(Arch, const float* x, float s, float* y, std::size_t n, Fp8Format f) {
+    using BI = xsimd::batch<std::int32_t, Arch>;
+    using BF = xsimd::batch<float, Arch>;
+    const Fp8Layout& L = fp8_layout(f);
+    const BF scale(s);
+    for (std::size_t i = 0; i < n; i += BI::size) {
+        const BI code = encode_lanes(xsimd::bitwise_cast<BI>(BF::load_unaligned(x + i) / scale), L, true);
+        (xsimd::bitwise_cast<BF>(decode_lanes(code, L, f)) * scale).store_unaligned(y + i);
     }
 }
 
 #define EVA_FP8_KERNEL_INSTANCE(PREFIX, A)                                                                 \
     PREFIX template void fp8_encode_kernel<A>(A, const float*, std::uint8_t*, std::size_t, Fp8Format, bool); \
-    PREFIX template void fp8_decode_kernel<A>(A, const std::uint8_t*, float*, std::size_t, Fp8Format);
+    PREFIX template void fp8_decode_kernel<A>(A, const std::uint8_t*, float*, std::size_t, Fp8Format);       \
+    PREFIX template std::int32_t fp8_amax_bits_kernel<A>(A, const float*, std::size_t);                   \
+    PREFIX template std::size_t fp8_scaled_encode_kernel<A>(A, const float*, float, std::uint8_t*, std::size_t, Fp8Format); \
+    PREFIX template void fp8_scaled_round_kernel<A>(A, const float*, float, float*, std::size_t, Fp8Format);
 
 }  // namespace eva::detail

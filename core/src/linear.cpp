@@ -1,6 +1,7 @@
 // eva — Linear layers in fp32 or emulated FP8.
 #include "eva/linear.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include "eva/error.hpp"
@@ -40,11 +41,18 @@ Fp8QuantConfig quant_config(LinearPrecision p, bool weight) {
     return c;
 }
 
-// a[rows, cols] (stride lda) transposed into a dense [cols, rows].
+// a[rows, cols] (stride lda) transposed into a dense [cols, rows], in 32×32 tiles: one tile's source
+// rows and destination rows both stay in the L1 cache, where a plain double loop strides through memory
+// on every write.
 std::vector<float> transposed(const float* a, std::size_t rows, std::size_t cols, std::size_t lda) {
+    constexpr std::size_t kTile = 32;
     std::vector<float> t(rows * cols);
-    for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t c = 0; c < cols; ++c) t[c * rows + r] = a[r * lda + c];
+    for (std::size_t r0 = 0; r0 < rows; r0 += kTile)
+        for (std::size_t c0 = 0; c0 < cols; c0 += kTile) {
+            const std::size_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+            for (std::size_t r = r0; r < r1; ++r)
+                for (std::size_t c = c0; c < c1; ++c) t[c * rows + r] = a[r * lda + c];
+        }
     return t;
 }
 
@@ -58,8 +66,8 @@ std::vector<float> transposed(const float* a, std::size_t rows, std::size_t cols
 void fp8_product(LinearPrecision p, const float* A, std::size_t M, std::size_t lda, bool a_weight, const float* B,
                  std::size_t N, std::size_t ldb, bool b_weight, std::size_t K, float* C, std::size_t ldc, bool accumulate) {
     std::vector<float> a(M * K), b(N * K);
-    dequantize(quantize(A, M, K, lda, quant_config(p, a_weight)), a.data(), K);
-    dequantize(quantize(B, N, K, ldb, quant_config(p, b_weight)), b.data(), K);
+    quantize_dequantize(A, M, K, lda, quant_config(p, a_weight), a.data(), K);
+    quantize_dequantize(B, N, K, ldb, quant_config(p, b_weight), b.data(), K);
     gemm<float>(Op::N, Op::T, M, N, K, a.data(), K, b.data(), K, C, ldc, accumulate);
 }
 

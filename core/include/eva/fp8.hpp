@@ -90,6 +90,10 @@ Fp8Matrix quantize_tiles(const float* x, std::size_t rows, std::size_t cols, Fp8
 Fp8Matrix quantize_blocks(const float* w, std::size_t rows, std::size_t cols, Fp8Format f = Fp8Format::E4M3);
 /// x ≈ decode(q)·s, written row-major with row stride ld.
 void dequantize(const Fp8Matrix& q, float* x, std::size_t ld);
+/// dequantize(quantize(x, cfg)) into y (row stride ldy) in one pass, bit for bit the same, without the
+/// codes: what an emulated FP8 GEMM feeds its fp32 product (eva/linear.hpp).
+void quantize_dequantize(const float* x, std::size_t rows, std::size_t cols, std::size_t ld, const Fp8QuantConfig& cfg,
+                         float* y, std::size_t ldy);
 
 /// Delayed (Transformer-Engine-style) per-tensor scaling: the scale of step t comes from the largest
 /// amax seen in the previous `length` steps; the current amax is recorded after quantizing, so a sudden
