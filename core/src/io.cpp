@@ -104,7 +104,8 @@ void write_file_atomically(const std::string& path, const std::string& content) 
             done += std::size_t(n);
         }
         // On disk before the rename: a crash then leaves either the old file or the whole new one.
-        if (::fsync(f.fd) != 0 && errno != EINVAL) throw fail("write failed");
+        // (A file system without fsync — EINVAL, ENOSYS in some sandboxes — is not an error; a disk error is.)
+        if (::fsync(f.fd) != 0 && (errno == EIO || errno == ENOSPC || errno == EDQUOT)) throw fail("write failed");
         const int fd = f.fd;
         f.fd = -1;
         if (::close(fd) != 0) throw fail("write failed");

@@ -178,7 +178,7 @@ NpyArray parse_npy(std::string_view bytes, const std::string& source, std::size_
     a.data.resize(std::size_t(count));
     const char* p = bytes.data() + data_offset;  // little-endian, like both of eva's targets
     if (item == 4) {
-        std::memcpy(a.data.data(), p, std::size_t(need));
+        if (need > 0) std::memcpy(a.data.data(), p, std::size_t(need));  // (a null data() when empty)
     } else {
         for (std::size_t i = 0; i < a.data.size(); ++i) {
             double d;
