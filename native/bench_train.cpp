@@ -22,12 +22,14 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "allocator.hpp"
 #include "eva/checkpoint.hpp"
 #include "eva/flops.hpp"
 #include "eva/peak.hpp"
@@ -42,7 +44,18 @@ double median(std::vector<double> v) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-double eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps, int threads) {
+long minor_faults() {
+    rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_minflt;
+}
+
+struct EvaSteps {
+    double median_seconds;
+    double faults_per_step;  // minor page faults per timed step (the kernel mapping fresh pages)
+};
+
+EvaSteps eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps, int threads) {
     eva::set_num_threads(threads);
     auto grad = eva::model_zeros(m);
     eva::ModelActivations<float> acts;
@@ -50,19 +63,23 @@ double eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps, 
     const auto ps = eva::trainable_params(m.w, grad);
     eva::Rng rng(5);
     std::vector<double> times;
+    long faults = 0;
     for (int s = 0; s < steps + 2; ++s) {  // two warm-up steps
         std::vector<eva::Token> in(std::size_t(batch) * seq_len), out(in.size());
         for (auto& t : in) t = eva::Token(rng.next_u32() % std::uint32_t(m.args.vocab_size));
         for (auto& t : out) t = eva::Token(rng.next_u32() % std::uint32_t(m.args.vocab_size));
         const auto t0 = std::chrono::steady_clock::now();
+        const long f0 = minor_faults();
         for (const auto& p : ps) std::fill(p.grad, p.grad + p.size, 0.0f);
         eva::model_loss_and_grad(m, in, out, std::size_t(batch), std::size_t(seq_len), grad, &acts);
         eva::clip_grad_norm(ps, 1.0);
         opt.step(ps, 1e-3);
         eva::update_balance_bias(m, acts);
-        if (s >= 2) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        if (s < 2) continue;
+        times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        faults += minor_faults() - f0;
     }
-    return median(times);
+    return {median(times), double(faults) / steps};
 }
 
 double torch_median_step(const std::string& model, int batch, int seq_len, int steps, int threads) {
@@ -85,6 +102,7 @@ double torch_median_step(const std::string& model, int batch, int seq_len, int s
 }  // namespace
 
 int main(int argc, char** argv) {
+    eva::native::keep_freed_memory();
     if (!std::getenv("OMP_WAIT_POLICY")) {
         setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
         execv("/proc/self/exe", argv);
@@ -129,10 +147,12 @@ int main(int argc, char** argv) {
     std::printf("%-8s %-9s %12s %12s %12s %8s %14s\n", "threads", "trainer", "median ms", "min ms", "tokens/s", "MFU",
                 "eva speedup");
     for (int threads : thread_counts) {
-        std::vector<double> eva_s, torch_s, ratio;
+        std::vector<double> eva_s, torch_s, ratio, faults;
         for (int r = 0; r < rounds; ++r) {
             auto m = init;  // every round trains the same initial weights
-            eva_s.push_back(eva_median_step(m, batch, seq_len, steps, threads));
+            const EvaSteps e = eva_median_step(m, batch, seq_len, steps, threads);
+            eva_s.push_back(e.median_seconds);
+            faults.push_back(e.faults_per_step);
             const double t = torch_median_step(model, batch, seq_len, steps, threads);
             if (t > 0) {
                 torch_s.push_back(t);
@@ -144,6 +164,8 @@ int main(int argc, char** argv) {
         std::printf("%-8d %-9s %12.1f %12.1f %12.0f %7.1f%% %14s\n", threads, "eva", e * 1e3,
                     *std::min_element(eva_s.begin(), eva_s.end()) * 1e3, tokens / e, 100 * mfu(e, threads), "");
         j["eva_" + key + "_seconds"] = eva_s;
+        j["eva_" + key + "_page_faults_per_step"] = median(faults);
+        std::printf("%-8d %-9s %.0f minor page faults per step\n", threads, "eva", median(faults));
         j["eva_" + key + "_mfu"] = mfu(e, threads);
         if (torch_s.empty()) {
             std::printf("%-8d PyTorch not available (/usr/bin/python3 with torch needed)\n", threads);

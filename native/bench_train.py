@@ -44,7 +44,7 @@ def main():
         tokens = torch.randint(0, c["vocab_size"], (a.batch * a.seq_len + 1,))
         t0 = time.perf_counter()
         opt.zero_grad()
-        logits, chosen = forward(c, p, tokens[:-1], a.batch, a.seq_len)
+        logits, _, chosen = forward(c, p, tokens[:-1], a.batch, a.seq_len)
         loss = torch.nn.functional.cross_entropy(logits, tokens[1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)

@@ -16,6 +16,7 @@ void add_mla_command(CLI::App& app);
 void add_moe_command(CLI::App& app);
 void add_model_commands(CLI::App& app);
 void add_fp8_command(CLI::App& app);
+void add_checkpoint_commands(CLI::App& app);
 
 /// Prints `j` as one line of JSON on stdout.
 void print_json(const nlohmann::json& j);

@@ -16,6 +16,7 @@
 #include "eva/checked.hpp"
 #include "eva/checkpoint.hpp"
 #include "eva/error.hpp"
+#include "eva/hf_checkpoint.hpp"
 #include "eva/io.hpp"
 #include "eva/npy.hpp"
 #include "eva/safetensors.hpp"
@@ -55,7 +56,7 @@ void run_forward(const ForwardOptions& o) {
     // replaced logits file behind.
     if (!o.out.empty()) require_writable(o.out, "--out");
     if (!o.grads_out.empty()) require_writable(o.grads_out, "--grads-out");
-    Model<float> m = load_model(o.weights);
+    Model<float> m = load_checkpoint(o.weights);  // an eva file or a Hugging Face folder
     const auto tokens = parse_token_ids(o.tokens, m.args.vocab_size, "--tokens");
     if (tokens.size() > std::size_t(m.args.max_seq_len))
         throw ConfigError("--tokens: " + std::to_string(tokens.size()) + " tokens exceed max_seq_len " +
@@ -105,7 +106,7 @@ void run_forward(const ForwardOptions& o) {
 struct TrainOptions {
     std::string config = "mini", data = kDefaultCorpus, out, resume, balance = "aux-free", precision = "fp32";
     TrainConfig t;
-    int eval_every = 100, sample_every = 0, sample_tokens = 200, threads = 0, save_every = 0, stop_after = 0;
+    int eval_every = 100, sample_every = 0, sample_tokens = 200, threads = 0, save_every = 0, stop_after = 0, mtp = -1;
     bool json = false;
     double gamma = 0.001, alpha = 1e-4;
     std::set<std::string> given;  // the options the user gave explicitly (filled by the callback)
@@ -122,6 +123,23 @@ std::string sample_text(const Model<float>& m, const std::string& prompt, int n,
         logits = gen.feed({out.back()});
     }
     return decode_bytes(out);
+}
+
+// Validation figures into a JSON line: val_loss, and with MTP modules each module's loss and accuracy
+// (module 1's accuracy: how often its argmax is the token after next).
+void add_evaluation(nlohmann::json& j, const Trainer::Evaluation& e) {
+    j["val_loss"] = e.loss;
+    if (e.mtp_loss.empty()) return;
+    j["val_mtp_loss"] = e.mtp_loss;
+    j["val_mtp_accuracy"] = e.mtp_accuracy;
+}
+
+std::string mtp_summary(const nlohmann::json& j) {
+    if (!j.contains("val_mtp_loss")) return "";
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "  MTP-1 val loss %.4f, next-next-byte accuracy %.1f%%", j["val_mtp_loss"][0].get<double>(),
+                  100 * j["val_mtp_accuracy"][0].get<double>());
+    return buf;
 }
 
 // On --resume the run continues as it was started: an option given again must agree with the
@@ -153,7 +171,9 @@ void run_train(TrainOptions o) {
     nlohmann::json meta;
     Model<float> m = o.resume.empty()
                          ? [&] {
-                               const ModelArgs args = preset_or_file(o.config);
+                               ModelArgs args = preset_or_file(o.config);
+                               if (o.mtp >= 0) args.n_mtp_layers = o.mtp;
+                               args.validate();
                                Rng rng(o.t.seed);
                                return model_init<float>(args, moe_config(args, balance_option(o.balance), o.gamma, o.alpha), rng);
                            }()
@@ -175,6 +195,8 @@ void run_train(TrainOptions o) {
         require_same(o, "--balance", o.balance, to_string(m.moe.balance));
         require_same(o, "--gamma", num(o.gamma), num(m.moe.gamma));
         require_same(o, "--alpha", num(o.alpha), num(m.moe.alpha));
+        require_same(o, "--mtp", std::to_string(o.mtp), std::to_string(m.args.n_mtp_layers));
+        require_same(o, "--mtp-lambda", num(o.t.mtp_lambda), num(c.mtp_lambda));
         // The stored total is the target; --steps, when given, is a new total (the schedule follows it).
         const int steps = o.given.count("--steps") ? o.t.steps : c.steps;
         if (steps <= st.step)
@@ -203,7 +225,8 @@ void run_train(TrainOptions o) {
         const bool eval = s.step % o.eval_every == 0 || s.step == o.t.steps;
         nlohmann::json line = {{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
                                {"tokens_per_s", tps}, {"max_vio", s.max_vio}, {"balance_loss", s.balance_loss}};
-        if (eval) line["val_loss"] = tr.evaluate();
+        if (!s.mtp_loss.empty()) line["mtp_loss"] = s.mtp_loss;
+        if (eval) add_evaluation(line, tr.evaluation());
         if (o.json) {
             print_json(line);
         } else if (tty) {
@@ -212,23 +235,25 @@ void run_train(TrainOptions o) {
             std::fflush(stdout);
         }
         if (eval && !o.json)
-            std::printf("%sstep %5d  train loss %.4f  val loss %.4f nats/byte (%.3f bits/byte)  %.0f tok/s\n",
+            std::printf("%sstep %5d  train loss %.4f  val loss %.4f nats/byte (%.3f bits/byte)  %.0f tok/s%s\n",
                         tty ? "\r" : "", s.step, s.loss, line["val_loss"].get<double>(),
-                        line["val_loss"].get<double>() / std::log(2.0), tps);
+                        line["val_loss"].get<double>() / std::log(2.0), tps, mtp_summary(line).c_str());
         if (o.sample_every > 0 && s.step % o.sample_every == 0 && !o.json)
             std::printf("--- sample ---\n%s\n--------------\n", sample_text(m, "The ", o.sample_tokens, o.t.seed + s.step).c_str());
         // Periodic checkpoints, each pair written atomically: a kill loses at most save_every steps.
         if (o.save_every > 0 && s.step % o.save_every == 0 && s.step < stop_at) tr.save(o.out);
     }
     if (!o.out.empty()) tr.save(o.out);
-    const double val = tr.evaluate();
+    const Trainer::Evaluation ev = tr.evaluation();
+    const double val = ev.loss;
     nlohmann::json fin = {{"final", true}, {"val_loss", val}, {"val_bits_per_byte", val / std::log(2.0)},
                           {"steps", tr.steps_done()}, {"seconds", elapsed},
                           {"sample", sample_text(m, "The ", o.sample_tokens, o.t.seed)}};
+    add_evaluation(fin, ev);
     if (!o.out.empty()) fin["checkpoint"] = o.out;
     if (o.json) return print_json(fin);
-    std::printf("\nvalidation loss %.4f nats/byte = %.3f bits/byte after %d steps (%.0f s)%s\n", val, val / std::log(2.0),
-                tr.steps_done(), elapsed, o.out.empty() ? "" : (", saved " + o.out).c_str());
+    std::printf("\nvalidation loss %.4f nats/byte = %.3f bits/byte after %d steps (%.0f s)%s%s\n", val, val / std::log(2.0),
+                tr.steps_done(), elapsed, o.out.empty() ? "" : (", saved " + o.out).c_str(), mtp_summary(fin).c_str());
     std::printf("--- sample (prompt \"The \", temperature 0.8, top-k 40) ---\nThe %s\n", fin["sample"].get<std::string>().c_str());
 }
 
@@ -238,33 +263,92 @@ struct GenerateOptions {
     int max_new_tokens = 200;
     SamplingConfig sampling{0.8, 40, 1.0};
     std::uint64_t seed = 1;
-    bool json = false;
+    bool json = false, speculative = false;
 };
 
+struct Decoded {
+    std::vector<Token> tokens;
+    double seconds = 0;
+    std::size_t cache_floats = 0;
+};
+
+// Plain decoding: one forward of the main model per new token. `echo` streams the bytes to stdout.
+Decoded decode_plain(const Model<float>& m, const GenerateOptions& o, std::size_t capacity, bool echo) {
+    Generator<float> gen(m, o.attn == "naive" ? AttentionCache::naive : AttentionCache::absorbed, capacity);
+    Rng rng(o.seed);
+    Decoded d;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto logits = gen.feed(encode_bytes(o.prompt));
+    while (int(d.tokens.size()) < o.max_new_tokens && gen.length() < capacity) {
+        d.tokens.push_back(sample_token(logits, o.sampling, rng));
+        if (echo) std::cout << char(d.tokens.back()) << std::flush;
+        logits = gen.feed({d.tokens.back()});
+    }
+    d.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    d.cache_floats = gen.cache_floats();
+    return d;
+}
+
+// Speculative decoding: the MTP modules draft, one forward of the main model verifies (eva/mtp.hpp).
+Decoded decode_speculative(const Model<float>& m, const GenerateOptions& o, std::size_t capacity, SpeculativeStats& stats) {
+    SpeculativeGenerator<float> gen(m, capacity);
+    Rng rng(o.seed);
+    Decoded d;
+    const auto t0 = std::chrono::steady_clock::now();
+    d.tokens.push_back(gen.start(encode_bytes(o.prompt), o.sampling, rng));
+    while (int(d.tokens.size()) < o.max_new_tokens) {
+        const auto t = gen.step(o.sampling, rng);
+        if (t.empty()) break;
+        d.tokens.insert(d.tokens.end(), t.begin(), t.end());
+    }
+    if (int(d.tokens.size()) > o.max_new_tokens) d.tokens.resize(std::size_t(o.max_new_tokens));
+    d.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    d.cache_floats = gen.main().cache_floats();
+    stats = gen.stats();
+    return d;
+}
+
 void run_generate(const GenerateOptions& o) {
-    Model<float> m = load_model(o.weights);
+    Model<float> m = load_checkpoint(o.weights);  // an eva file or a Hugging Face folder
     if (o.prompt.empty()) throw ConfigError("--prompt must not be empty");
     const std::size_t capacity = std::min<std::size_t>(std::size_t(m.args.max_seq_len), o.prompt.size() + std::size_t(o.max_new_tokens));
     if (o.prompt.size() >= std::size_t(m.args.max_seq_len))
         throw ConfigError("--prompt is " + std::to_string(o.prompt.size()) + " bytes; max_seq_len is " + std::to_string(m.args.max_seq_len));
-    Generator<float> gen(m, o.attn == "naive" ? AttentionCache::naive : AttentionCache::absorbed, capacity);
-    Rng rng(o.seed);
-    const auto t0 = std::chrono::steady_clock::now();
-    auto logits = gen.feed(encode_bytes(o.prompt));
-    std::vector<Token> out;
-    if (!o.json) std::cout << o.prompt << std::flush;
-    while (int(out.size()) < o.max_new_tokens && gen.length() < capacity) {
-        out.push_back(sample_token(logits, o.sampling, rng));
-        if (!o.json) std::cout << char(out.back()) << std::flush;
-        logits = gen.feed({out.back()});
+    if (o.speculative && m.w.mtp.empty())
+        throw ConfigError("--speculative needs a model with MTP modules (train one with --mtp 1)");
+    if (o.speculative && o.attn == "naive") throw ConfigError("--speculative verifies through the absorbed cache: drop --attn naive");
+    if (!o.speculative) {
+        if (!o.json) std::cout << o.prompt << std::flush;
+        const Decoded d = decode_plain(m, o, capacity, !o.json);
+        const double tps = double(d.tokens.size()) / d.seconds;
+        if (o.json)
+            return print_json({{"prompt", o.prompt}, {"text", decode_bytes(d.tokens)}, {"new_tokens", d.tokens.size()},
+                               {"tokens_per_s", tps}, {"attn", o.attn}, {"cache_bytes", d.cache_floats * sizeof(float)}});
+        std::printf("\n[%zu tokens, %.0f tokens/s, %s cache %zu bytes]\n", d.tokens.size(), tps, o.attn.c_str(),
+                    d.cache_floats * sizeof(float));
+        return;
     }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double tps = double(out.size()) / s;
-    if (o.json)
-        return print_json({{"prompt", o.prompt}, {"text", decode_bytes(out)}, {"new_tokens", out.size()}, {"tokens_per_s", tps},
-                           {"attn", o.attn}, {"cache_bytes", gen.cache_floats() * sizeof(float)}});
-    std::printf("\n[%zu tokens, %.0f tokens/s, %s cache %zu bytes]\n", out.size(), tps, o.attn.c_str(),
-                gen.cache_floats() * sizeof(float));
+    // Speculative and plain decoding of the same prompt in the same run, alternating twice; each keeps
+    // its faster run (the first pass also warms the caches), so the ratio compares like with like.
+    SpeculativeStats st;
+    Decoded spec = decode_speculative(m, o, capacity, st), plain = decode_plain(m, o, capacity, false);
+    spec.seconds = std::min(spec.seconds, decode_speculative(m, o, capacity, st).seconds);
+    plain.seconds = std::min(plain.seconds, decode_plain(m, o, capacity, false).seconds);
+    const double tps = double(spec.tokens.size()) / spec.seconds, plain_tps = double(plain.tokens.size()) / plain.seconds;
+    const bool greedy = o.sampling.temperature == 0;
+    nlohmann::json j = {{"prompt", o.prompt}, {"text", decode_bytes(spec.tokens)}, {"new_tokens", spec.tokens.size()},
+                        {"tokens_per_s", tps}, {"attn", o.attn}, {"cache_bytes", spec.cache_floats * sizeof(float)},
+                        {"speculative", true}, {"mtp_depth", m.w.mtp.size()}, {"drafted", st.drafted},
+                        {"accepted", st.accepted}, {"acceptance_rate", st.acceptance_rate()}, {"verify_forwards", st.rounds},
+                        {"plain_tokens_per_s", plain_tps}, {"speedup", tps / plain_tps}};
+    // Greedy speculative decoding is plain greedy decoding by construction; the run shows it.
+    if (greedy) j["identical_to_plain"] = spec.tokens == plain.tokens;
+    if (o.json) return print_json(j);
+    std::cout << o.prompt << decode_bytes(spec.tokens) << '\n';
+    std::printf("[%zu tokens in %zu verifying forwards: %zu drafted, %zu accepted (acceptance %.1f%%); %.0f tokens/s vs "
+                "%.0f plain in the same run (%.2fx)%s]\n",
+                spec.tokens.size(), st.rounds, st.drafted, st.accepted, 100 * st.acceptance_rate(), tps, plain_tps,
+                tps / plain_tps, greedy ? (spec.tokens == plain.tokens ? "; identical to plain greedy" : "; DIFFERS from plain greedy") : "");
 }
 
 }  // namespace
@@ -285,7 +369,7 @@ void add_model_commands(CLI::App& app) {
     {
         auto o = std::make_shared<ForwardOptions>();
         auto* c = app.add_subcommand("forward", "Logits of every position; with --targets also the loss and all gradients");
-        c->add_option("--weights", o->weights, "Model .safetensors")->required()->check(CLI::ExistingFile);
+        c->add_option("--weights", o->weights, "Model: an eva .safetensors file or a Hugging Face checkpoint folder")->required()->check(CLI::ExistingPath);
         c->add_option("--tokens", o->tokens, "Token ids, space separated, e.g. \"72 101 108\"")->required();
         c->add_option("--out", o->out, "Write the logits [T, vocab] as float32 .npy");
         c->add_option("--attn", o->attn, "KV cache used to compute the logits")->capture_default_str()->check(attn_check);
@@ -315,6 +399,11 @@ void add_model_commands(CLI::App& app) {
                       "Linear GEMMs inside the blocks: fp32, fp8 (DeepSeek-V3: E4M3, 1x128 tiles, 128x128 blocks, "
                       "promotion every 128), fp8-tensor (one scale per tensor), fp8-e5m2")
             ->capture_default_str()->check(CLI::IsMember({"fp32", "fp8", "fp8-tensor", "fp8-e5m2"}));
+        c->add_option("--mtp", o->mtp,
+                      "Multi-token prediction modules D (DeepSeek-V3: 1; default: the config's n_mtp_layers, mini: 0)")
+            ->check(CLI::Range(0, 8));
+        c->add_option("--mtp-lambda", o->t.mtp_lambda, "Weight of the MTP loss (lambda/D)*sum_k CE_k (DeepSeek-V3: 0.3, then 0.1)")
+            ->capture_default_str()->check(CLI::Range(0.0, 10.0));
         c->add_option("--eval-every", o->eval_every, "Validation loss every N steps")->capture_default_str()->check(CLI::PositiveNumber);
         c->add_option("--sample-every", o->sample_every, "Print a sample every N steps (0: only at the end)")->capture_default_str();
         c->add_option("--out", o->out, "Save a resumable checkpoint here at the end (and with --save-every)");
@@ -339,7 +428,7 @@ void add_model_commands(CLI::App& app) {
     {
         auto o = std::make_shared<GenerateOptions>();
         auto* c = app.add_subcommand("generate", "Generate text from a checkpoint");
-        c->add_option("--weights", o->weights, "Model .safetensors")->required()->check(CLI::ExistingFile);
+        c->add_option("--weights", o->weights, "Model: an eva .safetensors file or a Hugging Face checkpoint folder")->required()->check(CLI::ExistingPath);
         c->add_option("--prompt", o->prompt, "Prompt text")->capture_default_str();
         c->add_option("--max-new-tokens", o->max_new_tokens, "Bytes to generate")->capture_default_str()->check(CLI::PositiveNumber);
         c->add_option("--temperature", o->sampling.temperature, "0: greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
@@ -347,6 +436,9 @@ void add_model_commands(CLI::App& app) {
         c->add_option("--top-p", o->sampling.top_p, "Nucleus sampling (1: off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
         c->add_option("--seed", o->seed, "Sampling seed")->capture_default_str();
         c->add_option("--attn", o->attn, "KV cache")->capture_default_str()->check(attn_check);
+        c->add_flag("--speculative", o->speculative,
+                    "Draft with the model's MTP modules and verify with one forward of the main model per round "
+                    "(lossless: greedy output is plain greedy's); also times plain decoding for the speed ratio");
         c->add_flag("--json", o->json, "Print one JSON object");
         c->callback([o] { run_generate(*o); });
     }

@@ -5,6 +5,7 @@
 #include <exception>
 #include <iostream>
 
+#include "allocator.hpp"
 #include "cli.hpp"
 #include "eva/error.hpp"
 
@@ -39,6 +40,7 @@ void require_finite_floats(CLI::App& app) {
 }  // namespace eva::cli
 
 int main(int argc, char** argv) {
+    eva::native::keep_freed_memory();
     CLI::App app{"eva — DeepSeek-V3's core ideas (MLA, DeepSeekMoE, FP8), runnable and measurable"};
     app.set_version_flag("--version", std::string("eva ") + EVA_VERSION);
     app.require_subcommand(1);
@@ -50,6 +52,7 @@ int main(int argc, char** argv) {
     eva::cli::add_moe_command(app);
     eva::cli::add_model_commands(app);
     eva::cli::add_fp8_command(app);
+    eva::cli::add_checkpoint_commands(app);
     eva::cli::require_finite_floats(app);
     try {
         app.parse(argc, argv);

@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "allocator.hpp"
 #include "eva/flops.hpp"
 #include "eva/gemm.hpp"
 #include "eva/peak.hpp"
@@ -92,6 +93,7 @@ eva::Corpus training_corpus() {
 }  // namespace
 
 int main() {
+    eva::native::keep_freed_memory();
 #ifdef __EMSCRIPTEN__
     const char* target = "wasm";
 #else

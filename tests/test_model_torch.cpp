@@ -4,6 +4,7 @@
 #ifndef __EMSCRIPTEN__
 #include <catch2/catch.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <algorithm>
 #include <fstream>
@@ -12,27 +13,32 @@
 #include "eva/checkpoint.hpp"
 #include "eva/trainer.hpp"
 
-TEST_CASE("the whole model matches PyTorch: logits, loss, gradients, 10 AdamW steps", "[model][torch]") {
+TEST_CASE("the whole model matches PyTorch: logits, loss, gradients, 10 AdamW steps", "[model][torch][mtp]") {
     if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
         WARN("SKIPPED: /usr/bin/python3 cannot import torch (install Debian's python3-torch)");
         return;
     }
     // A small model with every feature: q compression, a dense and two MoE layers with sigmoid,
-    // group-limited routing, a shared expert and a (non-zero) selection bias.
+    // group-limited routing, a shared expert and a (non-zero) selection bias; once as it is, once with
+    // two multi-token-prediction modules (an independent implementation in torch_model.py).
+    const int mtp = GENERATE(0, 2);
+    INFO("n_mtp_layers " << mtp);
     const auto args = eva::model_args_from_json(
         {{"vocab_size", 256}, {"dim", 32}, {"inter_dim", 64}, {"moe_inter_dim", 16}, {"n_layers", 3},
          {"n_dense_layers", 1}, {"n_heads", 2}, {"n_routed_experts", 8}, {"n_shared_experts", 1},
          {"n_activated_experts", 2}, {"n_expert_groups", 4}, {"n_limited_groups", 2}, {"score_func", "sigmoid"},
          {"route_scale", 2.5}, {"q_lora_rank", 16}, {"kv_lora_rank", 16}, {"qk_nope_head_dim", 8},
-         {"qk_rope_head_dim", 4}, {"v_head_dim", 8}, {"max_seq_len", 64}});
+         {"qk_rope_head_dim", 4}, {"v_head_dim", 8}, {"max_seq_len", 64}, {"n_mtp_layers", mtp}});
     eva::Rng rng(42);
     auto m = eva::model_init<float>(args, eva::moe_config(args, eva::Balance::aux_free, 0.01), rng, 0.1);
     for (auto& b : m.w.layers)
         for (auto& v : b.moe.bias) v = 0.05f * rng.normal();
+    for (auto& mod : m.w.mtp)
+        for (auto& v : mod.block.moe.bias) v = 0.05f * rng.normal();
 
     const std::size_t B = 2, T = 16, steps = 10;
     nlohmann::json job = {{"batch", B}, {"seq_len", T}, {"lr", 1e-2}, {"beta1", 0.9}, {"beta2", 0.95},
-                          {"eps", 1e-8}, {"weight_decay", 0.1}, {"grad_clip", 1.0}};
+                          {"eps", 1e-8}, {"weight_decay", 0.1}, {"grad_clip", 1.0}, {"mtp_lambda", m.mtp_lambda}};
     std::vector<std::vector<eva::Token>> inputs, targets;
     for (std::size_t s = 0; s < steps; ++s) {
         inputs.emplace_back(B * T);
@@ -59,7 +65,18 @@ TEST_CASE("the whole model matches PyTorch: logits, loss, gradients, 10 AdamW st
     auto grad = eva::model_zeros(m);
     eva::ModelActivations<float> acts;
     const auto loss = eva::model_loss_and_grad(m, inputs[0], targets[0], B, T, grad, &acts);
-    CHECK(loss.cross_entropy == Approx(ref["loss"].get<double>()).epsilon(1e-5));
+    CHECK(loss.total() == Approx(ref["loss"].get<double>()).epsilon(1e-5));  // main CE + (λ/D)·Σ CE_k
+    REQUIRE(loss.mtp_cross_entropy.size() == ref["mtp_cross_entropy"].size());
+    for (std::size_t k = 0; k < loss.mtp_cross_entropy.size(); ++k) {
+        CHECK(loss.mtp_cross_entropy[k] == Approx(ref["mtp_cross_entropy"][k].get<double>()).epsilon(1e-5));
+        const auto& zk = ref["mtp_logits"][k];
+        const auto& mine = acts.mtp[k].logits;
+        REQUIRE(zk.size() == mine.size());
+        double e = 0;
+        for (std::size_t i = 0; i < mine.size(); ++i) e = std::max(e, std::abs(double(mine.data()[i]) - zk[i].get<double>()));
+        INFO("MTP module " << k + 1 << ": max logit error " << e);
+        CHECK(e <= 1e-4);
+    }
     const auto& zl = ref["logits"];
     const auto logits = eva::model_forward(m, inputs[0], B, T);
     REQUIRE(zl.size() == logits.size());
@@ -67,6 +84,7 @@ TEST_CASE("the whole model matches PyTorch: logits, loss, gradients, 10 AdamW st
     for (std::size_t i = 0; i < logits.size(); ++i) zerr = std::max(zerr, std::abs(double(logits.data()[i]) - zl[i].get<double>()));
     CHECK(zerr <= 1e-4);
     std::size_t tensors = 0;
+    double worst_grad = 0;  // max over tensors of (max |error|) / (max |grad|)
     for (const auto& t : eva::named_tensors(grad)) {
         if (!t.trainable) continue;
         const auto& g = ref["grads"].at(t.name);
@@ -78,8 +96,11 @@ TEST_CASE("the whole model matches PyTorch: logits, loss, gradients, 10 AdamW st
         }
         INFO(t.name << ": max error " << err << " of max |grad| " << scale);
         CHECK(err <= 1e-3 * scale + 1e-9);
+        worst_grad = std::max(worst_grad, err / (scale + 1e-30));
         ++tensors;
     }
+    std::printf("PyTorch cross-check, %d MTP modules: %zu gradient tensors, max logit error %.2e, max gradient error "
+                "%.2e of the tensor's largest\n", mtp, tensors, zerr, worst_grad);
     CHECK(tensors == ref["grads"].size());
 
     // Ten optimizer steps: clipping, AdamW with decay on matrices only, the bias rule after each step.
@@ -96,19 +117,21 @@ TEST_CASE("the whole model matches PyTorch: logits, loss, gradients, 10 AdamW st
         opt.step(ps, 1e-2);
         eva::update_balance_bias(m, acts);
         std::vector<std::vector<std::int32_t>> routing;
-        for (const auto& L : acts.layers) {
-            if (L.moe.routing.indices.empty()) continue;
-            auto idx = L.moe.routing.indices;
+        auto add_routing = [&](const eva::MoeCache<float>& c) {
+            if (c.routing.indices.empty()) return;
+            auto idx = c.routing.indices;
             for (std::size_t t = 0; t < idx.size(); t += 2) std::sort(idx.begin() + t, idx.begin() + t + 2);
             routing.push_back(idx);
-        }
+        };
+        for (const auto& L : acts.layers) add_routing(L.moe);
+        for (const auto& M : acts.mtp) add_routing(M.block.moe);  // torch_model.py lists the MTP blocks last
         if (routing != ref["step_routing"][s].get<std::vector<std::vector<std::int32_t>>>()) {
             WARN("step " << s << ": float32 and float64 chose different experts for some token; stopped comparing");
             break;
         }
         // float32 vs float64 over up to ten steps of training: losses agree to ~1e-6 relative.
         INFO("step " << s);
-        CHECK(l.cross_entropy == Approx(ref["step_losses"][s].get<double>()).epsilon(1e-4));
+        CHECK(l.total() == Approx(ref["step_losses"][s].get<double>()).epsilon(1e-4));
         ++compared;
     }
     CHECK(compared >= 5);

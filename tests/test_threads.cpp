@@ -79,13 +79,15 @@ TEST_CASE("GEMM results are bit-identical for 1 and 2 threads", "[threads][gemm]
 
 TEST_CASE("training is bit-identical for 1 and 2 threads", "[threads][trainer]") {
     ThreadGuard guard;
-    // Large enough that the GEMMs split (n = 8·64 = 512 tokens, dim 64), with MoE experts and groups.
+    // Large enough that the GEMMs split (n = 8·64 = 512 tokens, dim 64), with MoE experts and groups;
+    // once without and once with a multi-token-prediction module (its loss is part of what must match).
+    const int mtp = GENERATE(0, 1);
     const auto args = eva::model_args_from_json(
         {{"vocab_size", 256}, {"dim", 64}, {"inter_dim", 128}, {"moe_inter_dim", 32}, {"n_layers", 2},
          {"n_dense_layers", 1}, {"n_heads", 2}, {"n_routed_experts", 8}, {"n_shared_experts", 1},
          {"n_activated_experts", 2}, {"n_expert_groups", 2}, {"n_limited_groups", 1}, {"score_func", "sigmoid"},
          {"q_lora_rank", 32}, {"kv_lora_rank", 32}, {"qk_nope_head_dim", 16}, {"qk_rope_head_dim", 8},
-         {"v_head_dim", 16}, {"max_seq_len", 64}});
+         {"v_head_dim", 16}, {"max_seq_len", 64}, {"n_mtp_layers", mtp}});
     std::string text;
     for (int i = 0; i < 200; ++i) text += "Routed experts share the load; the latent cache stays small.\n";
     const std::string path = "eva_test_threads_corpus.txt";
@@ -102,7 +104,11 @@ TEST_CASE("training is bit-identical for 1 and 2 threads", "[threads][trainer]")
         eva::Rng rng(4);
         auto m = eva::model_init<float>(args, eva::moe_config(args), rng);
         eva::Trainer tr(m, corpus, t);
-        for (int i = 0; i < t.steps; ++i) losses.push_back(tr.step().loss);
+        for (int i = 0; i < t.steps; ++i) {
+            const auto st = tr.step();
+            losses.push_back(st.loss);
+            losses.insert(losses.end(), st.mtp_loss.begin(), st.mtp_loss.end());
+        }
         std::vector<float> weights;
         for (const auto& w : eva::named_tensors(m.w)) weights.insert(weights.end(), w.data, w.data + w.size());
         return weights;
@@ -111,5 +117,7 @@ TEST_CASE("training is bit-identical for 1 and 2 threads", "[threads][trainer]")
     const auto w1 = run(1, loss1), w2 = run(2, loss2);
     CHECK(loss1 == loss2);  // exact: every sum is taken in the same order
     CHECK(same_bits(w1, w2));
-    CHECK(loss1.back() < loss1.front());  // and it did train
+    INFO("n_mtp_layers " << mtp);
+    CHECK(loss1.size() == std::size_t(t.steps * (1 + mtp)));
+    CHECK(loss1[loss1.size() - 1 - std::size_t(mtp)] < loss1.front());  // and it did train
 }

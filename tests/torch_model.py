@@ -6,7 +6,12 @@ __metadata__) and DIR/batches.json (token batches and optimizer settings). Build
 float64 torch following DeepSeek-V3's inference/model.py (MLA from torch_mla.py; Gate/MoE/MLP here),
 computes the logits, the loss and every gradient of batch 0 with autograd, then runs AdamW steps
 (torch.optim.AdamW, gradient clipping, the auxiliary-loss-free bias rule) over all batches.
-Writes DIR/torch.json: logits, loss, {name: gradient}, and every step's loss and chosen experts.
+With n_mtp_layers > 0 in the config, DeepSeek-V3's multi-token-prediction modules are built here too
+(technical report §2.2): module k at position i projects [enorm(embed(t[i+k])); hnorm(h[k-1][i])]
+with eh_proj, runs one block, and predicts t[i+k+1] through shared_head.norm and the shared head;
+the loss gains (mtp_lambda / D) * sum_k CE_k.
+Writes DIR/torch.json: logits, loss, {name: gradient}, and every step's loss and chosen experts
+(and with MTP: each module's logits and cross-entropy).
 Usage: /usr/bin/python3 tests/torch_model.py DIR
 """
 import json
@@ -65,22 +70,50 @@ def moe(c, p, pre, x):
     return y, idx
 
 
+def block(c, p, i, x, B, T, chosen):
+    """Transformer block `layers.{i}.` on x [B*T, dim]: dense FFN below n_dense_layers, MoE above."""
+    pre = f"layers.{i}."
+    W = {k[len(pre + "attn."):-len(".weight")]: v for k, v in p.items()
+         if k.startswith(pre + "attn.") and k.endswith(".weight")}
+    h = x + mla(c, W, rms_norm(x, p[pre + "attn_norm.weight"]), B, T)
+    hn = rms_norm(h, p[pre + "ffn_norm.weight"])
+    if i < c["n_dense_layers"]:
+        return h + swiglu(hn, p, pre + "ffn.")
+    f, idx = moe(c, p, pre + "ffn.", hn)
+    chosen.append((pre + "ffn.gate.bias", idx))
+    return h + f
+
+
 def forward(c, p, tokens, B, T):
-    """Logits [B*T, vocab] and, per MoE layer, the chosen experts."""
+    """Logits [B*T, vocab], the MTP modules' logits (module k: [B*(T-k), vocab]) and the chosen experts."""
     x = p["embed.weight"][tokens]
     chosen = []
     for i in range(c["n_layers"]):
+        x = block(c, p, i, x, B, T, chosen)
+    logits = rms_norm(x, p["norm.weight"]) @ p["head.weight"].T
+    mtp_logits = []
+    h = x.view(B, T, -1)  # h^0: the last block's output, before the final norm
+    for k in range(1, c.get("n_mtp_layers", 0) + 1):
+        i, n = c["n_layers"] + k - 1, T - k
+        if n <= 0:
+            break
         pre = f"layers.{i}."
-        W = {k[len(pre + "attn."):-len(".weight")]: v for k, v in p.items() if k.startswith(pre + "attn.")}
-        h = x + mla(c, W, rms_norm(x, p[pre + "attn_norm.weight"]), B, T)
-        hn = rms_norm(h, p[pre + "ffn_norm.weight"])
-        if i < c["n_dense_layers"]:
-            x = h + swiglu(hn, p, pre + "ffn.")
-        else:
-            f, idx = moe(c, p, pre + "ffn.", hn)
-            chosen.append((pre + "ffn.gate.bias", idx))
-            x = h + f
-    return rms_norm(x, p["norm.weight"]) @ p["head.weight"].T, chosen
+        e = p["embed.weight"][tokens.view(B, T)[:, k:]]  # embedding of t[i+k] for positions i < T-k
+        z = torch.cat([rms_norm(e, p[pre + "enorm.weight"]), rms_norm(h[:, :n], p[pre + "hnorm.weight"])], -1)
+        out = block(c, p, i, (z @ p[pre + "eh_proj.weight"].T).reshape(B * n, -1), B, n, chosen)
+        mtp_logits.append(rms_norm(out, p[pre + "shared_head.norm.weight"]) @ p["head.weight"].T)
+        h = out.view(B, n, -1)
+    return logits, mtp_logits, chosen
+
+
+def total_loss(c, job, logits, mtp_logits, targets, B, T):
+    """Main cross-entropy + (lambda / D) * sum_k CE_k; also each CE_k."""
+    loss = torch.nn.functional.cross_entropy(logits, targets)
+    ces = [torch.nn.functional.cross_entropy(z, targets.view(B, T)[:, k + 1:].reshape(-1))
+           for k, z in enumerate(mtp_logits)]
+    if ces:
+        loss = loss + job["mtp_lambda"] / c["n_mtp_layers"] * sum(ces)
+    return loss, ces
 
 
 def main(d):
@@ -92,10 +125,12 @@ def main(d):
     B, T = job["batch"], job["seq_len"]
     batches = [(torch.tensor(i), torch.tensor(t)) for i, t in zip(job["inputs"], job["targets"])]
 
-    logits, _ = forward(c, p, batches[0][0], B, T)
-    loss = torch.nn.functional.cross_entropy(logits, batches[0][1])
+    logits, mtp_logits, _ = forward(c, p, batches[0][0], B, T)
+    loss, ces = total_loss(c, job, logits, mtp_logits, batches[0][1], B, T)
     loss.backward()
     out = {"logits": logits.detach().reshape(-1).tolist(), "loss": loss.item(),
+           "mtp_logits": [z.detach().reshape(-1).tolist() for z in mtp_logits],
+           "mtp_cross_entropy": [ce.item() for ce in ces],
            "grads": {k: v.grad.reshape(-1).tolist() for k, v in p.items() if v.requires_grad}}
 
     trainable = [v for v in p.values() if v.requires_grad]
@@ -109,8 +144,8 @@ def main(d):
     losses, routing = [], []
     for inputs, targets in batches:
         opt.zero_grad()
-        logits, chosen = forward(c, p, inputs, B, T)
-        loss = torch.nn.functional.cross_entropy(logits, targets)
+        logits, mtp_logits, chosen = forward(c, p, inputs, B, T)
+        loss, _ = total_loss(c, job, logits, mtp_logits, targets, B, T)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, job["grad_clip"])
         opt.step()

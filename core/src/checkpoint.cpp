@@ -22,7 +22,7 @@ void save_model(Model<float>& m, const std::string& path, const nlohmann::json& 
 
 Model<float> load_model(const std::string& path) { return load_model(SafetensorsFile::read(path)); }
 
-Model<float> load_model(const SafetensorsFile& f, nlohmann::json* metadata_out) {
+std::pair<ModelArgs, MoeConfig> checkpoint_config(const SafetensorsFile& f) {
     const auto& meta = f.metadata();
     auto parse = [&](const std::string& key) {
         const auto it = meta.find(key);
@@ -40,7 +40,12 @@ Model<float> load_model(const SafetensorsFile& f, nlohmann::json* metadata_out) 
     const nlohmann::json &balance = moe_field("balance"), &gamma = moe_field("gamma"), &alpha = moe_field("alpha");
     if (!balance.is_string() || !gamma.is_number() || !alpha.is_number())
         throw FileError("checkpoint: __metadata__[\"moe\"]: balance must be a string, gamma and alpha numbers");
-    const MoeConfig mc = moe_config(args, parse_balance(balance.get<std::string>()), gamma.get<double>(), alpha.get<double>());
+    return {args, moe_config(args, parse_balance(balance.get<std::string>()), gamma.get<double>(), alpha.get<double>())};
+}
+
+Model<float> load_model(const SafetensorsFile& f, nlohmann::json* metadata_out) {
+    const auto& meta = f.metadata();
+    const auto [args, mc] = checkpoint_config(f);
     // Before allocating: the config must describe exactly the tensors the file holds. A config claiming
     // moe_inter_dim 2^20 beside a few kB of data is refused here, not after zero-filling gigabytes.
     const std::uint64_t need = model_bytes(args, mc);

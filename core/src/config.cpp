@@ -83,6 +83,7 @@ const std::map<std::string, Field>& fields() {
         {"beta_fast", int_field(&ModelArgs::beta_fast)},
         {"beta_slow", int_field(&ModelArgs::beta_slow)},
         {"mscale", real_field(&ModelArgs::mscale)},
+        {"n_mtp_layers", int_field(&ModelArgs::n_mtp_layers)},
     };
     return f;
 }
@@ -119,6 +120,8 @@ void ModelArgs::validate() const {
     for (const auto& [name, v] : sizes) require(v <= kMaxConfigSize, name, "at most " + str(kMaxConfigSize), str(v));
     require(n_dense_layers >= 0 && n_dense_layers <= n_layers, "n_dense_layers",
             "between 0 and n_layers (" + str(n_layers) + ")", str(n_dense_layers));
+    // V3 releases one module; a handful is already far beyond what a sequential chain of drafts gains.
+    require(n_mtp_layers >= 0 && n_mtp_layers <= 8, "n_mtp_layers", "between 0 and 8", str(n_mtp_layers));
     require(n_shared_experts >= 0, "n_shared_experts", "0 or more", str(n_shared_experts));
     require(q_lora_rank >= 0, "q_lora_rank", "0 (no query compression) or a positive rank", str(q_lora_rank));
     // RoPE rotates adjacent pairs (x[2i], x[2i+1]): the rotary part must have an even size.

@@ -96,6 +96,13 @@ void check_position(const ModelArgs& args, size_t length, size_t n, size_t capac
                          std::to_string(length + n) + " tokens; reserve() it first");
 }
 
+// Rolling a cache back is only ever a shortening: growing it would expose rows nobody wrote.
+void require_truncation(size_t new_length, size_t length) {
+    if (new_length > length)
+        throw ShapeError("KV cache truncate: new length " + std::to_string(new_length) + " exceeds the cached " +
+                         std::to_string(length) + " tokens");
+}
+
 // A cache never holds more than max_seq_len tokens: positions beyond it have no RoPE/YaRN meaning.
 void require_capacity(size_t capacity, size_t max_seq_len) {
     if (capacity > max_seq_len)
@@ -271,6 +278,12 @@ void MLANaiveCache<T>::reserve(size_t new_capacity) {
 }
 
 template <class T>
+void MLANaiveCache<T>::truncate(size_t new_length) {
+    require_truncation(new_length, length);
+    length = new_length;
+}
+
+template <class T>
 MLAAbsorbedCache<T>::MLAAbsorbedCache(const ModelArgs& args, size_t cap)
     : kv_lora_rank(size_t(args.kv_lora_rank)), rope_dim(size_t(args.qk_rope_head_dim)),
       max_seq_len(size_t(args.max_seq_len)) {
@@ -284,6 +297,12 @@ void MLAAbsorbedCache<T>::reserve(size_t new_capacity) {
     capacity = new_capacity;
     kv.resize(capacity * kv_lora_rank);
     pe.resize(capacity * rope_dim);
+}
+
+template <class T>
+void MLAAbsorbedCache<T>::truncate(size_t new_length) {
+    require_truncation(new_length, length);
+    length = new_length;
 }
 
 // ----------------------------------------------------------------------------------- decoding

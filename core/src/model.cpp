@@ -35,31 +35,65 @@ void add_mlp(std::vector<NamedTensor<T>>& out, const std::string& prefix, Mlp<T>
     out.push_back(named<T>(prefix + "w3.weight", m.w3));
 }
 
+// One block's tensors under `p` ("layers.{i}."): the official names of attention, norms and FFN.
+template <class T>
+void add_block(std::vector<NamedTensor<T>>& out, const std::string& p, Block<T>& b) {
+    out.push_back(named<T>(p + "attn_norm.weight", b.attn_norm));
+    b.attn.visit([&](const std::string& name, auto& t) { out.push_back(named<T>(p + "attn." + name + ".weight", t)); });
+    out.push_back(named<T>(p + "ffn_norm.weight", b.ffn_norm));
+    if (b.dense) {
+        add_mlp(out, p + "ffn.", b.mlp);
+        return;
+    }
+    out.push_back(named<T>(p + "ffn.gate.weight", b.moe.gate));
+    if (!b.moe.bias.empty())  // the selection bias: set by the balancing rule, never by gradients
+        out.push_back({p + "ffn.gate.bias", b.moe.bias.data(), {b.moe.bias.size()}, false, false});
+    for (std::size_t j = 0; j < b.moe.experts.size(); ++j)
+        add_mlp(out, p + "ffn.experts." + std::to_string(j) + ".", b.moe.experts[j]);
+    if (b.moe.cfg.n_shared_experts > 0) add_mlp(out, p + "ffn.shared_experts.", b.moe.shared);
+}
+
+// A freshly allocated block of layer index `l`: norm gains 1, every other tensor 0. Index l <
+// n_dense_layers is dense; every later one (MTP modules included, as layer 61 of V3) is MoE.
+template <class T>
+Block<T> block_alloc(const ModelArgs& args, const MoeConfig& moe, std::int64_t l) {
+    const std::size_t D = std::size_t(args.dim);
+    Block<T> b;
+    b.attn_norm = xt::ones<T>({D});
+    b.ffn_norm = xt::ones<T>({D});
+    b.attn = mla_zeros<T>(args);
+    b.dense = l < args.n_dense_layers;
+    if (b.dense) b.mlp = Mlp<T>::zeros(D, std::size_t(args.inter_dim));
+    else b.moe = Moe<T>::zeros(moe);
+    return b;
+}
+
+template <class T>
+void block_init(const ModelArgs& args, const MoeConfig& moe, Block<T>& b, Rng& rng, double std) {
+    b.attn = mla_init<T>(args, rng, std);
+    if (b.dense) b.mlp = Mlp<T>::random(std::size_t(args.dim), std::size_t(args.inter_dim), rng, float(std));
+    else b.moe = Moe<T>::random(moe, rng, float(std));
+}
+
 }  // namespace
 
 template <class T>
 std::vector<NamedTensor<T>> named_tensors(ModelWeights<T>& w) {
     std::vector<NamedTensor<T>> out;
     out.push_back(named<T>("embed.weight", w.embed));
-    for (std::size_t i = 0; i < w.layers.size(); ++i) {
-        Block<T>& b = w.layers[i];
-        const std::string p = "layers." + std::to_string(i) + ".";
-        out.push_back(named<T>(p + "attn_norm.weight", b.attn_norm));
-        b.attn.visit([&](const std::string& name, auto& t) { out.push_back(named<T>(p + "attn." + name + ".weight", t)); });
-        out.push_back(named<T>(p + "ffn_norm.weight", b.ffn_norm));
-        if (b.dense) {
-            add_mlp(out, p + "ffn.", b.mlp);
-            continue;
-        }
-        out.push_back(named<T>(p + "ffn.gate.weight", b.moe.gate));
-        if (!b.moe.bias.empty())  // the selection bias: set by the balancing rule, never by gradients
-            out.push_back({p + "ffn.gate.bias", b.moe.bias.data(), {b.moe.bias.size()}, false, false});
-        for (std::size_t j = 0; j < b.moe.experts.size(); ++j)
-            add_mlp(out, p + "ffn.experts." + std::to_string(j) + ".", b.moe.experts[j]);
-        if (b.moe.cfg.n_shared_experts > 0) add_mlp(out, p + "ffn.shared_experts.", b.moe.shared);
-    }
+    for (std::size_t i = 0; i < w.layers.size(); ++i) add_block(out, "layers." + std::to_string(i) + ".", w.layers[i]);
     out.push_back(named<T>("norm.weight", w.norm));
     out.push_back(named<T>("head.weight", w.head));
+    // MTP module k continues the layer numbering, as in DeepSeek-V3's release (its module is layers.61).
+    for (std::size_t k = 0; k < w.mtp.size(); ++k) {
+        MtpModule<T>& mod = w.mtp[k];
+        const std::string p = "layers." + std::to_string(w.layers.size() + k) + ".";
+        out.push_back(named<T>(p + "enorm.weight", mod.enorm));
+        out.push_back(named<T>(p + "hnorm.weight", mod.hnorm));
+        out.push_back(named<T>(p + "eh_proj.weight", mod.eh_proj));
+        add_block(out, p, mod.block);
+        out.push_back(named<T>(p + "shared_head.norm.weight", mod.head_norm));
+    }
     return out;
 }
 
@@ -75,15 +109,15 @@ Model<T> model_alloc(const ModelArgs& args, const MoeConfig& moe) {
     m.w.embed = Matrix<T>::from_shape({V, D});
     m.w.head = Matrix<T>::from_shape({V, D});
     m.w.norm = xt::ones<T>({D});
-    for (std::int64_t i = 0; i < args.n_layers; ++i) {
-        Block<T> b;
-        b.attn_norm = xt::ones<T>({D});
-        b.ffn_norm = xt::ones<T>({D});
-        b.attn = mla_zeros<T>(args);
-        b.dense = i < args.n_dense_layers;
-        if (b.dense) b.mlp = Mlp<T>::zeros(D, std::size_t(args.inter_dim));
-        else b.moe = Moe<T>::zeros(moe);
-        m.w.layers.push_back(std::move(b));
+    for (std::int64_t i = 0; i < args.n_layers; ++i) m.w.layers.push_back(block_alloc<T>(args, moe, i));
+    for (std::int64_t k = 0; k < args.n_mtp_layers; ++k) {
+        MtpModule<T> mod;
+        mod.enorm = xt::ones<T>({D});
+        mod.hnorm = xt::ones<T>({D});
+        mod.eh_proj = xt::zeros<T>({D, 2 * D});
+        mod.block = block_alloc<T>(args, moe, args.n_layers + k);
+        mod.head_norm = xt::ones<T>({D});
+        m.w.mtp.push_back(std::move(mod));
     }
     return m;
 }
@@ -91,13 +125,13 @@ Model<T> model_alloc(const ModelArgs& args, const MoeConfig& moe) {
 template <class T>
 Model<T> model_init(const ModelArgs& args, const MoeConfig& moe, Rng& rng, double std) {
     Model<T> m = model_alloc<T>(args, moe);
-    const std::size_t D = std::size_t(args.dim);
     for (T& v : m.w.embed) v = T(rng.normal() * std);
     for (T& v : m.w.head) v = T(rng.normal() * std);
-    for (Block<T>& b : m.w.layers) {
-        b.attn = mla_init<T>(args, rng, std);
-        if (b.dense) b.mlp = Mlp<T>::random(D, std::size_t(args.inter_dim), rng, float(std));
-        else b.moe = Moe<T>::random(moe, rng, float(std));
+    for (Block<T>& b : m.w.layers) block_init(args, moe, b, rng, std);
+    // Drawn after the main model, so a model with MTP starts from the same main weights as one without.
+    for (MtpModule<T>& mod : m.w.mtp) {
+        for (T& v : mod.eh_proj) v = T(rng.normal() * std);
+        block_init(args, moe, mod.block, rng, std);
     }
     return m;
 }
@@ -132,37 +166,24 @@ std::uint64_t parameter_count(const ModelArgs& a, bool activated_only) {
                            add(mul(u64(a.n_dense_layers), dense, "the dense layers"),
                                mul(u64(a.n_layers - a.n_dense_layers), moe, "the MoE layers"), "the FFN layers"),
                            "the layers");
-    return add(add(embed_head, D, "the parameter count"), blocks, "the parameter count");
+    // An MTP module: enorm, hnorm, shared_head.norm, eh_proj [D, 2D] and one MoE block; the embedding
+    // and the head are shared with the main model, so they are not counted again.
+    const u64 mtp = add(add(3 * D, mul(2 * D, D, "eh_proj"), "an MTP module"), add(add(attn, 2 * D, "a block"), moe, "a block"),
+                        "an MTP module");
+    return add(add(add(embed_head, D, "the parameter count"), blocks, "the parameter count"),
+               mul(u64(a.n_mtp_layers), mtp, "the MTP modules"), "the parameter count");
 }
 
 std::uint64_t model_bytes(const ModelArgs& a, const MoeConfig& moe, std::size_t scalar_bytes) {
     // Every tensor model_alloc makes: the parameters plus, with aux-free balancing, each MoE layer's
     // selection bias (a buffer, not a parameter).
     const std::uint64_t bias = moe.balance == Balance::aux_free ? std::uint64_t(a.n_routed_experts) : 0;
-    const std::uint64_t n = checked_add(parameter_count(a), checked_mul(std::uint64_t(a.n_layers - a.n_dense_layers), bias,
+    const std::uint64_t n = checked_add(parameter_count(a), checked_mul(std::uint64_t(a.n_layers - a.n_dense_layers + a.n_mtp_layers), bias,
                                                                         "the selection biases"), "the model");
     return checked_mul(n, scalar_bytes, "the model's bytes");
 }
 
 namespace {
-
-template <class T>
-void rmsnorm(const Matrix<T>& x, const Vector<T>& w, Matrix<T>& y, std::vector<T>& rstd) {
-    const std::size_t n = x.shape(0), D = x.shape(1);
-    y = Matrix<T>::from_shape({n, D});
-    rstd.resize(n);
-    rmsnorm_forward(x.data(), D, w.data(), y.data(), D, rstd.data(), n, D);
-}
-
-// dx += ∂L/∂x of y = rmsnorm(x)·w, given dy; dw += ∂L/∂w.
-template <class T>
-void rmsnorm_grad_add(const Matrix<T>& dy, const Matrix<T>& x, const Vector<T>& w, const std::vector<T>& rstd,
-                      Matrix<T>& dx, Vector<T>& dw) {
-    const std::size_t n = x.shape(0), D = x.shape(1);
-    Matrix<T> d = Matrix<T>::from_shape({n, D});
-    rmsnorm_backward(dy.data(), D, x.data(), D, w.data(), rstd.data(), d.data(), D, dw.data(), n, D);
-    dx += d;
-}
 
 // FFN of one block on n rows: the dense SwiGLU or the MoE (seq_len groups rows for the seq-wise loss).
 template <class T>
@@ -192,10 +213,15 @@ Matrix<T> embed_tokens(const Model<T>& m, const std::vector<Token>& tokens) {
 template <class T>
 Matrix<T> block_forward(const Model<T>& m, std::size_t l, const Matrix<T>& x, std::size_t batch, std::size_t seq_len,
                         LayerActivations<T>& L, bool keep_attention) {
-    const Block<T>& b = m.w.layers[l];
-    rmsnorm(x, b.attn_norm, L.xn, L.attn_rstd);
+    return block_forward(m, m.w.layers.at(l), x, batch, seq_len, L, keep_attention);
+}
+
+template <class T>
+Matrix<T> block_forward(const Model<T>& m, const Block<T>& b, const Matrix<T>& x, std::size_t batch,
+                        std::size_t seq_len, LayerActivations<T>& L, bool keep_attention) {
+    rmsnorm_rows(x, b.attn_norm, L.xn, L.attn_rstd);
     L.h = x + mla_forward(m.args, m.rope, b.attn, L.xn, batch, seq_len, keep_attention ? &L.mla : nullptr, m.precision);
-    rmsnorm(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
+    rmsnorm_rows(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
     return L.h + ffn_forward(b, L.hn, seq_len, L, m.precision);
 }
 
@@ -219,7 +245,7 @@ Matrix<T> model_forward(const Model<T>& m, const std::vector<Token>& tokens, std
         if (acts) A.layers[l].x = std::move(x);
         x = std::move(next);
     }
-    rmsnorm(x, m.w.norm, A.xn, A.rstd);
+    rmsnorm_rows(x, m.w.norm, A.xn, A.rstd);
     A.x = std::move(x);
     const std::size_t n = tokens.size(), V = std::size_t(m.args.vocab_size), D = std::size_t(m.args.dim);
     Matrix<T> logits = Matrix<T>::from_shape({n, V});
@@ -228,13 +254,31 @@ Matrix<T> model_forward(const Model<T>& m, const std::vector<Token>& tokens, std
 }
 
 template <class T>
+void block_backward(const Model<T>& m, const Block<T>& b, const LayerActivations<T>& L, Matrix<T>& dx, Block<T>& gb) {
+    const std::size_t n = dx.shape(0), D = dx.shape(1);
+    // x_out = h + FFN(ffn_norm(h)): the residual passes dx to h unchanged.
+    Matrix<T> dhn = Matrix<T>::from_shape({n, D});
+    if (b.dense) mlp_backward(b.mlp, L.hn.data(), n, L.mlp, dx.data(), dhn.data(), gb.mlp, false, m.precision);
+    else moe_backward(b.moe, L.hn.data(), L.moe, dx.data(), dhn.data(), gb.moe, m.precision);
+    rmsnorm_rows_grad_add(dhn, L.h, b.ffn_norm, L.ffn_rstd, dx, gb.ffn_norm);  // dx now holds dL/dh
+    // h = x + MLA(attn_norm(x)).
+    const Matrix<T> dxn_attn = mla_backward(m.args, m.rope, b.attn, L.mla, dx, gb.attn, m.precision);
+    rmsnorm_rows_grad_add(dxn_attn, L.x, b.attn_norm, L.attn_rstd, dx, gb.attn_norm);  // dx: dL/d(block input)
+}
+
+template <class T>
 Loss model_loss(const Model<T>& m, const std::vector<Token>& inputs, const std::vector<Token>& targets,
                 std::size_t batch, std::size_t seq_len) {
     ModelActivations<T> A;
     const Matrix<T> logits = model_forward(m, inputs, batch, seq_len, &A);
+    if (targets.size() != inputs.size()) throw ShapeError("model_loss: inputs and targets differ in length");
     Loss loss;
     loss.cross_entropy = double(cross_entropy(logits.data(), targets.data(), inputs.size(), logits.shape(1)));
     for (const auto& L : A.layers) loss.balance += double(L.moe.balance_loss);
+    if (!m.w.mtp.empty()) {
+        mtp_forward(m, inputs, A, false);
+        mtp_loss<T>(m, targets, A, loss, nullptr);
+    }
     return loss;
 }
 
@@ -257,21 +301,16 @@ Loss model_loss_and_grad(const Model<T>& m, const std::vector<Token>& inputs, co
     gemm(Op::N, Op::N, n, D, V, dlogits.data(), V, m.w.head.data(), D, dxn.data(), D);
     gemm(Op::T, Op::N, V, D, n, dlogits.data(), V, A.xn.data(), D, g.head.data(), D, true);
     Matrix<T> dx = xt::zeros<T>({n, D});
-    rmsnorm_grad_add(dxn, A.x, m.w.norm, A.rstd, dx, g.norm);
+    rmsnorm_rows_grad_add(dxn, A.x, m.w.norm, A.rstd, dx, g.norm);
 
-    for (std::size_t l = m.w.layers.size(); l-- > 0;) {
-        const Block<T>& b = m.w.layers[l];
-        Block<T>& gb = g.layers[l];
-        const LayerActivations<T>& L = A.layers[l];
-        // x_out = h + FFN(ffn_norm(h)): the residual passes dx to h unchanged.
-        Matrix<T> dhn = Matrix<T>::from_shape({n, D});
-        if (b.dense) mlp_backward(b.mlp, L.hn.data(), n, L.mlp, dx.data(), dhn.data(), gb.mlp, false, m.precision);
-        else moe_backward(b.moe, L.hn.data(), L.moe, dx.data(), dhn.data(), gb.moe, m.precision);
-        rmsnorm_grad_add(dhn, L.h, b.ffn_norm, L.ffn_rstd, dx, gb.ffn_norm);  // dx now holds dL/dh
-        // h = x + MLA(attn_norm(x)).
-        const Matrix<T> dxn_attn = mla_backward(m.args, m.rope, b.attn, L.mla, dx, gb.attn, m.precision);
-        rmsnorm_grad_add(dxn_attn, L.x, b.attn_norm, L.attn_rstd, dx, gb.attn_norm);  // dx: dL/d(block input)
+    // The MTP modules read the last block's output x: their gradient joins the main head's in dx.
+    if (!m.w.mtp.empty()) {
+        mtp_forward(m, inputs, A, true);
+        std::vector<Matrix<T>> dlogits_mtp;
+        mtp_loss(m, targets, A, loss, &dlogits_mtp);
+        mtp_backward(m, inputs, A, dlogits_mtp, g, dx);
     }
+    for (std::size_t l = m.w.layers.size(); l-- > 0;) block_backward(m, m.w.layers[l], A.layers[l], dx, g.layers[l]);
     for (std::size_t i = 0; i < n; ++i) {  // embedding rows receive their tokens' gradients
         T* row = g.embed.data() + std::size_t(inputs[i]) * D;
         for (std::size_t d = 0; d < D; ++d) row[d] += dx(i, d);
@@ -285,6 +324,11 @@ void update_balance_bias(Model<T>& m, const ModelActivations<T>& acts) {
         Block<T>& b = m.w.layers[l];
         if (b.dense || b.moe.bias.empty()) continue;
         update_bias(b.moe.bias, expert_counts(acts.layers[l].moe.routing), b.moe.cfg.gamma);
+    }
+    for (std::size_t k = 0; k < m.w.mtp.size() && k < acts.mtp.size(); ++k) {  // the MTP blocks balance too
+        Block<T>& b = m.w.mtp[k].block;
+        if (b.dense || b.moe.bias.empty()) continue;
+        update_bias(b.moe.bias, expert_counts(acts.mtp[k].block.moe.routing), b.moe.cfg.gamma);
     }
 }
 
@@ -318,54 +362,141 @@ std::size_t Generator<T>::cache_floats() const {
 }
 
 template <class T>
-std::vector<T> Generator<T>::feed(const std::vector<Token>& tokens) {
-    if (tokens.empty()) throw ShapeError("Generator::feed: no tokens");
-    const std::size_t n = tokens.size(), D = std::size_t(m_.args.dim), V = std::size_t(m_.args.vocab_size);
-    Matrix<T> x = embed_tokens(m_, tokens);
+Matrix<T> block_decode(const Model<T>& m, const Block<T>& b, MLAAbsorbedCache<T>& cache, const Matrix<T>& x,
+                       std::vector<T>* last_probs) {
     LayerActivations<T> L;
+    rmsnorm_rows(x, b.attn_norm, L.xn, L.attn_rstd);
+    L.h = x + mla_decode(m.args, m.rope, b.attn, cache, L.xn, last_probs);
+    rmsnorm_rows(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
+    return L.h + ffn_forward(b, L.hn, x.shape(0), L, LinearPrecision::fp32);
+}
+
+template <class T>
+Matrix<T> Generator<T>::hidden_states(const std::vector<Token>& tokens) {
+    if (tokens.empty()) throw ShapeError("Generator::feed: no tokens");
+    const std::size_t n = tokens.size();
+    Matrix<T> x = embed_tokens(m_, tokens);
     for (std::size_t l = 0; l < m_.w.layers.size(); ++l) {
         const Block<T>& b = m_.w.layers[l];
-        rmsnorm(x, b.attn_norm, L.xn, L.attn_rstd);
-        const Matrix<T> a = kind_ == AttentionCache::naive
-                                ? mla_decode(m_.args, m_.rope, b.attn, naive_[l], L.xn, &attention_[l])
-                                : mla_decode(m_.args, m_.rope, b.attn, absorbed_[l], L.xn, &attention_[l]);
-        L.h = x + a;
-        rmsnorm(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
+        if (kind_ == AttentionCache::absorbed) {
+            x = block_decode(m_, b, absorbed_[l], x, &attention_[l]);
+            continue;
+        }
+        LayerActivations<T> L;
+        rmsnorm_rows(x, b.attn_norm, L.xn, L.attn_rstd);
+        L.h = x + mla_decode(m_.args, m_.rope, b.attn, naive_[l], L.xn, &attention_[l]);
+        rmsnorm_rows(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
         x = L.h + ffn_forward(b, L.hn, n, L, LinearPrecision::fp32);
     }
+    return x;
+}
+
+template <class T>
+std::vector<T> Generator<T>::feed(const std::vector<Token>& tokens) {
+    const Matrix<T> x = hidden_states(tokens);
+    const std::size_t n = tokens.size(), D = std::size_t(m_.args.dim), V = std::size_t(m_.args.vocab_size);
     Matrix<T> last = xt::view(x, xt::range(n - 1, n), xt::all());
     Matrix<T> xn;
     std::vector<T> rstd;
-    rmsnorm(last, m_.w.norm, xn, rstd);
+    rmsnorm_rows(last, m_.w.norm, xn, rstd);
     std::vector<T> logits(V);
     gemm(Op::N, Op::T, 1, V, D, xn.data(), D, m_.w.head.data(), D, logits.data(), V);
     return logits;
 }
 
-Token sample_token(const std::vector<float>& logits, const SamplingConfig& s, Rng& rng) {
-    if (logits.empty()) throw ShapeError("sample_token: empty logits");
-    if (s.temperature < 0 || s.top_k < 0 || !(s.top_p > 0 && s.top_p <= 1))
-        throw ConfigError("sampling: temperature >= 0, top_k >= 0 and 0 < top_p <= 1 are required");
-    if (s.temperature == 0)  // greedy; ties go to the lowest token
-        return Token(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    std::vector<std::size_t> order(logits.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return logits[a] > logits[b]; });
-    std::size_t keep = s.top_k > 0 ? std::min<std::size_t>(std::size_t(s.top_k), order.size()) : order.size();
-    std::vector<double> p(keep);
+template <class T>
+Matrix<T> Generator<T>::feed_all(const std::vector<Token>& tokens, Matrix<T>* hidden) {
+    Matrix<T> x = hidden_states(tokens);
+    const std::size_t n = tokens.size(), D = std::size_t(m_.args.dim), V = std::size_t(m_.args.vocab_size);
+    Matrix<T> xn;
+    std::vector<T> rstd;
+    rmsnorm_rows(x, m_.w.norm, xn, rstd);
+    Matrix<T> logits = Matrix<T>::from_shape({n, V});
+    // Row by row, as feed() computes its single row: every verified token's logits are then bit for bit
+    // those of plain decoding, whatever the GEMM's blocking over rows.
+    for (std::size_t i = 0; i < n; ++i)
+        gemm(Op::N, Op::T, 1, V, D, xn.data() + i * D, D, m_.w.head.data(), D, logits.data() + i * V, V);
+    if (hidden) *hidden = std::move(x);
+    return logits;
+}
+
+template <class T>
+void Generator<T>::truncate(std::size_t length) {
+    for (auto& c : naive_) c.truncate(length);
+    for (auto& c : absorbed_) c.truncate(length);
+}
+
+namespace {
+
+// The candidates sample_token draws from: token ids by decreasing logit, their unnormalized
+// probabilities exp((z − z_max)/temperature) and how many survive top-k and top-p; `sum` is theirs.
+struct Candidates {
+    std::vector<std::size_t> order;
+    std::vector<double> p;
+    std::size_t keep = 0;
     double sum = 0;
-    for (std::size_t i = 0; i < keep; ++i) sum += p[i] = std::exp((logits[order[i]] - logits[order[0]]) / s.temperature);
+};
+
+Candidates candidates(const std::vector<float>& logits, const SamplingConfig& s) {
+    Candidates c;
+    c.order.resize(logits.size());
+    std::iota(c.order.begin(), c.order.end(), 0);
+    std::stable_sort(c.order.begin(), c.order.end(), [&](std::size_t a, std::size_t b) { return logits[a] > logits[b]; });
+    c.keep = s.top_k > 0 ? std::min<std::size_t>(std::size_t(s.top_k), c.order.size()) : c.order.size();
+    c.p.resize(c.keep);
+    for (std::size_t i = 0; i < c.keep; ++i)
+        c.sum += c.p[i] = std::exp((logits[c.order[i]] - logits[c.order[0]]) / s.temperature);
     if (s.top_p < 1) {  // nucleus: the smallest prefix whose probability reaches top_p
         double cum = 0;
         std::size_t i = 0;
-        while (i < keep && cum < s.top_p * sum) cum += p[i++];
-        keep = std::max<std::size_t>(1, i);
-        sum = cum;
+        while (i < c.keep && cum < s.top_p * c.sum) cum += c.p[i++];
+        c.keep = std::max<std::size_t>(1, i);
+        c.sum = cum;
     }
-    double u = double(rng.uniform()) * sum;
-    for (std::size_t i = 0; i < keep; ++i)
-        if ((u -= p[i]) < 0) return Token(order[i]);
-    return Token(order[keep - 1]);
+    return c;
+}
+
+void check_sampling(const std::vector<float>& logits, const SamplingConfig& s) {
+    if (logits.empty()) throw ShapeError("sample_token: empty logits");
+    if (s.temperature < 0 || s.top_k < 0 || !(s.top_p > 0 && s.top_p <= 1))
+        throw ConfigError("sampling: temperature >= 0, top_k >= 0 and 0 < top_p <= 1 are required");
+}
+
+}  // namespace
+
+Token sample_token(const std::vector<float>& logits, const SamplingConfig& s, Rng& rng) {
+    check_sampling(logits, s);
+    if (s.temperature == 0)  // greedy; ties go to the lowest token
+        return Token(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    const Candidates c = candidates(logits, s);
+    double u = double(rng.uniform()) * c.sum;
+    for (std::size_t i = 0; i < c.keep; ++i)
+        if ((u -= c.p[i]) < 0) return Token(c.order[i]);
+    return Token(c.order[c.keep - 1]);
+}
+
+std::vector<double> sampling_distribution(const std::vector<float>& logits, const SamplingConfig& s) {
+    check_sampling(logits, s);
+    std::vector<double> p(logits.size(), 0.0);
+    if (s.temperature == 0) {
+        p[std::size_t(std::max_element(logits.begin(), logits.end()) - logits.begin())] = 1;
+        return p;
+    }
+    const Candidates c = candidates(logits, s);
+    for (std::size_t i = 0; i < c.keep; ++i) p[c.order[i]] = c.p[i] / c.sum;
+    return p;
+}
+
+Token sample_from(const std::vector<double>& p, Rng& rng) {
+    if (p.empty()) throw ShapeError("sample_from: empty distribution");
+    double u = double(rng.uniform());
+    std::size_t last = 0;
+    for (std::size_t i = 0; i < p.size(); ++i) {
+        if (p[i] <= 0) continue;
+        last = i;
+        if ((u -= p[i]) < 0) return Token(i);
+    }
+    return Token(last);  // u landed in the rounding slack above the total: the last possible token
 }
 
 #define EVA_MODEL_INSTANCES(T)                                                                                    \
@@ -379,6 +510,12 @@ Token sample_token(const std::vector<float>& logits, const SamplingConfig& s, Rn
     template Matrix<T> embed_tokens<T>(const Model<T>&, const std::vector<Token>&);                                \
     template Matrix<T> block_forward<T>(const Model<T>&, std::size_t, const Matrix<T>&, std::size_t, std::size_t,  \
                                         LayerActivations<T>&, bool);                                              \
+    template Matrix<T> block_forward<T>(const Model<T>&, const Block<T>&, const Matrix<T>&, std::size_t,           \
+                                        std::size_t, LayerActivations<T>&, bool);                                 \
+    template void block_backward<T>(const Model<T>&, const Block<T>&, const LayerActivations<T>&, Matrix<T>&,      \
+                                    Block<T>&);                                                                   \
+    template Matrix<T> block_decode<T>(const Model<T>&, const Block<T>&, MLAAbsorbedCache<T>&, const Matrix<T>&,   \
+                                       std::vector<T>*);                                                          \
     template Loss model_loss<T>(const Model<T>&, const std::vector<Token>&, const std::vector<Token>&,            \
                                 std::size_t, std::size_t);                                                        \
     template Loss model_loss_and_grad<T>(const Model<T>&, const std::vector<Token>&, const std::vector<Token>&,   \

@@ -113,7 +113,7 @@ MoeConfig MoeConfig::from_json(const nlohmann::json& j) {
     static const char* const kIgnored[] = {
         "max_batch_size", "max_seq_len", "dtype", "scale_fmt", "vocab_size", "inter_dim", "n_layers",
         "n_dense_layers", "n_heads", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
-        "v_head_dim", "original_seq_len", "rope_theta", "rope_factor", "beta_fast", "beta_slow", "mscale"};
+        "v_head_dim", "original_seq_len", "rope_theta", "rope_factor", "beta_fast", "beta_slow", "mscale", "n_mtp_layers"};
     MoeConfig c;
     std::pair<const char*, std::size_t*> sizes[] = {
         {"dim", &c.dim}, {"moe_inter_dim", &c.moe_inter_dim}, {"n_routed_experts", &c.n_routed_experts},

@@ -55,10 +55,15 @@ std::size_t safetensors_dtype_size(const std::string& dtype) {
 }
 
 SafetensorsFile SafetensorsFile::read(const std::string& path) {
-    return parse(read_input_file(path, kMaxDataFileBytes, ""), path);
+    return parse(map_input_file(path, kMaxDataFileBytes, ""), path);
 }
 
 SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& source) {
+    return parse(hold_bytes(std::move(bytes)), source);
+}
+
+SafetensorsFile SafetensorsFile::parse(std::shared_ptr<const InputBytes> buffer, const std::string& source) {
+    const std::string_view bytes(buffer->data(), buffer->size());
     auto fail = [&](const std::string& msg) { return FileError(source + ": " + msg); };
     if (bytes.size() < 8)
         throw fail("too short for a safetensors file (" + std::to_string(bytes.size()) + " bytes; the header length alone is 8)");
@@ -136,7 +141,7 @@ SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& sou
     }
     if (covered != data_size)
         throw fail("the last " + std::to_string(data_size - covered) + " bytes of the data buffer belong to no tensor");
-    f.bytes_ = std::move(bytes);
+    f.bytes_ = std::move(buffer);
     return f;
 }
 
@@ -153,7 +158,7 @@ void SafetensorsFile::read_f32(const std::string& name, const std::vector<std::s
         throw FileError(source_ + ": tensor \"" + name + "\" has shape " + show_shape(e.shape) + ", expected " +
                         show_shape(shape));
     // safetensors is little-endian, as are x86-64 and WebAssembly, eva's two targets.
-    std::memcpy(out, bytes_.data() + data_start_ + e.begin, e.end - e.begin);
+    std::memcpy(out, tensor_bytes(e), e.end - e.begin);
 }
 
 void SafetensorsWriter::add(const std::string& name, const std::vector<std::size_t>& shape, const float* data) {

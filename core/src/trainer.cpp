@@ -2,6 +2,7 @@
 #include "eva/trainer.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -41,6 +42,9 @@ void TrainConfig::validate(const ModelArgs& args) const {
     require(std::isfinite(adamw.weight_decay) && adamw.weight_decay >= 0, "weight_decay must be finite and >= 0");
     require(std::isfinite(grad_clip) && grad_clip >= 0, "grad_clip must be finite and >= 0 (0: off)");
     require(eval_batches > 0 && eval_batches <= 4096, "eval_batches must be in 1..4096");
+    require(std::isfinite(mtp_lambda) && mtp_lambda >= 0 && mtp_lambda <= 10, "mtp_lambda must be in 0..10");
+    require(args.n_mtp_layers < seq_len, "seq_len must exceed n_mtp_layers (" + std::to_string(args.n_mtp_layers) +
+                                             "): MTP module k trains on seq_len - k positions");
 }
 
 namespace {
@@ -94,6 +98,7 @@ const std::vector<TrainField>& train_fields() {
         field("grad_clip", [](auto& c) -> auto& { return c.grad_clip; }),
         field("seed", [](auto& c) -> auto& { return c.seed; }),
         field("eval_batches", [](auto& c) -> auto& { return c.eval_batches; }),
+        field("mtp_lambda", [](auto& c) -> auto& { return c.mtp_lambda; }),  // absent in states written before MTP
         {"precision", [](const TrainConfig& c) { return json(to_string(c.precision)); },
          [](TrainConfig& c, const json& v) {
              if (!v.is_string()) bad_field("precision", "a string", v);
@@ -194,6 +199,7 @@ Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg)
     cfg_.schedule.total_steps = cfg_.steps;
     cfg_.validate(m.args);
     m_.precision = cfg_.precision;
+    m_.mtp_lambda = cfg_.mtp_lambda;
     if (corpus.train.size() <= std::size_t(cfg.seq_len) || corpus.validation.size() <= std::size_t(cfg.seq_len))
         throw ConfigError("the corpus is too small for seq_len " + std::to_string(cfg.seq_len));
 }
@@ -218,15 +224,18 @@ StepStats Trainer::step() {
     s.step = ++step_;
     s.loss = loss.cross_entropy;
     s.balance_loss = loss.balance;
+    s.mtp_loss = loss.mtp_cross_entropy;
     s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return s;
 }
 
-double Trainer::evaluate(bool validation) {
+Trainer::Evaluation Trainer::evaluation(bool validation) {
     const std::vector<Token>& tokens = validation ? corpus_.validation : corpus_.train;
     const std::size_t windows = std::size_t(cfg_.batch) * std::size_t(cfg_.eval_batches);
     const std::size_t T = std::size_t(cfg_.seq_len), span = tokens.size() - T - 1;
-    double total = 0;
+    Evaluation r;
+    r.mtp_loss.assign(m_.w.mtp.size(), 0.0);
+    r.mtp_accuracy.assign(m_.w.mtp.size(), 0.0);
     for (int e = 0; e < cfg_.eval_batches; ++e) {
         std::vector<Token> in, out;
         for (std::size_t w = 0; w < std::size_t(cfg_.batch); ++w) {
@@ -234,9 +243,19 @@ double Trainer::evaluate(bool validation) {
             in.insert(in.end(), tokens.begin() + start, tokens.begin() + start + T);
             out.insert(out.end(), tokens.begin() + start + 1, tokens.begin() + start + T + 1);
         }
-        total += model_loss(m_, in, out, cfg_.batch, cfg_.seq_len).cross_entropy;
+        const Loss l = model_loss(m_, in, out, cfg_.batch, cfg_.seq_len);
+        r.loss += l.cross_entropy;
+        for (std::size_t k = 0; k < l.mtp_cross_entropy.size(); ++k) {
+            r.mtp_loss[k] += l.mtp_cross_entropy[k];
+            r.mtp_accuracy[k] += l.mtp_accuracy[k];
+        }
     }
-    return total / cfg_.eval_batches;
+    r.loss /= cfg_.eval_batches;
+    for (std::size_t k = 0; k < r.mtp_loss.size(); ++k) {
+        r.mtp_loss[k] /= cfg_.eval_batches;
+        r.mtp_accuracy[k] /= cfg_.eval_batches;
+    }
+    return r;
 }
 
 std::string Trainer::optimizer_path(const std::string& path) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -18,6 +19,9 @@ namespace eva {
 
 /// Writes `m` atomically to `path`; `metadata` entries (JSON values) are added to __metadata__ as strings.
 void save_model(Model<float>& m, const std::string& path, const nlohmann::json& metadata = nlohmann::json::object());
+
+/// The ModelArgs and MoE settings in an eva checkpoint's __metadata__ ("config", "moe"), validated.
+std::pair<ModelArgs, MoeConfig> checkpoint_config(const SafetensorsFile& f);
 
 /// Reads a model written by save_model (or any file with the same names, shapes and config).
 Model<float> load_model(const std::string& path);

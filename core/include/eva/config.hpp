@@ -52,6 +52,10 @@ struct ModelArgs {
     std::int64_t beta_fast = 32;
     std::int64_t beta_slow = 1;
     double mscale = 1.0;
+    // Multi-token prediction (DeepSeek-V3 §2.2): D sequential MTP modules after the main model, module k
+    // predicting the token k+1 ahead (Hugging Face: num_nextn_predict_layers). 0: none, the model is
+    // exactly the official inference code's. Not an official ModelArgs field; eva's own.
+    std::int64_t n_mtp_layers = 0;
 
     std::int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
     bool yarn() const { return max_seq_len > original_seq_len; }

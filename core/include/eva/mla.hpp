@@ -122,6 +122,9 @@ struct MLANaiveCache {
     void reserve(std::size_t new_capacity);
     /// Floats held for the `length` cached tokens: length·H·(k_dim + v_dim).
     std::size_t floats() const { return length * heads * (k_dim + v_dim); }
+    /// Forgets every token from position `new_length` on (speculative decoding's rollback past a
+    /// rejected draft). Only the length moves: the rows beyond it are overwritten by the next decode.
+    void truncate(std::size_t new_length);
 };
 
 /// Absorbed KV cache of one sequence: c_KV [capacity, kv_lora_rank] and k_pe [capacity, rope].
@@ -133,6 +136,8 @@ struct MLAAbsorbedCache {
     void reserve(std::size_t new_capacity);
     /// Floats held for the `length` cached tokens: length·(kv_lora_rank + rope).
     std::size_t floats() const { return length * (kv_lora_rank + rope_dim); }
+    /// Forgets every token from position `new_length` on (see MLANaiveCache::truncate).
+    void truncate(std::size_t new_length);
 };
 
 /// Runs n new tokens x [n, dim] of one sequence at positions cache.length … cache.length+n−1 (a prompt

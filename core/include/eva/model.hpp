@@ -13,7 +13,8 @@
 // MLA by default, or the naive per-head cache).
 //
 // Tensor names are exactly DeepSeek-V3's (`embed.weight`, `layers.{i}.attn.wkv_a.weight`,
-// `layers.{i}.ffn.experts.{j}.w1.weight`, …), so checkpoints map one to one.
+// `layers.{i}.ffn.experts.{j}.w1.weight`, …), so checkpoints map one to one. With n_mtp_layers > 0 the
+// model also holds DeepSeek-V3's multi-token-prediction modules (eva/mtp.hpp) as `layers.{n_layers+k}.*`.
 #pragma once
 
 #include <cstddef>
@@ -42,6 +43,11 @@ struct Block {
     Moe<T> moe;           // MoE FFN (ffn.gate, ffn.experts.{j}, ffn.shared_experts)
 };
 
+template <class T>
+struct MtpModule;  // eva/mtp.hpp (included at the end of this header)
+template <class T>
+struct MtpActivations;
+
 /// All parameters of the model; the same struct holds their gradients.
 template <class T>
 struct ModelWeights {
@@ -49,6 +55,7 @@ struct ModelWeights {
     std::vector<Block<T>> layers;
     Vector<T> norm;   // [dim]
     Matrix<T> head;   // [vocab, dim]
+    std::vector<MtpModule<T>> mtp;  // n_mtp_layers modules; they share embed and head
 };
 
 /// One named tensor of the model: its data, shape, whether the optimizer trains it and whether
@@ -76,6 +83,9 @@ struct Model {
     /// Arithmetic of the Linear layers inside the blocks during training (fp32, or FP8 emulation);
     /// embedding, head, gate, norms and attention are always fp32, and so is generation.
     LinearPrecision precision = LinearPrecision::fp32;
+    /// Weight λ of the multi-token-prediction loss, (λ/D)·Σ_k CE_k (V3: 0.3, later 0.1); a training
+    /// setting (TrainConfig::mtp_lambda) that the trainer copies here. Unused without MTP modules.
+    double mtp_lambda = 0.3;
 };
 
 /// A model with every tensor allocated: Linear weights and biases 0, norm gains 1.
@@ -111,6 +121,7 @@ struct ModelActivations {
     Matrix<T> x, xn;  // final hidden state and norm(x)
     std::vector<T> rstd;
     Matrix<T> logits;  // [n, vocab]
+    std::vector<MtpActivations<T>> mtp;  // filled by the losses, one per MTP module
 };
 
 /// Logits [B·T, vocab] for B sequences of T tokens (row-major in `tokens`); fills *acts if given.
@@ -128,10 +139,26 @@ template <class T>
 Matrix<T> block_forward(const Model<T>& m, std::size_t l, const Matrix<T>& x, std::size_t batch, std::size_t seq_len,
                         LayerActivations<T>& L, bool keep_attention = false);
 
-/// The forward's losses: mean next-token cross-entropy (nats) and the sum of MoE balance losses.
+/// Block `b` (a main layer or an MTP module's block) on x; `l`-less form of the above.
+template <class T>
+Matrix<T> block_forward(const Model<T>& m, const Block<T>& b, const Matrix<T>& x, std::size_t batch,
+                        std::size_t seq_len, LayerActivations<T>& L, bool keep_attention = false);
+/// Backward of block_forward (kept attention): dx holds ∂L/∂(block output) on entry and ∂L/∂(block
+/// input) on return; the block's gradients accumulate into gb.
+template <class T>
+void block_backward(const Model<T>& m, const Block<T>& b, const LayerActivations<T>& L, Matrix<T>& dx, Block<T>& gb);
+/// Block `b` on n new tokens of one sequence through its absorbed MLA cache (generation).
+template <class T>
+Matrix<T> block_decode(const Model<T>& m, const Block<T>& b, MLAAbsorbedCache<T>& cache, const Matrix<T>& x,
+                       std::vector<T>* last_probs = nullptr);
+
+/// The forward's losses: mean next-token cross-entropy (nats), the sum of MoE balance losses and,
+/// with MTP modules, the weighted MTP loss (λ/D)·Σ_k CE_k with each module's own CE and accuracy.
 struct Loss {
-    double cross_entropy = 0, balance = 0;
-    double total() const { return cross_entropy + balance; }
+    double cross_entropy = 0, balance = 0, mtp = 0;
+    std::vector<double> mtp_cross_entropy;  // CE_k of module k (predicting the token k+1 ahead)
+    std::vector<double> mtp_accuracy;       // fraction of module k's positions whose argmax is the target
+    double total() const { return cross_entropy + balance + mtp; }
 };
 
 /// Forward + backward: returns the losses and accumulates ∂(total loss)/∂θ into `grad`.
@@ -158,6 +185,11 @@ public:
     Generator(const Model<T>& m, AttentionCache kind, std::size_t capacity);
     /// Feeds `tokens` (a prompt chunk or one token) and returns the logits of the last one [vocab].
     std::vector<T> feed(const std::vector<Token>& tokens);
+    /// The same, returning every fed token's logits [n, vocab] (one forward verifies n drafted tokens)
+    /// and, if `hidden` is given, the last block's output of each [n, dim] (an MTP drafter's input).
+    Matrix<T> feed_all(const std::vector<Token>& tokens, Matrix<T>* hidden = nullptr);
+    /// Rolls every layer's cache back to its first `length` tokens (ShapeError if longer than length()).
+    void truncate(std::size_t length);
     std::size_t length() const;
     /// Floats held by all layers' caches.
     std::size_t cache_floats() const;
@@ -168,6 +200,7 @@ public:
     const MLAAbsorbedCache<T>& absorbed_cache(std::size_t layer) const;
 
 private:
+    Matrix<T> hidden_states(const std::vector<Token>& tokens);  // the blocks over new tokens: x [n, dim]
     const Model<T>& m_;
     AttentionCache kind_;
     std::vector<MLANaiveCache<T>> naive_;
@@ -182,5 +215,13 @@ struct SamplingConfig {
 };
 /// Draws the next token from logits with temperature, top-k and top-p (nucleus) filtering.
 Token sample_token(const std::vector<float>& logits, const SamplingConfig& s, Rng& rng);
+/// The distribution sample_token draws from, as probabilities over the whole vocabulary (0 for the
+/// filtered-out tokens; one-hot on the lowest argmax when greedy). Speculative decoding's accept rule
+/// compares the main model's and the drafter's.
+std::vector<double> sampling_distribution(const std::vector<float>& logits, const SamplingConfig& s);
+/// Draws a token from probabilities `p` (summing to 1) with one uniform draw.
+Token sample_from(const std::vector<double>& p, Rng& rng);
 
 }  // namespace eva
+
+#include "eva/mtp.hpp"

@@ -8,6 +8,9 @@
 // Each row may live inside a wider buffer (leading dimensions), e.g. the kv part of wkv_a's output.
 #pragma once
 #include <cstddef>
+#include <vector>
+
+#include "eva/tensor.hpp"
 
 namespace eva {
 
@@ -22,5 +25,24 @@ void rmsnorm_forward(const T* x, std::size_t ldx, const T* w, T* y, std::size_t 
 template <class T>
 void rmsnorm_backward(const T* dy, std::size_t lddy, const T* x, std::size_t ldx, const T* w, const T* rstd,
                       T* dx, std::size_t lddx, T* dw, std::size_t rows, std::size_t dim);
+
+/// Whole-matrix form: y = rmsnorm(x)·w row by row, y and rstd (re)allocated.
+template <class T>
+void rmsnorm_rows(const Matrix<T>& x, const Vector<T>& w, Matrix<T>& y, std::vector<T>& rstd) {
+    const std::size_t n = x.shape(0), D = x.shape(1);
+    y = Matrix<T>::from_shape({n, D});
+    rstd.resize(n);
+    rmsnorm_forward(x.data(), D, w.data(), y.data(), D, rstd.data(), n, D);
+}
+
+/// dx += ∂L/∂x of y = rmsnorm(x)·w given dy; dw += ∂L/∂w.
+template <class T>
+void rmsnorm_rows_grad_add(const Matrix<T>& dy, const Matrix<T>& x, const Vector<T>& w, const std::vector<T>& rstd,
+                           Matrix<T>& dx, Vector<T>& dw) {
+    const std::size_t n = x.shape(0), D = x.shape(1);
+    Matrix<T> d = Matrix<T>::from_shape({n, D});
+    rmsnorm_backward(dy.data(), D, x.data(), D, w.data(), rstd.data(), d.data(), D, dw.data(), n, D);
+    dx += d;
+}
 
 }  // namespace eva

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,16 +32,23 @@ struct SafetensorsEntry {
 
 class SafetensorsFile {
 public:
-    /// Reads and validates a whole file (a regular file that fits in memory; see io.hpp).
+    /// Validates a whole file, mapped rather than read (io.hpp map_input_file): the tensors' bytes are
+    /// only touched when a tensor is read.
     static SafetensorsFile read(const std::string& path);
     /// Validates `bytes` (a whole file's content); `source` names it in error messages.
     static SafetensorsFile parse(std::string bytes, const std::string& source = "<memory>");
+    /// Validates the bytes of a whole file held by `bytes` (kept alive as long as the result).
+    static SafetensorsFile parse(std::shared_ptr<const InputBytes> bytes, const std::string& source);
 
     const std::map<std::string, SafetensorsEntry>& entries() const { return entries_; }
     const std::map<std::string, std::string>& metadata() const { return metadata_; }
     bool contains(const std::string& name) const { return entries_.count(name) != 0; }
     /// Bytes of the data buffer (all tensors together).
-    std::size_t data_size() const { return bytes_.size() - data_start_; }
+    std::size_t data_size() const { return bytes_->size() - data_start_; }
+    /// The raw little-endian bytes of a tensor (entry(name).end − begin of them).
+    const char* tensor_bytes(const SafetensorsEntry& e) const { return bytes_->data() + data_start_ + e.begin; }
+    /// The file (or "<memory>") in error messages.
+    const std::string& source() const { return source_; }
     /// The entry for `name`, or FileError naming the missing tensor.
     const SafetensorsEntry& entry(const std::string& name) const;
 
@@ -57,7 +65,8 @@ public:
 
 private:
 
-    std::string source_, bytes_;
+    std::string source_;
+    std::shared_ptr<const InputBytes> bytes_;
     std::size_t data_start_ = 0;
     std::map<std::string, SafetensorsEntry> entries_;
     std::map<std::string, std::string> metadata_;

@@ -30,6 +30,7 @@ struct TrainConfig {
     std::uint64_t seed = 1;
     int eval_batches = 8;  // validation windows per evaluation, batch·eval_batches in total
     LinearPrecision precision = LinearPrecision::fp32;  // the blocks' Linear GEMMs: fp32 or FP8 emulation
+    double mtp_lambda = 0.3;  // weight λ of the MTP loss (λ/D)·Σ_k CE_k (DeepSeek-V3: 0.3, then 0.1)
 
     /// ConfigError naming the first value outside its range (betas in [0, 1), eps > 0, …).
     void validate(const ModelArgs& args) const;
@@ -62,6 +63,7 @@ struct TrainingState {
 struct StepStats {
     int step = 0;                 // 1-based, after this step
     double loss = 0, balance_loss = 0, lr = 0, grad_norm = 0, seconds = 0;
+    std::vector<double> mtp_loss;  // per MTP module: its cross-entropy CE_k on this step's batch
     std::vector<double> max_vio;  // per MoE layer, this step's batch
     std::vector<std::vector<double>> expert_load;  // per MoE layer: each routed expert's share of the top-k slots
 };
@@ -78,7 +80,14 @@ public:
     /// One optimizer step on a fresh batch.
     StepStats step();
     /// Mean cross-entropy (nats/byte) over fixed, evenly spaced windows of the validation (or train) split.
-    double evaluate(bool validation = true);
+    double evaluate(bool validation = true) { return evaluation(validation).loss; }
+    /// The same windows' main loss and, per MTP module, its cross-entropy and its accuracy (argmax
+    /// = target: module 1's is next-next-token accuracy), each the mean over the evaluation batches.
+    struct Evaluation {
+        double loss = 0;
+        std::vector<double> mtp_loss, mtp_accuracy;
+    };
+    Evaluation evaluation(bool validation = true);
     int steps_done() const { return step_; }
     const TrainConfig& config() const { return cfg_; }
 
