@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the course (docs/*.md) as static HTML beside the browser page, into build/wasm/web/docs/
 # (or the folder given as $1): pandoc with MathML (no script, no network), the figures drawn by
-# scripts/docs_figures.py from the eva command line's JSON, and docs/site/style.css.
+# scripts/docs_figures.py from the eva command line's JSON, the concept diagrams of docs/figures/, and
+# docs/site/style.css.
 # The figures are generated here, not committed, so they always show what the current code computes;
 # the two training runs behind the loss figure (~3 min on 2 busy cores) are kept in build/docs/figures/runs/
 # and rerun only when the eva binary is newer. Expects the packages of scripts/setup.sh (pandoc among them).
@@ -13,6 +14,7 @@ cmake --build --preset release -j "$(nproc)" --target eva eva_bench_mla
 python3 scripts/docs_figures.py --bin build/release --out build/docs/figures
 mkdir -p "$out/figures"
 cp build/docs/figures/*.svg "$out/figures/"
+cp docs/figures/*.svg "$out/figures/"  # the concept diagrams, hand-written and committed
 cp docs/site/style.css "$out/"
 head=build/docs/head.html  # no favicon request (a 404 in the console otherwise)
 echo '<link rel="icon" href="data:,">' >"$head"

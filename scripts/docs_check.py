@@ -22,11 +22,23 @@ The optional HTML comment on the line just before the fence sets how the output 
   run-only     the output is machine-dependent (the CPU's SIMD kernel, a speed): only the exit status
                and that something was printed are checked.
 A quoted line `...` stands for any number of output lines (a long table cut short).
+
+A benchmark figure quoted in prose is followed by an HTML comment naming its cell in
+docs/performance.json (the file docs/performance.md is rendered from):
+
+    a MoE layer costs 0.87×<!-- perf: moe | mini | MoE / dense time --> the dense layer's time
+
+`perf: BENCHMARK | ROW | COLUMN` (with `BENCHMARK/TABLE` when a benchmark has several tables) must name
+an existing cell, and the quoted number must equal that cell rounded to the quoted number of decimals:
+re-running scripts/bench.py without updating the prose fails the check. A timing (ms, tokens/s, GB/s,
+GFLOP/s) in the prose of a chapter (docs/[1-6]-*.md) must carry such a comment. Every `](figures/X.svg)`
+must exist: committed in docs/figures/ (the concept diagrams) or drawn by scripts/docs_figures.py.
 Text between numbers is compared with runs of spaces collapsed, so a column widening by a digit is no
 drift; a number is the drift. Exit status 1 lists every mismatch; 0 prints one line per block.
 
-usage: docs_check.py --eva build/release/eva docs/*.md
+usage: docs_check.py --eva build/release/eva [--perf docs/performance.json] docs/*.md
 """
+import json
 import argparse
 import os
 import re
@@ -41,6 +53,11 @@ NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 FENCE_OPEN = re.compile(r"^```+\s*\{?\.?console\}?\s*$")
 OPTIONS = re.compile(r"^<!--\s*check:(.*)-->\s*$")
 CALLS_EVA = re.compile(r"(?:^|\|\s*)eva(?:\s|$)")
+PERF_FIGURE = re.compile(r"(" + NUMBER.pattern + r")(?:\s+(?:ms|tokens/s|GB/s|GFLOP/s)|[^\s<]*)\s*<!--\s*perf:(.*?)-->")
+PERF_COMMENT = re.compile(r"<!--\s*perf:")
+# A timing in learner prose: a number with a unit that only a benchmark can produce.
+TIMING = re.compile(r"(?<![\d.,])\d[\d,]*(?:\.\d+)?\s*(?:ms|tokens/s|GB/s|GFLOP/s)(?!\w)")
+LEARNER_PAGE = re.compile(r"(?:^|/)[1-6]-[^/]*\.md$")
 SLOW_SECONDS = 10.0  # CPU seconds: each quoted command stays well under this, so the check stays short
 
 
@@ -180,13 +197,95 @@ def run_block(block, eva, timings):
     return failures
 
 
+def perf_cell(perf, ref):
+    """The value of `BENCHMARK[/TABLE] | ROW | COLUMN` in performance.json, or an error message."""
+    parts = [p.strip() for p in ref.split("|")]
+    if len(parts) != 3:
+        return None, f"perf reference {ref.strip()!r} is not BENCHMARK | ROW | COLUMN"
+    bench, row, col = parts
+    bench, _, table = bench.partition("/")
+    b = perf["benchmarks"].get(bench)
+    if b is None:
+        return None, f"no benchmark {bench!r} in performance.json"
+    tables = [t for t in b["tables"] if not table or (t["title"] or "") == table]
+    if len(tables) != 1:
+        return None, f"benchmark {bench!r} has {len(b['tables'])} tables: name one as {bench}/TITLE"
+    t = tables[0]
+    names = [c["name"] for c in t["columns"]]
+    if col not in names:
+        return None, f"{bench}: no column {col!r} (columns: {names})"
+    for r in t["rows"]:
+        if str(r[0]) == row:
+            return r[names.index(col)], None
+    return None, f"{bench}: no row {row!r} (rows: {[str(r[0]) for r in t['rows']]})"
+
+
+def prose_lines(path):
+    """(line number, text) of the lines outside fenced blocks."""
+    fenced = False
+    for n, line in enumerate(open(path, encoding="utf-8").read().split("\n"), 1):
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        if not fenced:
+            yield n, line
+
+
+def check_perf(path, perf):
+    """Every `perf:` figure equals its performance.json cell at the quoted precision; learner pages
+    quote no timing without one."""
+    failures = []
+    for n, line in prose_lines(path):
+        for m in PERF_FIGURE.finditer(line):
+            quoted, ref = m.group(1), m.group(2)
+            value, err = perf_cell(perf, ref)
+            if err is None and not isinstance(value, (int, float)):
+                err = f"the cell {ref.strip()!r} holds {value!r}, not a number"
+            if err is not None:
+                failures.append(f"{path}:{n}: {err}")
+                continue
+            decimals = len(quoted.split(".")[1]) if "." in quoted else 0
+            if abs(float(quoted) - value) > 0.5 * 10 ** -decimals * (1 + 1e-9):
+                failures.append(f"{path}:{n}: quoted {quoted}, performance.json has {value:.{decimals + 2}f} "
+                                f"({ref.strip()})")
+        if len(PERF_COMMENT.findall(line)) != len(PERF_FIGURE.findall(line)):
+            failures.append(f"{path}:{n}: a perf comment must follow the number it checks")
+        if LEARNER_PAGE.search(path):
+            for t in TIMING.finditer(PERF_FIGURE.sub("", line)):
+                failures.append(f"{path}:{n}: timing {t.group(0)!r} without a perf: comment "
+                                f"(quote it from performance.json, or drop it)")
+    return failures
+
+
+FIGURE_REF = re.compile(r"\]\(figures/([^)\s]+)\)")
+GENERATED_FIGURE = re.compile(r'write\(out, "([^"]+)"')
+
+
+def check_figures(path):
+    """Every figure a page shows exists: a concept diagram committed in docs/figures/, or a data plot
+    that scripts/docs_figures.py writes at build time."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    generated = set(GENERATED_FIGURE.findall(open(os.path.join(root, "scripts", "docs_figures.py")).read()))
+    failures = []
+    for n, line in prose_lines(path):
+        for name in FIGURE_REF.findall(line):
+            if name not in generated and not os.path.isfile(os.path.join(root, "docs", "figures", name)):
+                failures.append(f"{path}:{n}: figure {name} is neither in docs/figures/ nor drawn by docs_figures.py")
+    return failures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--eva", required=True, help="the eva binary under test")
+    parser.add_argument("--perf", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs",
+                                                       "performance.json"),
+                        help="benchmark results the perf: figures are checked against")
     parser.add_argument("files", nargs="+", help="Markdown files")
     args = parser.parse_args()
     failures, timings, count = [], [], 0
+    perf = json.load(open(args.perf, encoding="utf-8"))
     for path in args.files:
+        failures += check_perf(path, perf) + check_figures(path)
         for block in blocks_of(path):
             count += 1
             failures += run_block(block, args.eva, timings)
