@@ -69,6 +69,7 @@ bad index-wrong-shard "but the index says"
 bad index-escape "is not a .safetensors file name"
 bad extra-tensor "rotary_emb.inv_freq\" is not a DeepSeek-V2/V3 tensor name"
 bad config-mscale "must equal mscale_all_dim"
+expect_error "convert into a missing folder" "cannot create the temporary folder" "$eva" convert "$dir/ck/v3-f32-single" "$dir/no/such/out" --layout hf
 expect_error "convert to a file path that is a folder" "not a folder" "$eva" convert "$dir/ck/v3-f32-single" "$dir/ck/v3-f32-single.ref.safetensors" --layout hf
 
 # V3's released config alone: the report's figures.

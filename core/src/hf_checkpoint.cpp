@@ -597,8 +597,10 @@ void save_checkpoint(Model<float>& m, const std::string& path, const CheckpointW
     if (fs::exists(path) && !is_directory(path)) throw FileError(path + ": exists and is not a folder");
     // Everything goes into a temporary folder beside the target, renamed over it at the end.
     const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-    fs::remove_all(tmp);
-    if (!fs::create_directory(tmp)) throw FileError(path + ": cannot create " + tmp);
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    if (!fs::create_directory(tmp, ec))
+        throw FileError(path + ": cannot create the temporary folder " + tmp + " (" + ec.message() + ")");
     try {
         // Shards filled in order up to max_shard_bytes (an FP8 weight and its scale stay together).
         std::vector<std::vector<const Planned*>> shards(1);
@@ -638,10 +640,10 @@ void save_checkpoint(Model<float>& m, const std::string& path, const CheckpointW
         fs::rename(tmp, path);
         if (had) fs::remove_all(old);
     } catch (const fs::filesystem_error& e) {
-        fs::remove_all(tmp);
+        fs::remove_all(tmp, ec);
         throw FileError(path + ": " + e.what());
     } catch (...) {
-        fs::remove_all(tmp);
+        fs::remove_all(tmp, ec);
         throw;
     }
 }
