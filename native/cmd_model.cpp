@@ -36,6 +36,7 @@ struct InitOptions {
 };
 
 void run_init(const InitOptions& o) {
+    require_writable(o.out, "--out");
     const ModelArgs args = preset_or_file(o.config);
     Rng rng(o.seed);
     Model<float> m = model_init<float>(args, moe_config(args, balance_option(o.balance)), rng, o.std);

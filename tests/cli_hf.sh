@@ -69,6 +69,7 @@ bad index-wrong-shard "but the index says"
 bad index-escape "is not a .safetensors file name"
 bad extra-tensor "rotary_emb.inv_freq\" is not a DeepSeek-V2/V3 tensor name"
 bad config-mscale "must equal mscale_all_dim"
+expect_error "convert into a missing folder" "cannot create the temporary folder" "$eva" convert "$dir/ck/v3-f32-single" "$dir/no/such/out" --layout hf
 expect_error "convert to a file path that is a folder" "not a folder" "$eva" convert "$dir/ck/v3-f32-single" "$dir/ck/v3-f32-single.ref.safetensors" --layout hf
 
 # V3's released config alone: the report's figures.
@@ -102,7 +103,7 @@ p = r["parameters"]
 assert p["fp8_scales"] == scales, (p["fp8_scales"], scales)
 assert p["stored_elements"] == elements, (p["stored_elements"], elements)
 s = r["fp8_scales"]
-assert r["layout"] == "hf" and r["stored_by_dtype"]["F8_E4M3"]["tensors"] == s["tensors"] == 40, r
+assert r["layout"] == "hf" and r["mtp_modules"] == 1 and r["stored_by_dtype"]["F8_E4M3"]["tensors"] == s["tensors"], r
 assert s["partial_blocks"] > 0 and s["blocks"] > s["partial_blocks"], s
 PY
 

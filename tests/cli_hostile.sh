@@ -137,6 +137,7 @@ cp ck.optim.safetensors other.optim.safetensors
 expect_error "torn pair (old optimizer, new model)" "the pair is torn" "$eva" train --resume other.safetensors --data text.txt
 rm -f other.optim.safetensors
 expect_error "missing optimizer file" "cannot open" "$eva" train --resume other.safetensors --data text.txt
+expect_error "init --out a directory" "is a directory" "$eva" init --config tiny.json --out adir
 expect_error "train --out a directory" "is a directory" "$eva" "${train[@]}" --steps 1 --out adir
 expect_error "train --out in a missing folder" "does not exist" "$eva" "${train[@]}" --steps 1 --out nofolder/x.safetensors
 expect_error "--save-every without --out" "needs --out" "$eva" "${train[@]}" --steps 2 --save-every 1
@@ -233,6 +234,8 @@ expect_error "a directory as moe --input" "is a directory" "$eva" moe route --in
 expect_error "a directory as --weights" "directory" "$eva" generate --weights adir
 printf 'x' >one_byte.safetensors
 expect_error "a 1-byte checkpoint" "too short" "$eva" generate --weights one_byte.safetensors
+echo '{"dim": 1e999}' >huge_number.json
+expect_error "a number beyond double (found by fuzz_config)" "number overflow" "$eva" init --config huge_number.json --out new.safetensors
 echo '[1]' >array.json
 expect_error "a config that is an array" "must be a JSON object" "$eva" init --config array.json --out new.safetensors
 printf '1.0\n0x3F80\n' >values.txt

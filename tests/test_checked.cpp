@@ -65,6 +65,9 @@ TEST_CASE("model_bytes: the bytes model_alloc allocates, known from the config a
             CHECK(model_bytes(a, mc, sizeof(double)) == 2 * allocated);
         }
     }
+    // The figure docs/architecture.md quotes for `eva init --config v2-lite` (fp32, aux-free balancing).
+    const ModelArgs lite = preset("v2-lite");
+    CHECK(format_bytes(model_bytes(lite, moe_config(lite))) == "62.8 GB");
     // V3 (6.7e11 parameters, 2.7 TB in fp32) is counted without overflow, and refused by memory, not by wrap.
     const ModelArgs v3 = preset("v3");
     CHECK(model_bytes(v3, moe_config(v3, Balance::none)) == 4 * parameter_count(v3));

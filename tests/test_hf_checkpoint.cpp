@@ -32,7 +32,7 @@ double ofp8_value(std::uint8_t code, int E, int M, int bias) {
     return s ? -mag : mag;
 }
 
-eva::ModelArgs tiny(bool q_lora, const std::string& score) {
+eva::ModelArgs tiny(bool q_lora, const std::string& score, int mtp) {
     // dim 136 and inter 130: two 128-blocks each way, the second partial.
     return eva::model_args_from_json({{"max_seq_len", 32}, {"original_seq_len", 8}, {"rope_factor", 4.0}, {"mscale", 0.707},
                                       {"vocab_size", 40}, {"dim", 136}, {"inter_dim", 130}, {"moe_inter_dim", 24},
@@ -40,12 +40,12 @@ eva::ModelArgs tiny(bool q_lora, const std::string& score) {
                                       {"n_shared_experts", 1}, {"n_activated_experts", 2}, {"n_expert_groups", 2},
                                       {"n_limited_groups", 1}, {"score_func", score}, {"q_lora_rank", q_lora ? 24 : 0},
                                       {"kv_lora_rank", 16}, {"qk_nope_head_dim", 8}, {"qk_rope_head_dim", 4},
-                                      {"v_head_dim", 8}});
+                                      {"v_head_dim", 8}, {"n_mtp_layers", mtp}});
 }
 
 eva::Model<float> tiny_model(bool q_lora, const std::string& score, eva::Balance balance) {
     eva::Rng rng(7);
-    const eva::ModelArgs a = tiny(q_lora, score);
+    const eva::ModelArgs a = tiny(q_lora, score, score == "sigmoid" ? 1 : 0);  // V3-like: one MTP module
     eva::Model<float> m = eva::model_init<float>(a, eva::moe_config(a, balance), rng, 0.05);
     // Norm gains and the bias away from their init, so a mix-up of tensors would show.
     for (auto& t : eva::named_tensors(m.w))

@@ -56,15 +56,18 @@ TEST_CASE("hf_config: DeepSeek-V3's config.json is the official 671B ModelArgs",
     CHECK(c.fp8);
     CHECK(c.gate_bias);  // noaux_tc: e_score_correction_bias, eva's aux-free selection bias
     CHECK(c.n_mtp_layers == 1);
+    CHECK(c.args.n_mtp_layers == 1);
+    eva::ModelArgs main = c.args;  // the main model alone
+    main.n_mtp_layers = 0;
     CHECK(c.moe().balance == eva::Balance::aux_free);
     // The report: 671B total, 37B activated (README_WEIGHTS: 36.7B; eva also counts the embedding rows).
-    CHECK(eva::parameter_count(c.args) / 100'000'000 == 6710);
-    const double active = double(eva::parameter_count(c.args, true)) / 1e9;
+    CHECK(eva::parameter_count(main) / 100'000'000 == 6710);
+    const double active = double(eva::parameter_count(main, true)) / 1e9;
     CHECK(active > 36.5);
     CHECK(active < 38.0);
     // 685B on the release: main model, the MTP module with its copies of embed and head, biases, scales.
-    const auto mtp = eva::mtp_parameter_count(c.args, 1);
-    const double stored = double(eva::parameter_count(c.args) + mtp.stored + 59 * 256 + eva::fp8_scale_count(c.args, 1)) / 1e9;
+    const auto mtp = eva::mtp_parameter_count(c.args);
+    const double stored = double(eva::parameter_count(main) + mtp.stored + 59 * 256 + eva::fp8_scale_count(c.args)) / 1e9;
     CHECK(stored > 684.5);
     CHECK(stored < 685.5);
     CHECK(double(mtp.unique) / 1e9 == Approx(11.6).margin(0.1));  // README_WEIGHTS: 11.5B unique + eh_proj/norms

@@ -2,6 +2,7 @@
 #include "eva/fp8.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <string>
@@ -503,12 +504,17 @@ float parse_number(const char* b, const char* e, std::size_t line) {
         std::memcpy(&x, &u, 4);
         return x;
     }
-    if (b == e) fail();
-    float x;
-    auto r = std::from_chars(b, e, x);
-    if (r.ptr != e) fail();
-    if (r.ec == std::errc::result_out_of_range) return std::strtof(std::string(b, e).c_str(), nullptr);  // ±inf, ±0
-    if (r.ec != std::errc()) fail();
+    // A decimal float, correctly rounded to float32 by strtof (WebAssembly's libc++ has no float
+    // from_chars). strtof alone is laxer than the format: it skips leading blanks and accepts '+' and
+    // hexadecimal floats, so those are refused first. Out of range gives ±inf or ±0, as it should.
+    if (b == e || *b == '+' || std::isspace(static_cast<unsigned char>(*b)) || std::find_if(b, e, [](char c) {
+            return c == 'x' || c == 'X';
+        }) != e)
+        fail();
+    const std::string text(b, e);
+    char* end = nullptr;
+    const float x = std::strtof(text.c_str(), &end);
+    if (end != text.c_str() + text.size()) fail();
     return x;
 }
 

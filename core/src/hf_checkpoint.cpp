@@ -124,9 +124,30 @@ std::string scale_name(const std::string& weight_name, Layout layout) {
     return layout == Layout::eva ? stem + "scale" : weight_name + "_scale_inv";
 }
 
-std::vector<Planned> plan_tensors(const std::vector<NamedTensor<float>>& named, const CheckpointWriteOptions& o) {
+// The tensors a layout stores: the model's, and in the Hugging Face layout each MTP module's copies.
+std::vector<NamedTensor<float>> stored_tensors(const std::vector<NamedTensor<float>>& named, Layout layout,
+                                               std::int64_t n_layers, std::int64_t n_mtp_layers) {
+    std::vector<NamedTensor<float>> all = named;
+    if (layout == Layout::hf) {
+        // The release stores in each MTP module a copy of the embedding and of the head (eva shares them).
+        const auto find = [&](const std::string& n) {
+            return *std::find_if(named.begin(), named.end(), [&](const auto& t) { return t.name == n; });
+        };
+        for (std::int64_t k = 0; k < n_mtp_layers; ++k) {
+            const std::string p = "layers." + std::to_string(n_layers + k) + ".";
+            NamedTensor<float> e = find("embed.weight"), h = find("head.weight");
+            e.name = p + "embed_tokens.weight";
+            h.name = p + "shared_head.head.weight";
+            all.push_back(e);
+            all.push_back(h);
+        }
+    }
+    return all;
+}
+
+std::vector<Planned> plan_tensors(const std::vector<NamedTensor<float>>& all, const CheckpointWriteOptions& o) {
     std::vector<Planned> plan;
-    for (const auto& t : named) {
+    for (const auto& t : all) {
         const std::string out_name = o.layout == Layout::hf ? hf_tensor_name(t.name) : t.name;
         const std::size_t n = element_count(t.shape, t.name);
         const bool bias = t.name.size() > 5 && t.name.substr(t.name.size() - 5) == ".bias";
@@ -425,7 +446,7 @@ Checkpoint Checkpoint::open(const std::string& path) {
                             (sharded ? "the index does not name it" : "no index") + ")");
     }
 
-    const std::int64_t L = c.config_.args.n_layers, mtp = c.config_.n_mtp_layers;
+    const std::int64_t L = c.config_.args.n_layers, mtp = c.config_.args.n_mtp_layers;
     std::map<std::string, std::string> seen;  // stored name → shard
     for (const auto& f : c.files_) {
         for (const auto& [name, e] : f->entries()) {
@@ -444,8 +465,13 @@ Checkpoint Checkpoint::open(const std::string& path) {
                 if (layer >= L + mtp)
                     throw FileError(path + ": tensor \"" + preview(name) + "\" belongs to layer " + std::to_string(layer) +
                                     ", beyond num_hidden_layers + num_nextn_predict_layers = " + std::to_string(L + mtp));
-                c.skipped_.push_back(name);  // an MTP module: the model here has none (as the official converter)
-                continue;
+                // An MTP module stores its own copies of the embedding and the head; eva's modules share
+                // the main model's (as the V3 report describes), so the copies are not loaded.
+                const std::string tail = join(parts, 3);
+                if (tail == "embed_tokens.weight" || tail == "shared_head.head.weight") {
+                    c.skipped_.push_back(name);
+                    continue;
+                }
             }
             const std::string ev = eva_tensor_name(name);
             const bool scale = parts.back() == "weight_scale_inv";
@@ -540,13 +566,16 @@ bool is_fp8_linear(const std::string& eva_name, std::size_t rank) {
     if (rank != 2 || eva_name.rfind("layers.", 0) != 0) return false;
     const std::string tail = ".weight";
     if (eva_name.size() < tail.size() || eva_name.substr(eva_name.size() - tail.size()) != tail) return false;
-    // The gate stays in higher precision (DeepSeek-V3 §3.3.1), as in the release.
-    return eva_name.find(".ffn.gate.") == std::string::npos;
+    // The gate stays in higher precision (DeepSeek-V3 §3.3.1), as in the release; so do an MTP module's
+    // copies of the embedding and the head.
+    return eva_name.find(".ffn.gate.") == std::string::npos && eva_name.find(".embed_tokens.") == std::string::npos &&
+           eva_name.find(".shared_head.head.") == std::string::npos;
 }
 
 void save_checkpoint(Model<float>& m, const std::string& path, const CheckpointWriteOptions& o, const json& metadata) {
     const std::vector<NamedTensor<float>> named = named_tensors(m.w);
-    const std::vector<Planned> plan = plan_tensors(named, o);
+    const std::vector<NamedTensor<float>> all = stored_tensors(named, o.layout, m.args.n_layers, m.args.n_mtp_layers);
+    const std::vector<Planned> plan = plan_tensors(all, o);
     if (o.layout == Layout::eva) {
         ModelArgs args = m.args;
         args.dtype = o.dtype == StoreDType::fp8 ? "fp8" : "bf16";
@@ -568,8 +597,10 @@ void save_checkpoint(Model<float>& m, const std::string& path, const CheckpointW
     if (fs::exists(path) && !is_directory(path)) throw FileError(path + ": exists and is not a folder");
     // Everything goes into a temporary folder beside the target, renamed over it at the end.
     const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-    fs::remove_all(tmp);
-    if (!fs::create_directory(tmp)) throw FileError(path + ": cannot create " + tmp);
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    if (!fs::create_directory(tmp, ec))
+        throw FileError(path + ": cannot create the temporary folder " + tmp + " (" + ec.message() + ")");
     try {
         // Shards filled in order up to max_shard_bytes (an FP8 weight and its scale stay together).
         std::vector<std::vector<const Planned*>> shards(1);
@@ -609,28 +640,26 @@ void save_checkpoint(Model<float>& m, const std::string& path, const CheckpointW
         fs::rename(tmp, path);
         if (had) fs::remove_all(old);
     } catch (const fs::filesystem_error& e) {
-        fs::remove_all(tmp);
+        fs::remove_all(tmp, ec);
         throw FileError(path + ": " + e.what());
     } catch (...) {
-        fs::remove_all(tmp);
+        fs::remove_all(tmp, ec);
         throw;
     }
 }
 
 // -------------------------------------------------------------------------------------- inspecting
-MtpParameterCount mtp_parameter_count(const ModelArgs& args, std::int64_t n_mtp_layers) {
-    // One more MoE block is exactly what parameter_count adds for one more layer past the dense ones.
-    ModelArgs more = args;
-    more.n_layers += 1;
-    const std::uint64_t D = std::uint64_t(args.dim);
-    const std::uint64_t block = parameter_count(more) - parameter_count(args);
-    const std::uint64_t unique = block + 2 * D * D + 3 * D;  // + eh_proj [D, 2D], enorm, hnorm, shared_head.norm
-    const std::uint64_t copies = 2 * std::uint64_t(args.vocab_size) * D;  // embed_tokens, shared_head.head
-    const std::uint64_t n = std::uint64_t(n_mtp_layers);
-    return {n * unique, n * (unique + copies)};
+MtpParameterCount mtp_parameter_count(const ModelArgs& args) {
+    // parameter_count counts the modules (eva/mtp.hpp); the difference to the main model is theirs.
+    ModelArgs main = args;
+    main.n_mtp_layers = 0;
+    const std::uint64_t unique = parameter_count(args) - parameter_count(main);
+    const std::uint64_t copies = 2 * std::uint64_t(args.vocab_size) * std::uint64_t(args.dim);  // embed_tokens, shared_head.head
+    return {unique, unique + std::uint64_t(args.n_mtp_layers) * copies};
 }
 
-std::uint64_t fp8_scale_count(const ModelArgs& a, std::int64_t n_mtp_layers) {
+std::uint64_t fp8_scale_count(const ModelArgs& a) {
+    const std::int64_t n_mtp_layers = a.n_mtp_layers;
     using u64 = std::uint64_t;
     const auto blocks = [](std::int64_t rows, std::int64_t cols) {
         return u64((rows + 127) / 128) * u64((cols + 127) / 128);
@@ -691,13 +720,15 @@ json inspect_checkpoint(const std::string& path) {
     r["config"] = to_json(a);
     r["gate_bias"] = cfg.gate_bias;
     r["fp8_weights"] = cfg.fp8;
-    r["mtp_modules"] = cfg.n_mtp_layers;
+    r["mtp_modules"] = a.n_mtp_layers;
 
-    const std::uint64_t total = parameter_count(a), active = parameter_count(a, true);
-    const MtpParameterCount mtp = mtp_parameter_count(a, cfg.n_mtp_layers);
+    ModelArgs main = a;  // the main model alone: the release's 671B / 37B
+    main.n_mtp_layers = 0;
+    const std::uint64_t total = parameter_count(main), active = parameter_count(main, true);
+    const MtpParameterCount mtp = mtp_parameter_count(a);
     // What a hub page counts: every stored element, so also the gate biases and, for FP8, the scales.
-    const std::uint64_t biases = cfg.gate_bias ? std::uint64_t(a.n_layers - a.n_dense_layers + cfg.n_mtp_layers) * std::uint64_t(a.n_routed_experts) : 0;
-    const std::uint64_t scales = cfg.fp8 ? fp8_scale_count(a, cfg.n_mtp_layers) : 0;
+    const std::uint64_t biases = cfg.gate_bias ? std::uint64_t(a.n_layers - a.n_dense_layers + a.n_mtp_layers) * std::uint64_t(a.n_routed_experts) : 0;
+    const std::uint64_t scales = cfg.fp8 ? fp8_scale_count(a) : 0;
     r["parameters"] = {{"total", total},
                        {"activated_per_token", active},
                        {"mtp_unique", mtp.unique},

@@ -279,6 +279,7 @@ HfConfig hf_config_from_json(const json& j) {
         c.n_mtp_layers = get_int(j["num_nextn_predict_layers"], "num_nextn_predict_layers");
         if (c.n_mtp_layers < 0 || c.n_mtp_layers > 8)
             throw field_error("num_nextn_predict_layers", "between 0 and 8", j["num_nextn_predict_layers"]);
+        a.n_mtp_layers = c.n_mtp_layers;  // the modules are loaded (eva/mtp.hpp), as layers n_layers + k
     }
     read_quantization(j.contains("quantization_config") ? j["quantization_config"] : json(nullptr), c);
     if (a.n_routed_experts <= 0) throw field_error("n_routed_experts", "a positive integer (eva's FFN after the dense layers is MoE)", j["n_routed_experts"]);
@@ -338,7 +339,7 @@ json hf_config_to_json(const HfConfig& c) {
     j["moe_layer_freq"] = 1;
     j["tie_word_embeddings"] = false;
     j["attention_bias"] = false;
-    j["num_nextn_predict_layers"] = c.n_mtp_layers;
+    j["num_nextn_predict_layers"] = a.n_mtp_layers;
     if (c.fp8) {
         j["quantization_config"] = {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
                                     {"weight_block_size", {128, 128}}};

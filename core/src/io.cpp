@@ -180,7 +180,8 @@ void AtomicWriter::write(const char* data, std::size_t n) {
 void AtomicWriter::commit() {
     if (fd_ < 0) throw FileError(path_ + ": commit after failure");
     // On disk before the rename: a crash then leaves either the old file or the whole new one.
-    if (::fsync(fd_) != 0 && errno != EINVAL) throw fail("write failed");
+    // (A file system without fsync — EINVAL, ENOSYS in some sandboxes — is not an error; a disk error is.)
+    if (::fsync(fd_) != 0 && (errno == EIO || errno == ENOSPC || errno == EDQUOT)) throw fail("write failed");
     const int fd = fd_;
     fd_ = -1;
     if (::close(fd) != 0) throw fail("write failed");

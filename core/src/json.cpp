@@ -56,7 +56,8 @@ nlohmann::json parse_json(std::string_view text, const std::string& source) {
     try {
         // parse() over the whole range is strict: anything but whitespace after the value is an error.
         return json::parse(text.begin(), text.end(), limit_depth);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
+        // parse_error, and out_of_range for a number beyond double ("1e999", found by fuzz_config).
         throw FileError(source + ": not valid JSON (" + short_parse_message(e.what()) + ")");
     }
 }

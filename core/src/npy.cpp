@@ -159,14 +159,15 @@ NpyArray parse_npy(std::string_view bytes, const std::string& source, std::size_
     else if (h.descr == "<f8") item = 8;
     else throw bad("dtype '" + preview(h.descr) + "'; allowed: little-endian float32 '<f4' or float64 '<f8'");
     if (h.fortran_order) throw bad("Fortran order; save the array in C order");
+    // The product first (in 64 bits, checked), then whether this platform can address it (wasm: 32 bits).
+    const std::uint64_t count = checked_product(h.shape.data(), h.shape.size(), source + " shape");
+    const std::uint64_t need = checked_mul(count, item, source + " data size");
     std::vector<std::size_t> shape(h.shape.size());
     for (std::size_t i = 0; i < shape.size(); ++i) shape[i] = to_size(h.shape[i], source + " shape");
     if (shape.size() < min_rank || shape.size() > max_rank)
         throw ShapeError(source + ": the array has rank " + std::to_string(shape.size()) + " " + shape_text(shape) +
                          "; allowed: " + (min_rank == max_rank ? std::to_string(min_rank)
                                                                : std::to_string(min_rank) + " to " + std::to_string(max_rank)));
-    const std::uint64_t count = checked_product(h.shape.data(), h.shape.size(), source + " shape");
-    const std::uint64_t need = checked_mul(count, item, source + " data size");
     const std::size_t have = bytes.size() - data_offset;
     if (need != have)
         throw bad("shape " + shape_text(shape) + " of " + h.descr + " needs " + std::to_string(need) +
@@ -177,7 +178,7 @@ NpyArray parse_npy(std::string_view bytes, const std::string& source, std::size_
     a.data.resize(std::size_t(count));
     const char* p = bytes.data() + data_offset;  // little-endian, like both of eva's targets
     if (item == 4) {
-        std::memcpy(a.data.data(), p, std::size_t(need));
+        if (need > 0) std::memcpy(a.data.data(), p, std::size_t(need));  // (a null data() when empty)
     } else {
         for (std::size_t i = 0; i < a.data.size(); ++i) {
             double d;

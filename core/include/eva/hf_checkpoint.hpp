@@ -9,8 +9,9 @@
 // Names map exactly as the official inference/convert.py maps them: drop `model.`, self_attn → attn,
 // mlp → ffn, kv_a_proj_with_mqa → wkv_a, gate_proj/down_proj/up_proj → w1/w2/w3,
 // e_score_correction_bias → bias, weight_scale_inv → scale, lm_head → head, … (one table, both ways).
-// Layers at index ≥ num_hidden_layers are the MTP modules; a model without MTP skips them, as the
-// official converter does, and says so.
+// Layers at index ≥ num_hidden_layers are the MTP modules (num_nextn_predict_layers → n_mtp_layers,
+// eva/mtp.hpp), loaded under the same names; their stored copies of the embedding and the head are
+// skipped, since eva's modules share the main model's (the official converter drops the module).
 //
 // Loading maps every file (no copy), checks the whole folder's headers first — every tensor the config
 // implies present exactly once with its shape, a known dtype, a scale of the right shape for each FP8
@@ -83,7 +84,7 @@ public:
     const nlohmann::json& metadata() const { return metadata_; }
     const std::vector<std::string>& files() const { return file_names_; }
     std::uint64_t file_bytes() const { return file_bytes_; }
-    /// Stored names of MTP-module tensors this model does not load (num_nextn_predict_layers > 0).
+    /// Stored names not loaded: each MTP module's copies of the embedding and the head (eva shares them).
     const std::vector<std::string>& skipped() const { return skipped_; }
 
     /// One stored tensor: its file, stored name and, for FP8, its scale.
@@ -147,10 +148,10 @@ nlohmann::json inspect_checkpoint(const std::string& path);
 struct MtpParameterCount {
     std::uint64_t unique = 0, stored = 0;
 };
-MtpParameterCount mtp_parameter_count(const ModelArgs& args, std::int64_t n_mtp_layers);
+MtpParameterCount mtp_parameter_count(const ModelArgs& args);  // args.n_mtp_layers modules
 
 /// Elements of all weight_scale_inv tensors of an FP8 checkpoint (one per 128×128 block of every Linear
 /// weight inside the blocks, the MTP modules' included).
-std::uint64_t fp8_scale_count(const ModelArgs& args, std::int64_t n_mtp_layers);
+std::uint64_t fp8_scale_count(const ModelArgs& args);
 
 }  // namespace eva

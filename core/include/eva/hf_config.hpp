@@ -26,7 +26,8 @@ struct HfConfig {
     bool gate_bias = false;
     /// quantization_config present: Linear weights stored as FP8 (E4M3) with 128×128 `weight_scale_inv`.
     bool fp8 = false;
-    /// num_nextn_predict_layers: MTP modules stored as layers n_layers … n_layers + n_mtp_layers − 1.
+    /// num_nextn_predict_layers: MTP modules stored as layers n_layers … n_layers + n_mtp_layers − 1
+    /// (also args.n_mtp_layers: eva loads them).
     std::int64_t n_mtp_layers = 0;
     std::string model_type = "deepseek_v3";  // "deepseek_v2" | "deepseek_v3"
 
