@@ -42,13 +42,11 @@ std::string parent_dir(const std::string& path) {
     return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-}  // namespace
-
-std::string read_input_file(const std::string& path, std::uint64_t max_bytes, const std::string& what) {
-    const std::string name = what.empty() ? path : what + " " + path;
-    // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then tells what was opened, so the
-    // check and the read concern the same file.
-    Fd f{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
+// Opens `path` into f and returns its size: a regular file of at most max_bytes, else a FileError naming
+// `name`. O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then tells what was opened, so the
+// check and the read (or the mapping) concern the same file.
+std::uint64_t open_regular_input(Fd& f, const std::string& path, std::uint64_t max_bytes, const std::string& name) {
+    f.fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (f.fd < 0) throw FileError(name + ": cannot open (" + why() + ")");
     struct stat st {};
     if (::fstat(f.fd, &st) != 0) throw FileError(name + ": cannot stat (" + why() + ")");
@@ -56,6 +54,15 @@ std::string read_input_file(const std::string& path, std::uint64_t max_bytes, co
     const auto size = std::uint64_t(st.st_size);
     if (size > max_bytes)
         throw FileError(name + ": is " + format_bytes(size) + "; at most " + format_bytes(max_bytes) + " are allowed here");
+    return size;
+}
+
+}  // namespace
+
+std::string read_input_file(const std::string& path, std::uint64_t max_bytes, const std::string& what) {
+    const std::string name = what.empty() ? path : what + " " + path;
+    Fd f{-1};
+    const std::uint64_t size = open_regular_input(f, path, max_bytes, name);
     require_memory(size, "reading " + name);
     std::string bytes(std::size_t(size), '\0');
     std::size_t got = 0;
@@ -110,14 +117,8 @@ std::shared_ptr<const InputBytes> map_input_file(const std::string& path, std::u
     return std::make_shared<StringBytes>(read_input_file(path, max_bytes, what));
 #else
     const std::string name = what.empty() ? path : what + " " + path;
-    Fd f{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
-    if (f.fd < 0) throw FileError(name + ": cannot open (" + why() + ")");
-    struct stat st {};
-    if (::fstat(f.fd, &st) != 0) throw FileError(name + ": cannot stat (" + why() + ")");
-    if (!S_ISREG(st.st_mode)) throw FileError(name + ": is " + kind(st.st_mode) + ", not a regular file");
-    const auto size = std::uint64_t(st.st_size);
-    if (size > max_bytes)
-        throw FileError(name + ": is " + format_bytes(size) + "; at most " + format_bytes(max_bytes) + " are allowed here");
+    Fd f{-1};
+    const std::uint64_t size = open_regular_input(f, path, max_bytes, name);
     if (size == 0) return std::make_shared<StringBytes>(std::string());
     auto m = std::make_shared<MappedBytes>();
     m->length = to_size(size, name);
