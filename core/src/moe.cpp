@@ -340,12 +340,11 @@ void update_bias(std::vector<T>& bias, const std::vector<std::size_t>& counts, d
     }
 }
 
-template <class T>
-RoutingStats routing_stats(const MoeConfig& cfg, const Routing<T>& r, const std::vector<T>& bias) {
+RoutingStats load_statistics(const std::vector<std::size_t>& counts) {
     RoutingStats st;
-    const std::size_t E = r.n_experts;
-    st.tokens_per_expert = expert_counts(r);
-    const double total = double(r.n_tokens * r.top_k), mean = total / double(E);
+    const std::size_t E = counts.size();
+    st.tokens_per_expert = counts;
+    const double total = double(std::accumulate(counts.begin(), counts.end(), std::size_t(0))), mean = total / double(E);
     double var = 0, ent = 0, mx = 0;
     for (std::size_t c : st.tokens_per_expert) {
         const double p = total > 0 ? double(c) / total : 0;
@@ -359,6 +358,12 @@ RoutingStats routing_stats(const MoeConfig& cfg, const Routing<T>& r, const std:
         st.cv = std::sqrt(var) / mean;
         st.entropy = E > 1 ? ent / std::log(double(E)) : 1.0;
     }
+    return st;
+}
+
+template <class T>
+RoutingStats routing_stats(const MoeConfig& cfg, const Routing<T>& r, const std::vector<T>& bias) {
+    RoutingStats st = load_statistics(expert_counts(r));
     if (cfg.n_shared_experts > 0 && r.n_tokens > 0) {
         const double routed = double(std::accumulate(r.weights.begin(), r.weights.end(), T(0))) / double(r.n_tokens);
         st.shared_fraction = 1.0 / (1.0 + routed);

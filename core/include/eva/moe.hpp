@@ -127,6 +127,9 @@ struct RoutingStats {
     nlohmann::json to_json() const;
 };
 
+/// The load figures (tokens_per_expert … entropy) of per-expert slot counts, e.g. summed over ranks.
+RoutingStats load_statistics(const std::vector<std::size_t>& counts);
+
 template <class T>
 RoutingStats routing_stats(const MoeConfig& cfg, const Routing<T>& r, const std::vector<T>& bias);
 
