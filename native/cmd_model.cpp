@@ -158,6 +158,8 @@ std::string num(double v) {
 }
 
 void run_train(TrainOptions o) {
+    // Under mpirun, join the run first: an error from here on names its rank and ends every rank.
+    Comm& comm = world();
     // Everything that can be checked before the work starts is: outputs first, so that a bad --out is
     // not discovered after an hour of training.
     if (!o.out.empty()) {
@@ -210,7 +212,6 @@ void run_train(TrainOptions o) {
     }
     // Under mpirun every rank runs this function; rank 0 alone evaluates, samples and prints (all ranks
     // hold the same weights after every step), and Trainer::save writes on rank 0 only.
-    Comm& comm = world();
     Trainer tr(m, corpus, o.t, &comm);
     if (!o.resume.empty()) tr.resume(o.resume, st);
     const bool lead = comm.rank() == 0;

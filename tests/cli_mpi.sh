@@ -9,7 +9,7 @@
 # The reference is the plain `eva train` process (no MPI at all); the comparison is a separate Python
 # script that reads the JSON lines. Usage: tests/cli_mpi.sh path/to/eva (an EVA_MPI build)
 set -uo pipefail
-eva=$1
+eva=$(realpath "$1")
 py=/usr/bin/python3
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -117,7 +117,7 @@ fault "bad input on rank 1" 2 "eva: error: rank 1 of 2: " \
 fault "another seed on rank 1" 2 "starts from another config, corpus or model than rank 0" \
   mpirun --oversubscribe -np 1 "$eva" "${train[@]}" : -np 1 "$eva" "${train[@]}" --seed 2
 # Four ranks on a shard count they cannot share.
-fault "4 ranks, 2 shards" 2 "4 ranks cannot share 2 gradient shards" mpi 4 "$eva" "${train[@]}" --shards 2
+fault "4 ranks, 2 shards" 2 "4 ranks cannot share 2 gradient shards" mpirun --oversubscribe -np 4 "$eva" "${train[@]}" --shards 2
 
 # A killed rank: a long run saving every step; once a checkpoint exists, rank 1 is killed with SIGKILL.
 # The run must end promptly, with the checkpoint a consistent pair that resumes.
@@ -134,7 +134,10 @@ wait $launcher
 status=$?
 [[ $rc == 0 && $((SECONDS - t0)) -lt 60 ]] || fail "killed rank: the run did not end within 60 s"
 [[ $status != 0 ]] || fail "killed rank: the launcher exited 0"
-for r in $ranks; do kill -0 "$r" 2>/dev/null && fail "killed rank: rank pid $r still runs"; done
+for r in $ranks; do
+  timeout 10 bash -c "while kill -0 $r 2>/dev/null; do sleep 0.1; done" || fail "killed rank: rank pid $r still runs"
+done
+grep -q "eva: error: rank 0 of 2: stopped by mpirun" kill.err || fail "killed rank: rank 0 did not say why it stopped: $(head -c 400 kill.err)"
 ls kill*.tmp* >/dev/null 2>&1 && fail "killed rank: a temporary checkpoint file was left behind"
 "$eva" train --resume kill.safetensors --data text.txt --json --threads 1 --steps 100000 --stop-after 1 --out kill.safetensors \
   >/dev/null 2>resume.err || fail "killed rank: the checkpoint does not resume: $(cat resume.err)"

@@ -6,6 +6,11 @@
 // (bad input) prints its one line and calls abort(2), which ends every rank with status 2.
 #include <mpi.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <limits>
 #include <string>
@@ -15,6 +20,16 @@
 
 namespace eva {
 namespace {
+
+// mpirun ends the surviving ranks with SIGTERM when one rank dies (killed, crashed, or exited with an
+// error): each says so in one line and exits with status 2 instead of vanishing silently. The line is
+// formatted in advance: a signal handler may only call async-signal-safe functions (write, _exit).
+char g_stopped[160];
+std::size_t g_stopped_len = 0;
+extern "C" void on_sigterm(int) {
+    if (g_stopped_len) (void)!::write(STDERR_FILENO, g_stopped, g_stopped_len);
+    ::_exit(2);
+}
 
 // Open MPI (OMPI_COMM_WORLD_SIZE) and PMIx-based launchers (PMIX_RANK) both set these for their ranks.
 bool launched_by_mpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK"); }
@@ -33,6 +48,11 @@ public:
         if (!ready) MPI_Init(nullptr, nullptr);
         MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
         MPI_Comm_size(MPI_COMM_WORLD, &size_);
+        const int n = std::snprintf(g_stopped, sizeof g_stopped,
+                                    "eva: error: rank %d of %d: stopped by mpirun (another rank failed, or the run was interrupted)\n",
+                                    rank_, size_);
+        g_stopped_len = n > 0 ? std::min(std::size_t(n), sizeof g_stopped - 1) : 0;
+        std::signal(SIGTERM, on_sigterm);
         std::atexit([] {
             int done = 0;
             MPI_Finalized(&done);
