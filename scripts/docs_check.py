@@ -59,6 +59,7 @@ usage: docs_check.py --eva build/release/eva [--perf docs/performance.json] docs
 import ast
 import json
 import argparse
+import operator
 import os
 import re
 import resource
@@ -337,7 +338,8 @@ class JsonExpr:
             return -v if isinstance(e.op, ast.USub) else v
         if isinstance(e, ast.BinOp) and isinstance(e.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
             a, b = self.node(e.left), self.node(e.right)
-            return {ast.Add: a.__add__, ast.Sub: a.__sub__, ast.Mult: a.__mul__, ast.Div: a.__truediv__}[type(e.op)](b)
+            return {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+                    ast.Div: operator.truediv}[type(e.op)](a, b)
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id in self.FUNCS and not e.keywords:
             return self.FUNCS[e.func.id](*[self.node(x) for x in e.args])
         raise ValueError(f"not allowed in a run: expression: {ast.dump(e)[:60]}")
