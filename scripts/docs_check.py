@@ -41,7 +41,7 @@ the JSON value it must equal:
 `run: COMMAND => EXPR [tol=R]`: COMMAND calls eva like a console block's command (pipes allowed) and
 runs once per page, in order, in one temporary directory per page; its stdout is JSON (or JSON lines,
 read as a list; `_` is the whole document). EXPR is arithmetic (+ − × /, parentheses, numbers, `len`,
-`min`, `max`, `sum`, `abs`) over paths into it (`a.b[0]`, `_[-1].loss`). Without `tol=` the quoted number must
+`min`, `max`, `sum`, `abs`) over paths into it (`a.b[0]`, `_[-1].loss`, slices `a.b[2:]`). Without `tol=` the quoted number must
 equal EXPR rounded to the quoted number of decimals (`1,024` and `1024` are the same number); with
 `tol=R` it may differ by R relative.
 
@@ -73,8 +73,8 @@ NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 FENCE_OPEN = re.compile(r"^```+\s*\{?\.?console\}?\s*$")
 OPTIONS = re.compile(r"^<!--\s*check:(.*)-->\s*$")
 CALLS_EVA = re.compile(r"(?:^|\|\s*)eva(?:\s|$)")
-# A quoted figure may group its digits with commas (1,988).
-GROUPED_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?"
+# A quoted figure may group its digits with commas (1,988) and carry a typographic minus (−0.1).
+GROUPED_NUMBER = r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?"
 PERF_FIGURE = re.compile(r"(" + GROUPED_NUMBER + r"|" + NUMBER.pattern + r")(?:\s+(?:ms|tokens/s|GB/s|GFLOP/s)|[^\s<]*)\s*<!--\s*perf:(.*?)-->")
 PERF_COMMENT = re.compile(r"<!--\s*perf:")
 # A timing in learner prose: a number with a unit that only a benchmark can produce.
@@ -268,7 +268,7 @@ def check_perf(path, perf):
     failures = []
     for n, line in prose_lines(path):
         for m in PERF_FIGURE.finditer(line):
-            quoted, ref = m.group(1).replace(",", ""), m.group(2)
+            quoted, ref = m.group(1).replace(",", "").replace("\u2212", "-"), m.group(2)
             value, err = perf_cell(perf, ref)
             if err is None and not isinstance(value, (int, float)):
                 err = f"the cell {ref.strip()!r} holds {value!r}, not a number"
@@ -333,6 +333,8 @@ class JsonExpr:
                 return v[k]
             except (KeyError, IndexError, TypeError):
                 raise ValueError(f"no element {k!r}")
+        if isinstance(e, ast.Slice):
+            return slice(*[None if x is None else self.node(x) for x in (e.lower, e.upper, e.step)])
         if isinstance(e, ast.UnaryOp) and isinstance(e.op, (ast.USub, ast.UAdd)):
             v = self.node(e.operand)
             return -v if isinstance(e.op, ast.USub) else v
@@ -362,7 +364,7 @@ def check_runs(path, eva):
             if len(RUN_COMMENT.findall(line)) != len(RUN_FIGURE.findall(line)):
                 failures.append(f"{path}:{n}: a run: comment must follow the number it checks")
             for m in RUN_FIGURE.finditer(line):
-                quoted, spec = m.group(1), m.group(2)
+                quoted, spec = m.group(1).replace("\u2212", "-"), m.group(2)
                 tol = None
                 t = re.search(r"\s+tol=(\S+)\s*$", spec)
                 if t:
