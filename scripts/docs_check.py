@@ -28,18 +28,20 @@ docs/performance.json (the file docs/performance.md is rendered from):
 
     a MoE layer costs 0.87×<!-- perf: moe | mini | MoE / dense time --> the dense layer's time
 
-`perf: BENCHMARK | ROW | COLUMN` (with `BENCHMARK/TABLE` when a benchmark has several tables) must name
-an existing cell, and the quoted number must equal that cell rounded to the quoted number of decimals:
+`perf: BENCHMARK | ROW | COLUMN` (with `BENCHMARK/TABLE` when a benchmark has several tables; inside a
+table row the separators are written `\|`, or they would split the row's cells) must name an existing cell, and the quoted number must equal that cell rounded to the quoted number of decimals:
 re-running scripts/bench.py without updating the prose fails the check. A timing (ms, tokens/s, GB/s,
 GFLOP/s) in the prose of a chapter (docs/[1-6]-*.md) must carry such a comment. Every `](figures/X.svg)`
 must exist: committed in docs/figures/ (the concept diagrams) or drawn by scripts/docs_figures.py.
 A figure in prose that eva computes (not a benchmark) is followed by a comment naming the command and
 the JSON value it must equal:
 
-    V3 caches 68.6 KiB<!-- run: eva mla memory --config v3 --seq-len 1 --dtype bf16 --json => schemes[0].bytes_per_token / 1024 --> per token
+    V3 caches 68.6 KiB<!-- run: eva mla memory config=v3 seq-len=1 dtype=bf16 +json => schemes[0].bytes_per_token / 1024 --> per token
 
-`run: COMMAND => EXPR [tol=R]`: COMMAND calls eva like a console block's command (pipes allowed) and
-runs once per page, in order, in one temporary directory per page; its stdout is JSON (or JSON lines,
+`run: COMMAND => EXPR [tol=R]`: COMMAND calls eva like a console block's command (pipes allowed), with
+its options written `name=value` for `--name value` and `+flag` for `--flag`, since an HTML comment may
+not contain `--` (Markdown renderers would show it as text). It runs once per page, in order, in one
+temporary directory per page; its stdout is JSON (or JSON lines,
 read as a list; `_` is the whole document). EXPR is arithmetic (+ − × /, parentheses, numbers, `len`,
 `min`, `max`, `sum`, `abs`) over paths into it (`a.b[0]`, `_[-1].loss`, slices `a.b[2:]`). Without `tol=` the quoted number must
 equal EXPR rounded to the quoted number of decimals (`1,024` and `1024` are the same number); with
@@ -230,7 +232,7 @@ def run_block(block, eva, timings):
 
 def perf_cell(perf, ref):
     """The value of `BENCHMARK[/TABLE] | ROW | COLUMN` in performance.json, or an error message."""
-    parts = [p.strip() for p in ref.split("|")]
+    parts = [p.strip() for p in ref.replace("\\|", "|").split("|")]
     if len(parts) != 3:
         return None, f"perf reference {ref.strip()!r} is not BENCHMARK | ROW | COLUMN"
     bench, row, col = parts
@@ -279,6 +281,12 @@ def check_perf(path, perf):
             if abs(float(quoted) - value) > 0.5 * 10 ** -decimals * (1 + 1e-9):
                 failures.append(f"{path}:{n}: quoted {quoted}, performance.json has {value:.{decimals + 2}f} "
                                 f"({ref.strip()})")
+        for c in re.finditer(r"<!--(.*?)-->", line):
+            if "--" in c.group(1):
+                failures.append(f"{path}:{n}: an HTML comment may not contain -- (Markdown would show it as text)")
+        if line.lstrip().startswith("|") and re.search(r"<!--[^>]*(?<!\\)\|[^>]*-->", line):
+            failures.append(f"{path}:{n}: inside a table row, write the |s of a comment as \\| "
+                            f"(a bare | splits the row's cells)")
         if len(PERF_COMMENT.findall(line)) != len(PERF_FIGURE.findall(line)):
             failures.append(f"{path}:{n}: a perf comment must follow the number it checks")
         rest = RUN_FIGURE.sub("", PERF_FIGURE.sub("", line))
@@ -355,6 +363,20 @@ def parse_output(text):
         return [json.loads(l) for l in text.splitlines() if l.strip()]
 
 
+def run_command(text):
+    """A run: comment's command as the shell runs it: `name=value` → `--name value`, `+flag` → `--flag`."""
+    words = []
+    for w in text.split(" "):
+        m = re.fullmatch(r"([a-z][a-z0-9-]*)=(\S+)", w)
+        if m:
+            words += ["--" + m.group(1), m.group(2)]
+        elif re.fullmatch(r"\+[a-z][a-z0-9-]*", w):
+            words.append("--" + w[1:])
+        else:
+            words.append(w)
+    return " ".join(words)
+
+
 def check_runs(path, eva):
     """Every run: figure equals its command's JSON value (at the quoted precision, or within tol=)."""
     failures, outputs = [], {}
@@ -372,7 +394,12 @@ def check_runs(path, eva):
                 if "=>" not in spec:
                     failures.append(f"{path}:{n}: run: needs COMMAND => EXPR")
                     continue
+                if "--" in spec:
+                    failures.append(f"{path}:{n}: in a run: comment write --name value as name=value and "
+                                    f"--flag as +flag (an HTML comment may not contain --)")
+                    continue
                 command, expr = (x.strip() for x in spec.rsplit("=>", 1))
+                command = run_command(command)
                 if not CALLS_EVA.search(command):
                     failures.append(f"{path}:{n}: a run: command must call eva: {command}")
                     continue
