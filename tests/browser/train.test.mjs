@@ -46,6 +46,7 @@ test("?panel=train&embed=1 renders the panel alone, without console errors", asy
   const s = await trainState(page);
   assert.equal(s.drawn, true);
   assert.equal(s.running, false);
+  assert.equal(s.gamma.toFixed(4), "0.0200");  // train_protocol::kPanelGamma (tests/test_train_panel.cpp checks its run)
   const shot = await page.screenshot({ path: join(root, "build", "wasm", "train.png") });
   const colours = distinctColours(shot);
   // Measured: ~25 colours before training starts (text, widgets), hundreds with the charts; blank: 1.
@@ -145,4 +146,19 @@ test("selfTest(): the wasm core's training losses match the native eva train", a
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a trainer whose worker dies is reported as failed, not left busy", async () => {
+  const { page, errors } = await open("?panel=train&embed=1");
+  await page.waitForFunction(() => window.eva.frames >= 5, null, { timeout: 30000 });
+  await click(page, (await trainState(page)).button);
+  await page.waitForFunction(() => window.eva.state("train").runs.every((r) => r.state >= 1), null, { timeout: 30000 });
+  // What the browser does when a worker's wasm aborts (out of memory): an "error" event on its Worker.
+  await page.evaluate(() => Browser.workers.filter((w) => w)[0].worker.dispatchEvent(
+    new ErrorEvent("error", { message: "RuntimeError: Aborted(OOM)" })));
+  await page.waitForFunction(() => window.eva.state("train").runs.some((r) => r.state === 3), null, { timeout: 30000 });
+  const failed = (await trainState(page)).runs.find((r) => r.state === 3);
+  assert.match(failed.error, /worker died \(RuntimeError: Aborted\(OOM\); out of memory\?\)/);
+  assert.deepEqual(errors, []);
+  await page.close();
 });
