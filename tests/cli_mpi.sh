@@ -31,7 +31,7 @@ import random
 random.seed(3)
 words = 'the quick brown fox jumps over lazy dog and cat sat on a mat while rain fell'.split()
 print(' '.join(random.choice(words) for _ in range(3000)))" >text.txt
-train=(train --config tiny.json --data text.txt --batch 8 --seq-len 16 --warmup 2 --steps 6 --eval-every 3 --json --threads 1)
+train=(train --config tiny.json --data text.txt --batch 8 --seq-len 16 --warmup 2 --steps 6 --eval-every 3 --json --threads 1 --shards 4)
 
 # same A B: every step line and the final line agree in every field but the timing and traffic ones.
 same() {

@@ -43,7 +43,7 @@ struct TrainConfig {
     int eval_batches = 8;  // validation windows per evaluation, batch·eval_batches in total
     LinearPrecision precision = LinearPrecision::fp32;  // the blocks' Linear GEMMs: fp32 or FP8 emulation
     double mtp_lambda = 0.3;  // weight λ of the MTP loss (λ/D)·Σ_k CE_k (DeepSeek-V3: 0.3, then 0.1)
-    int shards = 0;  // gradient shards per step (0: default_shards(batch)); checkpoints of older versions: 1
+    int shards = 0;  // gradient shards per step (0: 1 alone, default_shards(batch) on several ranks); older checkpoints: 1
 
     /// ConfigError naming the first value outside its range (betas in [0, 1), eps > 0, …).
     void validate(const ModelArgs& args) const;
