@@ -28,18 +28,40 @@ docs/performance.json (the file docs/performance.md is rendered from):
 
     a MoE layer costs 0.87×<!-- perf: moe | mini | MoE / dense time --> the dense layer's time
 
-`perf: BENCHMARK | ROW | COLUMN` (with `BENCHMARK/TABLE` when a benchmark has several tables) must name
-an existing cell, and the quoted number must equal that cell rounded to the quoted number of decimals:
+`perf: BENCHMARK | ROW | COLUMN` (with `BENCHMARK/TABLE` when a benchmark has several tables; inside a
+table row the separators are written `\|`, or they would split the row's cells) must name an existing cell, and the quoted number must equal that cell rounded to the quoted number of decimals:
 re-running scripts/bench.py without updating the prose fails the check. A timing (ms, tokens/s, GB/s,
 GFLOP/s) in the prose of a chapter (docs/[1-6]-*.md) must carry such a comment. Every `](figures/X.svg)`
 must exist: committed in docs/figures/ (the concept diagrams) or drawn by scripts/docs_figures.py.
+A figure in prose that eva computes (not a benchmark) is followed by a comment naming the command and
+the JSON value it must equal:
+
+    V3 caches 68.6 KiB<!-- run: eva mla memory config=v3 seq-len=1 dtype=bf16 +json => schemes[0].bytes_per_token / 1024 --> per token
+
+`run: COMMAND => EXPR [tol=R]`: COMMAND calls eva like a console block's command (pipes allowed), with
+its options written `name=value` for `--name value` and `+flag` for `--flag`, since an HTML comment may
+not contain `--` (Markdown renderers would show it as text). It runs once per page, in order, in one
+temporary directory per page; its stdout is JSON (or JSON lines,
+read as a list; `_` is the whole document). EXPR is arithmetic (+ − × /, parentheses, numbers, `len`,
+`min`, `max`, `sum`, `abs`) over paths into it (`a.b[0]`, `_[-1].loss`, slices `a.b[2:]`). Without `tol=` the quoted number must
+equal EXPR rounded to the quoted number of decimals (`1,024` and `1024` are the same number); with
+`tol=R` it may differ by R relative.
+
+A one-off measurement that no check can rerun (a browser's frame time, a run of hours) is marked
+`<!-- once: WHERE AND WHEN -->` after the number, naming the machine and the date, and a fixed budget or
+a test's threshold (a 16 ms frame) `<!-- limit: WHOSE -->`; on the reference pages (docs/web-*.md,
+gemm.md, architecture.md, embedding.md) a timing needs a perf:, run:, once: or limit: comment, and on the
+chapters a perf: or run: one (or limit:).
+
 Text between numbers is compared with runs of spaces collapsed, so a column widening by a digit is no
 drift; a number is the drift. Exit status 1 lists every mismatch; 0 prints one line per block.
 
 usage: docs_check.py --eva build/release/eva [--perf docs/performance.json] docs/*.md
 """
+import ast
 import json
 import argparse
+import operator
 import os
 import re
 import resource
@@ -53,11 +75,22 @@ NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 FENCE_OPEN = re.compile(r"^```+\s*\{?\.?console\}?\s*$")
 OPTIONS = re.compile(r"^<!--\s*check:(.*)-->\s*$")
 CALLS_EVA = re.compile(r"(?:^|\|\s*)eva(?:\s|$)")
-PERF_FIGURE = re.compile(r"(" + NUMBER.pattern + r")(?:\s+(?:ms|tokens/s|GB/s|GFLOP/s)|[^\s<]*)\s*<!--\s*perf:(.*?)-->")
+# A quoted figure may group its digits with commas (1,988) and carry a typographic minus (−0.1).
+GROUPED_NUMBER = r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?"
+PERF_FIGURE = re.compile(r"(" + GROUPED_NUMBER + r"|" + NUMBER.pattern + r")(?:\s+(?:ms|tokens/s|GB/s|GFLOP/s)|[^\s<]*)\s*<!--\s*perf:(.*?)-->")
 PERF_COMMENT = re.compile(r"<!--\s*perf:")
 # A timing in learner prose: a number with a unit that only a benchmark can produce.
 TIMING = re.compile(r"(?<![\d.,])\d[\d,]*(?:\.\d+)?\s*(?:ms|tokens/s|GB/s|GFLOP/s)(?!\w)")
 LEARNER_PAGE = re.compile(r"(?:^|/)[1-6]-[^/]*\.md$")
+REFERENCE_PAGE = re.compile(r"(?:^|/)(?:web-[^/]*|gemm|architecture|embedding)\.md$")
+# A number (digits grouped by commas allowed) right before a run: comment, and the comment itself.
+# (the number may carry a suffix such as × or % and be followed by one unit word: `68.6 KiB<!-- run: … -->`)
+FIGURE_TAIL = r"[^\s<]*(?:\s+[^\s\d<]{1,12})?\s*"
+RUN_FIGURE = re.compile(r"(" + GROUPED_NUMBER + r")" + FIGURE_TAIL + r"<!--\s*run:(.*?)-->")
+RUN_COMMENT = re.compile(r"<!--\s*run:")
+# once: a one-off measurement (where and when); limit: a fixed budget or a test's threshold (whose).
+ONCE_FIGURE = re.compile(r"(" + NUMBER.pattern + r")" + FIGURE_TAIL + r"<!--\s*(?:once|limit):(.*?)-->")
+ONCE_COMMENT = re.compile(r"<!--\s*(?:once|limit):")
 SLOW_SECONDS = 10.0  # CPU seconds: each quoted command stays well under this, so the check stays short
 
 
@@ -199,7 +232,7 @@ def run_block(block, eva, timings):
 
 def perf_cell(perf, ref):
     """The value of `BENCHMARK[/TABLE] | ROW | COLUMN` in performance.json, or an error message."""
-    parts = [p.strip() for p in ref.split("|")]
+    parts = [p.strip() for p in ref.replace("\\|", "|").split("|")]
     if len(parts) != 3:
         return None, f"perf reference {ref.strip()!r} is not BENCHMARK | ROW | COLUMN"
     bench, row, col = parts
@@ -237,7 +270,7 @@ def check_perf(path, perf):
     failures = []
     for n, line in prose_lines(path):
         for m in PERF_FIGURE.finditer(line):
-            quoted, ref = m.group(1), m.group(2)
+            quoted, ref = m.group(1).replace(",", "").replace("\u2212", "-"), m.group(2)
             value, err = perf_cell(perf, ref)
             if err is None and not isinstance(value, (int, float)):
                 err = f"the cell {ref.strip()!r} holds {value!r}, not a number"
@@ -248,12 +281,162 @@ def check_perf(path, perf):
             if abs(float(quoted) - value) > 0.5 * 10 ** -decimals * (1 + 1e-9):
                 failures.append(f"{path}:{n}: quoted {quoted}, performance.json has {value:.{decimals + 2}f} "
                                 f"({ref.strip()})")
+        for c in re.finditer(r"<!--(.*?)-->", line):
+            if "--" in c.group(1):
+                failures.append(f"{path}:{n}: an HTML comment may not contain -- (Markdown would show it as text)")
+        if line.lstrip().startswith("|") and re.search(r"<!--[^>]*(?<!\\)\|[^>]*-->", line):
+            failures.append(f"{path}:{n}: inside a table row, write the |s of a comment as \\| "
+                            f"(a bare | splits the row's cells)")
         if len(PERF_COMMENT.findall(line)) != len(PERF_FIGURE.findall(line)):
             failures.append(f"{path}:{n}: a perf comment must follow the number it checks")
+        rest = RUN_FIGURE.sub("", PERF_FIGURE.sub("", line))
         if LEARNER_PAGE.search(path):
-            for t in TIMING.finditer(PERF_FIGURE.sub("", line)):
+            for t in TIMING.finditer(ONCE_FIGURE.sub("", rest)):
                 failures.append(f"{path}:{n}: timing {t.group(0)!r} without a perf: comment "
                                 f"(quote it from performance.json, or drop it)")
+            if re.search(r"<!--\s*once:", line):
+                failures.append(f"{path}:{n}: a chapter quotes no one-off measurement (once:): "
+                                f"use performance.json (perf:) or a checked run (run:)")
+        elif REFERENCE_PAGE.search(path):
+            for t in TIMING.finditer(ONCE_FIGURE.sub("", rest)):
+                failures.append(f"{path}:{n}: timing {t.group(0)!r} without a perf:, run:, once: or limit: comment")
+        if len(ONCE_COMMENT.findall(line)) != len(ONCE_FIGURE.findall(line)):
+            failures.append(f"{path}:{n}: a once: or limit: comment must follow the number it describes")
+        for m in ONCE_FIGURE.finditer(line):
+            if len(m.group(2).strip()) < 8:
+                failures.append(f"{path}:{n}: once: must say where and when {m.group(1)} was measured "
+                                f"(limit: whose threshold it is)")
+    return failures
+
+
+class JsonExpr:
+    """EXPR of a run: comment, evaluated over a command's JSON output with nothing but arithmetic and
+    path lookups (no names beyond the document's keys and a few reductions, no calls into Python)."""
+    FUNCS = {"len": len, "min": min, "max": max, "sum": sum, "abs": abs}
+
+    def __init__(self, doc):
+        self.doc = doc
+
+    def eval(self, text):
+        return self.node(ast.parse(text.strip(), mode="eval").body)
+
+    def node(self, e):
+        if isinstance(e, ast.Constant) and isinstance(e.value, (int, float, str)):
+            return e.value
+        if isinstance(e, ast.Name):
+            if e.id == "_":
+                return self.doc
+            if isinstance(self.doc, dict) and e.id in self.doc:
+                return self.doc[e.id]
+            raise ValueError(f"no key {e.id!r} in the output")
+        if isinstance(e, ast.Attribute):
+            v = self.node(e.value)
+            if not isinstance(v, dict) or e.attr not in v:
+                raise ValueError(f"no key {e.attr!r}")
+            return v[e.attr]
+        if isinstance(e, ast.Subscript):
+            sl = e.slice.value if hasattr(ast, "Index") and isinstance(e.slice, ast.Index) else e.slice
+            v, k = self.node(e.value), self.node(sl)
+            try:
+                return v[k]
+            except (KeyError, IndexError, TypeError):
+                raise ValueError(f"no element {k!r}")
+        if isinstance(e, ast.Slice):
+            return slice(*[None if x is None else self.node(x) for x in (e.lower, e.upper, e.step)])
+        if isinstance(e, ast.UnaryOp) and isinstance(e.op, (ast.USub, ast.UAdd)):
+            v = self.node(e.operand)
+            return -v if isinstance(e.op, ast.USub) else v
+        if isinstance(e, ast.BinOp) and isinstance(e.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+            a, b = self.node(e.left), self.node(e.right)
+            return {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+                    ast.Div: operator.truediv}[type(e.op)](a, b)
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id in self.FUNCS and not e.keywords:
+            return self.FUNCS[e.func.id](*[self.node(x) for x in e.args])
+        raise ValueError(f"not allowed in a run: expression: {ast.dump(e)[:60]}")
+
+
+def parse_output(text):
+    """A command's stdout as JSON: one document, or JSON lines as a list."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return [json.loads(l) for l in text.splitlines() if l.strip()]
+
+
+def run_command(text):
+    """A run: comment's command as the shell runs it: `name=value` → `--name value`, `+flag` → `--flag`."""
+    words = []
+    for w in text.split(" "):
+        m = re.fullmatch(r"([a-z][a-z0-9-]*)=(\S+)", w)
+        if m:
+            words += ["--" + m.group(1), m.group(2)]
+        elif re.fullmatch(r"\+[a-z][a-z0-9-]*", w):
+            words.append("--" + w[1:])
+        else:
+            words.append(w)
+    return " ".join(words)
+
+
+def check_runs(path, eva):
+    """Every run: figure equals its command's JSON value (at the quoted precision, or within tol=)."""
+    failures, outputs = [], {}
+    env = dict(os.environ, PATH=os.path.dirname(os.path.abspath(eva)) + os.pathsep + os.environ["PATH"])
+    with tempfile.TemporaryDirectory(prefix="eva-docs-run-") as tmp:
+        for n, line in prose_lines(path):
+            if len(RUN_COMMENT.findall(line)) != len(RUN_FIGURE.findall(line)):
+                failures.append(f"{path}:{n}: a run: comment must follow the number it checks")
+            for m in RUN_FIGURE.finditer(line):
+                quoted, spec = m.group(1).replace("\u2212", "-"), m.group(2)
+                tol = None
+                t = re.search(r"\s+tol=(\S+)\s*$", spec)
+                if t:
+                    tol, spec = float(t.group(1)), spec[:t.start()]
+                if "=>" not in spec:
+                    failures.append(f"{path}:{n}: run: needs COMMAND => EXPR")
+                    continue
+                if "--" in spec:
+                    failures.append(f"{path}:{n}: in a run: comment write --name value as name=value and "
+                                    f"--flag as +flag (an HTML comment may not contain --)")
+                    continue
+                command, expr = (x.strip() for x in spec.rsplit("=>", 1))
+                command = run_command(command)
+                if not CALLS_EVA.search(command):
+                    failures.append(f"{path}:{n}: a run: command must call eva: {command}")
+                    continue
+                if command not in outputs:
+                    proc = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp, env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+                    if proc.returncode != 0:
+                        outputs[command] = ValueError(f"exit status {proc.returncode}: "
+                                                      f"{proc.stderr.decode(errors='replace').strip()[:200]}")
+                    else:
+                        try:
+                            outputs[command] = parse_output(proc.stdout.decode("utf-8", errors="replace"))
+                        except json.JSONDecodeError as e:
+                            outputs[command] = ValueError(f"output is not JSON ({e})")
+                doc = outputs[command]
+                try:
+                    if isinstance(doc, Exception):
+                        raise doc
+                    value = JsonExpr(doc).eval(expr)
+                    if not isinstance(value, (int, float)) or isinstance(value, bool):
+                        raise ValueError(f"{expr} is {value!r}, not a number")
+                except (ValueError, SyntaxError, TypeError, ZeroDivisionError) as e:
+                    failures.append(f"{path}:{n}: run: {command} => {expr}: {e}")
+                    continue
+                q = float(quoted.replace(",", ""))
+                mantissa = quoted.replace(",", "").lower().split("e")[0]
+                decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
+                exp = int(quoted.lower().split("e")[1]) if "e" in quoted.lower() else 0
+                if tol is not None:
+                    ok = abs(q - value) <= tol * abs(q)
+                    want = f"within {tol} relative"
+                else:
+                    ok = abs(q - value) <= 0.5 * 10 ** (exp - decimals) * (1 + 1e-9)
+                    want = "at the quoted precision"
+                if not ok:
+                    failures.append(f"{path}:{n}: quoted {quoted}, the run gives {value:.6g} ({want}; "
+                                    f"{command} => {expr})")
     return failures
 
 
@@ -285,7 +468,7 @@ def main():
     failures, timings, count = [], [], 0
     perf = json.load(open(args.perf, encoding="utf-8"))
     for path in args.files:
-        failures += check_perf(path, perf) + check_figures(path)
+        failures += check_perf(path, perf) + check_figures(path) + check_runs(path, args.eva)
         for block in blocks_of(path):
             count += 1
             failures += run_block(block, args.eva, timings)
