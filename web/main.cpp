@@ -18,8 +18,8 @@
 #include <nlohmann/json.hpp>
 
 #include "app.hpp"
-#include "eva/checkpoint.hpp"
-#include "eva/safetensors.hpp"
+#include "eva/checked.hpp"
+#include "eva/hf_checkpoint.hpp"
 
 namespace eva::web {
 
@@ -39,7 +39,8 @@ struct Panel {
 const Panel panels[] = {
     {"kv", "KV cache", [](App& a) { kv_panel(a.kv, a.pretrained); }},
     {"routing", "Routing", [](App& a) { routing_panel(a.routing, a.pretrained); }},
-    {"fp8", "FP8 error", [](App& a) { fp8_panel(a.fp8, {a.pretrained.model.get(), a.pretrained.state == Pretrained::State::loading}); }},
+    {"fp8", "FP8 error", [](App& a) { fp8_panel(a.fp8, {a.pretrained.model.get(), a.pretrained.state == Pretrained::State::loading,
+                                                                a.pretrained.stored.get(), &a.pretrained.message}); }},
     {"train", "Train", [](App& a) { train_panel(a.train); }},
     {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }},
 };
@@ -81,6 +82,12 @@ namespace {
 using eva::web::App;
 
 GLFWwindow* window = nullptr;  // the one canvas of the page
+
+App& the_app() {
+    static App app;
+    return app;
+}
+const eva::web::Pretrained& app_pretrained() { return the_app().pretrained; }
 
 // A query-string parameter of the page's URL, or `fallback`.
 std::string query_param(const char* name, const char* fallback) {
@@ -165,24 +172,54 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_self_test() {
     return out.c_str();
 }
 
-// The pretrained checkpoint arrives asynchronously; load_model validates it like any other file.
-static void pretrained_loaded(void* arg, void* data, int size) {
+// The pretrained checkpoint arrives asynchronously, as a file of the page's in-memory file system; the
+// core opens and validates it like any other checkpoint (headers, shapes, FP8 scale shapes), keeps the
+// stored tensors for the FP8 panel, and loads the model by dequantizing each FP8 weight with its
+// 128x128 scales (weight_dequant), exactly as `eva generate --weights mini.safetensors` does natively.
+constexpr const char* kPretrainedFile = "/mini.safetensors";
+
+std::string stored_summary(const nlohmann::json& inspect) {
+    const auto& d = inspect["stored_by_dtype"];
+    const bool fp8 = d.contains("F8_E4M3");
+    char buf[320];
+    std::snprintf(buf, sizeof buf, "%s, %s (float32 would be %s)",
+                  fp8 ? "weights stored as DeepSeek-V3 stores them: FP8 E4M3 Linear weights with 128x128 "
+                        "scales (weight_scale_inv), the rest BF16"
+                      : "weights stored in float32",
+                  eva::format_bytes(inspect["file_bytes"].get<std::uint64_t>()).c_str(),
+                  eva::format_bytes(4 * inspect["parameters"]["stored_elements"].get<std::uint64_t>()).c_str());
+    return buf;
+}
+
+static void pretrained_loaded(unsigned, void* arg, const char* path) {
     auto& p = *static_cast<eva::web::Pretrained*>(arg);
     try {
-        auto file = eva::SafetensorsFile::parse(std::string(static_cast<const char*>(data), std::size_t(size)),
-                                                "mini.safetensors");
-        p.model = std::make_unique<eva::Model<float>>(eva::load_model(file));
+        auto stored = std::make_unique<eva::Checkpoint>(eva::Checkpoint::open(path));
+        p.model = std::make_unique<eva::Model<float>>(stored->load());
+        p.inspect = eva::inspect_checkpoint(path);
+        p.stored = std::move(stored);
         p.state = eva::web::Pretrained::State::ready;
-        p.message = "pretrained mini model loaded";
+        p.message = "pretrained mini model loaded; " + stored_summary(p.inspect);
     } catch (const std::exception& e) {
+        p.model.reset();
         p.state = eva::web::Pretrained::State::missing;
         p.message = std::string("mini.safetensors is invalid: ") + e.what();
     }
 }
-static void pretrained_failed(void* arg) {
+static void pretrained_failed(unsigned, void* arg, int) {
     auto& p = *static_cast<eva::web::Pretrained*>(arg);
     p.state = eva::web::Pretrained::State::missing;
     p.message = "no pretrained checkpoint beside the page (build it with scripts/web.sh); using a fresh model";
+}
+
+// How the pretrained checkpoint was loaded, for the browser tests: state, the message the page shows,
+// and inspect_checkpoint's figures of the file (Module.ccall("eva_pretrained_state", "string", [], [])).
+extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_pretrained_state() {
+    static std::string out;
+    const auto& p = app_pretrained();
+    static const char* states[] = {"loading", "ready", "missing"};
+    out = nlohmann::json{{"state", states[int(p.state)]}, {"message", p.message}, {"inspect", p.inspect}}.dump();
+    return out.c_str();
 }
 
 int main() {
@@ -190,7 +227,7 @@ int main() {
     glfwWindowHint(GLFW_CLIENT_API, GLFW_OPENGL_ES_API);
     glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
     glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 0);
-    static App app;
+    App& app = the_app();
     app.panel = query_param("panel", "all");
     app.embed = query_param("embed", "0") == "1";
     window = glfwCreateWindow(1280, 800, "eva", nullptr, nullptr);
@@ -204,6 +241,7 @@ int main() {
     ImGui_ImplGlfw_InitForOpenGL(window, true);
     ImGui_ImplOpenGL3_Init("#version 300 es");
     eva::web::publish_panels();
-    emscripten_async_wget_data("mini.safetensors", &app.pretrained, pretrained_loaded, pretrained_failed);
+    emscripten_async_wget2("mini.safetensors", kPretrainedFile, "GET", "", &app.pretrained, pretrained_loaded,
+                           pretrained_failed, nullptr);
     emscripten_set_main_loop_arg(frame, &app, 0, true);
 }

@@ -15,6 +15,7 @@
 namespace eva {
 template <class T>
 struct Model;
+class Checkpoint;
 }
 
 namespace eva::web {
@@ -90,6 +91,16 @@ struct Fp8Panel {
     std::vector<unsigned char> grid_mark;            // cell holds a saturated or flushed element
     float grid_lo = 0, grid_hi = 0;
 
+    // The chosen trained weight as the checkpoint file stores it, when it is stored in FP8 (the V3
+    // release's format): the codes and 128×128 scales themselves, not a re-quantization.
+    struct Stored {
+        std::string name;                  // weight the view belongs to ("": none built)
+        Fp8Matrix q;                       // stored_fp8_weight: codes and weight_scale_inv as in the file
+        std::vector<std::size_t> counts;   // fp8_code_counts of the codes (256)
+        Fp8ErrorMetrics check;             // dequantize(q) against the loaded weight: exact, or a bug
+        int block = 0;                     // the block whose first codes are listed (row-major index)
+    } stored;
+
     DelayedRun delayed;
     AccumExperiment accum;
     double accum_ms = 0;                             // time of the last frame's slice of the experiment
@@ -105,6 +116,8 @@ struct Fp8Panel {
 struct Checkpoint {
     Model<float>* model = nullptr;
     bool loading = false;
+    const ::eva::Checkpoint* stored = nullptr;  // the file the model was loaded from (its stored tensors)
+    const std::string* summary = nullptr;       // how it is stored ("weights stored as DeepSeek-V3 …, 13 MB")
 };
 void fp8_panel(Fp8Panel& p, const Checkpoint& ck);
 /// The panel's current settings and figures (read by the browser tests via eva_fp8_state()).

@@ -410,6 +410,9 @@ void decode_section(KvPanel& s, const Pretrained& pretrained) {
                 finished(r) ? " - cache full (max_seq_len)" : "", r.last_diff, r.max_diff);
     ImGui::Text("time per token (whole model, mean over the run): absorbed %.2f ms, naive %.2f ms", r.ms_absorbed,
                 r.ms_naive);
+    ImGui::Separator();
+    speculative_section(s.spec, m, s.prompt, s.temperature, s.paused);
+    ImGui::Separator();
     if (r.fed_absorbed > 0) cache_views(s, r);
 }
 
@@ -425,7 +428,10 @@ void kv_panel(KvPanel& s, const Pretrained& pretrained) {
             "share them among query heads. DeepSeek's Multi-head Latent Attention (MLA) caches one compressed "
             "latent c_KV and a shared rotary key per token instead, folding the up-projections into the query and "
             "the output. Below, the footprint of each scheme; then the mini model decoding live with MLA's latent "
-            "cache and the naive per-head cache in lockstep, which must agree.");
+            "cache and the naive per-head cache in lockstep, which must agree; and the same prompt decoded speculatively: "
+            "the model's multi-token-prediction (MTP) module drafts the next token from the main model's last hidden "
+            "state, and one forward of the main model over both positions verifies it, keeping it or replacing it "
+            "(the accept/resample rule leaves the output distribution exactly the main model's).");
     memory_section(s);
     ImGui::Separator();
     decode_section(s, pretrained);
@@ -439,7 +445,7 @@ nlohmann::json kv_state(const KvPanel& s) {
             {"tokens", r.fed_naive}, {"prompt_len", r.prompt_len}, {"runs", r.runs},
             {"decoding", r.model && !s.paused && !finished(r)}, {"layer", s.layer},
             {"max_diff", r.max_diff}, {"ms_absorbed", r.ms_absorbed}, {"ms_naive", r.ms_naive},
-            {"panel_ms", s.panel_ms},
+            {"panel_ms", s.panel_ms}, {"speculative", spec_state(s.spec)},
             {"preset_v2_rect", std::vector<float>(s.preset_v2_rect, s.preset_v2_rect + 4)},
             {"restart_rect", std::vector<float>(s.restart_rect, s.restart_rect + 4)}};
 }
@@ -485,9 +491,10 @@ nlohmann::json kv_self_test() {
 
 }  // namespace eva::web
 
-// The KV panel's state for the browser test (window.Module.ccall("eva_kv_state", "string")).
+// The KV panel's state for the browser test (window.Module.ccall("eva_kv_state", "string")). Generated
+// text is bytes, not always UTF-8: invalid sequences become U+FFFD, as in the CLI's --json.
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_kv_state() {
     static std::string out;
-    out = eva::web::g_shown ? eva::web::kv_state(*eva::web::g_shown).dump() : "{}";
+    out = eva::web::g_shown ? eva::web::kv_state(*eva::web::g_shown).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) : "{}";
     return out.c_str();
 }

@@ -11,6 +11,7 @@
 
 #include "eva/model.hpp"
 #include "eva/rng.hpp"
+#include "panel_mtp.hpp"
 
 namespace eva::web {
 
@@ -45,6 +46,7 @@ struct KvPanel {
     bool paused = false;
     bool restart = true;          // (re)start decoding on the next frame
     KvDecode run;
+    SpecDecode spec;              // the same prompt and temperature decoded speculatively (MTP drafts)
     double panel_ms = 0;          // this panel's share of the last frame: decoding + building its UI
     // Screen rectangles of two controls, for the browser test to click (x0, y0, x1, y1).
     float preset_v2_rect[4] = {}, restart_rect[4] = {};
