@@ -398,7 +398,10 @@ void decode_section(KvPanel& s, const Pretrained& pretrained) {
     }
     KvDecode& r = s.run;
     decode_controls(s, *m);
-    if (!s.paused) advance(r, SamplingConfig{double(s.temperature), 0, 1.0});
+    // The frame's decoding work alternates between the lockstep caches and the speculative run while both
+    // have work, so one frame does one of them (either alone fits the frame budget, both do not).
+    const bool spec_turn = !s.paused && spec_busy(s.spec) && (finished(r) || (s.frame++ & 1));
+    if (!s.paused && !spec_turn) advance(r, SamplingConfig{double(s.temperature), 0, 1.0});
     if (m == r.fresh.get())
         ImGui::TextColored(ImVec4(1, 0.75f, 0.4f, 1), "%s - decoding a fresh mini model (eva init --seed 1): its text is "
                            "noise, the caches work the same.", pretrained.message.c_str());
@@ -411,12 +414,12 @@ void decode_section(KvPanel& s, const Pretrained& pretrained) {
     ImGui::Text("time per token (whole model, mean over the run): absorbed %.2f ms, naive %.2f ms", r.ms_absorbed,
                 r.ms_naive);
     ImGui::Separator();
-    speculative_section(s.spec, m, s.prompt, s.temperature, s.paused);
+    speculative_section(s.spec, m, s.prompt, s.temperature, spec_turn);
     ImGui::Separator();
     if (r.fed_absorbed > 0) cache_views(s, r);
 }
 
-const KvPanel* g_shown = nullptr;  // the panel last drawn, for eva_kv_state()
+KvPanel* g_shown = nullptr;  // the panel last drawn, for eva_kv_state() and eva_kv_speculative()
 
 }  // namespace
 
@@ -497,4 +500,14 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_kv_state() {
     static std::string out;
     out = eva::web::g_shown ? eva::web::kv_state(*eva::web::g_shown).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) : "{}";
     return out.c_str();
+}
+
+// Sets the speculative run's seed, new-token count and the panel's temperature, as the controls would
+// (the run restarts on the next frame), so a browser test can compare several settings with the CLI
+// quickly: Module.ccall("eva_kv_speculative", null, ["number", "number", "number"], [seed, tokens, T]).
+extern "C" EMSCRIPTEN_KEEPALIVE void eva_kv_speculative(int seed, int max_new_tokens, float temperature) {
+    if (!eva::web::g_shown) return;
+    eva::web::g_shown->spec.seed = seed;
+    eva::web::g_shown->spec.max_new_tokens = std::clamp(max_new_tokens, 1, 240);
+    eva::web::g_shown->temperature = std::clamp(temperature, 0.0f, 1.5f);
 }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 
 #include <imgui.h>
 
@@ -22,7 +23,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-SamplingConfig sampling(const SpecDecode& s, float temperature) { return {double(temperature), s.top_k, 1.0}; }
+// The slider's float as the decimal the CLI would be given (0.8f is 0.800000011920929 as a double; the
+// command line's --temperature 0.8 is 0.8), so both sample with the same temperature.
+SamplingConfig sampling(const SpecDecode& s, float temperature) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.6g", double(temperature));
+    return {std::strtod(text, nullptr), s.top_k, 1.0};
+}
 
 void restart(SpecDecode& s, const Model<float>& m, const std::string& prompt, float temperature) {
     s.model = &m;
@@ -36,6 +43,7 @@ void restart(SpecDecode& s, const Model<float>& m, const std::string& prompt, fl
     s.spec_ms = s.plain_ms = 0;
     s.done = false;
     s.prompt = prompt;
+    s.temperature = temperature;
     if (prompt.empty()) {
         s.error = "type a prompt";
         return;
@@ -66,37 +74,38 @@ void restart(SpecDecode& s, const Model<float>& m, const std::string& prompt, fl
     s.plain_ms += ms_since(t0);
 }
 
-// One draft-and-verify round, then plain decoding up to the same number of tokens (usually 1-2 feeds).
+// One unit of work: plain decoding's next token while it is behind the speculative run, else one
+// draft-and-verify round. One unit per frame (and only on the frames the KV panel gives it) keeps the
+// frame within budget; each side's time is measured around its own calls only.
 void advance(SpecDecode& s, float temperature) {
     const SamplingConfig cfg = sampling(s, temperature);
     const std::size_t N = std::size_t(s.max_new_tokens);
-    if (!s.done) {
-        const auto t0 = Clock::now();
-        const std::vector<Token> t = s.tokens.size() < N ? s.gen->step(cfg, s.rng) : std::vector<Token>{};
-        s.spec_ms += ms_since(t0);
-        if (t.empty()) {
-            s.done = true;
-        } else {
-            const std::size_t a = s.gen->last_accepted();
-            const auto& drafts = s.gen->last_drafts();
-            if (a < drafts.size()) s.rejected.emplace_back(s.tokens.size() + a, drafts[a]);
-            for (std::size_t i = 0; i < t.size(); ++i) {
-                s.tokens.push_back(t[i]);
-                s.drafted.push_back(i < a ? 1 : 0);
-            }
-            if (s.tokens.size() >= N) {  // the CLI keeps the first max_new_tokens
-                s.tokens.resize(N);
-                s.drafted.resize(N);
-                s.done = true;
-            }
-        }
-    }
     const auto t0 = Clock::now();
-    while (s.plain_tokens.size() < s.tokens.size() && s.plain->length() < s.capacity) {
+    if (s.plain_tokens.size() < s.tokens.size() && s.plain->length() < s.capacity) {
         s.plain_tokens.push_back(sample_token(s.plain_logits, cfg, s.plain_rng));
         s.plain_logits = s.plain->feed({s.plain_tokens.back()});
+        s.plain_ms += ms_since(t0);
+        return;
     }
-    s.plain_ms += ms_since(t0);
+    if (s.done) return;
+    const std::vector<Token> t = s.tokens.size() < N ? s.gen->step(cfg, s.rng) : std::vector<Token>{};
+    s.spec_ms += ms_since(t0);
+    if (t.empty()) {
+        s.done = true;
+        return;
+    }
+    const std::size_t a = s.gen->last_accepted();
+    const auto& drafts = s.gen->last_drafts();
+    if (a < drafts.size()) s.rejected.emplace_back(s.tokens.size() + a, drafts[a]);
+    for (std::size_t i = 0; i < t.size(); ++i) {
+        s.tokens.push_back(t[i]);
+        s.drafted.push_back(i < a ? 1 : 0);
+    }
+    if (s.tokens.size() >= N) {  // the CLI keeps the first max_new_tokens
+        s.tokens.resize(N);
+        s.drafted.resize(N);
+        s.done = true;
+    }
 }
 
 // The prompt (dim), accepted drafts (green), the main model's own tokens (white) and each rejected draft
@@ -138,7 +147,7 @@ void coloured_text(const SpecDecode& s, float width, float height) {
 }  // namespace
 
 void speculative_section(SpecDecode& s, const Model<float>* m, const std::string& prompt, float temperature,
-                         bool paused) {
+                         bool work) {
     ImGui::TextUnformatted("Speculative decoding with the MTP head:");
     ImGui::SameLine();
     ImGui::SetNextItemWidth(90);
@@ -161,7 +170,7 @@ void speculative_section(SpecDecode& s, const Model<float>* m, const std::string
         ImGui::TextDisabled("%s", s.error.c_str());
         return;
     }
-    if (!paused) advance(s, temperature);
+    if (work) advance(s, temperature);
     const SpeculativeStats& st = s.gen->stats();
     const double tps = 1000.0 * double(s.tokens.size()) / s.spec_ms,
                  plain_tps = 1000.0 * double(s.plain_tokens.size()) / s.plain_ms;
@@ -182,9 +191,14 @@ void speculative_section(SpecDecode& s, const Model<float>* m, const std::string
                         double(temperature), s.top_k, s.seed, s.max_new_tokens);
 }
 
+bool spec_busy(const SpecDecode& s) {
+    return s.gen && s.error.empty() && (!s.done || s.plain_tokens.size() < s.tokens.size());
+}
+
 nlohmann::json spec_state(const SpecDecode& s) {
-    nlohmann::json j = {{"seed", s.seed}, {"max_new_tokens", s.max_new_tokens}, {"top_k", s.top_k},
-                        {"prompt", s.prompt}, {"error", s.error}, {"done", s.done}};
+    nlohmann::json j = {{"seed", s.seed}, {"max_new_tokens", s.max_new_tokens}, {"top_k", s.top_k}, {"temperature", s.temperature},
+                        {"prompt", s.prompt}, {"error", s.error},
+                        {"done", s.done && s.plain_tokens.size() == s.tokens.size()}};
     if (!s.gen) return j;
     const SpeculativeStats& st = s.gen->stats();
     const double tps = 1000.0 * double(s.tokens.size()) / s.spec_ms,

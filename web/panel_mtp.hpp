@@ -32,6 +32,7 @@ struct SpecDecode {
     std::unique_ptr<Generator<float>> plain;
     Rng rng{1}, plain_rng{1};
     std::string prompt;
+    float temperature = 0;                             // the run's (the KV panel's slider when it started)
     std::vector<Token> tokens, plain_tokens;           // generated after the prompt
     std::vector<unsigned char> drafted;                // per token: 1 an accepted draft, 0 the main model's
     std::vector<std::pair<std::size_t, Token>> rejected;  // (position, draft) rejected before that token
@@ -41,9 +42,12 @@ struct SpecDecode {
     bool done = false;
 };
 
-/// One round per frame (when not paused) and the coloured text with the running figures.
+/// One unit of work when `work` (a speculative round, or a plain token while plain decoding is behind)
+/// and the coloured text with the running figures.
 void speculative_section(SpecDecode& s, const Model<float>* m, const std::string& prompt, float temperature,
-                         bool paused);
+                         bool work);
+/// Whether the run has work left (rounds to do, or plain decoding still behind).
+bool spec_busy(const SpecDecode& s);
 /// The run's figures as `eva generate --speculative --json` names them (text, drafted, accepted,
 /// acceptance_rate, tokens_per_s, plain_tokens_per_s, speedup, identical_to_plain) and its settings.
 nlohmann::json spec_state(const SpecDecode& s);
