@@ -6,6 +6,7 @@
   MLA decode      build/release/eva_bench_mla    absorbed vs naive MLA vs plain MHA, contexts 512–8192
   MoE layer       build/release/eva_bench_moe    DeepSeekMoE vs dense SwiGLU vs the per-token loop
   training        build/release/eva_bench_train  eva-mini steps vs PyTorch (native/bench_train.py)
+  decoding        build/release/eva_bench_decode plain vs speculative (MTP) vs PyTorch (native/bench_decode.py)
   wasm vs native  build/release/eva_speed and build/wasm/eva_speed.js under node: the same GEMM harness
 
 Each benchmark measures its named baseline in the same run; this script only runs them, keeps what they
@@ -34,7 +35,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = "/usr/bin/python3"  # the interpreter native/bench_train.cpp runs the PyTorch baseline with
 REPETITIONS = 5              # full mode: Google Benchmark repetitions, whose median is reported
-SECTIONS = ["gemm", "fp8", "mla", "moe", "train", "wasm"]
+SECTIONS = ["gemm", "fp8", "mla", "moe", "train", "decode", "wasm"]
 # Every benchmark but the training one (which sets its thread counts itself) compares one thread of eva
 # with one-thread baselines: builds whose core is multi-threaded (OpenMP) are held to one thread.
 ONE_THREAD = {"EVA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -326,6 +327,50 @@ def bench_train(r, torch):
     }
 
 
+def bench_decode(r, torch):
+    new, rounds = (16, 1) if r.quick else (128, 3)
+    cmd = [r.binary("eva_bench_decode"), "--new", str(new), "--rounds", str(rounds)]
+    raw = r.run_json("decode", cmd)
+    plain = statistics.median(raw["plain_seconds_per_token"])
+    spec = statistics.median(raw["speculative_seconds_per_token"])
+    rows = [["eva plain (absorbed cache)", plain * 1e3, 1 / plain, None],
+            ["eva speculative (1 MTP module)", spec * 1e3, 1 / spec, plain / spec]]
+    if "torch_seconds_per_token" in raw:
+        t = statistics.median(raw["torch_seconds_per_token"])
+        rows.append(["PyTorch fp32, naive cache", t * 1e3, 1 / t, plain / t])
+    if torch and "torch_seconds_per_token" not in raw:
+        raise BenchError("/usr/bin/python3 imports torch but eva_bench_decode measured no PyTorch decode "
+                         f"(log: {rel(os.path.join(r.log_dir, 'decode.log'))})")
+    costs = [["one forward over 1 new token", raw["step1_seconds"] * 1e3, None],
+             ["one verifying forward over 2 tokens", raw["verify2_seconds"] * 1e3, raw["verify2_over_step1"]]]
+    headline = (f"Decoding (batch 1, greedy): speculative decoding with one MTP module runs at "
+                f"{plain / spec:.2f}× plain decoding's tokens/s; the verifying forward of 2 tokens costs "
+                f"{raw['verify2_over_step1']:.2f}× a 1-token step")
+    if "speedup_vs_torch" in raw:
+        headline += f"; PyTorch's naive-cache decode takes {raw['speedup_vs_torch']:.2f}× eva's time per token"
+    return {
+        "title": "Decoding: plain vs speculative vs PyTorch",
+        "what": f"Greedy decoding of {new} tokens after a {raw['prompt_tokens']}-token prompt, batch 1, one thread, "
+                f"by eva-mini with one MTP module ({raw['weights']}; its acceptance rate, "
+                f"{raw['acceptance_rate']:.0%} here, is that of these weights, so the speculative speed is a "
+                "property of this run, not of MTP). Plain: one forward per token through the absorbed cache. "
+                "Speculative: the MTP module drafts, one forward over two positions verifies "
+                f"(output {'identical to' if raw['speculative_identical'] else 'DIFFERENT from'} plain). "
+                "PyTorch: the same weights, tests/torch_model.py's model with a naive per-head K/V cache "
+                "(native/bench_decode.py). Medians over rounds; the second table is the cost that decides "
+                f"whether speculation pays, at context {raw['context']}.",
+        "baseline": f"eva plain decoding and PyTorch {torch} on /usr/bin/python3, same run" if torch
+                    else "eva plain decoding, same run (PyTorch not measured)",
+        "command": command_text(cmd),
+        "tables": [table([("decoder", "case"), ("ms/token", "median"), ("tokens/s", "median"),
+                          ("tokens/s ÷ eva plain's", "ratio")], rows),
+                   table([("forward", "case"), ("ms", "median"), ("/ 1-token step", "ratio")], costs)],
+        "headline": headline + ".",
+        "skipped": [] if torch else ["PyTorch: /usr/bin/python3 cannot import torch (install python3-torch)"],
+        "raw": raw,
+    }
+
+
 def wasm_training_table(runs):
     """The harness's eva-mini training steps (the browser Train panel's batch, one thread), per precision:
     median tokens/s per CPU second natively and in wasm, and their ratio. None for a harness without them."""
@@ -467,7 +512,8 @@ def machine_info(build, torch):
 def measure(a):
     log_dir = os.path.join(a.build, "bench-logs")
     runner = Runner(a.build, a.wasm_build, a.quick, log_dir)
-    for name in ("eva_bench", "eva_bench_fp8", "eva_bench_mla", "eva_bench_moe", "eva_bench_train", "eva_speed"):
+    for name in ("eva_bench", "eva_bench_fp8", "eva_bench_mla", "eva_bench_moe", "eva_bench_train", "eva_bench_decode",
+                 "eva_speed"):
         runner.binary(name)  # every binary checked before the first long run
     os.makedirs(log_dir, exist_ok=True)
     torch = torch_version()
@@ -475,7 +521,7 @@ def measure(a):
            "repetitions": 1 if a.quick else REPETITIONS, "note": a.note,
            "machine": machine_info(a.build, torch), "benchmarks": {}}
     steps = {"gemm": bench_gemm, "fp8": bench_fp8, "mla": bench_mla, "moe": bench_moe,
-             "train": lambda r: bench_train(r, torch), "wasm": bench_wasm}
+             "train": lambda r: bench_train(r, torch), "decode": lambda r: bench_decode(r, torch), "wasm": bench_wasm}
     try:
         for i, key in enumerate(SECTIONS, 1):
             t0 = time.monotonic()

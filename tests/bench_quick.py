@@ -17,7 +17,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "..", "scripts", "bench.py")
-SECTIONS = ["gemm", "fp8", "mla", "moe", "train", "wasm"]
+SECTIONS = ["gemm", "fp8", "mla", "moe", "train", "decode", "wasm"]
 MACHINE = ["cpu_model", "cores", "compiler", "gemm_simd", "openblas", "peak_gflops", "date", "git_commit"]
 failures = []
 

@@ -54,6 +54,40 @@ TEST_CASE("flops: attention counts the causal query-key pairs", "[flops]") {
     }
 }
 
+TEST_CASE("flops: each MTP module counts its block, eh_proj and the shared head over T - k positions", "[flops][mtp]") {
+    // Reference: the module's activated parameters from parameter_count (with minus without MTP), less
+    // its norm gains (enorm, hnorm, shared_head.norm, the block's attn_norm, ffn_norm, kv_norm, q_norm),
+    // plus the shared head it runs through (counted once, with the main model); attention by brute force.
+    for (const std::string name : {"mini", "v3"}) {
+        auto a = eva::preset(name);
+        a.n_mtp_layers = 0;
+        const double without = double(eva::parameter_count(a, true));
+        const auto base = eva::training_step_flops(a, 2, 9);
+        a.n_mtp_layers = 2;
+        const double per_module = (double(eva::parameter_count(a, true)) - without) / 2;
+        const double weights = per_module - (5.0 * double(a.dim) + double(a.kv_lora_rank) + double(a.q_lora_rank)) +
+                               double(a.vocab_size) * double(a.dim);
+        const auto f = eva::training_step_flops(a, 2, 9);
+        double expected = 0;
+        for (int k = 1; k <= 2; ++k) {
+            double pairs = 0;  // the module's 9 − k positions, each attending to itself and those before
+            for (int t = 0; t < 9 - k; ++t) pairs += t + 1;
+            expected += 6 * weights * 2 * (9 - k) + 3 * 2 * double(a.n_heads) * pairs * 2 * double(a.qk_head_dim() + a.v_head_dim);
+        }
+        INFO(name);
+        CHECK(f.mtp == Approx(expected).epsilon(1e-12));  // the same integers summed in another order
+        CHECK(f.linear == base.linear);                   // the main model's count is unchanged
+        CHECK(f.attention == base.attention);
+        CHECK(f.total() == base.total() + f.mtp);
+    }
+    // A module whose offset reaches the window has no positions.
+    auto a = eva::preset("mini");
+    a.n_mtp_layers = 3;
+    const auto short_window = eva::training_step_flops(a, 1, 2);  // only module 1 has a position (T − 1 = 1)
+    a.n_mtp_layers = 1;
+    CHECK(short_window.mtp == eva::training_step_flops(a, 1, 2).mtp);
+}
+
 TEST_CASE("peak: the loop runs in the GEMM's instruction set and says so", "[flops]") {
     const auto p = eva::measure_fma_peak(0.002, 1);
     CHECK(p.simd == eva::gemm_arch());

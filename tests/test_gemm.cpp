@@ -87,6 +87,31 @@ TEST_CASE("gemm float matches the long-double triple loop on odd shapes", "[gemm
 TEST_CASE("gemm float on non-contiguous operands (row stride > row length)", "[gemm]") { sweep<float>(3); }
 TEST_CASE("gemm double matches the long-double triple loop", "[gemm]") { sweep<double>(1); }
 
+TEST_CASE("gemm: a row of C in a product of 2 rows equals that row computed alone, bit for bit", "[gemm]") {
+    // Speculative decoding verifies drafted tokens in one forward of several rows and must give each the
+    // logits a one-token step gives (eva/mtp.hpp): the GEMM's few-row path processes rows together but
+    // does each row's arithmetic as it would alone. Exact equality, over both op(B), with and without
+    // accumulation, for K and N that leave SIMD tails. Two rows (one drafted token) take that path on
+    // every instruction set; AVX2, SSE and wasm leave it from 3 rows on, AVX-512 from 6.
+    eva::Rng rng(9);
+    for (Op op_b : {Op::N, Op::T})
+        for (bool acc : {false, true})
+            {
+                const std::size_t M = 2, N = 37, K = 45;
+                const auto A = random_matrix<float>(M, K, rng), B = random_matrix<float>(K, N, rng),
+                           C0 = random_matrix<float>(M, N, rng);
+                std::vector<float> together = C0, alone = C0;
+                const std::size_t ldb = op_b == Op::N ? N : K;
+                eva::gemm<float>(Op::N, op_b, M, N, K, A.data(), K, B.data(), ldb, together.data(), N, acc);
+                for (std::size_t i = 0; i < M; ++i)
+                    eva::gemm<float>(Op::N, op_b, 1, N, K, A.data() + i * K, K, B.data(), ldb, alone.data() + i * N, N, acc);
+                std::size_t differ = 0;
+                for (std::size_t j = 0; j < M * N; ++j) differ += together[j] != alone[j];
+                INFO("op_b " << (op_b == Op::N ? "N" : "T") << ", accumulate " << acc);
+                CHECK(differ == 0);
+            }
+}
+
 TEST_CASE("gemm beyond one cache block in every dimension", "[gemm]") {
     // K > KC (384), M > MC (≤ 192), N > NC for double on narrow SIMD (768): all block loops iterate.
     check<float>(Case<float>{300, 1100, 900, Op::N, Op::T, 0}, false, 99);

@@ -180,7 +180,8 @@ TEST_CASE("MLA equals plain MHA over the reconstructed per-head K and V", "[mla]
     // softmax(Q Kᵀ/√d_qk) V and the output projection. Only rounding separates the two: 1e-12 of scale.
     for (std::int64_t qr : {0, 12}) {
         const auto a = tiny(qr, false);
-        const std::size_t T = 9, D = 32, H = 4, nope = 8, rp = 8, qk = 16, v = 6, kvr = 16;
+        // T = 45 spans two of the forward's causal blocks of 32 rows (mla.cpp's for_causal_blocks).
+        const std::size_t T = 45, D = 32, H = 4, nope = 8, rp = 8, qk = 16, v = 6, kvr = 16;
         eva::Rng rng(40 + std::uint64_t(qr));
         const auto w = random_weights<double>(a, rng);
         const auto x = random_matrix<double>(T, D, rng);
@@ -257,11 +258,11 @@ namespace {
 
 // Per tensor: ‖analytic − FD‖∞ ≤ 1e-6·‖FD‖∞, with central differences (h = 1e-5: truncation ~h²,
 // rounding ~ε/h, both below 1e-9 of the gradient's scale here).
-void check_gradients(const ModelArgs& a, std::uint64_t seed) {
+void check_gradients(const ModelArgs& a, std::uint64_t seed, std::size_t T = 5) {
     eva::Rng rng(seed);
     const auto rope = eva::make_rope(a);
     auto w = random_weights<double>(a, rng);
-    const std::size_t B = 2, T = 5;
+    const std::size_t B = 2;
     auto x = random_matrix<double>(B * T, std::size_t(a.dim), rng);
     const auto G = random_matrix<double>(B * T, std::size_t(a.dim), rng);
     auto loss = [&]() {
@@ -312,6 +313,9 @@ TEST_CASE("MLA backward: every weight and the input match finite differences", "
     check_gradients(tiny(0, false, 12, 2), 61);
     check_gradients(tiny(6, false, 12, 2), 62);
     check_gradients(tiny(6, true, 12, 2), 63);
+    // 37 tokens cross a causal block boundary (32): the backward's block-restricted products (mla.cpp)
+    // are checked where a key's gradient gathers queries from two blocks.
+    check_gradients(tiny(6, false, 12, 2), 64, 37);
 }
 
 TEST_CASE("MLA KV-cache memory for V3 matches hand-computed numbers", "[mla]") {

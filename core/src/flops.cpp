@@ -15,12 +15,23 @@ StepFlops training_step_flops(const ModelArgs& a, std::int64_t batch, std::int64
     const double dense = 3 * D * double(a.inter_dim);
     const double layers = double(a.n_layers), dense_layers = double(a.n_dense_layers);
 
+    const double head = double(a.vocab_size) * D;
+    // Forward and backward of the causal QKᵀ and PV products of one layer over one sequence of n tokens:
+    // query t sees keys 0..t, n(n+1)/2 pairs, 2·(qk + v) FLOPs each, times 3.
+    const auto causal_attention = [&](double n) { return 3 * H * (n * (n + 1) / 2) * 2 * (qk + v); };
+
     StepFlops f;
-    f.matmul_weights = layers * attn + dense_layers * dense + (layers - dense_layers) * moe + double(a.vocab_size) * D;
+    f.matmul_weights = layers * attn + dense_layers * dense + (layers - dense_layers) * moe + head;
     const double B = double(batch), T = double(seq_len);
     f.linear = 6 * f.matmul_weights * B * T;
-    const double pairs = T * (T + 1) / 2;  // causal: query t sees keys 0..t
-    f.attention = 3 * layers * B * H * pairs * 2 * (qk + v);
+    f.attention = layers * B * causal_attention(T);
+    // Each MTP module is a MoE block (its layer index is past the dense ones) behind eh_proj, before the
+    // shared head; module k covers the T − k positions whose target t_{i+k+1} is inside the window.
+    const double module = 2 * D * D + attn + moe + head;
+    for (std::int64_t k = 1; k <= a.n_mtp_layers && k < seq_len; ++k) {
+        const double n = double(seq_len - k);
+        f.mtp += 6 * module * B * n + B * causal_attention(n);
+    }
     return f;
 }
 

@@ -49,13 +49,14 @@ struct GemmShape {
     static constexpr std::size_t MC = MR * 16;
     static constexpr std::size_t NC = NR * 128;
     static constexpr std::size_t kShortRows = 2 * MR;  // at most this many rows of C: B is not packed
+    static constexpr std::size_t kSmallRows = MR / 2;  // fewer rows than this: B streamed, not packed
 };
 
 template <class T, class Arch>
 struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
     using batch = xsimd::batch<T, Arch>;
     using S = GemmShape<T, sizeof(batch)>;
-    using S::L, S::NV, S::NR, S::MR, S::KC, S::MC, S::NC, S::kShortRows;
+    using S::L, S::NV, S::NR, S::MR, S::KC, S::MC, S::NC, S::kShortRows, S::kSmallRows;
 
     // Packs op(A)[i0 : i0+m, p0 : p0+kc] as ⌈m/MR⌉ panels of kc × MR; rows past m are zero.
     static void pack_a(Op op, const T* A, std::size_t lda, std::size_t i0, std::size_t m, std::size_t p0,
@@ -199,28 +200,44 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
         for (; j < n; ++j) y[j] += a * x[j];
     }
 
-    // Few rows of C (decode steps, matrix-vector products): packing B would cost as much as the
-    // product itself, so stream B directly — dot products for op(B) = Bᵀ, row updates for op(B) = B.
+    // Few rows of C (decode steps, matrix-vector products, a speculative verify of 2–5 tokens): packing B
+    // would cost as much as the product itself, so stream B directly — dot products for op(B) = Bᵀ, row
+    // updates for op(B) = B. All M rows go through B together, so B (a weight matrix, usually beyond the
+    // caches) is read once for all of them instead of once per row; each row's own arithmetic is exactly
+    // what it would be alone (same dot(), same fma sequence over k), so C's rows do not depend on M —
+    // a verifying forward of several tokens gives each the logits of a one-token step, bit for bit.
     static void small_m(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A,
                         std::size_t lda, const T* B, std::size_t ldb, T* C, std::size_t ldc, bool add,
-                        T* row) {
+                        T* rows) {
+        const T* a[kSmallRows] = {};
         for (std::size_t i = 0; i < M; ++i) {
-            for (std::size_t k = 0; k < K; ++k) row[k] = op_a == Op::N ? A[i * lda + k] : A[k * lda + i];
-            T* c = C + i * ldc;
-            if (op_b == Op::T) {
-                for (std::size_t j = 0; j < N; ++j) c[j] = (add ? c[j] : T(0)) + dot(row, B + j * ldb, K);
-            } else {
-                if (!add) std::fill(c, c + N, T(0));
-                for (std::size_t k = 0; k < K; ++k) axpy(row[k], B + k * ldb, c, N);
+            if (op_a == Op::N) {
+                a[i] = A + i * lda;
+                continue;
             }
+            T* dst = rows + i * K;
+            for (std::size_t k = 0; k < K; ++k) dst[k] = A[k * lda + i];
+            a[i] = dst;
         }
+        if (op_b == Op::T) {
+            for (std::size_t j = 0; j < N; ++j)
+                for (std::size_t i = 0; i < M; ++i) {
+                    T& c = C[i * ldc + j];
+                    c = (add ? c : T(0)) + dot(a[i], B + j * ldb, K);
+                }
+            return;
+        }
+        if (!add)
+            for (std::size_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
+        for (std::size_t k = 0; k < K; ++k)
+            for (std::size_t i = 0; i < M; ++i) axpy(a[i][k], B + k * ldb, C + i * ldc, N);
     }
 
     static void run(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A,
                     std::size_t lda, const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate,
                     const GemmWorkspace& ws) {
         T* row = static_cast<T*>(ws.row);
-        if (M < MR / 2) return small_m(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, row);
+        if (M < kSmallRows) return small_m(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, row);
         if (op_b == Op::T && M <= kShortRows) return dot_rows(op_a, M, N, K, A, lda, B, ldb, C, ldc, accumulate, row);
         // With few rows of C, packing B would cost as much as using it: B is then read in place
         // (op(B) = B has its panel rows contiguous already); only a partial last panel is packed.

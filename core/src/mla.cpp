@@ -57,6 +57,20 @@ void masked_softmax(T* s, size_t rows, size_t cols, T scale, Last last) {
     }
 }
 
+// The causal products cut into row blocks: f(r0, r1) for [r0, r1) = [0, B), [B, 2B), … covering [0, T).
+// Rows [r0, r1) attend to keys [0, r1), so a product restricted to a block skips the masked triangle
+// above it; at block 32 and T = 128 it computes 10/16 of the square. The skipped entries are exact zeros
+// of P and dS, and on the GEMM's packed path (blocks of 32 rows) each output is summed over k in order,
+// so leaving them out changes no value: eva-mini's losses at T = 128 are the same bit for bit as with
+// the full products. A short last block (T not a multiple of 32) may take the GEMM's few-row path,
+// whose summation order differs in the last bits. tests/test_mla.cpp checks both passes across a block
+// boundary against double-precision references and finite differences.
+template <class F>
+void for_causal_blocks(size_t T_, F&& f) {
+    constexpr size_t block = 32;
+    for (size_t r0 = 0; r0 < T_; r0 += block) f(r0, std::min(T_, r0 + block));
+}
+
 // The projections shared by every path: q (RoPE'd), kv_a (k_pe RoPE'd) and c_KV = kv_norm(kv), for the
 // rows of a.x; rows are B sequences of seq_len tokens starting at position start_pos.
 template <class T>
@@ -180,11 +194,16 @@ Matrix<T> mla_forward(const ModelArgs& args, const RopeTable& rope, const MLAWei
             const T* kv = a.kv_b.data() + b * T_ * ldkv + h * (d.nope + d.v);  // k_nope | v of head h
             const T* pe = a.kv_a.data() + b * T_ * ldpe + d.kvr;          // shared k_pe [T, rope]
             T* P = a.probs.data() + (b * d.H + h) * T_ * T_;
-            gemm<T>(Op::N, Op::T, T_, T_, d.nope, q, ldq, kv, ldkv, P, T_);
-            gemm<T>(Op::N, Op::T, T_, T_, d.rope, q + d.nope, ldq, pe, ldpe, P, T_, true);
+            T* o = a.o.data() + b * T_ * d.H * d.v + h * d.v;
+            // Query rows [r0, r1) see keys [0, r1) only: the products skip the masked upper triangle.
+            for_causal_blocks(T_, [&](size_t r0, size_t r1) {
+                gemm<T>(Op::N, Op::T, r1 - r0, r1, d.nope, q + r0 * ldq, ldq, kv, ldkv, P + r0 * T_, T_);
+                gemm<T>(Op::N, Op::T, r1 - r0, r1, d.rope, q + r0 * ldq + d.nope, ldq, pe, ldpe, P + r0 * T_, T_, true);
+            });
             masked_softmax(P, T_, T_, scale, [](size_t r) { return r; });
-            gemm<T>(Op::N, Op::N, T_, d.v, T_, P, T_, kv + d.nope, ldkv, a.o.data() + b * T_ * d.H * d.v + h * d.v,
-                    d.H * d.v);
+            for_causal_blocks(T_, [&](size_t r0, size_t r1) {
+                gemm<T>(Op::N, Op::N, r1 - r0, d.v, r1, P + r0 * T_, T_, kv + d.nope, ldkv, o + r0 * d.H * d.v, d.H * d.v);
+            });
         }
     });
     Matrix<T> out = Matrix<T>::from_shape({n, d.dim});
@@ -222,17 +241,30 @@ Matrix<T> mla_backward(const ModelArgs& args, const RopeTable& rope, const MLAWe
             T* dqh = dq.data() + row0 * ldq + h * d.qk;
             T* dkvh = dkv_b.data() + row0 * ldkv + h * (d.nope + d.v);
             T* dpe = dkv_a.data() + row0 * ldpe + d.kvr;
-            gemm<T>(Op::T, Op::N, T_, d.v, T_, P, T_, dO, ldo, dkvh + d.nope, ldkv);  // dV = Pᵀ·dO
-            gemm<T>(Op::N, Op::T, T_, T_, d.v, dO, ldo, kv + d.nope, ldkv, dS.data(), T_);  // dP
-            for (size_t s = 0; s < T_; ++s) {
+            // P and dS vanish above the diagonal, so every product runs over the causal block only:
+            // query rows [r0, r1) over keys [0, r1), and key rows [r0, r1) over queries [r0, T).
+            for_causal_blocks(T_, [&](size_t r0, size_t r1) {
+                const size_t m = r1 - r0, later = T_ - r0;
+                gemm<T>(Op::T, Op::N, m, d.v, later, P + r0 * T_ + r0, T_, dO + r0 * ldo, ldo, dkvh + r0 * ldkv + d.nope,
+                        ldkv);                                                                           // dV = Pᵀ·dO
+                gemm<T>(Op::N, Op::T, m, r1, d.v, dO + r0 * ldo, ldo, kv + d.nope, ldkv, dS.data() + r0 * T_, T_);  // dP
+            });
+            for (size_t s = 0; s < T_; ++s) {  // dS = P∘(dP − rowsum(P∘dP))·scale over the causal part
                 T dot = 0;
                 for (size_t t = 0; t <= s; ++t) dot += P[s * T_ + t] * dS[s * T_ + t];
-                for (size_t t = 0; t < T_; ++t) dS[s * T_ + t] = P[s * T_ + t] * (dS[s * T_ + t] - dot) * scale;
+                for (size_t t = 0; t <= s; ++t) dS[s * T_ + t] = P[s * T_ + t] * (dS[s * T_ + t] - dot) * scale;
+                std::fill(dS.begin() + std::ptrdiff_t(s * T_ + s + 1), dS.begin() + std::ptrdiff_t((s + 1) * T_), T(0));
             }
-            gemm<T>(Op::N, Op::N, T_, d.nope, T_, dS.data(), T_, kv, ldkv, dqh, ldq);             // dq_nope
-            gemm<T>(Op::N, Op::N, T_, d.rope, T_, dS.data(), T_, pe, ldpe, dqh + d.nope, ldq);    // dq_pe
-            gemm<T>(Op::T, Op::N, T_, d.nope, T_, dS.data(), T_, q, ldq, dkvh, ldkv);             // dk_nope
-            gemm<T>(Op::T, Op::N, T_, d.rope, T_, dS.data(), T_, q + d.nope, ldq, dpe, ldpe, true);  // dk_pe, Σ heads
+            for_causal_blocks(T_, [&](size_t r0, size_t r1) {
+                const size_t m = r1 - r0, later = T_ - r0;
+                const T* dSq = dS.data() + r0 * T_;      // query rows r0.. over keys 0..r1
+                const T* dSk = dS.data() + r0 * T_ + r0; // key columns r0..r1 over query rows r0..T
+                gemm<T>(Op::N, Op::N, m, d.nope, r1, dSq, T_, kv, ldkv, dqh + r0 * ldq, ldq);                  // dq_nope
+                gemm<T>(Op::N, Op::N, m, d.rope, r1, dSq, T_, pe, ldpe, dqh + r0 * ldq + d.nope, ldq);         // dq_pe
+                gemm<T>(Op::T, Op::N, m, d.nope, later, dSk, T_, q + r0 * ldq, ldq, dkvh + r0 * ldkv, ldkv);  // dk_nope
+                gemm<T>(Op::T, Op::N, m, d.rope, later, dSk, T_, q + r0 * ldq + d.nope, ldq, dpe + r0 * ldpe, ldpe,
+                        true);                                                                     // dk_pe, Σ heads
+            });
         }
     });
 

@@ -11,6 +11,10 @@
 //   attention      per layer, head and sequence, QKᵀ over the causal half — T(T+1)/2 query–key pairs,
 //                  2·(nope + rope) FLOPs each — and P·V over the same pairs, 2·v_head_dim each;
 //                  backward twice the forward again (dQ and dK from dS; dP and dV).
+//   MTP modules    module k (eva/mtp.hpp) runs on the T−k positions of each sequence whose target lies
+//                  inside the window: eh_proj (2·dim → dim), one MLA + MoE block and the shared output
+//                  head, each counted like the main model's (6·weights per position, and the causal
+//                  attention over its T−k positions).
 // Elementwise work (norms, softmax, SiLU, RoPE, the optimizer) is left out, as MFU conventionally does.
 #pragma once
 
@@ -24,7 +28,8 @@ struct StepFlops {
     double matmul_weights = 0;  // N_matmul: weights of the Linear products one token goes through
     double linear = 0;          // 6·N_matmul·tokens
     double attention = 0;       // 3 × the causal QKᵀ and PV products
-    double total() const { return linear + attention; }
+    double mtp = 0;             // the MTP modules' Linear and attention FLOPs together
+    double total() const { return linear + attention + mtp; }
 };
 
 /// FLOPs of one training step (forward + backward) on `batch` sequences of `seq_len` tokens.

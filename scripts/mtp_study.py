@@ -1,0 +1,89 @@
+#!/usr/bin/python3
+"""What one MTP module does to eva-mini's MAIN model: validation loss at equal steps and at equal wall
+time, with and without `--mtp 1`, on several seeds and corpora; and the module's own next-next-byte accuracy.
+
+Every run is `eva train --json` with the same seed, batches and schedule except --mtp; the losses are
+deterministic (bit-identical for any thread count), the times are not. "Equal wall time" compares the
+MTP run at step s with the plain run at the step whose elapsed time matches, interpolated along the
+plain run's own validation points (both runs measured on the same machine one after the other).
+Prints a Markdown table and writes the figures as JSON (--json). Standard library only.
+Usage: scripts/mtp_study.py [--eva build/release/eva] [--data fortunes=/usr/share/games/fortunes ...]
+       [--seeds 1,2] [--steps 400] [--batch 8] [--seq-len 64] [--threads 1] [--json FILE]
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+
+def train(a, data, seed, mtp):
+    cmd = [a.eva, "train", "--data", data, "--seed", str(seed), "--steps", str(a.steps), "--batch", str(a.batch),
+           "--seq-len", str(a.seq_len), "--eval-every", str(a.eval_every), "--threads", str(a.threads), "--json"]
+    if mtp:
+        cmd += ["--mtp", "1"]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        sys.exit(f"mtp_study: error: {' '.join(cmd)} failed: {p.stderr.strip()}")
+    lines = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    evals = [l for l in lines if "val_loss" in l and "step" in l]
+    final = lines[-1]
+    return {"steps": [e["step"] for e in evals], "val_loss": [e["val_loss"] for e in evals],
+            "seconds": final["seconds"],
+            "mtp_accuracy": [e["val_mtp_accuracy"][0] for e in evals] if mtp else None}
+
+
+def at_time(run, t):
+    """The run's validation loss at elapsed time t, interpolated between its evaluations (their times
+    taken proportional to their steps: steps cost the same on average)."""
+    per_step = run["seconds"] / run["steps"][-1]
+    times = [s * per_step for s in run["steps"]]
+    if t >= times[-1]:
+        return run["val_loss"][-1]
+    for (t0, l0), (t1, l1) in zip(zip(times, run["val_loss"]), zip(times[1:], run["val_loss"][1:])):
+        if t0 <= t <= t1:
+            return l0 + (l1 - l0) * (t - t0) / (t1 - t0)
+    return run["val_loss"][0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--eva", default="build/release/eva")
+    ap.add_argument("--data", action="append", help="NAME=PATH (repeatable; default: Debian's fortunes)")
+    ap.add_argument("--seeds", default="1,2")
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq-len", type=int, default=64)
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    corpora = [d.split("=", 1) for d in (a.data or ["fortunes=/usr/share/games/fortunes"])]
+    seeds = [int(s) for s in a.seeds.split(",")]
+    out = {"steps": a.steps, "batch": a.batch, "seq_len": a.seq_len, "threads": a.threads, "runs": []}
+    print(f"| corpus | seed | val loss, no MTP | val loss, MTP 1 (equal steps) | change | MTP 1 at equal wall time | "
+          f"change | MTP head next-next-byte accuracy | time per step, MTP / no MTP |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, path in corpora:
+        for seed in seeds:
+            plain, mtp = train(a, path, seed, False), train(a, path, seed, True)
+            lp, lm = plain["val_loss"][-1], mtp["val_loss"][-1]
+            # Equal wall time: in the plain run's time the MTP run gets through steps / ratio steps; its
+            # loss there (interpolated along its own validation points) against the plain run's final.
+            ratio = (mtp["seconds"] / mtp["steps"][-1]) / (plain["seconds"] / plain["steps"][-1])
+            lm_eq = at_time(mtp, plain["seconds"])
+            row = {"corpus": name, "seed": seed, "plain": plain, "mtp": mtp, "cost_ratio": ratio,
+                   "mtp_at_equal_time": lm_eq}
+            out["runs"].append(row)
+            print(f"| {name} | {seed} | {lp:.4f} | {lm:.4f} | {100 * (lm / lp - 1):+.2f}% | {lm_eq:.4f} (MTP at step "
+                  f"{a.steps / ratio:.0f}) | {100 * (lm_eq / lp - 1):+.2f}% | {100 * mtp['mtp_accuracy'][-1]:.1f}% | "
+                  f"{ratio:.2f}× |", flush=True)
+    eq = [100 * (r["mtp"]["val_loss"][-1] / r["plain"]["val_loss"][-1] - 1) for r in out["runs"]]
+    print(f"\nmean change at equal steps: {statistics.mean(eq):+.2f}% over {len(eq)} runs")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
