@@ -154,29 +154,8 @@ struct GemmErrorOptions {
     bool json = false;
 };
 
-// ‖C − R‖_F / ‖R‖_F and max|C − R| / max|R| against R in double.
-std::pair<double, double> relative_errors(const std::vector<float>& c, const std::vector<double>& r) {
-    double num = 0, den = 0, max_err = 0, max_ref = 0;
-    for (std::size_t i = 0; i < c.size(); ++i) {
-        num += (c[i] - r[i]) * (c[i] - r[i]);
-        den += r[i] * r[i];
-        max_err = std::max(max_err, std::fabs(c[i] - r[i]));
-        max_ref = std::max(max_ref, std::fabs(r[i]));
-    }
-    return {std::sqrt(num / den), max_err / max_ref};
-}
-
-std::vector<double> product(const std::vector<float>& a, const std::vector<float>& b, std::size_t M, std::size_t N, std::size_t K) {
-    std::vector<double> r(M * N);
-    for (std::size_t i = 0; i < M; ++i)
-        for (std::size_t j = 0; j < N; ++j) {
-            double s = 0;
-            for (std::size_t k = 0; k < K; ++k) s += double(a[i * K + k]) * double(b[j * K + k]);
-            r[i * N + j] = s;
-        }
-    return r;
-}
-
+// The accumulation experiment of eva/fp8.hpp (fp8_gemm_operands, fp8_gemm_errors), the same one the
+// page's FP8 panel and selfTest run: ‖C − R‖_F / ‖R‖_F and max|C − R| / max|R| against R in double.
 void run_gemm_error(const GemmErrorOptions& o) {
     // Checked products: --m 4611686018427387904 must not wrap into a small, valid-looking size.
     constexpr std::uint64_t kMax = std::uint64_t(1) << 26;
@@ -197,16 +176,10 @@ void run_gemm_error(const GemmErrorOptions& o) {
     cfg.promote_every = o.promote_every;
     cfg.accum_bits = o.accum_bits;
     cfg.fused_width = o.fused_width;
-    Rng rng(o.seed);
-    std::vector<float> x(o.m * o.k), w(o.n * o.k), a(x.size()), b(w.size()), c(o.m * o.n);
-    rng.fill_normal(x.data(), x.size(), 0, 1);
-    rng.fill_normal(w.data(), w.size(), 0, 1);
-    const Fp8Matrix A = quantize(x.data(), o.m, o.k, o.k, qa), B = quantize(w.data(), o.n, o.k, o.k, qb);
-    fp8_gemm(A, B, c.data(), o.n, cfg);
-    dequantize(A, a.data(), o.k);
-    dequantize(B, b.data(), o.k);
-    const auto [acc_fro, acc_max] = relative_errors(c, product(a, b, o.m, o.n, o.k));
-    const auto [tot_fro, tot_max] = relative_errors(c, product(x, w, o.m, o.n, o.k));
+    const Fp8GemmOperands ops = fp8_gemm_operands(o.m, o.n, o.k, o.seed, 0, qa, qb);
+    const Fp8GemmErrors e = fp8_gemm_errors(ops, cfg);
+    const double acc_fro = e.accumulation.relative(), acc_max = e.accumulation.max_relative(),
+                 tot_fro = e.total.relative(), tot_max = e.total.max_relative();
     nlohmann::json j = {{"m", o.m}, {"n", o.n}, {"k", o.k}, {"format", fp8_format_name(qa.format)},
                         {"granularity", o.granularity}, {"accum_bits", o.accum_bits},
                         {"promote_every", o.promote_every}, {"fused_width", o.fused_width}, {"seed", o.seed},

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "cli.hpp"
+#include "eva/checked.hpp"
 #include "eva/config.hpp"
 #include "eva/mla.hpp"
 #include "eva/rng.hpp"
@@ -24,21 +25,10 @@ struct MemoryOptions {
     bool json = false;
 };
 
-std::string human_bytes(double b) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (b >= 1024 && u < 4) b /= 1024, ++u;
-    char s[32];
-    std::snprintf(s, sizeof s, u ? "%.2f %s" : "%.0f %s", b, units[u]);
-    return s;
-}
-
 void run_memory(const MemoryOptions& o) {
     const ModelArgs a = preset_or_file(o.config);
     const CacheDType dt = parse_cache_dtype(o.dtype, "--dtype");
-    std::int64_t groups = o.gqa_groups;
-    for (std::int64_t g = std::min<std::int64_t>(8, a.n_heads); groups == 0; --g)
-        if (a.n_heads % g == 0) groups = g;
+    const std::int64_t groups = o.gqa_groups == 0 ? default_gqa_groups(a) : o.gqa_groups;
     const auto rows = kv_cache_memory(a, o.seq_len, dt, groups);
     if (o.json) {
         nlohmann::json j = {{"config", o.config}, {"dtype", o.dtype}, {"seq_len", o.seq_len},
@@ -61,7 +51,7 @@ void run_memory(const MemoryOptions& o) {
     for (const auto& r : rows)
         std::printf("%-8s %8lld %18lld %16lld %14s %14s %7.2fx\n", r.name.c_str(), (long long)r.kv_heads,
                     (long long)r.elements_per_token_layer, (long long)r.bytes_per_token_layer,
-                    human_bytes(double(r.bytes_per_token)).c_str(), human_bytes(double(r.bytes_sequence)).c_str(),
+                    format_bytes_binary(double(r.bytes_per_token)).c_str(), format_bytes_binary(double(r.bytes_sequence)).c_str(),
                     r.ratio_to_mla);
     std::printf("MLA caches kv_lora_rank + qk_rope_head_dim per token for all heads; MHA caches n_heads·"
                 "(nope + rope) keys + n_heads·v values.\n");
@@ -117,10 +107,10 @@ void run_decode_check(const DecodeCheckOptions& o) {
     std::printf("  full forward vs absorbed decode  %.3g  (%.2g of scale)\n", d_abs, d_abs / scale);
     std::printf("  naive vs absorbed                %.3g\n", d_pair);
     std::printf("  naive cache    %zu floats (%s): per-head K [T, %lld, %lld] + V [T, %lld, %lld]\n", naive.floats(),
-                human_bytes(nb).c_str(), (long long)a.n_heads, (long long)a.qk_head_dim(), (long long)a.n_heads,
+                format_bytes_binary(nb).c_str(), (long long)a.n_heads, (long long)a.qk_head_dim(), (long long)a.n_heads,
                 (long long)a.v_head_dim);
     std::printf("  absorbed cache %zu floats (%s): c_KV [T, %lld] + k_pe [T, %lld]  → %.1fx smaller\n",
-                absorbed.floats(), human_bytes(ab).c_str(), (long long)a.kv_lora_rank, (long long)a.qk_rope_head_dim,
+                absorbed.floats(), format_bytes_binary(ab).c_str(), (long long)a.kv_lora_rank, (long long)a.qk_rope_head_dim,
                 nb / ab);
 }
 

@@ -35,6 +35,12 @@ TEST_CASE("checked arithmetic: exact below the bound, ConfigError above, never w
     CHECK(format_bytes(999) == "999 bytes");
     CHECK(format_bytes(63'200'000'000ull) == "63.2 GB");
     CHECK(format_bytes(1'500'000) == "1.50 MB");
+    // Binary units (the KV-cache figures): V3's MLA cache of 4096 bf16 tokens is 1152·61·4096 bytes
+    // = 274.5 MiB exactly (287,834,112 / 2^20).
+    CHECK(format_bytes_binary(1023) == "1023 B");
+    CHECK(format_bytes_binary(1536) == "1.50 KiB");
+    CHECK(format_bytes_binary(1152.0 * 61 * 4096) == "274.50 MiB");
+    CHECK(format_bytes_binary(3.0 * 1024 * 1024 * 1024 * 1024 * 1024) == "3072.00 TiB");  // TiB is the largest unit
 }
 
 TEST_CASE("require_memory: refuses more than the machine has, with both figures", "[checked]") {

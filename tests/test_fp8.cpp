@@ -586,6 +586,63 @@ TEST_CASE("fp8: promotion every 128 removes the limited accumulator's error (K =
     CHECK(e_exact < 1e-5);  // fp32: ≈ √(K/128)·u-level, far below both
 }
 
+TEST_CASE("fp8: the accumulation experiment (fp8_gemm_errors) against a plain double product", "[fp8]") {
+    // The one implementation behind `eva fp8 gemm-error`, the FP8 panel's error-vs-K chart and the page's
+    // selfTest. Checked here against this file's own loops: the operands are the documented Rng draws
+    // quantized by `quantize`, the accumulation error equals gemm_relative_error above bit for bit (same
+    // products, same summation order), the total error compares with the unquantized product, and the error
+    // sums of row ranges add up to the whole product's (what the panel relies on, a slice per frame).
+    const std::size_t M = 130, N = 9, K = 384;  // M > 128: two block rows for the block-scaled case
+    for (const auto ga : {eva::Fp8Granularity::Tensor, eva::Fp8Granularity::Tile, eva::Fp8Granularity::Block}) {
+        eva::Fp8QuantConfig qa, qb;
+        qa.granularity = ga;
+        qb.granularity = eva::Fp8Granularity::Block;
+        const eva::Fp8GemmOperands ops = eva::fp8_gemm_operands(M, N, K, 5, 3, qa, qb);
+        eva::Rng rng(5, 3);
+        std::vector<float> x(M * K), w(N * K);
+        rng.fill_normal(x.data(), x.size(), 0, 1);
+        rng.fill_normal(w.data(), w.size(), 0, 1);
+        REQUIRE(ops.x == x);
+        REQUIRE(ops.w == w);
+        const eva::Fp8Matrix A = eva::quantize(x.data(), M, K, K, qa);
+        REQUIRE(ops.A.codes == A.codes);
+        REQUIRE(ops.A.scales == A.scales);
+        eva::Fp8GemmConfig cfg;
+        cfg.promote_every = 128;
+        const eva::Fp8GemmErrors all = eva::fp8_gemm_errors(ops, cfg);
+        CHECK(all.accumulation.relative() == gemm_relative_error(ops.A, ops.B, cfg));
+        // The total error against x·wᵀ, from this test's loop.
+        std::vector<float> c(M * N);
+        eva::fp8_gemm(ops.A, ops.B, c.data(), N, cfg);
+        double num = 0, den = 0, max_err = 0, max_ref = 0;
+        for (std::size_t i = 0; i < M; ++i)
+            for (std::size_t j = 0; j < N; ++j) {
+                double r = 0;
+                for (std::size_t k = 0; k < K; ++k) r += double(x[i * K + k]) * double(w[j * K + k]);
+                const double d = double(c[i * N + j]) - r;
+                num += d * d, den += r * r;
+                max_err = std::max(max_err, std::fabs(d)), max_ref = std::max(max_ref, std::fabs(r));
+            }
+        CHECK(all.total.relative() == Approx(std::sqrt(num / den)).epsilon(1e-12));  // same sums, same order
+        CHECK(all.total.max_relative() == Approx(max_err / max_ref).epsilon(1e-12));
+        CHECK(all.total.relative() > all.accumulation.relative());  // quantization adds error
+        // Row ranges (block-aligned for a block-scaled A) add up to the whole.
+        eva::Fp8GemmErrors parts = eva::fp8_gemm_errors(ops, cfg, 0, 128);
+        parts.add(eva::fp8_gemm_errors(ops, cfg, 128, M));
+        CHECK(parts.accumulation.sq_error == Approx(all.accumulation.sq_error).epsilon(1e-12));
+        CHECK(parts.accumulation.sq_ref == Approx(all.accumulation.sq_ref).epsilon(1e-12));
+        CHECK(parts.total.max_error == all.total.max_error);
+        if (ga == eva::Fp8Granularity::Block)
+            CHECK_THROWS_AS(eva::fp8_gemm_errors(ops, cfg, 1, 2), eva::ConfigError);
+        else  // any single row
+            CHECK(eva::fp8_gemm_errors(ops, cfg, 7, 8).accumulation.sq_ref > 0);
+    }
+    const eva::Fp8GemmOperands ops = eva::fp8_gemm_operands(4, 4, 128, 1, 0, {}, {});
+    CHECK_THROWS_AS(eva::fp8_gemm_errors(ops, {}, 2, 2), eva::ShapeError);
+    CHECK_THROWS_AS(eva::fp8_gemm_errors(ops, {}, 0, 5), eva::ShapeError);
+    CHECK_THROWS_AS(eva::fp8_gemm_operands(0, 4, 128, 1, 0, {}, {}), eva::ShapeError);
+}
+
 TEST_CASE("fp8: GEMM configuration errors", "[fp8]") {
     const auto x = normal_matrix(4, 256, 1), w = normal_matrix(4, 200, 2);
     const eva::Fp8Matrix A = eva::quantize_tiles(x.data(), 4, 256), B = eva::quantize_blocks(w.data(), 4, 200);

@@ -347,6 +347,23 @@ TEST_CASE("MLA KV-cache memory for V3 matches hand-computed numbers", "[mla]") {
     REQUIRE_THROWS_AS(eva::parse_cache_dtype("fp16"), eva::ConfigError);
 }
 
+TEST_CASE("default_gqa_groups: the largest divisor of n_heads up to 8", "[mla]") {
+    // Checked against a brute-force search over every candidate 1..8.
+    for (std::int64_t h = 1; h <= 200; ++h) {
+        eva::ModelArgs a = eva::preset("mini");
+        a.n_heads = h;
+        std::int64_t best = 1;
+        for (std::int64_t g = 1; g <= 8; ++g)
+            if (h % g == 0) best = g;
+        REQUIRE(eva::default_gqa_groups(a) == best);
+    }
+    CHECK(eva::default_gqa_groups(eva::preset("v3")) == 8);       // 128 heads
+    CHECK(eva::default_gqa_groups(eva::preset("v2-lite")) == 8);  // 16 heads
+    eva::ModelArgs bad = eva::preset("mini");
+    bad.n_heads = 0;
+    CHECK_THROWS_AS(eva::default_gqa_groups(bad), eva::ConfigError);
+}
+
 TEST_CASE("MLA decode: capacity growth is explicit and max_seq_len is a hard limit", "[mla]") {
     const auto a = tiny(0, false);  // max_seq_len 64
     const auto rope = eva::make_rope(a);

@@ -443,13 +443,45 @@ TEST_CASE("MoE config: presets, JSON fields, validation naming the field", "[moe
     CHECK_THAT(message([] { MoeConfig::from_json({{"dim", 8}, {"n_experts", 4}}); }), Catch::Contains("n_experts"));
     CHECK_THAT(message([] { MoeConfig::from_json({{"score_func", "relu"}}); }), Catch::Contains("score_func"));
     CHECK_THAT(message([] { MoeConfig::from_json({{"n_expert_groups", 5}}); }), Catch::Contains("n_expert_groups"));
-    CHECK_THAT(message([] { MoeConfig::from_json({{"n_activated_experts", 17}}); }),
+    // The official defaults (V2-Lite's 64 routed experts) fill what a file leaves out, as for the model.
+    CHECK(MoeConfig::from_json({{"n_activated_experts", 17}}).n_routed_experts == 64);
+    CHECK_THAT(message([] { MoeConfig::from_json({{"n_activated_experts", 65}}); }),
                Catch::Contains("n_activated_experts"));
     CHECK_THAT(message([] { MoeConfig::from_json({{"n_expert_groups", 4}, {"n_limited_groups", 5}}); }),
                Catch::Contains("n_limited_groups"));
     CHECK_THAT(message([] { MoeConfig::from_json({{"dim", -3}}); }), Catch::Contains("dim"));
     CHECK_THAT(message([] { eva::parse_balance("sometimes"); }), Catch::Contains("balance"));
     CHECK_THAT(message([] { MoeConfig::preset("v4"); }), Catch::Contains("v2-lite"));
+}
+
+TEST_CASE("MoE config: one expert-layout rule for the model and the layer", "[moe]") {
+    // For every small layout, a hand-built MoeConfig (any balancing mode), the MoE config read from JSON
+    // and the model's ModelArgs are valid exactly when this test's own statement of the rule holds.
+    for (int routed = 1; routed <= 8; ++routed)
+        for (int active = 1; active <= routed; ++active)
+            for (int groups = 1; groups <= routed; ++groups)
+                for (int limited = 1; limited <= groups; ++limited) {
+                    const bool divides = routed % groups == 0;
+                    const int per = divides ? routed / groups : 0;
+                    const bool ok = divides && (groups == 1 || per >= 2) && active <= limited * per;
+                    const nlohmann::json j = {{"n_routed_experts", routed}, {"n_activated_experts", active},
+                                              {"n_expert_groups", groups}, {"n_limited_groups", limited}};
+                    INFO(j.dump());
+                    bool args_ok = true, json_ok = true;
+                    try { eva::model_args_from_json(j); } catch (const eva::ConfigError&) { args_ok = false; }
+                    try { MoeConfig::from_json(j); } catch (const eva::ConfigError&) { json_ok = false; }
+                    CHECK(args_ok == ok);
+                    CHECK(json_ok == ok);
+                    for (Balance b : {Balance::none, Balance::aux_free, Balance::seq_loss}) {
+                        MoeConfig c;
+                        c.n_routed_experts = std::size_t(routed), c.n_activated_experts = std::size_t(active);
+                        c.n_expert_groups = std::size_t(groups), c.n_limited_groups = std::size_t(limited);
+                        c.balance = b;
+                        bool hand_ok = true;
+                        try { c.validate(); } catch (const eva::ConfigError&) { hand_ok = false; }
+                        CHECK(hand_ok == ok);
+                    }
+                }
 }
 
 #ifndef __EMSCRIPTEN__

@@ -3,10 +3,12 @@
 // file pair web/panel_<id>.{hpp,cpp}, with a short "explain" text that says what the learner is seeing.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
 #include "eva/model.hpp"
+#include "panel.hpp"
 #include "panel_gemm.hpp"
 #include "panel_fp8.hpp"
 #include "panel_routing.hpp"
@@ -14,18 +16,6 @@
 #include "panel_kv.hpp"
 
 namespace eva::web {
-
-/// The pretrained mini checkpoint shipped beside the page (mini.safetensors, produced by
-/// scripts/web.sh with the native `eva train`), fetched once at start. Panels that show a trained
-/// model read it from here; until it arrives (or if it is absent) they say so and use a fresh model.
-struct Pretrained {
-    enum class State { loading, ready, missing } state = State::loading;
-    std::string message = "loading mini.safetensors…";
-    std::unique_ptr<Model<float>> model;  // set when state == ready
-};
-
-/// Draws the panel's explanation in a wrapped, dimmed paragraph.
-void explain(const char* text);
 
 struct App {
     std::string panel = "all";  // from ?panel=…; "all" shows every panel as a tab
@@ -36,6 +26,7 @@ struct App {
     RoutingPanel routing;
     TrainPanel train;
     KvPanel kv;
+    std::map<std::string, long> drawn_frame;  // panel id → the last frame (App::frames) it was drawn in
     double frame_ms = 0;        // rolling mean per frame: input, panels' computations, ImGui's vertices
     double submit_ms = 0;       // rolling mean per frame: handing the vertices to WebGL
     long frames = 0;

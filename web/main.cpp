@@ -23,26 +23,33 @@
 
 namespace eva::web {
 
-void explain(const char* text) {
-    ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
-    ImGui::TextWrapped("%s", text);
-    ImGui::PopStyleColor();
-    ImGui::Separator();
-}
-
+// The panel table: one line a panel — its ?panel= id, its tab title, how to draw it from the app's one
+// context and its own state, its state as JSON (window.eva.state(id)), and its figures for selfTest.
 struct Panel {
     const char* id;
     const char* title;
     void (*draw)(App&);
+    nlohmann::json (*state)(const App&);
+    nlohmann::json (*self_test)();
 };
-// One line a panel: its ?panel= id, its tab title, how to draw it from the app state.
 const Panel panels[] = {
-    {"kv", "KV cache", [](App& a) { kv_panel(a.kv, a.pretrained); }},
-    {"routing", "Routing", [](App& a) { routing_panel(a.routing, a.pretrained); }},
-    {"fp8", "FP8 error", [](App& a) { fp8_panel(a.fp8, {a.pretrained.model.get(), a.pretrained.state == Pretrained::State::loading}); }},
-    {"train", "Train", [](App& a) { train_panel(a.train); }},
-    {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }},
+    {"kv", "KV cache", [](App& a) { kv_panel(a.kv, a.pretrained); }, [](const App& a) { return kv_state(a.kv); },
+     kv_self_test},
+    {"routing", "Routing", [](App& a) { routing_panel(a.routing, a.pretrained); },
+     [](const App& a) { return routing_state(a.routing); }, routing_self_test},
+    {"fp8", "FP8 error", [](App& a) { fp8_panel(a.fp8, a.pretrained); }, [](const App& a) { return fp8_state(a.fp8); },
+     fp8_self_test},
+    {"train", "Train", [](App& a) { train_panel(a.train); }, [](const App& a) { return train_state(a.train); },
+     train_self_test},
+    {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }, [](const App&) { return nlohmann::json::object(); },
+     gemm_self_test},
 };
+
+// Draws one panel and remembers the frame it was drawn in (its exported state says whether it is on screen).
+void draw_panel(App& app, const Panel& p) {
+    p.draw(app);
+    app.drawn_frame[p.id] = app.frames;
+}
 
 /// Tells the page which panel ids exist (window.eva.panels), for tests and benchmarks.
 void publish_panels() {
@@ -57,13 +64,13 @@ void draw_app(App& app) {
     bool shown = false;
     for (const Panel& p : panels)  // ?panel=ID shows that panel alone
         if (app.panel == p.id) {
-            p.draw(app);
+            draw_panel(app, p);
             shown = true;
         }
     if (!shown && ImGui::BeginTabBar("panels")) {
         for (const Panel& p : panels)
             if (ImGui::BeginTabItem(p.title)) {
-                p.draw(app);
+                draw_panel(app, p);
                 ImGui::EndTabItem();
             }
         ImGui::EndTabBar();
@@ -152,16 +159,32 @@ void frame(void* arg) {
 
 }  // namespace
 
+App* g_app = nullptr;  // the page's one App (main's), for the exported functions below
+
 // Figures computed by the wasm core, for the browser tests to compare with the native ones: each
 // panel contributes its own (keys prefixed by the panel's id).
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_self_test() {
     static std::string out;
-    nlohmann::json j = eva::web::gemm_self_test();
-    j.update(eva::web::fp8_self_test());
-    j.update(eva::web::routing_self_test());
-    j.update(eva::web::train_self_test());
-    j.update(eva::web::kv_self_test());
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& p : eva::web::panels) j.update(p.self_test());
     out = j.dump();
+    return out.c_str();
+}
+
+// One panel's state as JSON (window.eva.state(id)): {"id", "drawn": false} until it is first drawn, then
+// its settings and figures with "drawn": true while it is on screen; {"error"} for an unknown id.
+extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
+    static std::string out;
+    nlohmann::json j = {{"error", std::string("no panel '") + id + "'"}};
+    for (const auto& p : eva::web::panels)
+        if (std::string(id) == p.id && g_app) {
+            const auto at = g_app->drawn_frame.find(p.id);
+            const bool ever = at != g_app->drawn_frame.end();
+            j = ever ? p.state(*g_app) : nlohmann::json::object();
+            j["id"] = p.id;
+            j["drawn"] = ever && at->second >= g_app->frames - 1;  // drawn in the latest frame
+        }
+    out = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // samples may cut a UTF-8 sequence
     return out.c_str();
 }
 
@@ -191,6 +214,7 @@ int main() {
     glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
     glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 0);
     static App app;
+    g_app = &app;
     app.panel = query_param("panel", "all");
     app.embed = query_param("embed", "0") == "1";
     window = glfwCreateWindow(1280, 800, "eva", nullptr, nullptr);

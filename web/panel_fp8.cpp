@@ -13,6 +13,7 @@
 #include <imgui.h>
 
 #include "draw.hpp"
+#include "panel.hpp"
 #include "eva/config.hpp"
 #include "eva/model.hpp"
 #include "eva/moe.hpp"
@@ -20,13 +21,7 @@
 
 namespace eva::web {
 
-// From app.hpp, which this file does not include: its eva::web::draw(App&) would clash with the
-// eva::web::draw namespace of the chart helpers.
-void explain(const char* text);
-
 namespace {
-
-const Fp8Panel* g_shown = nullptr;  // the panel drawn last, for eva_fp8_state()
 
 Fp8Format format_of(const Fp8Panel& p) { return p.format == 0 ? Fp8Format::E4M3 : Fp8Format::E5M2; }
 const char* granularity_label(int g) {
@@ -37,45 +32,11 @@ const char* granularity_label(int g) {
 float fp8_min_subnormal(Fp8Format f) { return fp8_decode(0x01, f); }
 
 // ------------------------------------------------------------------------------ choosing the tensor
-// The model whose tensors are shown: the pretrained checkpoint, or (when none was shipped) a freshly
-// initialized mini model, which the panel then says. nullptr while the checkpoint is still loading.
-Model<float>* shown_model(const Checkpoint& ck, std::string& note) {
-    if (ck.model) {
-        note = "pretrained mini model";
-        return ck.model;
-    }
-    if (ck.loading) return nullptr;
-    static std::unique_ptr<Model<float>> fresh;
-    if (!fresh) {
-        const ModelArgs args = preset("mini");
-        Rng rng(1);
-        fresh = std::make_unique<Model<float>>(model_init<float>(args, moe_config(args), rng));
-    }
-    note = "untrained mini model (no checkpoint beside the page)";
-    return fresh.get();
-}
-
 std::vector<std::string> matrix_names(Model<float>& m) {
     std::vector<std::string> names;
     for (const auto& t : named_tensors(m.w))
         if (t.shape.size() == 2) names.push_back(t.name);
     return names;
-}
-
-// The forward's activations for the sample text, recomputed only when the text or the model changes.
-const ModelActivations<float>* activations(const Model<float>& m, const std::string& text) {
-    static const Model<float>* model = nullptr;
-    static std::string key;
-    static ModelActivations<float> acts;
-    if (model != &m || key != text) {
-        std::vector<Token> tokens = encode_bytes(text);
-        tokens.resize(std::min<std::size_t>(tokens.size(), std::min<std::size_t>(128, m.args.max_seq_len)));
-        if (tokens.empty()) return nullptr;
-        model_forward(m, tokens, 1, tokens.size(), &acts);
-        model = &m;
-        key = text;
-    }
-    return &acts;
 }
 
 // Standard normal data (seeded) with a share of outliers at ±magnitude·σ, as activations of large models have.
@@ -96,20 +57,20 @@ void synthetic(Fp8Panel& p) {
     p.tensor_name = name;
 }
 
-std::string tensor_key(const Fp8Panel& p, const Checkpoint& ck) {
+std::string tensor_key(const Fp8Panel& p, Pretrained& ck) {
     char buf[128];
-    std::snprintf(buf, sizeof buf, "%d|%d|%d|%d|%g|%g|", p.source, int(ck.loading) + 2 * int(ck.model != nullptr), p.layer, p.point,
+    std::snprintf(buf, sizeof buf, "%d|%d|%d|%d|%g|%g|", p.source, int(ck.state), p.layer, p.point,
                   p.outlier_fraction, p.outlier_magnitude);
     return buf + p.weight + "|" + p.text;
 }
 
-void load_tensor(Fp8Panel& p, const Checkpoint& ck) {
+void load_tensor(Fp8Panel& p, Pretrained& ck) {
     p.tensor_error.clear();
     p.x.clear();
     p.rows = p.cols = 0;
     if (p.source == Fp8Panel::Synthetic) return synthetic(p);
-    std::string note;
-    Model<float>* m = shown_model(ck, note);
+    const std::string note = ck.shown_name();
+    Model<float>* m = ck.shown();
     if (!m) {
         p.tensor_error = "waiting for the pretrained checkpoint (mini.safetensors)...";
         return;
@@ -126,7 +87,7 @@ void load_tensor(Fp8Panel& p, const Checkpoint& ck) {
         p.tensor_error = "no matrix named " + p.weight;
         return;
     }
-    const ModelActivations<float>* acts = activations(*m, p.text);
+    const ModelActivations<float>* acts = ck.activations(p.text);
     if (!acts) {
         p.tensor_error = "type some text: the activations are those of the model reading it";
         return;
@@ -257,7 +218,7 @@ void advance_delayed(Fp8Panel& p, AmaxHistory& history) {
     ++d.done;
 }
 
-void update(Fp8Panel& p, const Checkpoint& ck) {
+void update(Fp8Panel& p, Pretrained& ck) {
     const std::string tk = tensor_key(p, ck);
     if (tk != p.tensor_key) {
         p.tensor_key = tk;
@@ -346,7 +307,7 @@ void draw_histogram(const Fp8Panel& p, ImVec2 size) {
     }
 }
 
-void draw_controls(Fp8Panel& p, const Checkpoint& ck) {
+void draw_controls(Fp8Panel& p, Pretrained& ck) {
     ImGui::RadioButton("trained weight", &p.source, Fp8Panel::Weight);
     ImGui::SameLine();
     ImGui::RadioButton("activation", &p.source, Fp8Panel::Activation);
@@ -356,31 +317,26 @@ void draw_controls(Fp8Panel& p, const Checkpoint& ck) {
     ImGui::RadioButton("E4M3", &p.format, 0);
     ImGui::SameLine();
     ImGui::RadioButton("E5M2", &p.format, 1);
-    const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax();
-    p.last_ui[0] = a.x, p.last_ui[1] = a.y, p.last_ui[2] = b.x, p.last_ui[3] = b.y;
+    p.e5m2_rect.record();
     ImGui::SameLine(0, 30);
     ImGui::Checkbox("power-of-two scales", &p.pow2);
 
     for (int g = Fp8Panel::Tensor; g <= Fp8Panel::Delayed; ++g) {
         if (g) ImGui::SameLine();
         ImGui::RadioButton(granularity_label(g), &p.granularity, g);
-        if (g == Fp8Panel::Block || g == Fp8Panel::Delayed) {
-            float* r = g == Fp8Panel::Block ? p.last_block_ui : p.last_delayed_ui;
-            const ImVec2 c = ImGui::GetItemRectMin(), d = ImGui::GetItemRectMax();
-            r[0] = c.x, r[1] = c.y, r[2] = d.x, r[3] = d.y;
-        }
+        if (g == Fp8Panel::Block) p.block_rect.record();
+        if (g == Fp8Panel::Delayed) p.delayed_rect.record();
     }
-    std::string note;
     ImGui::SetNextItemWidth(320);
     if (p.source == Fp8Panel::Weight) {
-        Model<float>* m = shown_model(ck, note);
+        Model<float>* m = ck.shown();
         if (m && ImGui::BeginCombo("weight", p.weight.c_str())) {
             for (const std::string& n : matrix_names(*m))
                 if (ImGui::Selectable(n.c_str(), n == p.weight)) p.weight = n;
             ImGui::EndCombo();
         }
     } else if (p.source == Fp8Panel::Activation) {
-        Model<float>* m = shown_model(ck, note);
+        Model<float>* m = ck.shown();
         ImGui::SliderInt("layer", &p.layer, 0, m ? int(m->args.n_layers) - 1 : 0);
         ImGui::SameLine();
         ImGui::SetNextItemWidth(300);
@@ -461,21 +417,6 @@ void draw_accumulation(AccumExperiment& e, float width) {
 }  // namespace
 
 // ------------------------------------------------------------------------------ the accumulation experiment
-namespace {
-// Rows [r0, r0 + n) of a per-tensor-scaled matrix: the same scale, the codes of those rows.
-Fp8Matrix slice_rows(const Fp8Matrix& m, std::size_t r0, std::size_t n) {
-    Fp8Matrix s;
-    s.format = m.format;
-    s.granularity = m.granularity;
-    s.group = m.group;
-    s.rows = n;
-    s.cols = m.cols;
-    s.scales = m.scales;
-    s.codes.assign(m.codes.begin() + std::ptrdiff_t(r0 * m.cols), m.codes.begin() + std::ptrdiff_t((r0 + n) * m.cols));
-    return s;
-}
-}  // namespace
-
 float DelayedRun::gain(int step, bool spike) {
     // A slow 3% growth per step (weights and activations drift during training), and a x4 outlier step.
     return std::pow(1.03f, float(step)) * (spike && step == kSpikeStep ? 4.0f : 1.0f);
@@ -483,76 +424,54 @@ float DelayedRun::gain(int step, bool spike) {
 
 void AccumExperiment::restart() {
     done_k = 0;
-    next_row = next_col = 0;
-    num[0] = num[1] = den = 0;
-    A = {};
+    next_row = 0;
+    sums[0] = sums[1] = {};
+    ops = {};
 }
 
 void AccumExperiment::step(std::size_t budget) {
     std::size_t products = 0;
     while (!finished() && products < budget) {
         const std::size_t K = std::size_t(128) << done_k;
-        if (A.codes.empty()) {  // the operands of this K: seeded, one stream per K
-            std::vector<float> x(M * K), w(N * K);
-            Rng rng(2024, std::uint64_t(done_k));
-            rng.fill_normal(x.data(), x.size(), 0, 1);
-            rng.fill_normal(w.data(), w.size(), 0, 1);
+        if (ops.k != K) {  // the operands of this K: one scale each, so that promotion may also be "never"
             Fp8QuantConfig cfg;
-            cfg.granularity = Fp8Granularity::Tensor;  // one scale each: promotion may also be "never"
-            A = quantize(x.data(), M, K, K, cfg);
-            B = quantize(w.data(), N, K, K, cfg);
-            a.resize(x.size());
-            b.resize(w.size());
-            dequantize(A, a.data(), K);
-            dequantize(B, b.data(), K);
+            cfg.granularity = Fp8Granularity::Tensor;
+            ops = fp8_gemm_operands(M, N, K, kSeed, std::uint64_t(done_k), cfg, cfg);
         }
-        // One work unit: row `next_row` of C, columns [next_col, next_col + kColumnBlock).
-        const Fp8Matrix arow = slice_rows(A, next_row, 1), bblk = slice_rows(B, next_col, kColumnBlock);
-        float c[2][kColumnBlock];
+        // One work unit: row `next_row` of C, with and without promotion.
         for (int v = 0; v < 2; ++v) {
             Fp8GemmConfig g;
             g.accum_bits = accum_bits;
             g.promote_every = v == 0 ? 0 : 128;
-            fp8_gemm(arow, bblk, c[v], kColumnBlock, g);
+            sums[v].add(fp8_gemm_errors(ops, g, next_row, next_row + 1));
         }
-        for (std::size_t j = 0; j < kColumnBlock; ++j) {
-            double r = 0;
-            const float* ar = &a[next_row * K];
-            const float* br = &b[(next_col + j) * K];
-            for (std::size_t k = 0; k < K; ++k) r += double(ar[k]) * double(br[k]);
-            for (int v = 0; v < 2; ++v) num[v] += (c[v][j] - r) * (c[v][j] - r);
-            den += r * r;
-        }
-        products += kColumnBlock * K;
-        next_col += kColumnBlock;
-        if (next_col == N) next_col = 0, ++next_row;
-        if (next_row == M) {  // this K is done
+        products += N * K;
+        if (++next_row == M) {  // this K is done
             k_values[done_k] = float(std::log2(double(K)));
-            errors_never[done_k] = float(std::sqrt(num[0] / den));
-            errors_promoted[done_k] = float(std::sqrt(num[1] / den));
+            errors_never[done_k] = float(sums[0].accumulation.relative());
+            errors_promoted[done_k] = float(sums[1].accumulation.relative());
             ++done_k;
-            next_row = next_col = 0;
-            num[0] = num[1] = den = 0;
-            A = {};
+            next_row = 0;
+            sums[0] = sums[1] = {};
+            ops = {};
         }
     }
 }
 
 // ------------------------------------------------------------------------------------------ the panel
 namespace {
-void draw_panel(Fp8Panel& p, const Checkpoint& ck);
+void draw_panel(Fp8Panel& p, Pretrained& ck);
 }
 
-void fp8_panel(Fp8Panel& p, const Checkpoint& ck) {
+void fp8_panel(Fp8Panel& p, Pretrained& ck) {
     const auto t0 = std::chrono::steady_clock::now();
-    g_shown = &p;
     draw_panel(p, ck);
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     p.panel_ms = p.panel_ms == 0 ? ms : 0.9 * p.panel_ms + 0.1 * ms;
 }
 
 namespace {
-void draw_panel(Fp8Panel& p, const Checkpoint& ck) {
+void draw_panel(Fp8Panel& p, Pretrained& ck) {
     explain("FP8 keeps 8 bits per number: E4M3 has 3 mantissa bits (neighbours 7-12.5% apart) up to 448, E5M2 only 2 but "
             "reaches 57344. Each group of values is divided by a scale s = amax/max before rounding, so the "
             "histogram shows |x|/s against the format's grid (the yellow comb): values in the left red region "
@@ -610,9 +529,8 @@ nlohmann::json fp8_state(const Fp8Panel& p) {
             {"saturated", p.metrics.saturated}, {"count", p.metrics.count},
             {"grid", {p.grid_rows, p.grid_cols}}, {"cell", {p.cell_rows, p.cell_cols}},
             {"accum_bits", p.accum.accum_bits}, {"accum", accum}, {"accum_ms", p.accum_ms}, {"accum_frames", p.accum_frames}, {"panel_ms", p.panel_ms},
-            {"ui", {{"e5m2", {p.last_ui[0], p.last_ui[1], p.last_ui[2], p.last_ui[3]}},
-                    {"block", {p.last_block_ui[0], p.last_block_ui[1], p.last_block_ui[2], p.last_block_ui[3]}},
-                    {"delayed", {p.last_delayed_ui[0], p.last_delayed_ui[1], p.last_delayed_ui[2], p.last_delayed_ui[3]}}}},
+            {"ui", {{"e5m2", p.e5m2_rect.to_json()}, {"block", p.block_rect.to_json()},
+                    {"delayed", p.delayed_rect.to_json()}}},
             {"delayed", {{"done", p.delayed.done}, {"history_length", p.delayed.history_length},
                          {"saturated", std::vector<float>(p.delayed.saturated, p.delayed.saturated + p.delayed.done)},
                          {"snr_db", std::vector<float>(p.delayed.snr_db, p.delayed.snr_db + p.delayed.done)}}}};
@@ -658,35 +576,15 @@ nlohmann::json round_trip(Fp8Format f, const char* prefix) {
             {p + "_reencoded", reencoded}, {p + "_simd_scalar_mismatches", simd_mismatches}};
 }
 
-// What `eva fp8 gemm-error --m 16 --n 16 --k 4096 --seed 1 --granularity G --promote-every P --json` computes:
-// the same seeded operands, the same quantization and GEMM, the same error sums.
-std::pair<double, double> gemm_errors(Fp8Granularity ga, Fp8Granularity gb, std::size_t promote_every) {
-    const std::size_t M = 16, N = 16, K = 4096;
-    Rng rng(1);
-    std::vector<float> x(M * K), w(N * K), a(x.size()), b(w.size()), c(M * N);
-    rng.fill_normal(x.data(), x.size(), 0, 1);
-    rng.fill_normal(w.data(), w.size(), 0, 1);
+// What `eva fp8 gemm-error --m 16 --n 16 --k 4096 --seed 1 --granularity G --promote-every P --json` prints
+// (accumulation and total error): the same core function, compiled to WebAssembly.
+Fp8GemmErrors gemm_errors(Fp8Granularity ga, Fp8Granularity gb, std::size_t promote_every) {
     Fp8QuantConfig qa, qb;
     qa.granularity = ga;
     qb.granularity = gb;
-    const Fp8Matrix A = quantize(x.data(), M, K, K, qa), B = quantize(w.data(), N, K, K, qb);
     Fp8GemmConfig cfg;
     cfg.promote_every = promote_every;
-    fp8_gemm(A, B, c.data(), N, cfg);
-    dequantize(A, a.data(), K);
-    dequantize(B, b.data(), K);
-    auto rel = [&](const std::vector<float>& p, const std::vector<float>& q) {  // ‖C − p·qᵀ‖_F / ‖p·qᵀ‖_F in double
-        double num = 0, den = 0;
-        for (std::size_t i = 0; i < M; ++i)
-            for (std::size_t j = 0; j < N; ++j) {
-                double r = 0;
-                for (std::size_t k = 0; k < K; ++k) r += double(p[i * K + k]) * double(q[j * K + k]);
-                num += (c[i * N + j] - r) * (c[i * N + j] - r);
-                den += r * r;
-            }
-        return std::sqrt(num / den);
-    };
-    return {rel(a, b), rel(x, w)};
+    return fp8_gemm_errors(fp8_gemm_operands(16, 16, 4096, 1, 0, qa, qb), cfg);
 }
 
 }  // namespace
@@ -694,20 +592,13 @@ std::pair<double, double> gemm_errors(Fp8Granularity ga, Fp8Granularity gb, std:
 nlohmann::json fp8_self_test() {
     nlohmann::json j = round_trip(Fp8Format::E4M3, "fp8_e4m3");
     j.update(round_trip(Fp8Format::E5M2, "fp8_e5m2"));
-    const auto [acc_ds, tot_ds] = gemm_errors(Fp8Granularity::Tile, Fp8Granularity::Block, 128);
-    const auto [acc_never, tot_never] = gemm_errors(Fp8Granularity::Tensor, Fp8Granularity::Tensor, 0);
-    j["fp8_gemm_deepseek_accumulation_rel_error"] = acc_ds;
-    j["fp8_gemm_deepseek_total_rel_error"] = tot_ds;
-    j["fp8_gemm_never_accumulation_rel_error"] = acc_never;
-    j["fp8_gemm_never_total_rel_error"] = tot_never;
+    const Fp8GemmErrors ds = gemm_errors(Fp8Granularity::Tile, Fp8Granularity::Block, 128);
+    const Fp8GemmErrors never = gemm_errors(Fp8Granularity::Tensor, Fp8Granularity::Tensor, 0);
+    j["fp8_gemm_deepseek_accumulation_rel_error"] = ds.accumulation.relative();
+    j["fp8_gemm_deepseek_total_rel_error"] = ds.total.relative();
+    j["fp8_gemm_never_accumulation_rel_error"] = never.accumulation.relative();
+    j["fp8_gemm_never_total_rel_error"] = never.total.relative();
     return j;
 }
 
 }  // namespace eva::web
-
-// The FP8 panel's state as JSON, for the browser tests (window.Module.ccall("eva_fp8_state", "string")).
-extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_fp8_state() {
-    static std::string out;
-    out = eva::web::g_shown ? eva::web::fp8_state(*eva::web::g_shown).dump() : std::string("null");
-    return out.c_str();
-}

@@ -12,27 +12,24 @@
 
 #include "eva/fp8.hpp"
 
-namespace eva {
-template <class T>
-struct Model;
-}
+#include "panel.hpp"
 
 namespace eva::web {
 
-/// The accumulation experiment: C = A·Bᵀ with A [M, K], B [N, K] standard normal in E4M3 (one scale each),
-/// for K = 128 … 8192, summed in a limited-precision accumulator either over all of K or promoted to fp32
-/// every N_C = 128. It runs a bounded slice of work per frame; `errors_*[i]` is valid for i < done_k.
+/// The accumulation experiment of eva/fp8.hpp (fp8_gemm_operands, fp8_gemm_errors — what `eva fp8
+/// gemm-error` runs): C = A·Bᵀ with A [M, K], B [N, K] standard normal in E4M3 (one scale each), for
+/// K = 128 … 8192, summed in a limited-precision accumulator either over all of K or promoted to fp32
+/// every N_C = 128. It runs a bounded number of rows of C per frame; `errors_*[i]` is valid for i < done_k.
 struct AccumExperiment {
     static constexpr int kCount = 7;           // K = 128·2^i, i < kCount (128 … 8192)
-    static constexpr std::size_t M = 16, N = 16, kColumnBlock = 8;  // outputs, columns of C per work unit
+    static constexpr std::size_t M = 16, N = 16;
+    static constexpr std::uint64_t kSeed = 2024;  // operands of K = 128·2^i: Rng(kSeed, stream i)
     int accum_bits = 14;                       // mantissa bits of the tensor-core accumulator
     int done_k = 0;                            // K values finished
-    std::size_t next_row = 0, next_col = 0;    // next work unit of the current K
-    double num[2] = {0, 0}, den = 0;           // Σ(C − R)² for (never, every 128), ΣR²
+    std::size_t next_row = 0;                  // next row of C of the current K
+    Fp8GemmErrors sums[2];                     // the current K's error sums: (never, every 128)
     float k_values[kCount] = {} /* log2 K */, errors_never[kCount] = {}, errors_promoted[kCount] = {};
-    // The current K's operands (quantized, and dequantized for the double reference R).
-    Fp8Matrix A, B;
-    std::vector<float> a, b;
+    Fp8GemmOperands ops;                       // the current K's operands (empty between values of K)
 
     void restart();
     bool finished() const { return done_k == kCount; }
@@ -95,19 +92,13 @@ struct Fp8Panel {
     double accum_ms = 0;                             // time of the last frame's slice of the experiment
     long accum_frames = 0;                           // frames that did a slice of the experiment
     double panel_ms = 0;                             // rolling mean of the time spent in fp8_panel per frame
-    float last_ui[4] = {};                           // the E5M2 radio button's rectangle (for the tests)
-    float last_block_ui[4] = {};                     // the 128×128 radio button's rectangle
-    float last_delayed_ui[4] = {};                   // the delayed-scaling radio button's rectangle
+    Rect e5m2_rect, block_rect, delayed_rect;        // radio buttons the browser tests click
 };
 
-/// The checkpoint the tensors come from: the pretrained model once loaded; while `loading` the panel
-/// waits, and without either it uses a freshly initialized mini model (and says so).
-struct Checkpoint {
-    Model<float>* model = nullptr;
-    bool loading = false;
-};
-void fp8_panel(Fp8Panel& p, const Checkpoint& ck);
-/// The panel's current settings and figures (read by the browser tests via eva_fp8_state()).
+/// Draws the panel; the tensors come from the context's shown model (pretrained, or the untrained
+/// fallback, which the panel then names), and it waits while the checkpoint is loading.
+void fp8_panel(Fp8Panel& p, Pretrained& ck);
+/// The panel's current settings and figures (window.eva.state("fp8"), through eva_panel_state).
 nlohmann::json fp8_state(const Fp8Panel& p);
 /// Figures for window.eva.selfTest(): the 256-code round trips, the decode tables, and seeded FP8 GEMM
 /// errors that `eva fp8 gemm-error` reproduces natively.

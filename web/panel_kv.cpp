@@ -17,9 +17,11 @@
 
 #include "app.hpp"
 #include "draw.hpp"
+#include "eva/checked.hpp"
 #include "eva/data.hpp"
 #include "eva/mla.hpp"
 #include "eva/moe.hpp"
+#include "train_worker.hpp"
 
 namespace eva::web {
 namespace {
@@ -50,20 +52,13 @@ ModelArgs llama3_8b_shape() {
                                  {"max_seq_len", 8192}});
 }
 
-// The GQA comparison of a DeepSeek config: the largest divisor of n_heads up to 8, as `eva mla memory`
-// chooses by default (GQA-8 is a common production choice, e.g. Llama-3's).
-std::int64_t default_groups(const ModelArgs& a) {
-    for (std::int64_t g = std::min<std::int64_t>(8, a.n_heads);; --g)
-        if (a.n_heads % g == 0) return g;
-}
-
 const std::vector<MemoryModel>& memory_models() {
     static const std::vector<MemoryModel> models = [] {
         std::vector<MemoryModel> m;
         const char* const names[][2] = {{"mini", "mini"}, {"v2-lite", "V2-Lite"}, {"v2", "V2"}, {"v3", "V3"}};
         for (const auto& n : names) {
             ModelArgs a = preset(n[0]);
-            m.push_back({n[1], a, default_groups(a), true, "MLA"});
+            m.push_back({n[1], a, default_gqa_groups(a), true, "MLA"});
         }
         m.push_back({"Llama-3-8B shape", llama3_8b_shape(), 8, false, "GQA-8"});
         return m;
@@ -71,31 +66,10 @@ const std::vector<MemoryModel>& memory_models() {
     return models;
 }
 
-std::string human_bytes(double b) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    while (b >= 1024 && u < 4) b /= 1024, ++u;
-    char s[32];
-    std::snprintf(s, sizeof s, u ? "%.2f %s" : "%.0f %s", b, units[u]);
-    return s;
-}
-
 // kv_cache_memory's rows are MLA, MHA, GQA-g, MQA; the panel shows them from largest to smallest.
 constexpr int kShowOrder[] = {1, 2, 3, 0};
 const ImU32 kSchemeColour[] = {IM_COL32(90, 200, 140, 255), IM_COL32(220, 110, 90, 255), IM_COL32(230, 170, 70, 255),
                                IM_COL32(150, 140, 220, 255)};  // MLA, MHA, GQA, MQA
-
-// Places the next item on the same line when `width` more pixels fit in the window, else on the next
-// line, so the controls wrap in a narrow embed instead of running off the edge.
-void same_line_if_fits(float width) {
-    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
-    if (ImGui::GetItemRectMax().x + ImGui::GetStyle().ItemSpacing.x + width <= right) ImGui::SameLine();
-}
-
-void record_rect(float* r) {
-    const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax();
-    r[0] = a.x, r[1] = a.y, r[2] = b.x, r[3] = b.y;
-}
 
 void memory_table(const MemoryModel& mm, const std::vector<KVCacheScheme>& bf, const std::vector<KVCacheScheme>& f8,
                   float width) {
@@ -117,13 +91,13 @@ void memory_table(const MemoryModel& mm, const std::vector<KVCacheScheme>& bf, c
         ImGui::TableNextColumn();
         ImGui::Text("%lld", (long long)bf[i].elements_per_token_layer);
         ImGui::TableNextColumn();
-        ImGui::TextUnformatted(human_bytes(double(bf[i].bytes_per_token)).c_str());
+        ImGui::TextUnformatted(format_bytes_binary(double(bf[i].bytes_per_token)).c_str());
         ImGui::TableNextColumn();
-        ImGui::TextUnformatted(human_bytes(double(f8[i].bytes_per_token)).c_str());
+        ImGui::TextUnformatted(format_bytes_binary(double(f8[i].bytes_per_token)).c_str());
         ImGui::TableNextColumn();
-        ImGui::TextUnformatted(human_bytes(double(bf[i].bytes_sequence)).c_str());
+        ImGui::TextUnformatted(format_bytes_binary(double(bf[i].bytes_sequence)).c_str());
         ImGui::TableNextColumn();
-        ImGui::TextUnformatted(human_bytes(double(f8[i].bytes_sequence)).c_str());
+        ImGui::TextUnformatted(format_bytes_binary(double(f8[i].bytes_sequence)).c_str());
     }
     ImGui::EndTable();
 }
@@ -180,7 +154,7 @@ void memory_section(KvPanel& s) {
     for (int i = 0; i < int(models.size()); ++i) {
         if (i) ImGui::SameLine();
         if (ImGui::RadioButton(models[std::size_t(i)].label, s.preset == i)) s.preset = i;
-        if (i == 2) record_rect(s.preset_v2_rect);
+        if (i == 2) s.preset_v2_rect.record();
     }
     ImGui::SetNextItemWidth(320);
     ImGui::SliderInt("sequence length", &s.seq_len, 1, 131072, "%d tokens", ImGuiSliderFlags_Logarithmic);
@@ -217,19 +191,6 @@ void memory_section(KvPanel& s) {
 
 const char* const kSamples[] = {"Love is", "The meaning of life is", "Q: Why did the chicken cross the road?\nA:",
                                 "It was a dark and stormy night"};
-
-// The pretrained model once it has arrived; a seeded fresh model if there is none (the text is then
-// noise, but the caches and the comparison work the same); nothing while the checkpoint is loading.
-const Model<float>* choose_model(KvDecode& r, const Pretrained& p) {
-    if (p.state == Pretrained::State::ready) return p.model.get();
-    if (p.state == Pretrained::State::loading) return nullptr;
-    if (!r.fresh) {
-        const ModelArgs args = preset("mini");
-        Rng rng(1);  // the same model as `eva init --config mini --seed 1`
-        r.fresh = std::make_unique<Model<float>>(model_init<float>(args, moe_config(args), rng));
-    }
-    return r.fresh.get();
-}
 
 void restart(KvDecode& r, const Model<float>* m, const std::string& prompt) {
     const std::size_t cap = std::size_t(m->args.max_seq_len);
@@ -310,7 +271,7 @@ void decode_controls(KvPanel& s, const Model<float>& m) {
     }
     same_line_if_fits(60);
     if (ImGui::Button("Restart") || entered) s.restart = true;
-    record_rect(s.restart_rect);
+    s.restart_rect.record();
     same_line_if_fits(70);
     ImGui::Checkbox("pause", &s.paused);
     same_line_if_fits(290);
@@ -379,15 +340,15 @@ void cache_views(KvPanel& s, const KvDecode& r) {
     ImGui::Text("full height: naive at %zu tokens", cap);
     draw::bars("kv_held", held, 2, full,
                ImVec2(side, att_h + lat_h - ImGui::GetTextLineHeightWithSpacing()), labels, colours);
-    ImGui::Text("absorbed %s, naive %s", human_bytes(double(held[0]) * 1024).c_str(),
-                human_bytes(double(held[1]) * 1024).c_str());
+    ImGui::Text("absorbed %s, naive %s", format_bytes_binary(double(held[0]) * 1024).c_str(),
+                format_bytes_binary(double(held[1]) * 1024).c_str());
     ImGui::Text("per token per layer: %lld vs %lld floats", (long long)(a.kv_lora_rank + a.qk_rope_head_dim),
                 (long long)(a.n_heads * (a.qk_head_dim() + a.v_head_dim)));
     ImGui::EndGroup();
 }
 
-void decode_section(KvPanel& s, const Pretrained& pretrained) {
-    const Model<float>* m = choose_model(s.run, pretrained);
+void decode_section(KvPanel& s, Pretrained& pretrained) {
+    const Model<float>* m = pretrained.shown();
     if (!m) {
         ImGui::TextUnformatted("Live decoding starts when the pretrained mini checkpoint has loaded...");
         return;
@@ -397,9 +358,10 @@ void decode_section(KvPanel& s, const Pretrained& pretrained) {
         s.restart = false;
     }
     KvDecode& r = s.run;
+    r.fresh = pretrained.fresh();
     decode_controls(s, *m);
     if (!s.paused) advance(r, SamplingConfig{double(s.temperature), 0, 1.0});
-    if (m == r.fresh.get())
+    if (pretrained.fresh())
         ImGui::TextColored(ImVec4(1, 0.75f, 0.4f, 1), "%s - decoding a fresh mini model (eva init --seed 1): its text is "
                            "noise, the caches work the same.", pretrained.message.c_str());
     ImGui::BeginChild("kv_text", ImVec2(0, 2.6f * ImGui::GetTextLineHeightWithSpacing()), true);
@@ -413,12 +375,9 @@ void decode_section(KvPanel& s, const Pretrained& pretrained) {
     if (r.fed_absorbed > 0) cache_views(s, r);
 }
 
-const KvPanel* g_shown = nullptr;  // the panel last drawn, for eva_kv_state()
-
 }  // namespace
 
-void kv_panel(KvPanel& s, const Pretrained& pretrained) {
-    g_shown = &s;
+void kv_panel(KvPanel& s, Pretrained& pretrained) {
     const auto t0 = Clock::now();
     explain("Each generated token attends to every earlier one, so a decoder caches their keys and values: "
             "multi-head attention (MHA) keeps a key and a value per head, per token, per layer, and GQA and MQA "
@@ -435,13 +394,12 @@ void kv_panel(KvPanel& s, const Pretrained& pretrained) {
 nlohmann::json kv_state(const KvPanel& s) {
     const KvDecode& r = s.run;
     return {{"preset", memory_models()[std::size_t(s.preset)].label}, {"seq_len", s.seq_len},
-            {"model", !r.model ? "waiting" : r.model == r.fresh.get() ? "fresh" : "pretrained"},
+            {"model", !r.model ? "waiting" : r.fresh ? "fresh" : "pretrained"},
             {"tokens", r.fed_naive}, {"prompt_len", r.prompt_len}, {"runs", r.runs},
             {"decoding", r.model && !s.paused && !finished(r)}, {"layer", s.layer},
             {"max_diff", r.max_diff}, {"ms_absorbed", r.ms_absorbed}, {"ms_naive", r.ms_naive},
             {"panel_ms", s.panel_ms},
-            {"preset_v2_rect", std::vector<float>(s.preset_v2_rect, s.preset_v2_rect + 4)},
-            {"restart_rect", std::vector<float>(s.restart_rect, s.restart_rect + 4)}};
+            {"preset_v2_rect", s.preset_v2_rect.to_json()}, {"restart_rect", s.restart_rect.to_json()}};
 }
 
 nlohmann::json kv_self_test() {
@@ -461,9 +419,7 @@ nlohmann::json kv_self_test() {
 
     // Naive vs absorbed logits over a fixed 40-byte decode of the seeded mini model that `eva init
     // --config mini --seed 1` writes (deterministic: Philox stream, no sampling — the tokens are given).
-    const ModelArgs args = preset("mini");
-    Rng rng(1);
-    const Model<float> m = model_init<float>(args, moe_config(args), rng);
+    const Model<float> m = train_protocol::fresh_model(preset("mini"), 1);
     const std::vector<Token> tokens = encode_bytes("MLA caches one latent per token, not K+V.");
     Generator<float> absorbed(m, AttentionCache::absorbed, tokens.size()), naive(m, AttentionCache::naive, tokens.size());
     double diff = 0, scale = 0;
@@ -485,9 +441,3 @@ nlohmann::json kv_self_test() {
 
 }  // namespace eva::web
 
-// The KV panel's state for the browser test (window.Module.ccall("eva_kv_state", "string")).
-extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_kv_state() {
-    static std::string out;
-    out = eva::web::g_shown ? eva::web::kv_state(*eva::web::g_shown).dump() : "{}";
-    return out.c_str();
-}

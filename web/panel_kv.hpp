@@ -12,15 +12,15 @@
 #include "eva/model.hpp"
 #include "eva/rng.hpp"
 
-namespace eva::web {
+#include "panel.hpp"
 
-struct Pretrained;
+namespace eva::web {
 
 /// Live decoding of the mini model with both caches in lockstep: each token goes through the absorbed
 /// generator and the naive one, and their logits are compared.
 struct KvDecode {
-    const Model<float>* model = nullptr;       // the pretrained model, or `fresh`
-    std::unique_ptr<Model<float>> fresh;       // seeded model_init when no checkpoint is available
+    const Model<float>* model = nullptr;       // the context's shown model (Pretrained::shown)
+    bool fresh = false;                        // it is the untrained fallback (no checkpoint beside the page)
     std::unique_ptr<Generator<float>> absorbed, naive;
     std::vector<Token> tokens;                 // prompt, then sampled tokens
     std::size_t prompt_len = 0;
@@ -47,10 +47,10 @@ struct KvPanel {
     KvDecode run;
     double panel_ms = 0;          // this panel's share of the last frame: decoding + building its UI
     // Screen rectangles of two controls, for the browser test to click (x0, y0, x1, y1).
-    float preset_v2_rect[4] = {}, restart_rect[4] = {};
+    Rect preset_v2_rect, restart_rect;  // controls the browser tests click
 };
 
-void kv_panel(KvPanel& state, const Pretrained& pretrained);
+void kv_panel(KvPanel& state, Pretrained& pretrained);
 /// Figures for window.eva.selfTest(): V3's and the Llama-shaped model's cache sizes (compared with
 /// `eva mla memory --json`) and the naive-vs-absorbed logit difference of a seeded mini model.
 nlohmann::json kv_self_test();

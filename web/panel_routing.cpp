@@ -130,23 +130,7 @@ std::string byte_label(Token t) {
     return buf;
 }
 
-const Model<float>* current_model(RoutingPanel& s, const Pretrained& p) {
-    if (p.state == Pretrained::State::ready) return p.model.get();
-    if (p.state == Pretrained::State::loading) return nullptr;
-    if (!s.fresh) {  // no checkpoint: a seeded untrained mini model (the router is then random)
-        const ModelArgs args = preset("mini");
-        Rng rng(1);
-        s.fresh = std::make_unique<Model<float>>(model_init<float>(args, moe_config(args, Balance::aux_free), rng));
-    }
-    return s.fresh.get();
-}
-
 // ------------------------------------------------------------------------------------ the controls
-
-void remember_rect(float* rect) {
-    const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax();
-    rect[0] = a.x, rect[1] = a.y, rect[2] = b.x, rect[3] = b.y;
-}
 
 void draw_controls(RoutingPanel& s, const Model<float>& m) {
     ImGui::PushItemWidth(200);
@@ -168,7 +152,7 @@ void draw_controls(RoutingPanel& s, const Model<float>& m) {
     ImGui::Text("scores:");
     ImGui::SameLine();
     ImGui::RadioButton("softmax", &score, 0);
-    remember_rect(s.softmax_rect);
+    s.softmax_rect.record();
     ImGui::SameLine();
     ImGui::RadioButton("sigmoid", &score, 1);
     c.score_func = score ? ScoreFunc::sigmoid : ScoreFunc::softmax;
@@ -412,7 +396,7 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
         if (r.running) r.running = false;
         else start_run(s, m);
     }
-    remember_rect(s.run_rect);
+    s.run_rect.record();
     ImGui::SameLine();
     if (ImGui::Button("reset")) r.max_vio.clear(), r.balance_loss.clear(), r.running = false;
     advance_run(r, m);
@@ -447,18 +431,17 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
     ImGui::EndGroup();
 }
 
-const RoutingPanel* g_shown = nullptr;  // the panel last drawn, for eva_routing_state()
 
 }  // namespace
 
-void routing_panel(RoutingPanel& s, const Pretrained& p) {
-    g_shown = &s;
+void routing_panel(RoutingPanel& s, Pretrained& p) {
     const auto t0 = std::chrono::steady_clock::now();
     explain("Each token (here: each byte of the text) is sent to only a few of the 16 routed experts of a MoE "
             "layer: the gate scores every expert, adds a per-expert bias, and keeps the top-k. Left, the gate's "
             "scores for every token with its chosen experts boxed; right, how many tokens each expert received. "
             "Run balancing to watch the auxiliary-loss-free bias (or the sequence-wise loss) even out that load.");
-    const Model<float>* m = current_model(s, p);
+    const Model<float>* m = p.shown();
+    s.fresh = p.fresh();
     if (!m) {
         ImGui::Text("%s", p.message.c_str());
         return;
@@ -491,8 +474,8 @@ nlohmann::json routing_state(const RoutingPanel& s) {
             {"tokens_per_expert", s.stats.tokens_per_expert},
             {"max_vio", s.stats.max_vio},
             {"error", s.error},
-            {"softmax_rect", s.softmax_rect},
-            {"run_rect", s.run_rect},
+            {"softmax_rect", s.softmax_rect.to_json()},
+            {"run_rect", s.run_rect.to_json()},
             {"panel_ms", s.panel_ms},
             {"forward_ms", s.forward.ms},
             {"run", {{"running", r.running},
@@ -536,9 +519,3 @@ nlohmann::json routing_self_test() {
 
 }  // namespace eva::web
 
-// The routing panel's state for the browser tests (what a click changed), as a JSON string.
-extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_routing_state() {
-    static std::string out;
-    out = eva::web::g_shown ? eva::web::routing_state(*eva::web::g_shown).dump() : "{}";
-    return out.c_str();
-}

@@ -14,9 +14,9 @@
 #include "eva/moe.hpp"
 #include "eva/rng.hpp"
 
-namespace eva::web {
+#include "panel.hpp"
 
-struct Pretrained;
+namespace eva::web {
 
 /// A forward of one sequence through the model spread over frames, one block per advance(): the
 /// inputs ffn_norm(h) of every MoE layer are kept (layer-major, [tokens, dim] each).
@@ -59,7 +59,7 @@ struct RoutingPanel {
     int layer = 0;       // which MoE layer (0 = the first block after the dense ones)
     MoeConfig cfg;       // the routing settings in use; starts as the trained model's
     bool configured = false;
-    std::unique_ptr<Model<float>> fresh;  // a seeded, untrained model when no checkpoint is available
+    bool fresh = false;  // the model is the context's untrained fallback (no checkpoint beside the page)
     const Model<float>* model = nullptr;
     // Hidden states (the MoE layers' inputs ffn_norm(h)) of `text`, recomputed on change, a block a frame.
     std::string hidden_text;
@@ -73,11 +73,11 @@ struct RoutingPanel {
     std::string error;
     BalancingRun run;
     // Where two controls were last drawn (screen px: x0, y0, x1, y1), so browser tests can click them.
-    float softmax_rect[4] = {}, run_rect[4] = {};
+    Rect softmax_rect, run_rect;  // controls the browser tests click
     double panel_ms = 0;  // rolling mean of this panel's own compute + UI building time per frame
 };
 
-void routing_panel(RoutingPanel& state, const Pretrained& pretrained);
+void routing_panel(RoutingPanel& state, Pretrained& pretrained);
 /// Figures for window.eva.selfTest(), computed exactly as `eva moe route … --json` computes them natively.
 nlohmann::json routing_self_test();
 /// The panel's state as JSON (for the browser tests: what the controls did).

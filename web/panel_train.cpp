@@ -22,8 +22,6 @@
 
 namespace eva::web {
 
-const TrainPanel* last_drawn = nullptr;  // the state drawn most recently, for eva_train_state()
-
 namespace {
 
 namespace tp = train_protocol;
@@ -71,11 +69,20 @@ void on_step(char* data, int size, void* arg) {
     r.max_vio.resize(vio.size());
     for (std::size_t l = 0; l < vio.size(); ++l) r.max_vio[l].push_back(vio[l].get<float>());
     const auto& loads = j["expert_load"];
+    r.shares.resize(loads.size());
+    r.max_vio_window.resize(loads.size());
+    for (std::size_t l = 0; l < loads.size(); ++l) {
+        const std::size_t E = loads[l].size();
+        for (const auto& f : loads[l]) r.shares[l].push_back(f.get<double>());
+        const std::size_t steps = r.shares[l].size() / E, w = std::min<std::size_t>(steps, tp::kVioWindow);
+        r.max_vio_window[l].push_back(float(max_vio(r.shares[l].data() + (steps - w) * E, w, E)));
+    }
     if (!loads.empty()) {
         const auto& last = loads.back();
         for (const auto& f : last) r.load.push_back(f.get<float>() * float(last.size()));  // share / even share
     }
-    if (j.contains("bias")) r.bias = j["bias"].get<std::vector<float>>();
+    if (j.contains("bias"))
+        for (const auto& b : j["bias"]) r.bias.push_back(b.get<float>());
     if (j.contains("val_loss")) {
         r.val_steps.push_back(r.steps.back());
         r.val_loss.push_back(j["val_loss"].get<float>());
@@ -121,9 +128,27 @@ void pump(TrainRun& r) {
     call(r, tp::kStep, nlohmann::json{{"eval", eval}}.dump(), on_step);
 }
 
+// A trainer whose worker died is reported as failed with the browser's message (else it would look
+// busy forever).
+void check_alive(TrainRun& r) {
+    if (r.worker < 0 || r.state == TrainRun::State::failed) return;
+    char message[256];
+    const int dead = EM_ASM_INT({
+        const m = (Module.evaDeadWorkers || {})[$0];
+        if (m === undefined) return 0;
+        stringToUTF8(String(m), $1, $2);
+        return 1;
+    }, r.worker, message, int(sizeof message));
+    if (!dead) return;
+    r.state = TrainRun::State::failed;
+    r.busy = false;
+    r.error = std::string("its worker died (") + message + "; out of memory?)";
+}
+
 void launch(TrainPanel& p) {
     const nlohmann::json base = {{"batch", p.batch}, {"seq_len", p.seq_len}, {"steps", p.schedule_steps},
-                                 {"lr", double(p.lr)}, {"warmup", p.warmup}, {"seed", p.seed}};
+                                 {"lr", double(p.lr)}, {"warmup", p.warmup}, {"seed", p.seed},
+                                 {"gamma", double(p.gamma)}};
     const std::string& ckpt = p.from_pretrained ? p.checkpoint.bytes : std::string();
     for (TrainRun& r : p.runs) {
         const bool on = (&r == &p.runs[0]) ? p.train_fp32 : p.train_fp8;
@@ -131,6 +156,13 @@ void launch(TrainPanel& p) {
         nlohmann::json s = base;
         s["precision"] = r.precision;
         r.worker = emscripten_create_worker(tp::kScript);
+        // A worker that dies (out of memory, an abort in its wasm) never answers: its Worker object gets an
+        // "error" event instead, which is noted here and turned into a failed run by check_alive.
+        EM_ASM({
+            const w = Browser.workers[$0].worker;
+            w.addEventListener("error", (e) => { (Module.evaDeadWorkers = Module.evaDeadWorkers || {})[$0] =
+                                                     e.message || "the worker stopped"; });
+        }, r.worker);
         r.state = TrainRun::State::starting;
         call(r, tp::kStart, tp::pack_start(s, p.corpus.bytes, ckpt), on_started);
     }
@@ -190,6 +222,12 @@ void settings(TrainPanel& p) {
     ImGui::SliderFloat("peak lr", &p.lr, 1e-4f, 1e-2f, "%.4f", ImGuiSliderFlags_Logarithmic);
     ImGui::SameLine();
     ImGui::SliderInt("warmup", &p.warmup, 0, 200);
+    ImGui::SameLine();
+    ImGui::SliderFloat("bias speed gamma", &p.gamma, 1e-4f, 0.1f, "%.4f", ImGuiSliderFlags_Logarithmic);
+    if (ImGui::IsItemHovered())
+        ImGui::SetTooltip("Aux-free balancing moves each expert's bias by gamma per step. DeepSeek-V3 uses 0.001 over "
+                          "~2e5 steps; a run of a few hundred steps needs a faster bias (default %.2f).",
+                          tp::kPanelGamma);
     ImGui::PopItemWidth();
     if (locked) ImGui::EndDisabled();
 }
@@ -204,12 +242,10 @@ void controls(TrainPanel& p) {
             for (TrainRun& r : p.runs)
                 if (r.worker >= 0) pump(r);
     }
-    const ImVec2 lo = ImGui::GetItemRectMin(), hi = ImGui::GetItemRectMax();
-    p.button_rect[0] = lo.x, p.button_rect[1] = lo.y, p.button_rect[2] = hi.x - lo.x, p.button_rect[3] = hi.y - lo.y;
+    p.button_rect.record();
     ImGui::SameLine();
     if (ImGui::Button("Reset")) p.reset();
-    const ImVec2 rlo = ImGui::GetItemRectMin(), rhi = ImGui::GetItemRectMax();
-    p.reset_rect[0] = rlo.x, p.reset_rect[1] = rlo.y, p.reset_rect[2] = rhi.x - rlo.x, p.reset_rect[3] = rhi.y - rlo.y;
+    p.reset_rect.record();
     ImGui::SameLine();
     if (!p.message.empty()) ImGui::TextUnformatted(p.message.c_str());
     else ImGui::TextDisabled("one step = %d sequences x %d bytes; lr warmup %d steps, cosine to %.0e at step %d", p.batch,
@@ -287,26 +323,47 @@ void balance_charts(TrainPanel& p, ImVec2 size) {
     const int first = std::max(0, steps - kHeatSteps), cols = steps - first;
     ImGui::Text("%s, last MoE layer: load / even share, %d experts x steps %d-%d", r.label, E, first + 1, steps);
     // Experts as rows and steps as columns, so time runs left to right as in the loss chart.
-    std::vector<float> cells(std::size_t(E) * std::size_t(cols));
-    for (int s = 0; s < cols; ++s)
-        for (int e = 0; e < E; ++e) cells[std::size_t(e) * cols + s] = r.load[std::size_t(first + s) * E + e];
-    draw::heatmap("load", cells.data(), E, cols, 0.0f, 2.0f, ImVec2(size.x, size.y * 0.5f));
+    auto history = [&](const std::vector<float>& v) {
+        std::vector<float> cells(std::size_t(E) * std::size_t(cols));
+        for (int s = 0; s < cols; ++s)
+            for (int e = 0; e < E; ++e) cells[std::size_t(e) * cols + s] = v[std::size_t(first + s) * E + e];
+        return cells;
+    };
+    const std::vector<float> load = history(r.load);
+    draw::heatmap("load", load.data(), E, cols, 0.0f, 2.0f, ImVec2(size.x, size.y * 0.3f));
+    // The bias that does the balancing: an overloaded expert's falls by gamma per step (blue), an
+    // underloaded one's rises (red), until the load evens out.
+    if (int(r.bias.size()) == steps * E && steps > 0) {
+        const std::vector<float> bias = history(r.bias);
+        float top = 1e-6f;
+        for (float b : bias) top = std::max(top, std::fabs(b));
+        ImGui::Text("its selection bias b_i (gamma %.4f per step): blue < 0 < red, |b| up to %.3f", double(p.gamma), double(top));
+        draw::heatmap("bias", bias.data(), E, cols, -top, top, ImVec2(size.x, size.y * 0.2f), true);
+    }
     std::vector<std::string> names;
     std::vector<draw::Series> series;
     static const ImU32 shades[] = {IM_COL32(120, 200, 255, 255), IM_COL32(255, 190, 90, 255),
                                    IM_COL32(170, 255, 150, 255), IM_COL32(255, 130, 200, 255)};
-    names.reserve(r.max_vio.size());
+    names.reserve(2 * r.max_vio.size());
     std::vector<Curve> curves;
-    curves.reserve(r.max_vio.size());
-    for (std::size_t l = 0; l < r.max_vio.size(); ++l) {
-        names.push_back("MoE layer " + std::to_string(l + 1));
+    curves.reserve(2 * r.max_vio.size());
+    for (std::size_t l = 0; l < r.max_vio.size(); ++l) {  // each step's batch, dimmed
+        names.push_back("layer " + std::to_string(l + 1) + " batch");
         curves.push_back(thin(r.steps, r.max_vio[l]));
+        series.push_back({names.back().c_str(), curves.back().y.data(), int(curves.back().y.size()),
+                          dimmed(shades[l % 4]), curves.back().x.data()});
+    }
+    for (std::size_t l = 0; l < r.max_vio_window.size(); ++l) {  // the last tp::kVioWindow steps' load, bright
+        names.push_back("layer " + std::to_string(l + 1) + " last " + std::to_string(tp::kVioWindow));
+        curves.push_back(thin(r.steps, r.max_vio_window[l]));
         series.push_back({names.back().c_str(), curves.back().y.data(), int(curves.back().y.size()), shades[l % 4],
                           curves.back().x.data()});
     }
-    ImGui::TextUnformatted("MaxVio = max load / mean load - 1 per step (0: perfectly even)");
+    ImGui::TextWrapped("MaxVio = max load / mean load - 1 (0: perfectly even), of each 256-token batch (dim: its "
+                       "few text windows favour some experts, whatever the bias) and of the load over the last %d "
+                       "steps (bright: the balance the bias reaches)", tp::kVioWindow);
     draw::lines("maxvio", series.data(), int(series.size()),
-                ImVec2(size.x, size.y * 0.45f - 2 * ImGui::GetTextLineHeightWithSpacing()), false, "step");
+                ImVec2(size.x, size.y * 0.45f - 3 * ImGui::GetTextLineHeightWithSpacing()), false, "step");
 }
 
 // FP8 against fp32 at the latest step both have reached: DeepSeek-V3 reports FP8 training within
@@ -363,6 +420,9 @@ TrainPanel::TrainPanel() {
     runs[0].label = "fp32", runs[0].precision = "fp32", runs[0].colour = IM_COL32(110, 180, 255, 255);
     runs[1].label = "FP8", runs[1].precision = "fp8", runs[1].colour = IM_COL32(255, 160, 70, 255);
     for (TrainRun& r : runs) r.panel = this;
+    const nlohmann::json d = tp::default_settings();  // one place for the default run (the test trains it)
+    batch = d["batch"], seq_len = d["seq_len"], schedule_steps = d["steps"], warmup = d["warmup"], seed = d["seed"];
+    lr = d["lr"].get<float>(), gamma = d["gamma"].get<float>();
     corpus.url = "corpus.txt";
     checkpoint.url = "mini.safetensors";
 }
@@ -391,9 +451,11 @@ void draw_panel(TrainPanel& p) {
     explain("eva-mini (11.3 M parameters, 3 MoE layers of 16 experts) learns from a few hundred KB of Debian's "
             "fortunes, byte by byte, right here: fp32 and DeepSeek-V3's FP8 recipe (E4M3 GEMM inputs with 1x128 "
             "activation and 128x128 weight scales) start from the same weights and see the same batches, so their "
-            "loss curves differ only by the arithmetic. Below, each expert's share of the routed tokens per step: "
-            "the aux-free bias keeps pushing it back towards an even load. Each trainer runs in its own worker "
-            "thread, so the page stays smooth.");
+            "loss curves differ only by the arithmetic. Right, each expert's share of the routed tokens per step and "
+            "the aux-free bias that moves it: an overloaded expert's bias falls by gamma per step, an idle one's "
+            "rises, and MaxVio drops below 1 within the first 200 steps. V3 uses gamma = 0.001 over 14.3T tokens; "
+            "a run this short needs a faster bias (0.02), or a few experts keep most tokens. Each trainer runs in "
+            "its own worker thread, so the page stays smooth.");
     settings(p);
     if (p.start_pending) {  // waiting for the corpus (and the checkpoint) to arrive
         const bool have_corpus = ensure(p.corpus), have_ckpt = !p.from_pretrained || ensure(p.checkpoint);
@@ -407,6 +469,7 @@ void draw_panel(TrainPanel& p) {
         }
     }
     controls(p);
+    for (TrainRun& r : p.runs) check_alive(r);
     for (const TrainRun& r : p.runs) run_status(r);
     compare(p);
     if (p.runs[0].loss.empty() && p.runs[1].loss.empty()) {
@@ -434,12 +497,34 @@ void draw_panel(TrainPanel& p) {
 }  // namespace
 
 void train_panel(TrainPanel& p) {
-    last_drawn = &p;
     const double t0 = emscripten_get_now();
     draw_panel(p);
     // The panel's own share of the frame (building its widgets and charts), apart from rendering.
     const double ms = emscripten_get_now() - t0;
     p.draw_ms = p.draw_ms == 0 ? ms : 0.9 * p.draw_ms + 0.1 * ms;
+}
+
+// Per trainer its steps, losses, speed and sample; and where the start/pause and reset buttons are.
+nlohmann::json train_state(const TrainPanel& p) {
+    nlohmann::json j = {{"running", p.running}, {"draw_ms", p.draw_ms}, {"gamma", p.gamma},
+                        {"button", p.button_rect.to_json()}, {"reset", p.reset_rect.to_json()},
+                        {"runs", nlohmann::json::array()}};
+    for (const auto& r : p.runs) {
+        const bool any = !r.loss.empty();
+        j["runs"].push_back({{"label", r.label},
+                             {"state", int(r.state)},
+                             {"error", r.error},
+                             {"steps", r.loss.size()},
+                             {"losses", r.loss},
+                             {"val_loss", r.val_loss},
+                             {"tokens_per_s", r.tokens_per_s()},
+                             {"seconds_last", any ? r.seconds.back() : 0.0f},
+                             {"max_vio_layers", r.max_vio.size()},
+                             {"max_vio", r.max_vio},
+                             {"max_vio_window", r.max_vio_window},
+                             {"sample", r.sample}});
+    }
+    return j;
 }
 
 nlohmann::json train_self_test() {
@@ -473,33 +558,3 @@ nlohmann::json train_self_test() {
 }
 
 }  // namespace eva::web
-
-// The panel's state for tests and embedding pages, as JSON: per trainer its steps, first and latest
-// losses, speed and sample; and where the start/pause button is (CSS pixels), so a test can click it.
-extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_train_state() {
-    static std::string out;
-    const eva::web::TrainPanel* p = eva::web::last_drawn;
-    nlohmann::json j = {{"drawn", p != nullptr}};
-    if (p) {
-        j["running"] = p->running;
-        j["draw_ms"] = p->draw_ms;
-        j["button"] = {p->button_rect[0], p->button_rect[1], p->button_rect[2], p->button_rect[3]};
-        j["reset"] = {p->reset_rect[0], p->reset_rect[1], p->reset_rect[2], p->reset_rect[3]};
-        j["runs"] = nlohmann::json::array();
-        for (const auto& r : p->runs) {
-            const bool any = !r.loss.empty();
-            j["runs"].push_back({{"label", r.label},
-                                 {"state", int(r.state)},
-                                 {"error", r.error},
-                                 {"steps", r.loss.size()},
-                                 {"losses", r.loss},
-                                 {"val_loss", r.val_loss},
-                                 {"tokens_per_s", r.tokens_per_s()},
-                                 {"seconds_last", any ? r.seconds.back() : 0.0f},
-                                 {"max_vio_layers", r.max_vio.size()},
-                                 {"sample", r.sample}});
-        }
-    }
-    out = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    return out.c_str();
-}

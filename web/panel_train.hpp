@@ -9,6 +9,8 @@
 #include <imgui.h>
 #include <nlohmann/json.hpp>
 
+#include "panel.hpp"
+
 namespace eva::web {
 
 /// Bytes fetched from beside the page (the corpus, the pretrained checkpoint), once, on demand.
@@ -33,9 +35,11 @@ struct TrainRun {
     long long params = 0;
     int experts = 0, tokens_per_step = 0;
     std::vector<float> steps, loss, loss_ema, grad_norm, seconds;  // one entry per optimizer step
-    std::vector<std::vector<float>> max_vio;  // [MoE layer][step]
+    std::vector<std::vector<float>> max_vio;  // [MoE layer][step] of each step's batch
+    std::vector<std::vector<float>> max_vio_window;  // [MoE layer][step] of the load over the last train_protocol::kVioWindow steps
+    std::vector<std::vector<double>> shares;  // [MoE layer][step][expert] each expert's share of the top-k slots
     std::vector<float> load;                  // [step][expert] of the last MoE layer, load / mean load
-    std::vector<float> bias;                  // the last MoE layer's selection bias after the latest step
+    std::vector<float> bias;                  // [step][expert] the last MoE layer's selection bias after each step
     std::vector<float> val_steps, val_loss;
     std::string sample;
     int sample_step = 0;
@@ -45,9 +49,10 @@ struct TrainRun {
 };
 
 struct TrainPanel {
-    // Settings, applied when training (re)starts.
-    int batch = 4, seq_len = 64, warmup = 20, schedule_steps = 2000;
-    float lr = 3e-3f;
+    // Settings, applied when training (re)starts; their defaults are train_protocol::default_settings().
+    int batch = 0, seq_len = 0, warmup = 0, schedule_steps = 0;
+    float lr = 0;
+    float gamma = 0;  // the aux-free bias update speed (V3: 0.001; see train_protocol::kPanelGamma)
     bool train_fp32 = true, train_fp8 = true, from_pretrained = false;
     int seed = 1;
     // Run state.
@@ -56,8 +61,8 @@ struct TrainPanel {
     TrainRun runs[2];
     int load_run = 0;  // whose expert loads the heatmap shows
     std::string message;
-    float button_rect[4] = {0, 0, 0, 0};  // the start/pause button (x, y, w, h), for tests driving the page
-    float reset_rect[4] = {0, 0, 0, 0};   // the reset button
+    Rect button_rect;                     // the start/pause button, for tests driving the page
+    Rect reset_rect;                      // the reset button
     double draw_ms = 0;                   // rolling mean of the time to build this panel per frame
 
     TrainPanel();
@@ -66,6 +71,8 @@ struct TrainPanel {
 };
 
 void train_panel(TrainPanel& state);
+/// The panel's state (window.eva.state("train")): per trainer its steps, losses, MaxVio, speed and sample.
+nlohmann::json train_state(const TrainPanel& state);
 /// Figures for window.eva.selfTest(): a few steps of mini training from a fixed seed on fixed text,
 /// computed by the wasm core (the browser test repeats them with the native `eva train`).
 nlohmann::json train_self_test();

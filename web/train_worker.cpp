@@ -64,6 +64,7 @@ EMSCRIPTEN_KEEPALIVE void eva_train_start(char* data, int size) {
         s->model = std::make_unique<eva::Model<float>>(
             start.checkpoint.empty() ? tp::fresh_model(eva::preset("mini"), cfg.seed)
                                      : eva::load_model(eva::SafetensorsFile::parse(start.checkpoint, "mini.safetensors")));
+        tp::set_gamma(*s->model, start.settings.value("gamma", 0.001));
         s->trainer = std::make_unique<eva::Trainer>(*s->model, s->corpus, cfg);
         session = std::move(s);
         const auto& args = session->model->args;

@@ -56,6 +56,27 @@ inline Start unpack_start(const char* data, std::size_t size) {
     return s;
 }
 
+/// The bias update speed γ of the Train panel's runs. DeepSeek-V3's γ = 0.001 is tuned for ~14.3T
+/// tokens: with ~60M-token batches that is ~2·10^5 steps, over which a bias can travel ±200 — far more than
+/// the spread of the gate's scores. The panel's run is a few hundred steps of 256 tokens, in which
+/// γ = 0.001 moves a bias by at most 0.2 while the gate's scores drift apart by more (its weights learn at
+/// lr 3e-3 per step): the bias cannot keep up and a few experts take most tokens. γ sets how fast the bias
+/// can follow; 0.02 per step lets it cross the scores' spread in a few tens of steps, so the load evens out
+/// within the first 200 (tests/test_train_panel.cpp checks it), while its ±γ jitter stays small against
+/// the gaps between experts' scores.
+constexpr double kPanelGamma = 0.02;
+
+/// Steps over which the panel sums each expert's load for its windowed MaxVio (20 × 512 top-2 slots: the
+/// chance fluctuation of the busiest of 16 experts is then ~0.1, far below 1).
+constexpr int kVioWindow = 20;
+
+/// The Train panel's default run (the settings its controls start from), also what
+/// tests/test_train_panel.cpp trains natively to check the balancing lesson the panel tells.
+inline nlohmann::json default_settings() {
+    return {{"batch", 4}, {"seq_len", 64}, {"steps", 2000}, {"lr", 3e-3}, {"warmup", 20},
+            {"seed", 1},  {"gamma", kPanelGamma}, {"precision", "fp32"}};
+}
+
 /// The training run of the settings {"batch", "seq_len", "steps", "lr", "warmup", "seed", "precision"}:
 /// everything else is TrainConfig's default, as in `eva train`.
 inline TrainConfig train_config(const nlohmann::json& s) {
@@ -71,11 +92,23 @@ inline TrainConfig train_config(const nlohmann::json& s) {
     return t;
 }
 
-/// A freshly initialized model exactly as `eva train --config C --seed S` builds it (aux-free
-/// balancing with V3's γ = 0.001, N(0, 0.006²) weights).
-inline Model<float> fresh_model(const ModelArgs& args, std::uint64_t seed) {
+/// A freshly initialized model exactly as `eva train --config C --seed S --gamma G` builds it (aux-free
+/// balancing, N(0, 0.006²) weights; γ defaults to V3's 0.001, `eva train`'s default). This is also the
+/// untrained fallback the page shows without a checkpoint (`eva init --config mini --seed 1`).
+inline Model<float> fresh_model(const ModelArgs& args, std::uint64_t seed, double gamma = 0.001) {
     Rng rng(seed);
-    return model_init<float>(args, moe_config(args), rng);
+    return model_init<float>(args, moe_config(args, Balance::aux_free, gamma), rng);
+}
+
+/// Sets the bias update speed γ of every MoE layer of `m` (its config and each block's copy, MTP
+/// modules included): a run continuing a checkpoint uses the panel's γ, not the one it was trained with.
+inline void set_gamma(Model<float>& m, double gamma) {
+    m.moe.gamma = gamma;
+    m.moe.validate();
+    for (auto& b : m.w.layers)
+        if (!b.dense) b.moe.cfg.gamma = gamma;
+    for (auto& k : m.w.mtp)
+        if (!k.block.dense) k.block.moe.cfg.gamma = gamma;
 }
 
 }  // namespace eva::web::train_protocol

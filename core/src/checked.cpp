@@ -51,6 +51,15 @@ std::string format_bytes(std::uint64_t bytes) {
     return buf;
 }
 
+std::string format_bytes_binary(double b) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) b /= 1024, ++u;
+    char s[32];
+    std::snprintf(s, sizeof s, u ? "%.2f %s" : "%.0f %s", b, units[u]);
+    return s;
+}
+
 std::uint64_t available_memory_bytes() {
 #ifdef __EMSCRIPTEN__
     return std::uint64_t(1) << 32;  // wasm32: the whole linear memory can grow to 4 GiB at most

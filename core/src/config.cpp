@@ -126,19 +126,7 @@ void ModelArgs::validate() const {
     require(q_lora_rank >= 0, "q_lora_rank", "0 (no query compression) or a positive rank", str(q_lora_rank));
     // RoPE rotates adjacent pairs (x[2i], x[2i+1]): the rotary part must have an even size.
     require(qk_rope_head_dim % 2 == 0, "qk_rope_head_dim", "even (RoPE rotates pairs)", str(qk_rope_head_dim));
-    require(n_activated_experts <= n_routed_experts, "n_activated_experts",
-            "at most n_routed_experts (" + str(n_routed_experts) + ")", str(n_activated_experts));
-    require(n_routed_experts % n_expert_groups == 0, "n_expert_groups",
-            "a divisor of n_routed_experts (" + str(n_routed_experts) + ")", str(n_expert_groups));
-    // With a routing bias a group scores as the sum of its top-2 experts, so a group needs two.
-    require(n_expert_groups == 1 || n_routed_experts / n_expert_groups >= 2, "n_expert_groups",
-            "1, or small enough that each group holds at least 2 experts", str(n_expert_groups));
-    require(n_limited_groups <= n_expert_groups, "n_limited_groups",
-            "at most n_expert_groups (" + str(n_expert_groups) + ")", str(n_limited_groups));
-    require(n_activated_experts <= n_limited_groups * (n_routed_experts / n_expert_groups), "n_activated_experts",
-            "at most the experts in the n_limited_groups kept groups (" +
-                str(n_limited_groups * (n_routed_experts / n_expert_groups)) + ")",
-            str(n_activated_experts));
+    validate_expert_groups(n_routed_experts, n_activated_experts, n_expert_groups, n_limited_groups);
     require(score_func == "softmax" || score_func == "sigmoid", "score_func", "\"softmax\" or \"sigmoid\"",
             "\"" + preview(score_func) + "\"");
     require(dtype == "bf16" || dtype == "fp8", "dtype", "\"bf16\" or \"fp8\"", "\"" + preview(dtype) + "\"");
@@ -151,6 +139,24 @@ void ModelArgs::validate() const {
     require(beta_fast > beta_slow, "beta_fast", "greater than beta_slow (" + str(beta_slow) + ")", str(beta_fast));
     // Every tensor's size and the total, in checked arithmetic: ConfigError if any exceeds 2^48.
     parameter_count(*this);
+}
+
+void validate_expert_groups(std::int64_t n_routed_experts, std::int64_t n_activated_experts,
+                            std::int64_t n_expert_groups, std::int64_t n_limited_groups) {
+    require(n_routed_experts >= 1, "n_routed_experts", "a positive integer", str(n_routed_experts));
+    require(n_activated_experts >= 1 && n_activated_experts <= n_routed_experts, "n_activated_experts",
+            "1 .. n_routed_experts (" + str(n_routed_experts) + ")", str(n_activated_experts));
+    require(n_expert_groups >= 1 && n_routed_experts % n_expert_groups == 0, "n_expert_groups",
+            "a divisor of n_routed_experts (" + str(n_routed_experts) + ")", str(n_expert_groups));
+    // With a routing bias a group scores as the sum of its top-2 experts, so a group needs two.
+    require(n_expert_groups == 1 || n_routed_experts / n_expert_groups >= 2, "n_expert_groups",
+            "1, or small enough that each group holds at least 2 experts", str(n_expert_groups));
+    require(n_limited_groups >= 1 && n_limited_groups <= n_expert_groups, "n_limited_groups",
+            "1 .. n_expert_groups (" + str(n_expert_groups) + ")", str(n_limited_groups));
+    require(n_activated_experts <= n_limited_groups * (n_routed_experts / n_expert_groups), "n_activated_experts",
+            "at most the experts in the n_limited_groups kept groups (" +
+                str(n_limited_groups * (n_routed_experts / n_expert_groups)) + ")",
+            str(n_activated_experts));
 }
 
 ModelArgs model_args_from_json(const json& j) {

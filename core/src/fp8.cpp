@@ -13,7 +13,9 @@
 
 #include "eva/error.hpp"
 #include "eva/gemm.hpp"
+#include "eva/checked.hpp"
 #include "eva/json.hpp"
+#include "eva/rng.hpp"
 #include "fp8_kernel.hpp"
 
 namespace eva {
@@ -427,6 +429,71 @@ void fp8_gemm(const Fp8Matrix& A, const Fp8Matrix& B, float* C, std::size_t ldc,
 }
 
 // ----------------------------------------------------------------------------------------- metrics
+// ------------------------------------------------------------------------- the accumulation experiment
+Fp8GemmOperands fp8_gemm_operands(std::size_t m, std::size_t n, std::size_t k, std::uint64_t seed, std::uint64_t stream,
+                                  const Fp8QuantConfig& qa, const Fp8QuantConfig& qb) {
+    if (m == 0 || n == 0 || k == 0) throw ShapeError("fp8_gemm_operands: m, n and k must be positive");
+    Fp8GemmOperands o;
+    o.m = m, o.n = n, o.k = k;
+    o.x.resize(checked_mul(m, k, "m × k"));
+    o.w.resize(checked_mul(n, k, "n × k"));
+    Rng rng(seed, stream);  // x first, then w, from one stream: the CLI's --seed names both
+    rng.fill_normal(o.x.data(), o.x.size(), 0, 1);
+    rng.fill_normal(o.w.data(), o.w.size(), 0, 1);
+    o.A = quantize(o.x.data(), m, k, k, qa);
+    o.B = quantize(o.w.data(), n, k, k, qb);
+    o.a.resize(o.x.size());
+    o.b.resize(o.w.size());
+    dequantize(o.A, o.a.data(), k);
+    dequantize(o.B, o.b.data(), k);
+    return o;
+}
+
+void Fp8GemmError::add(const Fp8GemmError& o) {
+    sq_error += o.sq_error;
+    sq_ref += o.sq_ref;
+    max_error = std::max(max_error, o.max_error);
+    max_ref = std::max(max_ref, o.max_ref);
+}
+
+Fp8GemmErrors fp8_gemm_errors(const Fp8GemmOperands& ops, const Fp8GemmConfig& cfg, std::size_t r0, std::size_t r1) {
+    const Fp8Matrix& A = ops.A;
+    if (!(r0 < r1 && r1 <= ops.m)) throw ShapeError("fp8_gemm_errors: rows must satisfy r0 < r1 <= m");
+    const std::size_t gr = A.group_rows();
+    if (A.granularity == Fp8Granularity::Block && r0 % gr != 0)
+        throw ConfigError("fp8_gemm_errors: a row range of a block-scaled A must start on a block boundary");
+    // The rows of A as a matrix of their own: the same codes, and the scale rows they use.
+    Fp8Matrix rows = A;
+    rows.rows = r1 - r0;
+    rows.codes.assign(A.codes.begin() + std::ptrdiff_t(r0 * A.cols), A.codes.begin() + std::ptrdiff_t(r1 * A.cols));
+    if (A.granularity != Fp8Granularity::Tensor) {
+        const std::size_t s0 = r0 / gr, s1 = (r1 + gr - 1) / gr, sc = A.scale_cols();
+        rows.scales.assign(A.scales.begin() + std::ptrdiff_t(s0 * sc), A.scales.begin() + std::ptrdiff_t(s1 * sc));
+    }
+    const std::size_t N = ops.n, K = ops.k;
+    std::vector<float> c((r1 - r0) * N);
+    fp8_gemm(rows, ops.B, c.data(), N, cfg);
+    Fp8GemmErrors e;
+    auto compare = [&](Fp8GemmError& err, const std::vector<float>& p, const std::vector<float>& q, std::size_t i,
+                       std::size_t j) {
+        double r = 0;  // the reference entry in double (every float product is exact in double)
+        const float* pi = &p[i * K];
+        const float* qj = &q[j * K];
+        for (std::size_t t = 0; t < K; ++t) r += double(pi[t]) * double(qj[t]);
+        const double d = double(c[(i - r0) * N + j]) - r;
+        err.sq_error += d * d;
+        err.sq_ref += r * r;
+        err.max_error = std::max(err.max_error, std::fabs(d));
+        err.max_ref = std::max(err.max_ref, std::fabs(r));
+    };
+    for (std::size_t i = r0; i < r1; ++i)
+        for (std::size_t j = 0; j < N; ++j) {
+            compare(e.accumulation, ops.a, ops.b, i, j);
+            compare(e.total, ops.x, ops.w, i, j);
+        }
+    return e;
+}
+
 Fp8ErrorMetrics error_metrics(const float* ref, const float* approx, std::size_t n) {
     Fp8ErrorMetrics m;
     double sig = 0, err = 0, dot = 0, aa = 0, rel_sum = 0;

@@ -444,6 +444,12 @@ CacheDType parse_cache_dtype(const std::string& s, const std::string& field) {
     throw ConfigError(field + " must be fp32, bf16 or fp8, got '" + preview(s) + "'");
 }
 
+std::int64_t default_gqa_groups(const ModelArgs& args) {
+    if (args.n_heads < 1) throw ConfigError("n_heads must be at least 1, got " + std::to_string(args.n_heads));
+    for (std::int64_t g = std::min<std::int64_t>(8, args.n_heads);; --g)  // ends at g = 1 at the latest
+        if (args.n_heads % g == 0) return g;
+}
+
 std::vector<KVCacheScheme> kv_cache_memory(const ModelArgs& args, std::int64_t seq_len, CacheDType dtype,
                                            std::int64_t gqa_groups) {
     args.validate();

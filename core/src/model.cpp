@@ -210,6 +210,20 @@ Matrix<T> embed_tokens(const Model<T>& m, const std::vector<Token>& tokens) {
     return x;
 }
 
+namespace {
+// The one pre-norm block of DeepSeek-V3, around any attention (the full causal forward, or decoding through
+// either cache): h = x + attn(attn_norm(x)); out = h + ffn(ffn_norm(h)). L receives xn, h, hn and the FFN's
+// cache. Every block of training, of the MTP modules and of generation goes through here.
+template <class T, class Attention>
+Matrix<T> pre_norm_block(const Block<T>& b, const Matrix<T>& x, std::size_t seq_len, LayerActivations<T>& L,
+                         LinearPrecision precision, Attention&& attention) {
+    rmsnorm_rows(x, b.attn_norm, L.xn, L.attn_rstd);
+    L.h = x + attention(L.xn);
+    rmsnorm_rows(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
+    return L.h + ffn_forward(b, L.hn, seq_len, L, precision);
+}
+}  // namespace
+
 template <class T>
 Matrix<T> block_forward(const Model<T>& m, std::size_t l, const Matrix<T>& x, std::size_t batch, std::size_t seq_len,
                         LayerActivations<T>& L, bool keep_attention) {
@@ -219,10 +233,9 @@ Matrix<T> block_forward(const Model<T>& m, std::size_t l, const Matrix<T>& x, st
 template <class T>
 Matrix<T> block_forward(const Model<T>& m, const Block<T>& b, const Matrix<T>& x, std::size_t batch,
                         std::size_t seq_len, LayerActivations<T>& L, bool keep_attention) {
-    rmsnorm_rows(x, b.attn_norm, L.xn, L.attn_rstd);
-    L.h = x + mla_forward(m.args, m.rope, b.attn, L.xn, batch, seq_len, keep_attention ? &L.mla : nullptr, m.precision);
-    rmsnorm_rows(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
-    return L.h + ffn_forward(b, L.hn, seq_len, L, m.precision);
+    return pre_norm_block(b, x, seq_len, L, m.precision, [&](const Matrix<T>& xn) {
+        return mla_forward(m.args, m.rope, b.attn, xn, batch, seq_len, keep_attention ? &L.mla : nullptr, m.precision);
+    });
 }
 
 template <class T>
@@ -364,29 +377,26 @@ std::size_t Generator<T>::cache_floats() const {
 template <class T>
 Matrix<T> block_decode(const Model<T>& m, const Block<T>& b, MLAAbsorbedCache<T>& cache, const Matrix<T>& x,
                        std::vector<T>* last_probs) {
-    LayerActivations<T> L;
-    rmsnorm_rows(x, b.attn_norm, L.xn, L.attn_rstd);
-    L.h = x + mla_decode(m.args, m.rope, b.attn, cache, L.xn, last_probs);
-    rmsnorm_rows(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
-    return L.h + ffn_forward(b, L.hn, x.shape(0), L, LinearPrecision::fp32);
+    LayerActivations<T> L;  // generation is always fp32 (Model::precision is a training setting)
+    return pre_norm_block(b, x, x.shape(0), L, LinearPrecision::fp32, [&](const Matrix<T>& xn) {
+        return mla_decode(m.args, m.rope, b.attn, cache, xn, last_probs);
+    });
 }
 
 template <class T>
 Matrix<T> Generator<T>::hidden_states(const std::vector<Token>& tokens) {
     if (tokens.empty()) throw ShapeError("Generator::feed: no tokens");
-    const std::size_t n = tokens.size();
     Matrix<T> x = embed_tokens(m_, tokens);
     for (std::size_t l = 0; l < m_.w.layers.size(); ++l) {
         const Block<T>& b = m_.w.layers[l];
         if (kind_ == AttentionCache::absorbed) {
             x = block_decode(m_, b, absorbed_[l], x, &attention_[l]);
-            continue;
+        } else {  // the same block through the naive per-head cache
+            LayerActivations<T> L;
+            x = pre_norm_block(b, x, x.shape(0), L, LinearPrecision::fp32, [&](const Matrix<T>& xn) {
+                return mla_decode(m_.args, m_.rope, b.attn, naive_[l], xn, &attention_[l]);
+            });
         }
-        LayerActivations<T> L;
-        rmsnorm_rows(x, b.attn_norm, L.xn, L.attn_rstd);
-        L.h = x + mla_decode(m_.args, m_.rope, b.attn, naive_[l], L.xn, &attention_[l]);
-        rmsnorm_rows(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
-        x = L.h + ffn_forward(b, L.hn, n, L, LinearPrecision::fp32);
     }
     return x;
 }

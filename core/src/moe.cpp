@@ -61,24 +61,9 @@ void MoeConfig::validate() const {
                                                        std::to_string(kMaxConfigSize));
     require(dim > 0, "dim must be > 0");
     require(moe_inter_dim > 0, "moe_inter_dim must be > 0");
-    require(n_routed_experts > 0, "n_routed_experts must be > 0");
-    require(n_activated_experts >= 1 && n_activated_experts <= n_routed_experts,
-            "n_activated_experts = " + std::to_string(n_activated_experts) + "; allowed: 1 .. n_routed_experts (" +
-                std::to_string(n_routed_experts) + ")");
-    require(n_expert_groups >= 1 && n_routed_experts % n_expert_groups == 0,
-            "n_expert_groups = " + std::to_string(n_expert_groups) + "; allowed: a divisor of n_routed_experts (" +
-                std::to_string(n_routed_experts) + ")");
-    require(n_limited_groups >= 1 && n_limited_groups <= n_expert_groups,
-            "n_limited_groups = " + std::to_string(n_limited_groups) + "; allowed: 1 .. n_expert_groups (" +
-                std::to_string(n_expert_groups) + ")");
-    const std::size_t per_group = n_routed_experts / n_expert_groups;
-    require(n_limited_groups * per_group >= n_activated_experts,
-            "n_limited_groups = " + std::to_string(n_limited_groups) +
-                " keeps too few experts for n_activated_experts = " + std::to_string(n_activated_experts));
-    // With a selection bias a group's score is the sum of its top-2 scores: groups need two experts.
-    require(!(balance == Balance::aux_free && n_expert_groups > 1 && per_group < 2),
-            "n_expert_groups = " + std::to_string(n_expert_groups) +
-                " leaves one expert per group; aux-free balancing (top-2 group scores) needs >= 2");
+    // The same layout rule as the model's (eva/config.hpp), whatever the balancing mode.
+    validate_expert_groups(std::int64_t(n_routed_experts), std::int64_t(n_activated_experts),
+                           std::int64_t(n_expert_groups), std::int64_t(n_limited_groups));
     require(std::isfinite(route_scale) && route_scale > 0, "route_scale must be finite and > 0");
     require(std::isfinite(gamma) && gamma >= 0, "gamma must be finite and >= 0");
     require(std::isfinite(alpha) && alpha >= 0, "alpha must be finite and >= 0");
@@ -109,46 +94,25 @@ MoeConfig moe_config(const ModelArgs& a, Balance balance, double gamma, double a
 
 MoeConfig MoeConfig::from_json(const nlohmann::json& j) {
     if (!j.is_object()) throw ConfigError("MoE config JSON must be an object");
-    // Official ModelArgs fields that do not concern the MoE layer.
-    static const char* const kIgnored[] = {
-        "max_batch_size", "max_seq_len", "dtype", "scale_fmt", "vocab_size", "inter_dim", "n_layers",
-        "n_dense_layers", "n_heads", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
-        "v_head_dim", "original_seq_len", "rope_theta", "rope_factor", "beta_fast", "beta_slow", "mscale", "n_mtp_layers"};
-    MoeConfig c;
-    std::pair<const char*, std::size_t*> sizes[] = {
-        {"dim", &c.dim}, {"moe_inter_dim", &c.moe_inter_dim}, {"n_routed_experts", &c.n_routed_experts},
-        {"n_shared_experts", &c.n_shared_experts}, {"n_activated_experts", &c.n_activated_experts},
-        {"n_expert_groups", &c.n_expert_groups}, {"n_limited_groups", &c.n_limited_groups}};
-    std::pair<const char*, double*> reals[] = {{"route_scale", &c.route_scale}, {"gamma", &c.gamma}, {"alpha", &c.alpha}};
+    // As DeepSeek's Gate(args): the layer's settings are the model's ModelArgs (one parser, one validation,
+    // the official defaults), plus the training-side balancing knobs, which ModelArgs does not have.
+    nlohmann::json args = nlohmann::json::object();
+    Balance balance = Balance::none;
+    double gamma = 0.001, alpha = 1e-4;
     for (const auto& item : j.items()) {
-        const std::string key = item.key();  // (not a structured binding: lambdas cannot capture those in C++17)
+        const std::string& key = item.key();
         const nlohmann::json& value = item.value();
-        bool known = std::find_if(std::begin(kIgnored), std::end(kIgnored), [&](const char* k) { return key == k; }) !=
-                     std::end(kIgnored);
-        for (auto& [name, field] : sizes)
-            if (key == name) {
-                require(value.is_number_integer() && value.get<long long>() >= 0,
-                        key + " must be a non-negative integer");
-                *field = value.get<std::size_t>();
-                known = true;
-            }
-        for (auto& [name, field] : reals)
-            if (key == name) {
-                require(value.is_number(), key + " must be a number");
-                *field = value.get<double>();
-                known = true;
-            }
-        if (key == "score_func" || key == "balance") {
-            require(value.is_string(), key + " must be a string");
-            if (key == "score_func") c.score_func = parse_score_func(value.get<std::string>());
-            else c.balance = parse_balance(value.get<std::string>());
-            known = true;
+        if (key == "balance") {
+            require(value.is_string(), "balance must be a string");
+            balance = parse_balance(value.get<std::string>());
+        } else if (key == "gamma" || key == "alpha") {
+            require(value.is_number(), key + " must be a number");
+            (key == "gamma" ? gamma : alpha) = value.get<double>();
+        } else {
+            args[key] = value;  // unknown names are refused by model_args_from_json, naming them
         }
-        require(known, "unknown config field \"" + preview(key) +
-                           "\"; allowed: the official ModelArgs fields and balance, gamma, alpha");
     }
-    c.validate();
-    return c;
+    return moe_config(model_args_from_json(args), balance, gamma, alpha);
 }
 
 nlohmann::json MoeConfig::to_json() const {
@@ -200,8 +164,10 @@ void mask_groups(const MoeConfig& cfg, bool has_bias, T* sel, std::vector<T>& gr
 template <class T>
 void route(const MoeConfig& cfg, const T* bias, Routing<T>& r) {
     const std::size_t n = r.n_tokens, E = cfg.n_routed_experts, k = cfg.n_activated_experts;
-    if (bias && cfg.n_expert_groups > 1 && E / cfg.n_expert_groups < 2)
-        throw ConfigError("n_expert_groups: a selection bias needs >= 2 experts per group (top-2 group score)");
+    // A hand-built config may not have been validated: the group rule is the config's (one function).
+    if (cfg.n_expert_groups > 1)
+        validate_expert_groups(std::int64_t(E), std::int64_t(k), std::int64_t(cfg.n_expert_groups),
+                               std::int64_t(cfg.n_limited_groups));
     r.n_experts = E;
     r.top_k = k;
     r.indices.resize(n * k);

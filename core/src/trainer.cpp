@@ -19,6 +19,16 @@
 
 namespace eva {
 
+double max_vio(const double* loads, std::size_t steps, std::size_t experts) {
+    if (experts == 0) throw ShapeError("max_vio: no experts");
+    std::vector<double> sum(experts, 0.0);
+    for (std::size_t t = 0; t < steps; ++t)
+        for (std::size_t e = 0; e < experts; ++e) sum[e] += loads[t * experts + e];
+    double total = 0, top = 0;
+    for (double v : sum) total += v, top = std::max(top, v);
+    return total > 0 ? top / (total / double(experts)) - 1 : 0.0;
+}
+
 void TrainConfig::validate(const ModelArgs& args) const {
     auto require = [](bool ok, const std::string& msg) {
         if (!ok) throw ConfigError(msg);

@@ -6,31 +6,22 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { setup, open, root } from "./lib.mjs";
+import { setup, open, root, click } from "./lib.mjs";
 
 setup();
 
 const cli = join(root, "build", "release", "eva");
 const native = (args, input) => execFileSync(cli, ["fp8", ...args], { encoding: "utf8", input });
-const state = (page) => page.evaluate(() => JSON.parse(Module.ccall("eva_fp8_state", "string", [], [])));
+const state = (page) => page.evaluate(() => window.eva.state("fp8"));
 
 // Waits until the panel shows a quantized tensor (the default one is a weight of the pretrained model,
 // which arrives asynchronously).
 async function shown(page) {
   await page.waitForFunction(() => {
-    const s = JSON.parse(Module.ccall("eva_fp8_state", "string", [], []));
+    const s = window.eva.state("fp8");
     return s && s.count > 0;
   }, null, { timeout: 60000 });
   return state(page);
-}
-
-// ImGui polls the button state once per frame: press and release in different frames.
-async function click(page, rect) {
-  await page.mouse.move((rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2);
-  await page.waitForTimeout(100);
-  await page.mouse.down();
-  await page.waitForTimeout(100);
-  await page.mouse.up();
 }
 
 test("fp8 embed renders the panel: histogram, heatmap, no console errors", async () => {
@@ -66,13 +57,13 @@ test("fp8 controls: E5M2 and 128x128 blocks change the quantization and its erro
   assert.equal(a.granularity, "tile");
   assert.equal(a.scales, a.rows * Math.ceil(a.cols / 128));  // one scale per 1x128 tile
   await click(page, a.ui.e5m2);
-  await page.waitForFunction(() => JSON.parse(Module.ccall("eva_fp8_state", "string", [], [])).format === "e5m2",
+  await page.waitForFunction(() => window.eva.state("fp8").format === "e5m2",
                              null, { timeout: 30000 });
   const b = await state(page);
   // One mantissa bit fewer halves the step: about 6 dB less SNR on the same tensor with the same scales.
   assert.ok(a.snr_db - b.snr_db > 4.5 && a.snr_db - b.snr_db < 7.5, `SNR ${a.snr_db} -> ${b.snr_db} dB`);
   await click(page, b.ui.block);
-  await page.waitForFunction(() => JSON.parse(Module.ccall("eva_fp8_state", "string", [], [])).granularity === "block",
+  await page.waitForFunction(() => window.eva.state("fp8").granularity === "block",
                              null, { timeout: 30000 });
   const c = await state(page);
   assert.equal(c.scales, Math.ceil(c.rows / 128) * Math.ceil(c.cols / 128));
@@ -85,7 +76,7 @@ test("fp8 delayed scaling: the x4 spike saturates at its step only, while the hi
   const { page, errors } = await open("?panel=fp8&embed=1");
   const a = await shown(page);
   await click(page, a.ui.delayed);
-  await page.waitForFunction(() => JSON.parse(Module.ccall("eva_fp8_state", "string", [], [])).delayed.done === 24,
+  await page.waitForFunction(() => window.eva.state("fp8").delayed.done === 24,
                              null, { timeout: 60000 });
   const d = (await state(page)).delayed, spike = 16;  // DelayedRun::kSpikeStep
   assert.equal(d.history_length, 4);
@@ -137,7 +128,7 @@ test("fp8 frame time stays under 16 ms at default settings, also while the accum
   const { page } = await open("?panel=fp8&embed=1");
   await shown(page);
   // The experiment starts with the first frame and does one bounded slice per frame until done.
-  await page.waitForFunction(() => JSON.parse(Module.ccall("eva_fp8_state", "string", [], [])).accum.length === 7,
+  await page.waitForFunction(() => window.eva.state("fp8").accum.length === 7,
                              null, { timeout: 120000 });
   const s = await state(page);
   assert.ok(s.accum_frames >= 20, `the experiment took only ${s.accum_frames} frames`);

@@ -8,11 +8,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inflateSync } from "node:zlib";
-import { setup, open, root } from "./lib.mjs";
+import { setup, open, root, click } from "./lib.mjs";
 
 setup();
 
-const state = (page) => page.evaluate(() => JSON.parse(Module.ccall("eva_kv_state", "string", [], [])));
+const state = (page) => page.evaluate(() => window.eva.state("kv"));
 const framesLater = (page, n) =>
   page.evaluate((n) => new Promise((done) => {
     const until = window.eva.frames + n;
@@ -46,7 +46,7 @@ function pngPixels(buf) {
 }
 
 const decoded = (page, n) =>
-  page.waitForFunction((n) => JSON.parse(Module.ccall("eva_kv_state", "string", [], [])).tokens >= n, n,
+  page.waitForFunction((n) => window.eva.state("kv").tokens >= n, n,
                        { timeout: 60000 });
 
 test("kv embed renders the panel alone, without console errors, and not blank", async () => {
@@ -74,14 +74,12 @@ test("kv: clicking a preset and Restart changes the panel's state", async () => 
   await framesLater(page, 5);
   const before = await state(page);
   assert.equal(before.preset, "V3");  // the default
-  const [x0, y0, x1, y1] = before.preset_v2_rect;
-  await page.mouse.click((x0 + x1) / 2, (y0 + y1) / 2);
+  await click(page, before.preset_v2_rect);
   await framesLater(page, 3);
   assert.equal((await state(page)).preset, "V2");
   await decoded(page, 1);
   const running = await state(page);
-  const [r0, s0, r1, s1] = running.restart_rect;
-  await page.mouse.click((r0 + r1) / 2, (s0 + s1) / 2);
+  await click(page, running.restart_rect);
   await framesLater(page, 2);
   assert.equal((await state(page)).runs, running.runs + 1);
   assert.deepEqual(errors, []);
@@ -172,7 +170,7 @@ test("kv frame time (median) stays under 16 ms while the mini model decodes", as
   const { samples, panel } = await page.evaluate(() => new Promise((done) => {
     const from = window.eva.frames, panel = [];
     const poll = () => {
-      panel.push(JSON.parse(Module.ccall("eva_kv_state", "string", [], [])).panel_ms);
+      panel.push(window.eva.state("kv").panel_ms);
       if (window.eva.frames - from < 60) return requestAnimationFrame(poll);
       done({ samples: window.eva.frameSamples.slice(-(window.eva.frames - from)), panel });
     };

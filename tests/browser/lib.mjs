@@ -40,3 +40,24 @@ export async function open(query = "", viewport = { width: 1280, height: 800 }) 
   await page.waitForFunction(() => window.eva && window.eva.ready === true, null, { timeout: 60000 });
   return { page, errors };
 }
+
+// Waits until the page has drawn two more frames (so an input event sent before the call has been seen
+// by at least one whole frame).
+export async function nextFrames(page) {
+  const f = await page.evaluate(() => window.eva.frames);
+  await page.waitForFunction((n) => window.eva.frames > n + 1, f, { timeout: 30000 });
+}
+
+// Clicks the middle of a control's rectangle [x0, y0, x1, y1], as every panel exports them (web/panel.hpp
+// Rect). Dear ImGui 1.86 reads the mouse once per frame; its GLFW backend remembers a press released within
+// the same frame, so page.mouse.click also works there, but only because of that backend detail. Moving,
+// pressing and releasing in separate frames is what ImGui's model needs in general: the control is hovered
+// in a frame before the press, and the press is seen in a frame before the release.
+export async function click(page, rect) {
+  await page.mouse.move((rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2);
+  await nextFrames(page);
+  await page.mouse.down();
+  await nextFrames(page);
+  await page.mouse.up();
+  await nextFrames(page);
+}

@@ -7,18 +7,18 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setup, open, root } from "./lib.mjs";
+import { setup, open, root, click } from "./lib.mjs";
 
 setup();
 
 const url = "?panel=routing&embed=1";
-const state = (page) => page.evaluate(() => JSON.parse(Module.ccall("eva_routing_state", "string", [], [])));
+const state = (page) => page.evaluate(() => window.eva.state("routing"));
 
 // Opens the panel and waits until the pretrained model's hidden states have been routed.
 async function openPanel() {
   const opened = await open(url);
   await opened.page.waitForFunction(() => {
-    const s = JSON.parse(Module.ccall("eva_routing_state", "string", [], []));
+    const s = window.eva.state("routing");
     return s.model === "pretrained" && s.tokens > 0 && s.indices.length > 0;
   }, null, { timeout: 60000 });
   return opened;
@@ -38,8 +38,6 @@ async function colourCount(page, png) {
     return seen.size;
   }, png.toString("base64"));
 }
-
-const click = (page, r) => page.mouse.click((r[0] + r[2]) / 2, (r[1] + r[3]) / 2);
 
 // Waits ~n more frames, then returns window.eva.frameMs (the rolling mean of compute + draw).
 async function frameMsAfter(page, n) {
@@ -68,7 +66,7 @@ test("choosing softmax re-routes the same hidden states", async () => {
   const { page, errors } = await openPanel();
   const before = await state(page);
   await click(page, before.softmax_rect);
-  await page.waitForFunction(() => JSON.parse(Module.ccall("eva_routing_state", "string", [], [])).config.score_func === "softmax",
+  await page.waitForFunction(() => window.eva.state("routing").config.score_func === "softmax",
                              null, { timeout: 10000 });
   const after = await state(page);
   assert.equal(after.tokens, before.tokens);
@@ -132,11 +130,11 @@ test("frames stay under 16 ms at default settings and while balancing runs; MaxV
   const idle = await frameMsAfter(page, 60);
   const s = await state(page);
   await click(page, s.run_rect);
-  await page.waitForFunction(() => JSON.parse(Module.ccall("eva_routing_state", "string", [], [])).run.steps >= 5,
+  await page.waitForFunction(() => window.eva.state("routing").run.steps >= 5,
                              null, { timeout: 60000 });
   const running = await frameMsAfter(page, 60);
   // The run is deterministic (fixed seeds pick the pool's windows and each batch): wait for 100 steps.
-  await page.waitForFunction(() => JSON.parse(Module.ccall("eva_routing_state", "string", [], [])).run.steps >= 100,
+  await page.waitForFunction(() => window.eva.state("routing").run.steps >= 100,
                              null, { timeout: 180000 });
   const run = (await state(page)).run;
   console.log(`routing: frameMs ${idle.toFixed(2)} idle, ${running.toFixed(2)} while balancing; ` +

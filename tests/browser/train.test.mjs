@@ -8,11 +8,11 @@ import { existsSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inflateSync } from "node:zlib";
-import { setup, open, root } from "./lib.mjs";
+import { setup, open, root, click } from "./lib.mjs";
 
 setup();
 
-const trainState = (page) => page.evaluate(() => JSON.parse(Module.ccall("eva_train_state", "string", [], [])));
+const trainState = (page) => page.evaluate(() => window.eva.state("train"));
 
 // Distinct colours in a PNG screenshot (8-bit RGB or RGBA, not interlaced, as Chromium writes them):
 // a blank or single-colour frame has a handful, a drawn panel with text and charts has hundreds.
@@ -46,6 +46,7 @@ test("?panel=train&embed=1 renders the panel alone, without console errors", asy
   const s = await trainState(page);
   assert.equal(s.drawn, true);
   assert.equal(s.running, false);
+  assert.equal(s.gamma.toFixed(4), "0.0200");  // train_protocol::kPanelGamma (tests/test_train_panel.cpp checks its run)
   const shot = await page.screenshot({ path: join(root, "build", "wasm", "train.png") });
   const colours = distinctColours(shot);
   // Measured: ~25 colours before training starts (text, widgets), hundreds with the charts; blank: 1.
@@ -57,14 +58,14 @@ test("?panel=train&embed=1 renders the panel alone, without console errors", asy
 test("start trains both precisions with a falling loss, frames stay short, pause stops", async () => {
   const { page, errors } = await open("?panel=train&embed=1");
   await page.waitForFunction(() => window.eva.frames >= 5, null, { timeout: 30000 });
-  const { button: [x, y, w, h] } = await trainState(page);
-  await page.mouse.click(x + w / 2, y + h / 2);
-  await page.waitForFunction(() => JSON.parse(Module.ccall("eva_train_state", "string", [], [])).running, null,
+  const { button } = await trainState(page);
+  await click(page, button);
+  await page.waitForFunction(() => window.eva.state("train").running, null,
                              { timeout: 30000 });
   // 8 steps of 4 × 64 bytes (seconds each in wasm): from ln 256 = 5.55 nats/byte the loss of the
   // untrained byte model falls by about 1 nat within them (measured in the browser: 5.55 → 4.46 at step 7).
   await page.waitForFunction(() => {
-    const s = JSON.parse(Module.ccall("eva_train_state", "string", [], []));
+    const s = window.eva.state("train");
     return s.runs.every((r) => r.steps >= 8);
   }, null, { timeout: 300000, polling: 500 });
   let s = await trainState(page);
@@ -85,8 +86,8 @@ test("start trains both precisions with a falling loss, frames stay short, pause
   const { draw_ms } = await trainState(page);
 
   // Pause: at most the step already in flight still lands.
-  await page.mouse.click(x + w / 2, y + h / 2);
-  await page.waitForFunction(() => !JSON.parse(Module.ccall("eva_train_state", "string", [], [])).running, null,
+  await click(page, button);
+  await page.waitForFunction(() => !window.eva.state("train").running, null,
                              { timeout: 30000 });  // ImGui sees the click on its next frame
   const paused = await trainState(page);
   await page.waitForTimeout(4000);
@@ -97,9 +98,8 @@ test("start trains both precisions with a falling loss, frames stay short, pause
   s = await trainState(page);
   for (let i = 0; i < s.runs.length; ++i) assert.equal(s.runs[i].steps, later.runs[i].steps);
   // Reset terminates the workers and forgets the curves; the button offers a fresh start.
-  const { reset: [rx, ry, rw, rh] } = s;
-  await page.mouse.click(rx + rw / 2, ry + rh / 2);
-  await page.waitForFunction(() => JSON.parse(Module.ccall("eva_train_state", "string", [], []))
+  await click(page, s.reset);
+  await page.waitForFunction(() => window.eva.state("train")
                                       .runs.every((r) => r.steps === 0 && r.state === 0), null, { timeout: 30000 });
   assert.equal((await trainState(page)).running, false);
   assert.deepEqual(errors, []);
@@ -146,4 +146,19 @@ test("selfTest(): the wasm core's training losses match the native eva train", a
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a trainer whose worker dies is reported as failed, not left busy", async () => {
+  const { page, errors } = await open("?panel=train&embed=1");
+  await page.waitForFunction(() => window.eva.frames >= 5, null, { timeout: 30000 });
+  await click(page, (await trainState(page)).button);
+  await page.waitForFunction(() => window.eva.state("train").runs.every((r) => r.state >= 1), null, { timeout: 30000 });
+  // What the browser does when a worker's wasm aborts (out of memory): an "error" event on its Worker.
+  await page.evaluate(() => Browser.workers.filter((w) => w)[0].worker.dispatchEvent(
+    new ErrorEvent("error", { message: "RuntimeError: Aborted(OOM)" })));
+  await page.waitForFunction(() => window.eva.state("train").runs.some((r) => r.state === 3), null, { timeout: 30000 });
+  const failed = (await trainState(page)).runs.find((r) => r.state === 3);
+  assert.match(failed.error, /worker died \(RuntimeError: Aborted\(OOM\); out of memory\?\)/);
+  assert.deepEqual(errors, []);
+  await page.close();
 });

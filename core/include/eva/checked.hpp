@@ -30,6 +30,9 @@ std::size_t to_size(std::uint64_t v, const std::string& what);
 
 /// "63.2 GB" (decimal units, three significant digits), for messages about memory and files.
 std::string format_bytes(std::uint64_t bytes);
+/// "1.50 MiB" (binary units, two decimals; whole bytes below 1 KiB): how `eva mla memory` and the KV
+/// panel print cache sizes, which are products of powers of two.
+std::string format_bytes_binary(double bytes);
 
 /// Memory this process can still allocate without swapping or being killed: MemAvailable from
 /// /proc/meminfo on Linux (0 if unknown: then no check is made); in WebAssembly the 4 GiB address space.

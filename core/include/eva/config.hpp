@@ -65,6 +65,14 @@ struct ModelArgs {
     void validate() const;
 };
 
+/// The routed experts' layout, one rule for the model and the MoE layer alike (ModelArgs::validate and
+/// MoeConfig::validate both call it): n_expert_groups divides n_routed_experts and, when > 1, leaves at
+/// least 2 experts per group (a group's score with a selection bias is the sum of its top-2 experts, and
+/// DeepSeek's configs always carry the bias); 1 ≤ n_limited_groups ≤ n_expert_groups; 1 ≤
+/// n_activated_experts ≤ the experts in the kept groups. ConfigError naming the field otherwise.
+void validate_expert_groups(std::int64_t n_routed_experts, std::int64_t n_activated_experts,
+                            std::int64_t n_expert_groups, std::int64_t n_limited_groups);
+
 /// Parses a JSON object with official field names over the official defaults, then validates.
 ModelArgs model_args_from_json(const nlohmann::json& j);
 /// Every field, official names, as a JSON object (round-trips through model_args_from_json).

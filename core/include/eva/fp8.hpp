@@ -19,6 +19,7 @@
 // fp32 accumulator ("promotion"). Without promotion the whole K-long sum stays in the limited accumulator.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -132,6 +133,41 @@ void fp8_gemm(const Fp8Matrix& A, const Fp8Matrix& B, float* C, std::size_t ldc,
 /// One step of the limited accumulator model: acc + sum rounded toward zero to `bits` mantissa bits
 /// (the tensor core aligns the addends and drops the bits shifted out).
 float fp8_accumulate(float acc, double sum, int bits);
+
+// ------------------------------------------------------------------------- the accumulation experiment
+/// The operands of the accumulation experiment (`eva fp8 gemm-error`, the FP8 panel's error-vs-K chart,
+/// the page's selfTest): x [m, k] then w [n, k] drawn standard normal from Rng(seed, stream), quantized
+/// with qa and qb, and their dequantized values a, b — the numbers the FP8 GEMM really multiplies.
+struct Fp8GemmOperands {
+    std::size_t m = 0, n = 0, k = 0;
+    std::vector<float> x, w;  // unquantized, row-major
+    Fp8Matrix A, B;
+    std::vector<float> a, b;  // dequantize(A), dequantize(B)
+};
+Fp8GemmOperands fp8_gemm_operands(std::size_t m, std::size_t n, std::size_t k, std::uint64_t seed, std::uint64_t stream,
+                                  const Fp8QuantConfig& qa, const Fp8QuantConfig& qb);
+
+/// Error of computed entries of C against a reference R (in double), kept as sums so that the errors of
+/// several row ranges add up to the error of the whole product.
+struct Fp8GemmError {
+    double sq_error = 0, sq_ref = 0;  // Σ(C − R)², ΣR²
+    double max_error = 0, max_ref = 0;  // max |C − R|, max |R|
+    void add(const Fp8GemmError& o);
+    double relative() const { return sq_ref > 0 ? std::sqrt(sq_error / sq_ref) : 0.0; }  // ‖C − R‖_F / ‖R‖_F
+    double max_relative() const { return max_ref > 0 ? max_error / max_ref : 0.0; }       // max|C − R| / max|R|
+};
+struct Fp8GemmErrors {
+    Fp8GemmError accumulation;  // R = a·bᵀ: what the accumulator alone costs (the inputs are exactly a, b)
+    Fp8GemmError total;         // R = x·wᵀ: quantization and accumulation together
+    void add(const Fp8GemmErrors& o) { accumulation.add(o.accumulation), total.add(o.total); }
+};
+/// Rows [r0, r1) of C = A·Bᵀ computed by fp8_gemm with `cfg`, against both references. A row range of a
+/// 128×128-block A must start on a block boundary (ConfigError otherwise); r0 < r1 ≤ m.
+Fp8GemmErrors fp8_gemm_errors(const Fp8GemmOperands& ops, const Fp8GemmConfig& cfg, std::size_t r0, std::size_t r1);
+/// All rows.
+inline Fp8GemmErrors fp8_gemm_errors(const Fp8GemmOperands& ops, const Fp8GemmConfig& cfg) {
+    return fp8_gemm_errors(ops, cfg, 0, ops.m);
+}
 
 // ------------------------------------------------------------------------------------------ metrics
 struct Fp8ErrorMetrics {

@@ -175,5 +175,8 @@ struct KVCacheScheme {
 /// GQA with `gqa_groups` K/V heads (must divide n_heads), and MQA (one K/V head).
 std::vector<KVCacheScheme> kv_cache_memory(const ModelArgs& args, std::int64_t seq_len, CacheDType dtype,
                                            std::int64_t gqa_groups);
+/// The GQA comparison `eva mla memory` and the KV panel draw by default: the largest divisor of n_heads
+/// up to 8 (GQA-8 is a common production choice, e.g. Llama-3's). n_heads ≥ 1, else ConfigError.
+std::int64_t default_gqa_groups(const ModelArgs& args);
 
 }  // namespace eva

@@ -64,8 +64,10 @@ struct MoeConfig {
     void validate() const;
     /// The MoE part of a ModelArgs preset ("mini", "v2-lite", "v2", "v3"), without balancing.
     static MoeConfig preset(const std::string& name);
-    /// From an official config JSON: MoE fields and training knobs are read, the other official
-    /// ModelArgs fields are ignored, any other key raises ConfigError. The result is validated.
+    /// From an official config JSON, as DeepSeek's Gate(args): every field but the training knobs (balance,
+    /// gamma, alpha) is parsed and validated by model_args_from_json (official defaults, unknown names
+    /// refused), then moe_config derives the layer's settings — so a config is valid for `eva moe` exactly
+    /// when it is valid for the model. Balance defaults to none here.
     static MoeConfig from_json(const nlohmann::json& j);
     nlohmann::json to_json() const;
 };

@@ -68,6 +68,12 @@ struct StepStats {
     std::vector<std::vector<double>> expert_load;  // per MoE layer: each routed expert's share of the top-k slots
 };
 
+/// MaxVio of a MoE layer's load summed over `steps` steps: max_i Σ_t load_{t,i} / mean_i Σ_t load_{t,i} − 1,
+/// for row-major [steps, experts] loads (StepStats::expert_load rows, or token counts). Over a window of
+/// steps it measures the balance the bias has reached; one small batch's MaxVio also carries the batch's
+/// own content (a few text windows favour a few experts), which no bias can remove. 0 when all are zero.
+double max_vio(const double* loads, std::size_t steps, std::size_t experts);
+
 /// The trainable tensors of a model as the optimizer sees them: each value paired with its gradient in
 /// `grads` (same shapes), weight decay on matrices only; the MoE selection bias is not trained.
 std::vector<Param> trainable_params(ModelWeights<float>& values, ModelWeights<float>& grads);

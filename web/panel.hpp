@@ -1,0 +1,57 @@
+// What every panel of the page shares (Dear ImGui's imgui_demo pattern: one owner, panels as plain
+// functions). The App (app.hpp) owns one Pretrained context — the model the panels show and what it was
+// loaded from — and each panel is drawn from that context and its own state. A panel records the screen
+// rectangles of the controls the browser tests click (`Rect`), and says what it is showing in `explain`.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "eva/model.hpp"
+
+namespace eva::web {
+
+/// The app's one context: the pretrained mini checkpoint shipped beside the page (mini.safetensors,
+/// produced by scripts/web.sh with the native `eva train`), fetched once at start, and what the panels
+/// derive from the model shown. Nothing here is a function static: the app can reset or inspect all of it.
+struct Pretrained {
+    enum class State { loading, ready, missing } state = State::loading;
+    std::string message = "loading mini.safetensors…";
+    std::unique_ptr<Model<float>> model;  // set when state == ready
+
+    /// The model the panels show: the checkpoint once loaded, nullptr while it is loading, and without one
+    /// the untrained mini model that `eva init --config mini --seed 1` writes, built once here.
+    Model<float>* shown();
+    /// shown() is the untrained fallback (the panels say so).
+    bool fresh() const { return state == State::missing; }
+    /// "pretrained mini model" or "untrained mini model (no checkpoint beside the page)".
+    const char* shown_name() const;
+    /// The forward's activations of shown() reading `text` (its first ≤ 128 bytes, within max_seq_len),
+    /// recomputed only when the text or the model changes; nullptr for an empty text or no model yet.
+    const ModelActivations<float>* activations(const std::string& text);
+
+private:
+    std::unique_ptr<Model<float>> fallback_;
+    const Model<float>* acts_model_ = nullptr;
+    std::string acts_text_;
+    ModelActivations<float> acts_;
+};
+
+/// A control's screen rectangle [x0, y0, x1, y1] in CSS pixels, recorded from the last ImGui item so the
+/// browser tests can click it (exported in the panel's state as an array of four numbers).
+struct Rect {
+    float r[4] = {0, 0, 0, 0};
+    void record();  // from ImGui::GetItemRectMin/Max of the last item
+    nlohmann::json to_json() const { return {r[0], r[1], r[2], r[3]}; }
+};
+
+/// Draws the panel's explanation in a wrapped, dimmed paragraph.
+void explain(const char* text);
+
+/// Places the next item on the same line when `width` more pixels fit in the window, else on the next
+/// line, so controls wrap in a narrow embed instead of running off the edge.
+void same_line_if_fits(float width);
+
+}  // namespace eva::web
