@@ -19,7 +19,7 @@ Losses are deterministic (bit-identical for any thread count), so running two pr
 loaded machine changes only the time. Every run's JSON lines are kept in --out-dir; a run whose file is
 complete is not trained again, so the report can be regenerated from the files alone.
 
-Standard library only. Example (the study in docs/5-model.md):
+Standard library only. The study in docs/fp8-gap.md (defaults: the baby model, 100 steps of 12×64):
 
   python3 scripts/fp8_gap.py --eva build/release/eva \\
       --corpus fortunes --corpus tinyshakespeare=/path/to/tinyshakespeare.txt \\
