@@ -485,6 +485,22 @@ nlohmann::json routing_state(const RoutingPanel& s) {
                      {"max_vio", r.max_vio}}}};
 }
 
+std::string routing_summary(const RoutingPanel& s) {
+    std::string out = "Routing, MoE layer " + std::to_string(s.layer + 1) + ", " + std::to_string(s.n_tokens) +
+                      " tokens, top-" + std::to_string(s.cfg.n_activated_experts) + " of " +
+                      std::to_string(s.cfg.n_routed_experts) + " experts; tokens per expert:";
+    for (std::size_t c : s.stats.tokens_per_expert) out += " " + std::to_string(c);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "; MaxVio %.2f.", s.stats.max_vio);
+    out += buf;
+    if (!s.run.max_vio.empty()) {
+        std::snprintf(buf, sizeof buf, " Balancing run: %zu steps, MaxVio %.2f.", s.run.max_vio.size(),
+                      double(s.run.max_vio.back()));
+        out += buf;
+    }
+    return out;
+}
+
 nlohmann::json routing_self_test() {
     // Exactly `eva moe route --config mini --tokens 512 --seed 3 --json` with --balance aux-free
     // --steps 100, --balance seq-loss --steps 10 --seq-len 128, and a softmax variant of mini (config

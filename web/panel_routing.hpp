@@ -82,5 +82,7 @@ void routing_panel(RoutingPanel& state, Pretrained& pretrained);
 nlohmann::json routing_self_test();
 /// The panel's state as JSON (for the browser tests: what the controls did).
 nlohmann::json routing_state(const RoutingPanel& state);
+/// A plain-text summary of the panel's key figures (mirrored into the page's aria-live region).
+std::string routing_summary(const RoutingPanel& state);
 
 }  // namespace eva::web
