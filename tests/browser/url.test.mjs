@@ -59,6 +59,29 @@ test("fp8 and train controls come from the query string", async () => {
   await b.page.close();
 });
 
+test("routing: score, layout and balancing come from the query string; a layout the rule refuses is ignored", async () => {
+  const a = await open("?panel=routing&embed=1&score=softmax&groups=2&kept=1&topk=3&balance=seq-loss&moe_layer=1");
+  await a.page.waitForFunction(() => window.eva.state("routing").tokens > 0, null, { timeout: 60000 });
+  const s = await state(a.page, "routing");
+  assert.equal(s.config.score_func, "softmax");
+  assert.equal(s.config.n_expert_groups, 2);
+  assert.equal(s.config.n_limited_groups, 1);
+  assert.equal(s.config.n_activated_experts, 3);
+  assert.equal(s.config.balance, "seq-loss");
+  assert.equal(s.layer, 1);
+  assert.match(await a.page.evaluate(() => window.eva.embedLink()), /groups=2/);
+  await a.page.close();
+  // 16 experts in 16 groups leave one expert per group: refused by validate_expert_groups, so mini's
+  // trained 4 groups stay (the score function from the same link still applies).
+  const b = await open("?panel=routing&embed=1&groups=16&kept=2&score=softmax");
+  await b.page.waitForFunction(() => window.eva.state("routing").tokens > 0, null, { timeout: 60000 });
+  const t = await state(b.page, "routing");
+  assert.equal(t.config.n_expert_groups, 4);
+  assert.equal(t.config.score_func, "softmax");
+  assert.deepEqual([...a.errors, ...b.errors], []);
+  await b.page.close();
+});
+
 test("the shown panel's summary is mirrored into the aria-live region", async () => {
   const { page, errors } = await open("?panel=kv&embed=1&model=v3&tokens=32768");
   // The region is refreshed every 30 frames.
