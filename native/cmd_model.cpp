@@ -21,6 +21,7 @@
 #include "eva/npy.hpp"
 #include "eva/safetensors.hpp"
 #include "eva/threads.hpp"
+#include "eva/dist.hpp"
 #include "eva/trainer.hpp"
 
 namespace eva::cli {
@@ -157,6 +158,8 @@ std::string num(double v) {
 }
 
 void run_train(TrainOptions o) {
+    // Under mpirun, join the run first: an error from here on names its rank and ends every rank.
+    Comm& comm = world();
     // Everything that can be checked before the work starts is: outputs first, so that a bad --out is
     // not discovered after an hour of training.
     if (!o.out.empty()) {
@@ -197,6 +200,7 @@ void run_train(TrainOptions o) {
         require_same(o, "--alpha", num(o.alpha), num(m.moe.alpha));
         require_same(o, "--mtp", std::to_string(o.mtp), std::to_string(m.args.n_mtp_layers));
         require_same(o, "--mtp-lambda", num(o.t.mtp_lambda), num(c.mtp_lambda));
+        require_same(o, "--shards", std::to_string(o.t.shards), std::to_string(c.shards));
         // The stored total is the target; --steps, when given, is a new total (the schedule follows it).
         const int steps = o.given.count("--steps") ? o.t.steps : c.steps;
         if (steps <= st.step)
@@ -206,11 +210,17 @@ void run_train(TrainOptions o) {
         o.t.steps = steps;
         o.t.schedule.total_steps = steps;
     }
-    Trainer tr(m, corpus, o.t);
+    // Under mpirun every rank runs this function; rank 0 alone evaluates, samples and prints (all ranks
+    // hold the same weights after every step), and Trainer::save writes on rank 0 only.
+    Trainer tr(m, corpus, o.t, &comm);
     if (!o.resume.empty()) tr.resume(o.resume, st);
+    const bool lead = comm.rank() == 0;
     const int stop_at = o.stop_after > 0 ? std::min(o.t.steps, tr.steps_done() + o.stop_after) : o.t.steps;
-    const bool tty = isatty(STDOUT_FILENO) && !o.json;
-    if (!o.json)
+    const bool tty = isatty(STDOUT_FILENO) && !o.json && lead;
+    if (comm.size() > 1 && lead && !o.json)
+        std::printf("data parallel over %d ranks: %d gradient shards of %d sequences, %d per rank\n", comm.size(),
+                    tr.config().shards, o.t.batch / tr.config().shards, tr.config().shards / comm.size());
+    if (!o.json && lead)
         std::printf("training %s (%llu parameters, %llu activated, %s Linear layers) on %s: %zu train / %zu validation "
                     "bytes, %d steps of %d×%d tokens\n",
                     o.resume.empty() ? o.config.c_str() : o.resume.c_str(), (unsigned long long)parameter_count(m.args),
@@ -221,11 +231,18 @@ void run_train(TrainOptions o) {
     while (tr.steps_done() < stop_at) {
         const StepStats s = tr.step();
         elapsed += s.seconds;
+        const Traffic traffic = comm.allreduce_traffic;
+        comm.allreduce_traffic = {};
+        if (!lead) {  // the others only keep in step (and take part in saves' steps)
+            continue;
+        }
         const double tps = tokens_per_step / s.seconds;
         const bool eval = s.step % o.eval_every == 0 || s.step == o.t.steps;
         nlohmann::json line = {{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
                                {"tokens_per_s", tps}, {"max_vio", s.max_vio}, {"balance_loss", s.balance_loss}};
         if (!s.mtp_loss.empty()) line["mtp_loss"] = s.mtp_loss;
+        if (comm.size() > 1)
+            line["traffic"] = {{"ranks", comm.size()}, {"allreduce_sent", traffic.sent}, {"allreduce_received", traffic.received}};
         if (eval) add_evaluation(line, tr.evaluation());
         if (o.json) {
             print_json(line);
@@ -244,6 +261,7 @@ void run_train(TrainOptions o) {
         if (o.save_every > 0 && s.step % o.save_every == 0 && s.step < stop_at) tr.save(o.out);
     }
     if (!o.out.empty()) tr.save(o.out);
+    if (!lead) return;
     const Trainer::Evaluation ev = tr.evaluation();
     const double val = ev.loss;
     nlohmann::json fin = {{"final", true}, {"val_loss", val}, {"val_bits_per_byte", val / std::log(2.0)},
@@ -404,6 +422,10 @@ void add_model_commands(CLI::App& app) {
             ->check(CLI::Range(0, 8));
         c->add_option("--mtp-lambda", o->t.mtp_lambda, "Weight of the MTP loss (lambda/D)*sum_k CE_k (DeepSeek-V3: 0.3, then 0.1)")
             ->capture_default_str()->check(CLI::Range(0.0, 10.0));
+        c->add_option("--shards", o->t.shards,
+                      "Gradient shards per step: the batch is cut into this many pieces, summed as a fixed tree "
+                      "(0: 4, 2 or 1, the largest dividing --batch); mpirun's rank count must divide it")
+            ->capture_default_str()->check(CLI::Range(0, 4096));
         c->add_option("--eval-every", o->eval_every, "Validation loss every N steps")->capture_default_str()->check(CLI::PositiveNumber);
         c->add_option("--sample-every", o->sample_every, "Print a sample every N steps (0: only at the end)")->capture_default_str();
         c->add_option("--out", o->out, "Save a resumable checkpoint here at the end (and with --save-every)");

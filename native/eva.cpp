@@ -4,9 +4,11 @@
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <string>
 
 #include "allocator.hpp"
 #include "cli.hpp"
+#include "eva/dist.hpp"
 #include "eva/error.hpp"
 
 namespace eva::cli {
@@ -39,6 +41,21 @@ void require_finite_floats(CLI::App& app) {
 }  // namespace
 }  // namespace eva::cli
 
+namespace {
+
+// One line, exit status 2. In a distributed run the line names the rank, and the whole run ends with
+// it: the other ranks may be waiting for this one in a collective and would otherwise hang.
+int fail(const char* prefix, const std::string& msg) {
+    if (eva::world_is_distributed()) {
+        std::cerr << prefix << "rank " << eva::world().rank() << " of " << eva::world().size() << ": " << msg << std::endl;
+        eva::world().abort(2);
+    }
+    std::cerr << prefix << msg << '\n';
+    return 2;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
     eva::native::keep_freed_memory();
     CLI::App app{"eva — DeepSeek-V3's core ideas (MLA, DeepSeekMoE, FP8), runnable and measurable"};
@@ -63,14 +80,11 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::Error& e) {
-        std::cerr << "eva: error: " << e.what() << " (see --help)\n";
-        return 2;
+        return fail("eva: error: ", std::string(e.what()) + " (see --help)");
     } catch (const eva::Error& e) {
-        std::cerr << "eva: error: " << e.what() << '\n';
-        return 2;
+        return fail("eva: error: ", e.what());
     } catch (const std::exception& e) {
-        std::cerr << "eva: internal error: " << e.what() << '\n';
-        return 2;
+        return fail("eva: internal error: ", e.what());
     }
     return 0;
 }

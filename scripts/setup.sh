@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything eva's build, tests and demo need on a fresh Debian 12 / Ubuntu machine.
 # Idempotent: a second run checks, finds everything present, and changes nothing.
-#   apt packages  — compilers, header-only math libraries, test/bench frameworks, Chromium, PyTorch
+#   apt packages  — compilers, header-only math libraries, test/bench frameworks, Chromium, PyTorch,
+#                   Open MPI (the distributed-training build and its tests)
 #   ImGui sources — Debian's source package (the binary package ships no imgui*.cpp), into .cache/
 #   npm packages  — playwright-core (drives the system Chromium; it downloads no browser)
 set -euo pipefail
@@ -19,6 +20,7 @@ packages=(
   libimgui-dev chromium
   python3 python3-numpy python3-torch
   fortunes pandoc
+  openmpi-bin libopenmpi-dev
   dpkg-dev
 )
 missing=()

@@ -3,6 +3,7 @@
 #   1. native release     — Catch2 suite (ctest)
 #   2. native debug       — the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   3. WebAssembly SIMD   — the same suite compiled with Emscripten, run under node
+#      release-mpi        — eva built with Open MPI: distributed training under mpirun (tests/cli_mpi.sh)
 #   4. fuzz               — libFuzzer on the file parsers, briefly, from the seed corpora in tests/fuzz/
 #   5. browser            — the ImGui page in headless Chromium, driven by playwright-core
 # Installs missing dependencies first (scripts/setup.sh). Exits non-zero on the first failure.
@@ -19,6 +20,10 @@ for preset in release debug-asan wasm; do
   echo "== $preset: test"
   ctest --preset "$preset" -j "$jobs"
 done
+echo "== release-mpi: build eva with Open MPI, test distributed training (mpirun, 1, 2 and 4 ranks)"
+cmake --preset release-mpi >/dev/null
+cmake --build --preset release-mpi -j "$jobs"
+ctest --preset release-mpi
 echo "== fuzz: build and run (20 s per target)"
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j "$jobs"

@@ -24,31 +24,70 @@
 namespace eva::web {
 
 // The panel table: one line a panel — its ?panel= id, its tab title, how to draw it from the app's one
-// context and its own state, its state as JSON (window.eva.state(id)), and its figures for selfTest.
+// context and its own state, its state as JSON (window.eva.state(id)), its plain-text summary, its
+// figures for selfTest, and its controls from / to the query string (none for routing and GEMM yet).
 struct Panel {
     const char* id;
     const char* title;
     void (*draw)(App&);
     nlohmann::json (*state)(const App&);
+    std::string (*summary)(const App&);
     nlohmann::json (*self_test)();
+    void (*from_query)(App&, const Query&) = nullptr;
+    Query (*to_query)(const App&) = nullptr;
 };
 const Panel panels[] = {
     {"kv", "KV cache", [](App& a) { kv_panel(a.kv, a.pretrained); }, [](const App& a) { return kv_state(a.kv); },
-     kv_self_test},
+     [](const App& a) { return kv_summary(a.kv); }, kv_self_test,
+     [](App& a, const Query& q) { kv_from_query(a.kv, q); }, [](const App& a) { return kv_to_query(a.kv); }},
     {"routing", "Routing", [](App& a) { routing_panel(a.routing, a.pretrained); },
-     [](const App& a) { return routing_state(a.routing); }, routing_self_test},
+     [](const App& a) { return routing_state(a.routing); }, [](const App& a) { return routing_summary(a.routing); },
+     routing_self_test, [](App& a, const Query& q) { routing_from_query(a.routing, q); },
+     [](const App& a) { return routing_to_query(a.routing); }},
     {"fp8", "FP8 error", [](App& a) { fp8_panel(a.fp8, a.pretrained); }, [](const App& a) { return fp8_state(a.fp8); },
-     fp8_self_test},
+     [](const App& a) { return fp8_summary(a.fp8); }, fp8_self_test,
+     [](App& a, const Query& q) { fp8_from_query(a.fp8, q); }, [](const App& a) { return fp8_to_query(a.fp8); }},
     {"train", "Train", [](App& a) { train_panel(a.train); }, [](const App& a) { return train_state(a.train); },
-     train_self_test},
+     [](const App& a) { return train_summary(a.train); }, train_self_test,
+     [](App& a, const Query& q) { train_from_query(a.train, q); }, [](const App& a) { return train_to_query(a.train); }},
     {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }, [](const App&) { return nlohmann::json::object(); },
-     gemm_self_test},
+     [](const App& a) { return gemm_summary(a.gemm); }, gemm_self_test},
 };
 
 // Draws one panel and remembers the frame it was drawn in (its exported state says whether it is on screen).
 void draw_panel(App& app, const Panel& p) {
     p.draw(app);
     app.drawn_frame[p.id] = app.frames;
+    // The shown panel's plain-text summary, mirrored into the page's aria-live region (#summary) twice a
+    // second at most and only when it changed, so a screen reader is not flooded while figures update.
+    if (app.frames % 30 == 0) {
+        const std::string text = p.summary(app);
+        if (text != app.summary) {
+            app.summary = text;
+            EM_ASM({ const e = document.getElementById("summary"); if (e) e.textContent = UTF8ToString($0); }, text.c_str());
+        }
+    }
+}
+
+// The panel on screen: the one drawn in the latest frame (?panel=ID, or the selected tab).
+const Panel* shown_panel(const App& app) {
+    const Panel* best = nullptr;
+    long at = -1;
+    for (const Panel& p : panels) {
+        const auto it = app.drawn_frame.find(p.id);
+        if (it != app.drawn_frame.end() && it->second > at) best = &p, at = it->second;
+    }
+    return best;
+}
+
+// The query string that reopens the shown panel alone in its current state (?panel=ID[&embed=1]&…).
+std::string embed_query(const App& app, bool embed = true) {
+    const Panel* p = shown_panel(app);
+    if (!p) return "";
+    std::string q = std::string("?panel=") + p->id + (embed ? "&embed=1" : "");
+    if (p->to_query)
+        for (const auto& [k, v] : p->to_query(app)) q += "&" + k + "=" + v;  // names and values are plain ASCII
+    return q;
 }
 
 /// Tells the page which panel ids exist (window.eva.panels), for tests and benchmarks.
@@ -75,9 +114,28 @@ void draw_app(App& app) {
             }
         ImGui::EndTabBar();
     }
-    if (!app.embed)
-        ImGui::Text("frame: %.2f ms compute + ImGui, %.2f ms WebGL submission (rolling means) | %s", app.frame_ms,
-                    app.submit_ms, app.pretrained.message.c_str());
+    if (!app.embed) {
+        if (ImGui::Button("copy embed link"))  // the shown panel alone, in its current state
+            EM_ASM({
+                const link = location.origin + location.pathname + UTF8ToString($0);
+                window.eva.copiedLink = link;
+                if (navigator.clipboard) navigator.clipboard.writeText(link).catch(() => {});
+            }, embed_query(app).c_str());
+        app.copy_rect.record();
+        ImGui::SameLine();
+        ImGui::TextWrapped("frame: %.2f ms compute + ImGui, %.2f ms WebGL submission (rolling means) | %s", app.frame_ms,
+                           app.submit_ms, app.pretrained.message.c_str());
+    }
+    // A single panel's address follows its controls (twice a second), so reloading or sharing the page's
+    // URL keeps the state; the tabbed page keeps its plain address.
+    if (app.panel != "all" && app.frames % 30 == 15) {
+        const std::string q = embed_query(app, app.embed);
+        if (!q.empty())
+            EM_ASM({
+                const q = UTF8ToString($0);
+                if (q !== location.search) history.replaceState(null, "", q);
+            }, q.c_str());
+    }
     ImGui::End();
 }
 
@@ -172,6 +230,13 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_self_test() {
     return out.c_str();
 }
 
+// The query string reopening the shown panel alone in its current state (window.eva.embedLink()).
+extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_embed_query() {
+    static std::string out;
+    out = g_app ? eva::web::embed_query(*g_app) : std::string();
+    return out.c_str();
+}
+
 // One panel's state as JSON (window.eva.state(id)): {"id", "drawn": false} until it is first drawn, then
 // its settings and figures with "drawn": true while it is on screen; {"error"} for an unknown id.
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
@@ -183,6 +248,7 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
             const bool ever = at != g_app->drawn_frame.end();
             j = ever ? p.state(*g_app) : nlohmann::json::object();
             j["id"] = p.id;
+            j["summary"] = p.summary(*g_app);
             j["drawn"] = ever && at->second >= g_app->frames - 1;  // drawn in the latest frame
         }
     out = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // samples may cut a UTF-8 sequence
@@ -251,6 +317,17 @@ int main() {
     g_app = &app;
     app.panel = query_param("panel", "all");
     app.embed = query_param("embed", "0") == "1";
+    {  // every panel reads its controls from the query string (their names do not collide)
+        char buf[2048];
+        EM_ASM({ stringToUTF8(JSON.stringify(Object.fromEntries(new URLSearchParams(location.search))), $0, $1); },
+               buf, int(sizeof buf));
+        const nlohmann::json params = nlohmann::json::parse(buf);  // kept alive for the loop over its items
+        eva::web::Query q;
+        for (const auto& item : params.items())
+            if (item.value().is_string()) q[item.key()] = item.value().get<std::string>();
+        for (const auto& p : eva::web::panels)
+            if (p.from_query) p.from_query(app, q);
+    }
     window = glfwCreateWindow(1280, 800, "eva", nullptr, nullptr);
     if (!window) return 1;
     glfwMakeContextCurrent(window);

@@ -2,6 +2,8 @@
 #include "panel.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 
 #include <imgui.h>
 
@@ -35,6 +37,22 @@ const ModelActivations<float>* Pretrained::activations(const std::string& text) 
         acts_text_ = text;
     }
     return &acts_;
+}
+
+int query_int(const Query& q, const char* key, int fallback, int lo, int hi) {
+    const auto it = q.find(key);
+    if (it == q.end()) return fallback;
+    char* end = nullptr;
+    const long v = std::strtol(it->second.c_str(), &end, 10);
+    return end && *end == 0 && !it->second.empty() && v >= lo && v <= hi ? int(v) : fallback;
+}
+
+float query_float(const Query& q, const char* key, float fallback, float lo, float hi) {
+    const auto it = q.find(key);
+    if (it == q.end()) return fallback;
+    char* end = nullptr;
+    const float v = std::strtof(it->second.c_str(), &end);
+    return end && *end == 0 && !it->second.empty() && std::isfinite(v) && v >= lo && v <= hi ? v : fallback;
 }
 
 void Rect::record() {

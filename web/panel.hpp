@@ -4,6 +4,7 @@
 // rectangles of the controls the browser tests click (`Rect`), and says what it is showing in `explain`.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -52,6 +53,15 @@ struct Rect {
     void record();  // from ImGui::GetItemRectMin/Max of the last item
     nlohmann::json to_json() const { return {r[0], r[1], r[2], r[3]}; }
 };
+
+/// A page's query-string parameters (?panel=kv&model=v3&tokens=32768): each panel reads its controls from
+/// them at start (NAME_from_query) and writes them back (NAME_to_query), so a teacher can link or embed a
+/// panel in exactly the state a lesson discusses ("copy embed link"). Unknown or invalid values are ignored.
+using Query = std::map<std::string, std::string>;
+/// query[key] as an integer within [lo, hi], else `fallback`.
+int query_int(const Query& q, const char* key, int fallback, int lo, int hi);
+/// query[key] as a finite float within [lo, hi], else `fallback`.
+float query_float(const Query& q, const char* key, float fallback, float lo, float hi);
 
 /// Draws the panel's explanation in a wrapped, dimmed paragraph.
 void explain(const char* text);

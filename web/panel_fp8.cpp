@@ -634,6 +634,51 @@ nlohmann::json fp8_state(const Fp8Panel& p) {
                          {"snr_db", std::vector<float>(p.delayed.snr_db, p.delayed.snr_db + p.delayed.done)}}}};
 }
 
+namespace {
+const char* const kSources[] = {"weight", "activation", "synthetic"};
+const char* const kGranularities[] = {"tensor", "tile", "block", "delayed"};
+// The index of `q[key]` in `names`, else `fallback`.
+template <std::size_t N>
+int query_choice(const Query& q, const char* key, const char* const (&names)[N], int fallback) {
+    const auto it = q.find(key);
+    for (std::size_t i = 0; it != q.end() && i < N; ++i)
+        if (it->second == names[i]) return int(i);
+    return fallback;
+}
+}  // namespace
+
+void fp8_from_query(Fp8Panel& p, const Query& q) {
+    static const char* const formats[] = {"e4m3", "e5m2"};
+    p.source = query_choice(q, "source", kSources, p.source);
+    p.format = query_choice(q, "format", formats, p.format);
+    p.granularity = query_choice(q, "granularity", kGranularities, p.granularity);
+    p.pow2 = query_int(q, "pow2", p.pow2, 0, 1) == 1;
+    p.accum.accum_bits = query_int(q, "accum_bits", p.accum.accum_bits, 8, 23);
+}
+
+Query fp8_to_query(const Fp8Panel& p) {
+    return {{"source", kSources[p.source]}, {"format", p.format == 0 ? "e4m3" : "e5m2"},
+            {"granularity", kGranularities[p.granularity]}, {"pow2", p.pow2 ? "1" : "0"},
+            {"accum_bits", std::to_string(p.accum.accum_bits)}};
+}
+
+std::string fp8_summary(const Fp8Panel& p) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "FP8 %s, %s scales, %s: SNR %.1f dB, mean relative error %.2e, %zu saturated, %zu "
+                  "flushed to zero of %zu.", fp8_format_name(format_of(p)), granularity_label(p.granularity),
+                  p.tensor_name.c_str(), p.metrics.snr_db, p.metrics.mean_rel_error, p.metrics.saturated,
+                  p.metrics.underflow, p.metrics.count);
+    std::string out = buf;
+    for (int i = 0; i < p.accum.done_k; ++i)
+        if ((128 << i) == 4096) {
+            std::snprintf(buf, sizeof buf, " GEMM accumulation at K = 4096 with a %d-bit accumulator: %.2f%% without "
+                          "promotion, %.3f%% promoted every 128.", p.accum.accum_bits,
+                          100.0 * p.accum.errors_never[i], 100.0 * p.accum.errors_promoted[i]);
+            out += buf;
+        }
+    return out;
+}
+
 // ------------------------------------------------------------------------------------------ self-test
 namespace {
 

@@ -47,6 +47,13 @@ void gemm_panel(GemmPanel& g) {
     ImGui::Text("max |error| / max |C| against the double-precision loop: %.2e", g.max_rel_error);
 }
 
+std::string gemm_summary(const GemmPanel& g) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "GEMM n = %d: %.2f GFLOP/s, max error / max |C| against the double loop %.1e.", g.size,
+                  g.gflops, g.max_rel_error);
+    return buf;
+}
+
 nlohmann::json gemm_self_test() {
     GemmPanel g;
     g.size = 96;

@@ -1,6 +1,8 @@
 // The GEMM panel: a random product, its speed and its error against the plain loop in double.
 #pragma once
 
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 namespace eva::web {
@@ -12,6 +14,8 @@ struct GemmPanel {
     void run();
 };
 void gemm_panel(GemmPanel& state);
+/// A plain-text summary of the panel's key figures (mirrored into the page's aria-live region).
+std::string gemm_summary(const GemmPanel& state);
 /// Figures for window.eva.selfTest(): the GEMM's SIMD path and error, the first Philox draws.
 nlohmann::json gemm_self_test();
 

@@ -414,6 +414,33 @@ nlohmann::json kv_state(const KvPanel& s) {
             {"preset_v2_rect", s.preset_v2_rect.to_json()}, {"restart_rect", s.restart_rect.to_json()}};
 }
 
+namespace {
+const char* const kPresetKeys[] = {"mini", "v2-lite", "v2", "v3", "llama3-8b"};  // memory_models() order
+}
+
+void kv_from_query(KvPanel& s, const Query& q) {
+    const auto it = q.find("model");
+    for (int i = 0; it != q.end() && i < int(std::size(kPresetKeys)); ++i)
+        if (it->second == kPresetKeys[i]) s.preset = i;
+    s.seq_len = query_int(q, "tokens", s.seq_len, 1, 131072);
+}
+
+Query kv_to_query(const KvPanel& s) {
+    return {{"model", kPresetKeys[s.preset]}, {"tokens", std::to_string(s.seq_len)}};
+}
+
+std::string kv_summary(const KvPanel& s) {
+    const MemoryModel& mm = memory_models()[std::size_t(s.preset)];
+    std::string out = std::string("KV cache of ") + mm.label + " for " + std::to_string(s.seq_len) + " tokens in bf16:";
+    for (const auto& row : kv_cache_memory(mm.args, s.seq_len, CacheDType::bf16, mm.gqa_groups))
+        if (mm.mla || row.name != "MLA") out += " " + row.name + " " + format_bytes_binary(double(row.bytes_sequence)) + ";";
+    const KvDecode& r = s.run;
+    char buf[160];
+    std::snprintf(buf, sizeof buf, " decoding: %zu tokens, naive vs absorbed max logit difference %.1e.", r.fed_naive,
+                  r.max_diff);
+    return out + buf;
+}
+
 nlohmann::json kv_self_test() {
     nlohmann::json j;
     // Cache sizes at 4096 tokens, as `eva mla memory --config v3 --seq-len 4096 --dtype D --json` prints them.

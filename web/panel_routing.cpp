@@ -132,6 +132,31 @@ std::string byte_label(Token t) {
 
 // ------------------------------------------------------------------------------------ the controls
 
+// The page's query string over the trained settings (once, when they are first known).
+void apply_query(RoutingPanel& s, const Model<float>& m) {
+    const Query& q = s.query;
+    s.sample = query_int(q, "text_sample", s.sample, 0, int(IM_ARRAYSIZE(kSamples)) - 1);
+    std::snprintf(s.text, sizeof s.text, "%s", kSamples[s.sample]);
+    s.layer = query_int(q, "moe_layer", s.layer, 0, int(n_moe_layers(m)) - 1);
+    MoeConfig c = s.cfg;
+    if (q.count("score")) c.score_func = q.at("score") == "softmax" ? ScoreFunc::softmax : q.at("score") == "sigmoid" ? ScoreFunc::sigmoid : c.score_func;
+    c.n_expert_groups = std::size_t(query_int(q, "groups", int(c.n_expert_groups), 1, int(c.n_routed_experts)));
+    c.n_limited_groups = std::size_t(query_int(q, "kept", int(c.n_limited_groups), 1, int(c.n_expert_groups)));
+    c.n_activated_experts = std::size_t(query_int(q, "topk", int(c.n_activated_experts), 1, 8));
+    if (q.count("balance")) {
+        const std::string& b = q.at("balance");
+        c.balance = b == "none" ? Balance::none : b == "aux-free" ? Balance::aux_free : b == "seq-loss" ? Balance::seq_loss : c.balance;
+    }
+    c.gamma = query_float(q, "route_gamma", float(c.gamma), 1e-4f, 0.05f);
+    try {  // the one layout rule of the model and the layer (eva/config.hpp)
+        validate_expert_groups(std::int64_t(c.n_routed_experts), std::int64_t(c.n_activated_experts),
+                               std::int64_t(c.n_expert_groups), std::int64_t(c.n_limited_groups));
+        s.cfg = c;
+    } catch (const ConfigError&) {  // keep the trained layout; the other settings still apply
+        s.cfg.score_func = c.score_func, s.cfg.balance = c.balance, s.cfg.gamma = c.gamma;
+    }
+}
+
 void draw_controls(RoutingPanel& s, const Model<float>& m) {
     ImGui::PushItemWidth(200);
     if (ImGui::Combo("sample", &s.sample, kSamples, int(IM_ARRAYSIZE(kSamples))))
@@ -452,6 +477,7 @@ void routing_panel(RoutingPanel& s, Pretrained& p) {
         if (s.cfg.gamma < 0.005) s.cfg.gamma = 0.005;  // a visible bias speed for the run (V3: 0.001)
         std::snprintf(s.text, sizeof s.text, "%s", kSamples[0]);
         s.configured = true;
+        apply_query(s, *m);
     }
     if (p.state != Pretrained::State::ready)
         ImGui::TextColored(ImVec4(1, 0.8f, 0.3f, 1), "%s: a fresh seeded model (untrained gate)", p.message.c_str());
@@ -483,6 +509,34 @@ nlohmann::json routing_state(const RoutingPanel& s) {
                      {"pool", r.pool.size()},
                      {"steps", r.max_vio.size()},
                      {"max_vio", r.max_vio}}}};
+}
+
+void routing_from_query(RoutingPanel& s, const Query& q) { s.query = q; }
+
+Query routing_to_query(const RoutingPanel& s) {
+    const MoeConfig& c = s.cfg;
+    char gamma[32];
+    std::snprintf(gamma, sizeof gamma, "%g", c.gamma);
+    return {{"text_sample", std::to_string(s.sample)}, {"moe_layer", std::to_string(s.layer)},
+            {"score", to_string(c.score_func)}, {"groups", std::to_string(c.n_expert_groups)},
+            {"kept", std::to_string(c.n_limited_groups)}, {"topk", std::to_string(c.n_activated_experts)},
+            {"balance", to_string(c.balance)}, {"route_gamma", gamma}};
+}
+
+std::string routing_summary(const RoutingPanel& s) {
+    std::string out = "Routing, MoE layer " + std::to_string(s.layer + 1) + ", " + std::to_string(s.n_tokens) +
+                      " tokens, top-" + std::to_string(s.cfg.n_activated_experts) + " of " +
+                      std::to_string(s.cfg.n_routed_experts) + " experts; tokens per expert:";
+    for (std::size_t c : s.stats.tokens_per_expert) out += " " + std::to_string(c);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "; MaxVio %.2f.", s.stats.max_vio);
+    out += buf;
+    if (!s.run.max_vio.empty()) {
+        std::snprintf(buf, sizeof buf, " Balancing run: %zu steps, MaxVio %.2f.", s.run.max_vio.size(),
+                      double(s.run.max_vio.back()));
+        out += buf;
+    }
+    return out;
 }
 
 nlohmann::json routing_self_test() {

@@ -59,6 +59,7 @@ struct RoutingPanel {
     int layer = 0;       // which MoE layer (0 = the first block after the dense ones)
     MoeConfig cfg;       // the routing settings in use; starts as the trained model's
     bool configured = false;
+    Query query;         // the page's query string, applied once the model's settings are known
     bool fresh = false;  // the model is the context's untrained fallback (no checkpoint beside the page)
     const Model<float>* model = nullptr;
     // Hidden states (the MoE layers' inputs ffn_norm(h)) of `text`, recomputed on change, a block a frame.
@@ -78,9 +79,16 @@ struct RoutingPanel {
 };
 
 void routing_panel(RoutingPanel& state, Pretrained& pretrained);
+/// The controls from / to the query string: text_sample=0..3, moe_layer, score=softmax|sigmoid, groups,
+/// kept, topk, balance=none|aux-free|seq-loss, route_gamma. A layout the model's rule refuses
+/// (validate_expert_groups) keeps the trained one.
+void routing_from_query(RoutingPanel& state, const Query& q);
+Query routing_to_query(const RoutingPanel& state);
 /// Figures for window.eva.selfTest(), computed exactly as `eva moe route … --json` computes them natively.
 nlohmann::json routing_self_test();
 /// The panel's state as JSON (for the browser tests: what the controls did).
 nlohmann::json routing_state(const RoutingPanel& state);
+/// A plain-text summary of the panel's key figures (mirrored into the page's aria-live region).
+std::string routing_summary(const RoutingPanel& state);
 
 }  // namespace eva::web

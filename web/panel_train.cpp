@@ -527,6 +527,47 @@ nlohmann::json train_state(const TrainPanel& p) {
     return j;
 }
 
+void train_from_query(TrainPanel& p, const Query& q) {  // the ranges of the settings' sliders
+    p.batch = query_int(q, "batch", p.batch, 1, 16);
+    p.seq_len = query_int(q, "seq_len", p.seq_len, 16, 256);
+    p.lr = query_float(q, "lr", p.lr, 1e-4f, 1e-2f);
+    p.warmup = query_int(q, "warmup", p.warmup, 0, 200);
+    p.gamma = query_float(q, "gamma", p.gamma, 1e-4f, 0.1f);
+    p.train_fp32 = query_int(q, "fp32", p.train_fp32, 0, 1) == 1;
+    p.train_fp8 = query_int(q, "fp8", p.train_fp8, 0, 1) == 1;
+}
+
+Query train_to_query(const TrainPanel& p) {
+    char lr[32], gamma[32];
+    std::snprintf(lr, sizeof lr, "%g", double(p.lr));
+    std::snprintf(gamma, sizeof gamma, "%g", double(p.gamma));
+    return {{"batch", std::to_string(p.batch)}, {"seq_len", std::to_string(p.seq_len)}, {"lr", lr},
+            {"warmup", std::to_string(p.warmup)}, {"gamma", gamma}, {"fp32", p.train_fp32 ? "1" : "0"},
+            {"fp8", p.train_fp8 ? "1" : "0"}};
+}
+
+std::string train_summary(const TrainPanel& p) {
+    std::string out = "Train:";
+    char buf[160];
+    for (const TrainRun& r : p.runs) {
+        if (r.state == TrainRun::State::failed) {
+            out += " " + std::string(r.label) + " failed: " + r.error + ".";
+            continue;
+        }
+        if (r.loss.empty()) continue;
+        std::snprintf(buf, sizeof buf, " %s step %d, loss %.3f nats/byte (smoothed %.3f); MaxVio over the last %d steps:",
+                      r.label, int(r.steps.back()), double(r.loss.back()), double(r.loss_ema.back()), tp::kVioWindow);
+        out += buf;
+        for (const auto& v : r.max_vio_window) {
+            std::snprintf(buf, sizeof buf, " %.2f", double(v.back()));
+            out += buf;
+        }
+        out += ".";
+    }
+    if (out == "Train:") out += " not started (bias speed gamma " + std::to_string(p.gamma).substr(0, 6) + ").";
+    return out;
+}
+
 nlohmann::json train_self_test() {
     // Four steps of a tiny model with mini's structure (2 layers, the second MoE with 8 experts,
     // 134 K parameters; mini itself takes seconds per step in wasm) from seed 1 on the fixed text,

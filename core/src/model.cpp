@@ -332,17 +332,32 @@ Loss model_loss_and_grad(const Model<T>& m, const std::vector<Token>& inputs, co
 }
 
 template <class T>
+std::vector<std::vector<std::size_t>> balance_counts(const Model<T>& m, const ModelActivations<T>& acts) {
+    std::vector<std::vector<std::size_t>> out;
+    for (std::size_t l = 0; l < m.w.layers.size(); ++l)
+        if (!m.w.layers[l].dense) out.push_back(expert_counts(acts.layers[l].moe.routing));
+    for (std::size_t k = 0; k < m.w.mtp.size() && k < acts.mtp.size(); ++k)  // the MTP blocks balance too
+        if (!m.w.mtp[k].block.dense) out.push_back(expert_counts(acts.mtp[k].block.moe.routing));
+    return out;
+}
+
+template <class T>
+void update_balance_bias(Model<T>& m, const std::vector<std::vector<std::size_t>>& counts) {
+    std::size_t i = 0;
+    auto update = [&](Block<T>& b) {
+        if (b.dense) return;
+        if (i >= counts.size()) throw ShapeError("update_balance_bias: fewer expert counts than MoE blocks");
+        if (!b.moe.bias.empty()) update_bias(b.moe.bias, counts[i], b.moe.cfg.gamma);
+        ++i;
+    };
+    for (auto& b : m.w.layers) update(b);
+    // Only the MTP modules the forward ran (counts has their blocks after the main layers).
+    for (std::size_t k = 0; k < m.w.mtp.size() && i < counts.size(); ++k) update(m.w.mtp[k].block);
+}
+
+template <class T>
 void update_balance_bias(Model<T>& m, const ModelActivations<T>& acts) {
-    for (std::size_t l = 0; l < m.w.layers.size(); ++l) {
-        Block<T>& b = m.w.layers[l];
-        if (b.dense || b.moe.bias.empty()) continue;
-        update_bias(b.moe.bias, expert_counts(acts.layers[l].moe.routing), b.moe.cfg.gamma);
-    }
-    for (std::size_t k = 0; k < m.w.mtp.size() && k < acts.mtp.size(); ++k) {  // the MTP blocks balance too
-        Block<T>& b = m.w.mtp[k].block;
-        if (b.dense || b.moe.bias.empty()) continue;
-        update_bias(b.moe.bias, expert_counts(acts.mtp[k].block.moe.routing), b.moe.cfg.gamma);
-    }
+    update_balance_bias(m, balance_counts(m, acts));
 }
 
 template <class T>
@@ -531,6 +546,8 @@ Token sample_from(const std::vector<double>& p, Rng& rng) {
     template Loss model_loss_and_grad<T>(const Model<T>&, const std::vector<Token>&, const std::vector<Token>&,   \
                                          std::size_t, std::size_t, ModelWeights<T>&, ModelActivations<T>*);       \
     template void update_balance_bias<T>(Model<T>&, const ModelActivations<T>&);                                  \
+    template void update_balance_bias<T>(Model<T>&, const std::vector<std::vector<std::size_t>>&);               \
+    template std::vector<std::vector<std::size_t>> balance_counts<T>(const Model<T>&, const ModelActivations<T>&); \
     template class Generator<T>;
 EVA_MODEL_INSTANCES(float)
 EVA_MODEL_INSTANCES(double)

@@ -137,37 +137,62 @@ void top_k(const T* v, std::size_t n, std::size_t k, std::vector<std::int32_t>& 
     out.resize(k);
 }
 
-/// Sets the selection scores of every expert outside the n_limited_groups best groups to −inf.
+/// Sets the selection scores of every expert outside the `keep` best of G equal, contiguous blocks of
+/// experts to −inf. A block's score: the sum of its `top` largest selection scores, or (top = 0) its
+/// maximum. Blocks are V3's expert groups (top 2 with a bias, as in DeepSeek's code) or its nodes
+/// (top K/M: the report's node-limited routing).
 template <class T>
-void mask_groups(const MoeConfig& cfg, bool has_bias, T* sel, std::vector<T>& group_score,
+void mask_blocks(std::size_t E, std::size_t G, std::size_t keep, std::size_t top, T* sel, std::vector<T>& block_score,
                  std::vector<std::int32_t>& scratch) {
-    const std::size_t G = cfg.n_expert_groups, per = cfg.n_routed_experts / G;
-    group_score.resize(G);
+    const std::size_t per = E / G;
+    block_score.resize(G);
     for (std::size_t g = 0; g < G; ++g) {
         const T* s = sel + g * per;
-        if (has_bias) {  // sum of the two largest biased scores of the group
-            top_k(s, per, 2, scratch);
-            group_score[g] = s[scratch[0]] + s[scratch[1]];
-        } else {  // the group's maximum score
-            group_score[g] = *std::max_element(s, s + per);
+        if (top > 0) {
+            top_k(s, per, top, scratch);
+            T sum = 0;
+            for (std::size_t j = 0; j < top; ++j) sum += s[scratch[j]];
+            block_score[g] = sum;
+        } else {
+            block_score[g] = *std::max_element(s, s + per);
         }
     }
-    top_k(group_score.data(), G, cfg.n_limited_groups, scratch);
-    std::vector<bool> keep(G, false);
-    for (auto g : scratch) keep[std::size_t(g)] = true;
+    top_k(block_score.data(), G, keep, scratch);
+    std::vector<bool> kept(G, false);
+    for (auto g : scratch) kept[std::size_t(g)] = true;
     for (std::size_t g = 0; g < G; ++g)
-        if (!keep[g]) std::fill(sel + g * per, sel + (g + 1) * per, -std::numeric_limits<T>::infinity());
+        if (!kept[g]) std::fill(sel + g * per, sel + (g + 1) * per, -std::numeric_limits<T>::infinity());
 }
 
 }  // namespace
 
+void NodeLimit::validate(const MoeConfig& cfg) const {
+    const std::size_t E = cfg.n_routed_experts, K = cfg.n_activated_experts;
+    if (nodes == 0 || E % nodes != 0)
+        throw ConfigError("nodes = " + std::to_string(nodes) + " must divide the " + std::to_string(E) + " routed experts");
+    if (max_nodes == 0) return;
+    if (max_nodes > nodes || max_nodes > K || K % max_nodes != 0)
+        throw ConfigError("max_nodes = " + std::to_string(max_nodes) + " must divide n_activated_experts (" +
+                          std::to_string(K) + ") and be at most the " + std::to_string(nodes) + " nodes");
+    if (max_nodes * (E / nodes) < K)
+        throw ConfigError("max_nodes = " + std::to_string(max_nodes) + " nodes of " + std::to_string(E / nodes) +
+                          " experts cannot hold the " + std::to_string(K) + " experts a token needs");
+}
+
 template <class T>
 void route(const MoeConfig& cfg, const T* bias, Routing<T>& r) {
+    route(cfg, bias, r, NodeLimit{});
+}
+
+template <class T>
+void route(const MoeConfig& cfg, const T* bias, Routing<T>& r, const NodeLimit& limit) {
     const std::size_t n = r.n_tokens, E = cfg.n_routed_experts, k = cfg.n_activated_experts;
     // A hand-built config may not have been validated: the group rule is the config's (one function).
     if (cfg.n_expert_groups > 1)
         validate_expert_groups(std::int64_t(E), std::int64_t(k), std::int64_t(cfg.n_expert_groups),
                                std::int64_t(cfg.n_limited_groups));
+    const bool node_limited = limit.max_nodes > 0 && limit.max_nodes < limit.nodes;
+    if (node_limited) limit.validate(cfg);
     r.n_experts = E;
     r.top_k = k;
     r.indices.resize(n * k);
@@ -177,7 +202,10 @@ void route(const MoeConfig& cfg, const T* bias, Routing<T>& r) {
     for (std::size_t t = 0; t < n; ++t) {
         const T* s = r.scores.data() + t * E;
         for (std::size_t e = 0; e < E; ++e) sel[e] = s[e] + (bias ? bias[e] : T(0));
-        if (cfg.n_expert_groups > 1) mask_groups(cfg, bias != nullptr, sel.data(), group_score, scratch);
+        if (cfg.n_expert_groups > 1)
+            mask_blocks(E, cfg.n_expert_groups, cfg.n_limited_groups, bias ? 2 : 0, sel.data(), group_score, scratch);
+        // V3 §2.1.2: at most M nodes per token, ranked by the sum of their K/M highest affinity scores.
+        if (node_limited) mask_blocks(E, limit.nodes, limit.max_nodes, k / limit.max_nodes, sel.data(), group_score, scratch);
         top_k(sel.data(), E, k, chosen);
         T sum = 0;
         for (std::size_t j = 0; j < k; ++j) {
@@ -306,12 +334,11 @@ void update_bias(std::vector<T>& bias, const std::vector<std::size_t>& counts, d
     }
 }
 
-template <class T>
-RoutingStats routing_stats(const MoeConfig& cfg, const Routing<T>& r, const std::vector<T>& bias) {
+RoutingStats load_statistics(const std::vector<std::size_t>& counts) {
     RoutingStats st;
-    const std::size_t E = r.n_experts;
-    st.tokens_per_expert = expert_counts(r);
-    const double total = double(r.n_tokens * r.top_k), mean = total / double(E);
+    const std::size_t E = counts.size();
+    st.tokens_per_expert = counts;
+    const double total = double(std::accumulate(counts.begin(), counts.end(), std::size_t(0))), mean = total / double(E);
     double var = 0, ent = 0, mx = 0;
     for (std::size_t c : st.tokens_per_expert) {
         const double p = total > 0 ? double(c) / total : 0;
@@ -325,6 +352,12 @@ RoutingStats routing_stats(const MoeConfig& cfg, const Routing<T>& r, const std:
         st.cv = std::sqrt(var) / mean;
         st.entropy = E > 1 ? ent / std::log(double(E)) : 1.0;
     }
+    return st;
+}
+
+template <class T>
+RoutingStats routing_stats(const MoeConfig& cfg, const Routing<T>& r, const std::vector<T>& bias) {
+    RoutingStats st = load_statistics(expert_counts(r));
     if (cfg.n_shared_experts > 0 && r.n_tokens > 0) {
         const double routed = double(std::accumulate(r.weights.begin(), r.weights.end(), T(0))) / double(r.n_tokens);
         st.shared_fraction = 1.0 / (1.0 + routed);
@@ -534,6 +567,7 @@ void moe_backward_naive(const Moe<T>& m, const T* x, std::size_t n, const T* dy,
 #define EVA_MOE_INSTANTIATE(T)                                                                                 \
     template struct Moe<T>;                                                                                    \
     template void route<T>(const MoeConfig&, const T*, Routing<T>&);                                           \
+    template void route<T>(const MoeConfig&, const T*, Routing<T>&, const NodeLimit&);                         \
     template void gate_forward<T>(const MoeConfig&, const Matrix<T>&, const T*, const T*, std::size_t, Routing<T>&); \
     template void gate_backward<T>(const MoeConfig&, const Matrix<T>&, const T*, const Routing<T>&, const T*,    \
                                    std::vector<T>&, Matrix<T>&, T*);                                           \

@@ -16,6 +16,7 @@
 #include "eva/error.hpp"
 #include "eva/json.hpp"
 #include "eva/safetensors.hpp"
+#include "parallel.hpp"
 
 namespace eva {
 
@@ -53,6 +54,8 @@ void TrainConfig::validate(const ModelArgs& args) const {
     require(std::isfinite(grad_clip) && grad_clip >= 0, "grad_clip must be finite and >= 0 (0: off)");
     require(eval_batches > 0 && eval_batches <= 4096, "eval_batches must be in 1..4096");
     require(std::isfinite(mtp_lambda) && mtp_lambda >= 0 && mtp_lambda <= 10, "mtp_lambda must be in 0..10");
+    require(shards >= 0 && shards <= batch && (shards == 0 || batch % shards == 0),
+            "shards must divide the batch (" + std::to_string(batch) + "), got " + std::to_string(shards));
     require(args.n_mtp_layers < seq_len, "seq_len must exceed n_mtp_layers (" + std::to_string(args.n_mtp_layers) +
                                              "): MTP module k trains on seq_len - k positions");
 }
@@ -109,6 +112,7 @@ const std::vector<TrainField>& train_fields() {
         field("seed", [](auto& c) -> auto& { return c.seed; }),
         field("eval_batches", [](auto& c) -> auto& { return c.eval_batches; }),
         field("mtp_lambda", [](auto& c) -> auto& { return c.mtp_lambda; }),  // absent in states written before MTP
+        field("shards", [](auto& c) -> auto& { return c.shards; }),          // absent before sharded steps
         {"precision", [](const TrainConfig& c) { return json(to_string(c.precision)); },
          [](TrainConfig& c, const json& v) {
              if (!v.is_string()) bad_field("precision", "a string", v);
@@ -154,6 +158,7 @@ nlohmann::json TrainConfig::to_json() const {
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
     if (!j.is_object()) throw FileError("training state: config must be an object, got " + json_preview(j));
     TrainConfig c;
+    c.shards = 1;  // a state without the field was trained on whole batches: continue it exactly so
     for (const auto& item : j.items()) {
         const std::string name = item.key();  // (not a structured binding: lambdas cannot capture those in C++17)
         const auto& fs = train_fields();
@@ -203,38 +208,156 @@ std::vector<Param> trainable_params(ModelWeights<float>& values, ModelWeights<fl
     return out;
 }
 
-Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg)
-    : m_(m), corpus_(corpus), cfg_(cfg), opt_(cfg.adamw), data_(cfg.seed, 1),
+int default_shards(int batch) { return batch % 4 == 0 ? 4 : batch % 2 == 0 ? 2 : 1; }
+
+namespace {
+
+// FNV-1a over bytes: a fingerprint that tells whether two ranks start from the same run.
+std::uint64_t fnv1a(const void* data, std::size_t n, std::uint64_t h = 0xcbf29ce484222325ull) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+}  // namespace
+
+Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, Comm* comm)
+    : comm_(comm ? comm : &local_), m_(m), corpus_(corpus), cfg_(cfg), opt_(cfg.adamw), data_(cfg.seed, 1),
       run_id_(new_run_id()), grad_(model_zeros(m)), params_(trainable_params(m.w, grad_)) {
     cfg_.schedule.total_steps = cfg_.steps;
     cfg_.validate(m.args);
+    if (cfg_.shards == 0) cfg_.shards = default_shards(cfg_.batch);
     m_.precision = cfg_.precision;
     m_.mtp_lambda = cfg_.mtp_lambda;
     if (corpus.train.size() <= std::size_t(cfg.seq_len) || corpus.validation.size() <= std::size_t(cfg.seq_len))
         throw ConfigError("the corpus is too small for seq_len " + std::to_string(cfg.seq_len));
+    const int N = comm_->size();
+    if ((N & (N - 1)) != 0 || cfg_.shards % N != 0)
+        throw ConfigError(std::to_string(N) + " ranks cannot share " + std::to_string(cfg_.shards) +
+                          " gradient shards: the rank count must be a power of two dividing --shards");
+    // One buffer per depth of the rank's subtree below its root (the root is grad_).
+    levels_.push_back(params_);
+    for (int width = cfg_.shards / N; width > 1; width = (width + 1) / 2) {
+        partial_.push_back(model_zeros(m));
+        levels_.push_back(trainable_params(m_.w, partial_.back()));
+    }
+    if (N > 1) {
+        // Every rank must start from the same run; else its steps would silently diverge. Compare a
+        // fingerprint of the config, the corpus and the weights (a run id is per process: not hashed).
+        const std::string c = cfg_.to_json().dump() + to_json(m.args).dump() + m.moe.to_json().dump();
+        std::uint64_t h = fnv1a(c.data(), c.size());
+        h = fnv1a(corpus.train.data(), corpus.train.size() * sizeof(Token), h);
+        h = fnv1a(corpus.validation.data(), corpus.validation.size() * sizeof(Token), h);
+        for (const Param& p : params_) h = fnv1a(p.value, p.size * sizeof(float), h);
+        const auto all = allgather(*comm_, std::vector<std::uint64_t>{h});
+        for (int r = 0; r < N; ++r)
+            if (all[std::size_t(r)] != all[0])
+                throw ConfigError("rank " + std::to_string(r) + " of " + std::to_string(N) +
+                                  " starts from another config, corpus or model than rank 0 (every rank needs the same arguments and files)");
+        // The ranks share rank 0's run id, so that any rank's checkpoint state names the run.
+        std::vector<std::uint64_t> id(1, std::stoull(run_id_, nullptr, 16));
+        run_id_ = [&] {
+            char buf[17];
+            std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)allgather(*comm_, id)[0]);
+            return std::string(buf);
+        }();
+    }
+}
+
+void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level, std::vector<double>& losses,
+                              std::vector<std::uint64_t>& counts) {
+    const std::vector<Param>& g = levels_.at(level);
+    if (hi - lo > 1) {
+        const int mid = lo + (hi - lo) / 2;
+        shard_gradients(b, lo, mid, level, losses, counts);
+        shard_gradients(b, mid, hi, level + 1, losses, counts);
+        const std::vector<Param>& right = levels_.at(level + 1);
+        detail::parallel_for(g.size(), [&](std::size_t k) {
+            for (std::size_t i = 0; i < g[k].size; ++i) g[k].grad[i] = g[k].grad[i] + right[k].grad[i];
+        });
+        return;
+    }
+    // One leaf: shard `lo`'s sequences alone, from zero.
+    for (const Param& p : g) std::fill(p.grad, p.grad + p.size, 0.0f);
+    const std::size_t per = std::size_t(cfg_.batch / cfg_.shards), T = std::size_t(cfg_.seq_len);
+    const auto first = b.inputs.begin() + std::ptrdiff_t(std::size_t(lo) * per * T);
+    const auto first_t = b.targets.begin() + std::ptrdiff_t(std::size_t(lo) * per * T);
+    const std::vector<Token> in(first, first + std::ptrdiff_t(per * T)), out(first_t, first_t + std::ptrdiff_t(per * T));
+    ModelWeights<float>& target = level == 0 ? grad_ : partial_[level - 1];
+    const Loss l = model_loss_and_grad(m_, in, out, per, T, target, &acts_);
+    losses.push_back(l.cross_entropy);
+    losses.push_back(l.balance);
+    for (double x : l.mtp_cross_entropy) losses.push_back(x);
+    std::size_t i = 0;
+    for (const auto& c : balance_counts(m_, acts_))
+        for (std::size_t x : c) {
+            if (counts.size() <= i) counts.push_back(0);
+            counts[i++] += x;
+        }
 }
 
 StepStats Trainer::step() {
     const auto t0 = std::chrono::steady_clock::now();
+    // Every rank draws the whole batch (cheap), so the data stream is the same on every rank.
     const Batch b = sample_batch(corpus_.train, cfg_.batch, cfg_.seq_len, data_);
-    for (const Param& p : params_) std::fill(p.grad, p.grad + p.size, 0.0f);
-    const Loss loss = model_loss_and_grad(m_, b.inputs, b.targets, cfg_.batch, cfg_.seq_len, grad_, &acts_);
+    const int N = comm_->size(), per_rank = cfg_.shards / N, lo = comm_->rank() * per_rank;
+    std::vector<double> losses;          // per shard: cross-entropy, balance, each MTP module's CE
+    std::vector<std::uint64_t> counts;   // per MoE block and expert, over this rank's shards
+    shard_gradients(b, lo, lo + per_rank, 0, losses, counts);
     const auto& ps = params_;
+    if (N > 1) {
+        std::size_t n = 0;
+        for (const Param& p : ps) n += p.size;
+        flat_.resize(n);
+        std::size_t at = 0;
+        for (const Param& p : ps) at = std::size_t(std::copy(p.grad, p.grad + p.size, flat_.data() + at) - flat_.data());
+        tree_allreduce(*comm_, flat_.data(), n, scratch_);
+        at = 0;
+        for (const Param& p : ps) {
+            std::copy(flat_.data() + at, flat_.data() + at + p.size, p.grad);
+            at += p.size;
+        }
+        losses = allgather(*comm_, losses);  // every shard's losses, in shard order
+        const auto all = allgather(*comm_, counts);
+        std::fill(counts.begin(), counts.end(), 0);
+        for (std::size_t i = 0; i < all.size(); ++i) counts[i % counts.size()] += all[i];
+    }
+    if (cfg_.shards > 1) {  // the mean of the shards' mean-loss gradients (exact for a power of two)
+        const float inv = 1.0f / float(cfg_.shards);
+        detail::parallel_for(ps.size(), [&](std::size_t k) {
+            for (std::size_t i = 0; i < ps[k].size; ++i) ps[k].grad[i] *= inv;
+        });
+    }
     StepStats s;
     s.grad_norm = clip_grad_norm(ps, cfg_.grad_clip);
     s.lr = learning_rate(cfg_.schedule, step_);
     opt_.step(ps, s.lr);
-    update_balance_bias(m_, acts_);
-    for (std::size_t l = 0; l < m_.w.layers.size(); ++l)
+    // The balancing counts of the whole batch, as one vector per MoE block (balance_counts' layout).
+    std::vector<std::vector<std::size_t>> block_counts;
+    std::size_t at = 0;
+    for (const auto& c : balance_counts(m_, acts_)) {
+        block_counts.emplace_back(counts.begin() + std::ptrdiff_t(at), counts.begin() + std::ptrdiff_t(at + c.size()));
+        at += c.size();
+    }
+    update_balance_bias(m_, block_counts);
+    for (std::size_t l = 0, blk = 0; l < m_.w.layers.size(); ++l)
         if (!m_.w.layers[l].dense) {
-            const RoutingStats r = routing_stats(m_.moe, acts_.layers[l].moe.routing, m_.w.layers[l].moe.bias);
+            const RoutingStats r = load_statistics(block_counts[blk++]);
             s.max_vio.push_back(r.max_vio);
             s.expert_load.push_back(r.load_fraction);
         }
+    // Means over the shards, added in shard order.
+    const std::size_t width = 2 + m_.w.mtp.size();
+    s.mtp_loss.assign(m_.w.mtp.size(), 0.0);
+    for (int sh = 0; sh < cfg_.shards; ++sh) {
+        s.loss += losses[std::size_t(sh) * width];
+        s.balance_loss += losses[std::size_t(sh) * width + 1];
+        for (std::size_t k = 0; k < s.mtp_loss.size(); ++k) s.mtp_loss[k] += losses[std::size_t(sh) * width + 2 + k];
+    }
+    s.loss /= cfg_.shards;
+    s.balance_loss /= cfg_.shards;
+    for (double& x : s.mtp_loss) x /= cfg_.shards;
     s.step = ++step_;
-    s.loss = loss.cross_entropy;
-    s.balance_loss = loss.balance;
-    s.mtp_loss = loss.mtp_cross_entropy;
     s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return s;
 }
@@ -287,6 +410,7 @@ TrainingState Trainer::state() const {
 }
 
 void Trainer::save(const std::string& path) {
+    if (comm_->rank() != 0) return;  // the ranks hold the same state: one writer
     SafetensorsWriter opt;
     const auto& ps = params_;
     auto& m = opt_.first_moments();

@@ -90,6 +90,19 @@ struct Routing {
 template <class T>
 void route(const MoeConfig& cfg, const T* bias, Routing<T>& r);
 
+/// Node-limited routing (DeepSeek-V3 §2.1.2). With expert parallelism the routed experts sit on
+/// `nodes` nodes in equal contiguous blocks, and a token's dispatch crosses the network once per node it
+/// uses; so each token first picks the `max_nodes` = M nodes whose K/M highest selection scores (s + b)
+/// sum highest, then its top-k among those nodes' experts. max_nodes 0 (or ≥ nodes): unlimited. With
+/// one group per node and K/M = 2 it is the group-limited routing above (which sums the top 2).
+struct NodeLimit {
+    std::size_t nodes = 1, max_nodes = 0;
+    /// ConfigError unless nodes divides the experts, M divides K, M ≤ nodes and M nodes hold ≥ K experts.
+    void validate(const MoeConfig& cfg) const;
+};
+template <class T>
+void route(const MoeConfig& cfg, const T* bias, Routing<T>& r, const NodeLimit& limit);
+
 /// s = score_func(x·gateᵀ) for x [n, dim], gate [E, dim], then `route`.
 template <class T>
 void gate_forward(const MoeConfig& cfg, const Matrix<T>& gate, const T* bias, const T* x, std::size_t n,
@@ -128,6 +141,9 @@ struct RoutingStats {
     double balance_loss = 0;
     nlohmann::json to_json() const;
 };
+
+/// The load figures (tokens_per_expert … entropy) of per-expert slot counts, e.g. summed over ranks.
+RoutingStats load_statistics(const std::vector<std::size_t>& counts);
 
 template <class T>
 RoutingStats routing_stats(const MoeConfig& cfg, const Routing<T>& r, const std::vector<T>& bias);

@@ -4,6 +4,15 @@
 // continued with `resume` matches an uninterrupted run exactly: the schedule (its total steps), the data
 // order and the optimizer all continue from the checkpoint.
 //
+// Shards and ranks. Every step's batch is cut into `shards` equal pieces of whole sequences; each
+// shard's gradient is computed alone (from a zeroed buffer) and the shard gradients are summed as the
+// balanced binary tree that splits [0, shards) at its midpoint, then scaled by 1/shards (the losses are
+// means, so the step's gradient is the mean of the shards'). The shard count is part of the run's
+// config, not of the machine: a distributed run of N ranks (N a power of two dividing shards) gives
+// rank r the shards [r·shards/N, (r+1)·shards/N) — a subtree of that same tree — and tree_allreduce
+// (dist.hpp) adds the subtrees at the top exactly as one process would. Losses, weights and checkpoints
+// are therefore the same bits on 1, 2 or 4 ranks, and a run saved on 4 ranks resumes on 1.
+//
 // A checkpoint is a pair of files written one after the other — X.safetensors (the model and the
 // training state) and X.optim.safetensors (AdamW's moments) — and a kill or a full disk can land between
 // the two renames. Both files therefore carry the run's id and step, and resume refuses a pair that
@@ -16,7 +25,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <deque>
+
 #include "eva/data.hpp"
+#include "eva/dist.hpp"
 #include "eva/model.hpp"
 #include "eva/train.hpp"
 
@@ -31,6 +43,7 @@ struct TrainConfig {
     int eval_batches = 8;  // validation windows per evaluation, batch·eval_batches in total
     LinearPrecision precision = LinearPrecision::fp32;  // the blocks' Linear GEMMs: fp32 or FP8 emulation
     double mtp_lambda = 0.3;  // weight λ of the MTP loss (λ/D)·Σ_k CE_k (DeepSeek-V3: 0.3, then 0.1)
+    int shards = 0;  // gradient shards per step (0: default_shards(batch)); checkpoints of older versions: 1
 
     /// ConfigError naming the first value outside its range (betas in [0, 1), eps > 0, …).
     void validate(const ModelArgs& args) const;
@@ -40,6 +53,10 @@ struct TrainConfig {
     /// (a fractional batch, a string lr); a name left out keeps its default (older checkpoints).
     static TrainConfig from_json(const nlohmann::json& j);
 };
+
+/// The default shard count: the largest of 4, 2, 1 that divides the batch (so 1, 2 and 4 ranks can share
+/// a default run).
+int default_shards(int batch);
 
 /// Bounds of a training run (ConfigError beyond): steps, and tokens per step (batch × seq_len).
 constexpr int kMaxTrainSteps = 100'000'000;
@@ -80,7 +97,9 @@ std::vector<Param> trainable_params(ModelWeights<float>& values, ModelWeights<fl
 
 class Trainer {
 public:
-    Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg);
+    /// `comm`: the ranks of a distributed run (nullptr: this process alone). ConfigError if the shards
+    /// cannot be split over the ranks, or if another rank's config, corpus or model differ from this one's.
+    Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, Comm* comm = nullptr);
     Trainer(const Trainer&) = delete;  // params_ points into this trainer's own gradient buffers
     Trainer& operator=(const Trainer&) = delete;
     /// One optimizer step on a fresh batch.
@@ -101,7 +120,7 @@ public:
     TrainingState state() const;
 
     /// Writes the optimizer state to `optimizer_path(path)`, then the model (with state()) to `path`,
-    /// each atomically; both carry the run id and step.
+    /// each atomically; both carry the run id and step. Only rank 0 writes (all ranks hold the same state).
     void save(const std::string& path);
     /// Restores a run saved by `save` (the model is loaded by the caller with load_model, and this trainer
     /// built with `state.config`, possibly with a new total of steps). FileError if the optimizer file is
@@ -110,7 +129,15 @@ public:
     void resume(const std::string& path, const TrainingState& state);
     static std::string optimizer_path(const std::string& path);
 
+    Comm& comm() { return *comm_; }
+
 private:
+    // Gradients of the shards [lo, hi) into levels_[level] (the midpoint tree; see the top of the file).
+    void shard_gradients(const Batch& b, int lo, int hi, std::size_t level, std::vector<double>& losses,
+                         std::vector<std::uint64_t>& counts);
+
+    LocalComm local_;
+    Comm* comm_;
     Model<float>& m_;
     const Corpus& corpus_;
     TrainConfig cfg_;
@@ -120,6 +147,10 @@ private:
     std::string run_id_;
     ModelWeights<float> grad_;
     std::vector<Param> params_;  // m_'s trainable tensors with their gradients in grad_
+    // Partial sums of the shard tree below the root, one per depth (a deque: references stay valid).
+    std::deque<ModelWeights<float>> partial_;
+    std::vector<std::vector<Param>> levels_;  // levels_[0] = params_, levels_[d]: gradients in partial_[d-1]
+    std::vector<float> flat_, scratch_;       // the gradients packed for the all-reduce
     ModelActivations<float> acts_;
 };
 

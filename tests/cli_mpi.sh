@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Distributed training under mpirun (issue 16), checked against the single process bit for bit:
+#   - data parallel on 1, 2 and 4 ranks (oversubscribed on a 2-core machine): every step's losses,
+#     gradient norm and balance figures, the final validation loss and sample, and the saved weights;
+#   - with MTP modules (their MoE blocks balance on counts summed over the ranks);
+#   - a run stopped on 4 ranks resumes on 1 and on 2 and ends as the uninterrupted run;
+#   - faults: bad input on one rank, arguments that differ between ranks, a killed rank — every rank
+#     ends promptly, and no checkpoint is left half-written.
+# The reference is the plain `eva train` process (no MPI at all); the comparison is a separate Python
+# script that reads the JSON lines. Usage: tests/cli_mpi.sh path/to/eva (an EVA_MPI build)
+set -uo pipefail
+eva=$(realpath "$1")
+py=/usr/bin/python3
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+cd "$dir" || exit 1
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+# CI runs as root; more ranks than cores need --oversubscribe.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpi() { local n=$1; shift; timeout 300 mpirun --oversubscribe -np "$n" "$@"; }
+
+cat >tiny.json <<'EOF'
+{"vocab_size": 256, "dim": 16, "inter_dim": 32, "moe_inter_dim": 8, "n_layers": 3, "n_dense_layers": 1,
+ "n_heads": 2, "n_routed_experts": 8, "n_shared_experts": 1, "n_activated_experts": 2, "n_expert_groups": 2,
+ "n_limited_groups": 1, "score_func": "sigmoid", "q_lora_rank": 0, "kv_lora_rank": 8, "qk_nope_head_dim": 4,
+ "qk_rope_head_dim": 4, "v_head_dim": 4, "max_seq_len": 32}
+EOF
+"$py" -c "
+import random
+random.seed(3)
+words = 'the quick brown fox jumps over lazy dog and cat sat on a mat while rain fell'.split()
+print(' '.join(random.choice(words) for _ in range(3000)))" >text.txt
+train=(train --config tiny.json --data text.txt --batch 8 --seq-len 16 --warmup 2 --steps 6 --eval-every 3 --json --threads 1)
+
+# same A B: every step line and the final line agree in every field but the timing and traffic ones.
+same() {
+  "$py" - "$1" "$2" <<'EOF'
+import json, sys
+def lines(p):
+    out = []
+    for l in open(p):
+        j = json.loads(l)
+        for k in ('tokens_per_s', 'seconds', 'traffic', 'checkpoint'):
+            j.pop(k, None)
+        out.append(j)
+    return out
+a, b = lines(sys.argv[1]), lines(sys.argv[2])
+if len(a) != len(b) or len(a) < 4:
+    sys.exit(f'{len(a)} lines vs {len(b)}')
+for x, y in zip(a, b):
+    if x != y:  # == on floats parsed from the same shortest round-trip text: bit-identical values
+        sys.exit(f'differ:\n  {x}\n  {y}')
+EOF
+}
+# same_weights A B: the tensors of two checkpoints are the same bytes (metadata: run id, may differ).
+same_weights() {
+  "$py" - "$1" "$2" <<'EOF'
+import json, struct, sys
+def tensors(p):
+    b = open(p, 'rb').read()
+    n = struct.unpack('<Q', b[:8])[0]
+    h = json.loads(b[8:8 + n]); h.pop('__metadata__', None)
+    return h, b[8 + n:]
+(ha, da), (hb, db) = tensors(sys.argv[1]), tensors(sys.argv[2])
+if ha != hb or da != db:
+    sys.exit('the tensors differ')
+EOF
+}
+
+# ------------------------------------------------------------------------------ data parallel
+"$eva" "${train[@]}" --out ref.safetensors >ref.jsonl || fail "single-process reference"
+for n in 1 2 4; do
+  mpi "$n" "$eva" "${train[@]}" --out dp$n.safetensors >dp$n.jsonl 2>dp$n.err || { fail "mpirun -np $n: exit $?"; cat dp$n.err; continue; }
+  same ref.jsonl dp$n.jsonl || fail "data parallel on $n ranks: the losses differ from the single process"
+  same_weights ref.safetensors dp$n.safetensors || fail "data parallel on $n ranks: the weights differ"
+  same_weights ref.optim.safetensors dp$n.optim.safetensors || fail "data parallel on $n ranks: AdamW's moments differ"
+done
+grep -q '"allreduce_sent"' dp2.jsonl || fail "no all-reduce traffic in the JSON lines of 2 ranks"
+
+# More shards than ranks (8 over 2 and 4), and MTP modules.
+"$eva" "${train[@]}" --shards 8 --mtp 1 >mtp.jsonl || fail "single-process MTP"
+for n in 2 4; do
+  mpi "$n" "$eva" "${train[@]}" --shards 8 --mtp 1 >mtp$n.jsonl 2>/dev/null || fail "MTP on $n ranks: exit $?"
+  same mtp.jsonl mtp$n.jsonl || fail "8 shards with MTP on $n ranks: the losses differ"
+done
+
+# ------------------------------------------------------------------ resume across rank counts
+mpi 4 "$eva" "${train[@]}" --stop-after 3 --out half.safetensors >/dev/null 2>&1 || fail "4 ranks, first half"
+for n in 1 2; do
+  cp half.safetensors h$n.safetensors && cp half.optim.safetensors h$n.optim.safetensors
+  if [[ $n == 1 ]]; then
+    "$eva" train --resume h1.safetensors --data text.txt --json --threads 1 --eval-every 3 --out h1.safetensors >h1.jsonl
+  else
+    mpi 2 "$eva" train --resume h2.safetensors --data text.txt --json --threads 1 --eval-every 3 --out h2.safetensors >h2.jsonl 2>/dev/null
+  fi || fail "resume on $n ranks: exit $?"
+  tail -n +4 ref.jsonl >ref_tail.jsonl  # steps 4..6 and the final line
+  same ref_tail.jsonl h$n.jsonl || fail "saved on 4 ranks, resumed on $n: the losses differ from the straight run"
+  same_weights ref.safetensors h$n.safetensors || fail "saved on 4 ranks, resumed on $n: the weights differ from the straight run"
+done
+
+# ----------------------------------------------------------------------------------- faults
+# fault NAME STATUS_WANTED STDERR_SUBSTRING COMMAND...: ends within 60 s with that status and message.
+fault() {
+  local name=$1 want=$2 msg=$3; shift 3
+  local t0=$SECONDS
+  timeout 60 "$@" >out 2>err
+  local rc=$? took=$((SECONDS - t0))
+  [[ $rc == "$want" ]] || fail "$name: exit $rc, want $want ($(head -c 400 err))"
+  [[ $took -lt 60 ]] || fail "$name: took $took s"
+  grep -q -- "$msg" err || fail "$name: no '$msg' on stderr: $(head -c 400 err)"
+}
+# Rank 1 reads a file that does not exist: it fails alone, and the others are waiting for it.
+fault "bad input on rank 1" 2 "eva: error: rank 1 of 2: " \
+  mpirun --oversubscribe -np 1 "$eva" "${train[@]}" : -np 1 "$eva" "${train[@]}" --data missing.txt
+# Rank 1 was given another seed: the ranks' starting points differ, which every rank detects.
+fault "another seed on rank 1" 2 "starts from another config, corpus or model than rank 0" \
+  mpirun --oversubscribe -np 1 "$eva" "${train[@]}" : -np 1 "$eva" "${train[@]}" --seed 2
+# Four ranks on a shard count they cannot share.
+fault "4 ranks, 2 shards" 2 "4 ranks cannot share 2 gradient shards" mpirun --oversubscribe -np 4 "$eva" "${train[@]}" --shards 2
+
+# A killed rank: a long run saving every step; once a checkpoint exists, rank 1 is killed with SIGKILL.
+# The run must end promptly, with the checkpoint a consistent pair that resumes.
+mpirun --oversubscribe -np 2 "$eva" "${train[@]}" --steps 100000 --save-every 1 --out kill.safetensors >kill.jsonl 2>kill.err &
+launcher=$!
+for _ in $(seq 600); do [[ -f kill.optim.safetensors ]] && break; sleep 0.1; done
+ranks=$(pgrep -P $launcher eva | sort -n)
+victim=$(echo "$ranks" | tail -n 1)
+t0=$SECONDS
+if [[ -n "$victim" ]]; then kill -9 "$victim"; else fail "killed rank: no rank process found"; fi
+timeout 60 bash -c "while kill -0 $launcher 2>/dev/null; do sleep 0.1; done"
+rc=$?
+wait $launcher
+status=$?
+[[ $rc == 0 && $((SECONDS - t0)) -lt 60 ]] || fail "killed rank: the run did not end within 60 s"
+[[ $status != 0 ]] || fail "killed rank: the launcher exited 0"
+for r in $ranks; do
+  timeout 10 bash -c "while kill -0 $r 2>/dev/null; do sleep 0.1; done" || fail "killed rank: rank pid $r still runs"
+done
+grep -q "eva: error: rank 0 of 2: stopped by mpirun" kill.err || fail "killed rank: rank 0 did not say why it stopped: $(head -c 400 kill.err)"
+ls kill*.tmp* >/dev/null 2>&1 && fail "killed rank: a temporary checkpoint file was left behind"
+"$eva" train --resume kill.safetensors --data text.txt --json --threads 1 --steps 100000 --stop-after 1 --out kill.safetensors \
+  >/dev/null 2>resume.err || fail "killed rank: the checkpoint does not resume: $(cat resume.err)"
+
+echo "cli_mpi: $failures failures"
+[[ $failures == 0 ]]
