@@ -3,6 +3,7 @@
 // (Folders written by PyTorch are checked by tests/cli_hf.sh.)
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -193,4 +194,54 @@ TEST_CASE("hf_checkpoint: the index is validated", "[hf_checkpoint]") {
                             R"({"weight_map": {"a": "x.bin"}})", R"({"weight_map": {"a": ".safetensors"}})",
                             R"({"weight_map": {"a": "x.safetensors"}, "extra": 1})", R"({"weight_map": {"a": "x.safetensors"}} x)"})
         CHECK_THROWS_AS(parse_safetensors_index(bad, "i"), eva::FileError);
+}
+
+TEST_CASE("hf_checkpoint: stored_fp8_weight returns the file's codes and scales unchanged", "[hf_checkpoint]") {
+    eva::Model<float> m = tiny_model(true, "sigmoid", eva::Balance::aux_free);
+    const std::string path = tmp_path("stored.safetensors");
+    eva::CheckpointWriteOptions o;
+    o.dtype = eva::StoreDType::fp8;
+    eva::save_checkpoint(m, path, o);
+    const eva::Checkpoint c = eva::Checkpoint::open(path);
+    const eva::Model<float> back = c.load();
+    const auto loaded = eva::named_tensors(const_cast<eva::ModelWeights<float>&>(back.w));
+    std::size_t fp8_tensors = 0;
+    for (const auto& t : eva::named_tensors(m.w)) {
+        INFO(t.name);
+        const eva::Fp8Matrix q = eva::stored_fp8_weight(c, t.name);
+        if (!eva::is_fp8_linear(t.name, t.shape.size())) {
+            CHECK(q.codes.empty());  // BF16 or F32 in the file: no codes to show
+            continue;
+        }
+        ++fp8_tensors;
+        // What save_checkpoint quantized (one quantization of the original weight): the same bytes.
+        const eva::Fp8Matrix want = eva::quantize_blocks(t.data, t.shape[0], t.shape[1]);
+        REQUIRE(q.rows == t.shape[0]);
+        REQUIRE(q.cols == t.shape[1]);
+        CHECK(q.format == eva::Fp8Format::E4M3);
+        CHECK(q.codes == want.codes);
+        REQUIRE(q.scales.size() == want.scales.size());
+        std::size_t differ = 0;
+        for (std::size_t i = 0; i < q.scales.size(); ++i) differ += bits(q.scales[i]) != bits(want.scales[i]);
+        CHECK(differ == 0);
+        // Dequantizing them gives the loaded model's weight bit for bit.
+        std::vector<float> x(t.size());
+        eva::dequantize(q, x.data(), q.cols);
+        const auto it = std::find_if(loaded.begin(), loaded.end(), [&](const auto& l) { return l.name == t.name; });
+        REQUIRE(it != loaded.end());
+        differ = 0;
+        for (std::size_t i = 0; i < x.size(); ++i) differ += bits(x[i]) != bits(it->data[i]);
+        CHECK(differ == 0);
+        // The code counts against a count written here, and they cover every element.
+        const auto counts = eva::fp8_code_counts(q.codes.data(), q.codes.size());
+        REQUIRE(counts.size() == 256);
+        std::size_t total = 0, of_first = 0;
+        for (auto n : counts) total += n;
+        for (auto code : q.codes) of_first += code == q.codes[0];
+        CHECK(total == q.codes.size());
+        CHECK(counts[q.codes[0]] == of_first);
+    }
+    CHECK(fp8_tensors > 0);
+    CHECK_THROWS_AS(eva::stored_fp8_weight(c, "layers.0.attn.nonexistent.weight"), eva::FileError);
+    std::filesystem::remove_all(path);
 }

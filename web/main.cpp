@@ -18,8 +18,8 @@
 #include <nlohmann/json.hpp>
 
 #include "app.hpp"
-#include "eva/checkpoint.hpp"
-#include "eva/safetensors.hpp"
+#include "eva/checked.hpp"
+#include "eva/hf_checkpoint.hpp"
 
 namespace eva::web {
 
@@ -147,6 +147,7 @@ using eva::web::App;
 
 GLFWwindow* window = nullptr;  // the one canvas of the page
 
+
 // A query-string parameter of the page's URL, or `fallback`.
 std::string query_param(const char* name, const char* fallback) {
     char value[128];
@@ -254,24 +255,57 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
     return out.c_str();
 }
 
-// The pretrained checkpoint arrives asynchronously; load_model validates it like any other file.
-static void pretrained_loaded(void* arg, void* data, int size) {
+// The pretrained checkpoint arrives asynchronously, as a file of the page's in-memory file system; the
+// core opens and validates it like any other checkpoint (headers, shapes, FP8 scale shapes), keeps the
+// stored tensors for the FP8 panel, and loads the model by dequantizing each FP8 weight with its
+// 128x128 scales (weight_dequant), exactly as `eva generate --weights mini.safetensors` does natively.
+constexpr const char* kPretrainedFile = "/mini.safetensors";
+
+std::string stored_summary(const nlohmann::json& inspect) {
+    const auto& d = inspect["stored_by_dtype"];
+    const bool fp8 = d.contains("F8_E4M3");
+    char buf[320];
+    std::snprintf(buf, sizeof buf, "%s, %s (float32 would be %s)",
+                  fp8 ? "weights stored as DeepSeek-V3 stores them: FP8 E4M3 Linear weights with 128x128 "
+                        "scales (weight_scale_inv), the rest BF16"
+                      : "weights stored in float32",
+                  eva::format_bytes(inspect["file_bytes"].get<std::uint64_t>()).c_str(),
+                  eva::format_bytes(4 * inspect["parameters"]["stored_elements"].get<std::uint64_t>()).c_str());
+    return buf;
+}
+
+static void pretrained_loaded(unsigned, void* arg, const char* path) {
     auto& p = *static_cast<eva::web::Pretrained*>(arg);
     try {
-        auto file = eva::SafetensorsFile::parse(std::string(static_cast<const char*>(data), std::size_t(size)),
-                                                "mini.safetensors");
-        p.model = std::make_unique<eva::Model<float>>(eva::load_model(file));
+        auto stored = std::make_unique<eva::Checkpoint>(eva::Checkpoint::open(path));
+        p.model = std::make_unique<eva::Model<float>>(stored->load());
+        p.inspect = eva::inspect_checkpoint(path);
+        p.stored = std::move(stored);
         p.state = eva::web::Pretrained::State::ready;
-        p.message = "pretrained mini model loaded";
+        p.message = "pretrained mini model loaded; " + stored_summary(p.inspect);
     } catch (const std::exception& e) {
+        p.model.reset();
         p.state = eva::web::Pretrained::State::missing;
         p.message = std::string("mini.safetensors is invalid: ") + e.what();
     }
 }
-static void pretrained_failed(void* arg) {
+static void pretrained_failed(unsigned, void* arg, int) {
     auto& p = *static_cast<eva::web::Pretrained*>(arg);
     p.state = eva::web::Pretrained::State::missing;
     p.message = "no pretrained checkpoint beside the page (build it with scripts/web.sh); using a fresh model";
+}
+
+// How the pretrained checkpoint was loaded, for the browser tests: state, the message the page shows,
+// and inspect_checkpoint's figures of the file (Module.ccall("eva_pretrained_state", "string", [], [])).
+extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_pretrained_state() {
+    static std::string out;
+    static const char* states[] = {"loading", "ready", "missing"};
+    out = "{}";
+    if (g_app) {
+        const auto& p = g_app->pretrained;
+        out = nlohmann::json{{"state", states[int(p.state)]}, {"message", p.message}, {"inspect", p.inspect}}.dump();
+    }
+    return out.c_str();
 }
 
 int main() {
@@ -305,6 +339,7 @@ int main() {
     ImGui_ImplGlfw_InitForOpenGL(window, true);
     ImGui_ImplOpenGL3_Init("#version 300 es");
     eva::web::publish_panels();
-    emscripten_async_wget_data("mini.safetensors", &app.pretrained, pretrained_loaded, pretrained_failed);
+    emscripten_async_wget2("mini.safetensors", kPretrainedFile, "GET", "", &app.pretrained, pretrained_loaded,
+                           pretrained_failed, nullptr);
     emscripten_set_main_loop_arg(frame, &app, 0, true);
 }

@@ -10,17 +10,23 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eva/hf_checkpoint.hpp"
 #include "eva/model.hpp"
 
 namespace eva::web {
 
-/// The app's one context: the pretrained mini checkpoint shipped beside the page (mini.safetensors,
-/// produced by scripts/web.sh with the native `eva train`), fetched once at start, and what the panels
-/// derive from the model shown. Nothing here is a function static: the app can reset or inspect all of it.
+/// The app's one context: the pretrained mini checkpoint shipped beside the page (mini.safetensors:
+/// scripts/web.sh trains it with the native `eva train --mtp 1` and stores it with `eva convert --dtype
+/// fp8`, as DeepSeek-V3's release stores its weights), fetched once at start into the page's in-memory
+/// file system and read by the core's checkpoint loader (eva::Checkpoint, which dequantizes FP8 tensor by
+/// tensor), and what the panels derive from the model shown. Nothing here is a function static: the app
+/// can reset or inspect all of it.
 struct Pretrained {
     enum class State { loading, ready, missing } state = State::loading;
     std::string message = "loading mini.safetensors…";
-    std::unique_ptr<Model<float>> model;  // set when state == ready
+    std::unique_ptr<Model<float>> model;      // set when state == ready
+    std::unique_ptr<eva::Checkpoint> stored;  // the file as stored (its FP8 codes and scales), when ready
+    nlohmann::json inspect;                   // inspect_checkpoint of the file: dtypes, bytes, scales
 
     /// The model the panels show: the checkpoint once loaded, nullptr while it is loading, and without one
     /// the untrained mini model that `eva init --config mini --seed 1` writes, built once here.

@@ -15,6 +15,7 @@
 #include "draw.hpp"
 #include "panel.hpp"
 #include "eva/config.hpp"
+#include "eva/hf_checkpoint.hpp"
 #include "eva/model.hpp"
 #include "eva/moe.hpp"
 #include "eva/rng.hpp"
@@ -64,8 +65,24 @@ std::string tensor_key(const Fp8Panel& p, Pretrained& ck) {
     return buf + p.weight + "|" + p.text;
 }
 
+// The weight as the file stores it (FP8 codes + 128x128 scales), if it does; checked against the loaded
+// model: dequantizing the stored codes must give the loaded weight exactly (the loader's own path).
+void load_stored(Fp8Panel& p, Pretrained& ck, const std::string& name) {
+    Fp8Panel::Stored& st = p.stored;
+    st = {};
+    if (!ck.stored || !ck.model || ck.state != Pretrained::State::ready) return;
+    st.q = stored_fp8_weight(*ck.stored, name);
+    if (st.q.codes.empty()) return;  // stored in BF16/F32 (the gate, norms, embedding, head)
+    st.name = name;
+    st.counts = fp8_code_counts(st.q.codes.data(), st.q.codes.size());
+    std::vector<float> deq(st.q.rows * st.q.cols);
+    dequantize(st.q, deq.data(), st.q.cols);
+    st.check = error_metrics(p.x.data(), deq.data(), deq.size());
+}
+
 void load_tensor(Fp8Panel& p, Pretrained& ck) {
     p.tensor_error.clear();
+    p.stored = {};
     p.x.clear();
     p.rows = p.cols = 0;
     if (p.source == Fp8Panel::Synthetic) return synthetic(p);
@@ -82,6 +99,7 @@ void load_tensor(Fp8Panel& p, Pretrained& ck) {
                 p.cols = t.shape[1];
                 p.x.assign(t.data, t.data + t.size());
                 p.tensor_name = t.name + " [" + std::to_string(p.rows) + "x" + std::to_string(p.cols) + "] of the " + note;
+                load_stored(p, ck, t.name);
                 return;
             }
         p.tensor_error = "no matrix named " + p.weight;
@@ -363,6 +381,68 @@ void draw_controls(Fp8Panel& p, Pretrained& ck) {
     }
 }
 
+// The stored weight: the scales grid (one weight_scale_inv per 128x128 block, click one to list its
+// codes), the first codes of that block in hex with their values, and how often each code occurs.
+void draw_stored(Fp8Panel& p, float width) {
+    Fp8Panel::Stored& st = p.stored;
+    const Fp8Matrix& q = st.q;
+    const std::size_t sr = q.scale_rows(), sc = q.scale_cols();
+    ImGui::Text("As stored in mini.safetensors: %s codes [%zu x %zu], 1 byte per weight, and weight_scale_inv "
+                "[%zu x %zu] float32, one per 128x128 block (weight = code value x its block's scale).",
+                q.format == Fp8Format::E4M3 ? "F8_E4M3" : "F8_E5M2", q.rows, q.cols, sr, sc);
+    ImGui::Text("Dequantized, these codes are the weight the page loaded: max relative difference %.3g over %zu "
+                "elements (0: the model runs on exactly these numbers).",
+                st.check.max_rel_error, st.check.count);
+    st.block = std::clamp(st.block, 0, int(sr * sc) - 1);
+    const float left = std::min(width * 0.34f, 90.0f * float(sc) + 40);
+    ImGui::BeginGroup();
+    ImGui::TextUnformatted("weight_scale_inv (click a block):");
+    if (ImGui::BeginTable("fp8_scales", int(sc), ImGuiTableFlags_Borders | ImGuiTableFlags_SizingFixedFit)) {
+        for (std::size_t r = 0; r < sr; ++r)
+            for (std::size_t c = 0; c < sc; ++c) {
+                ImGui::TableNextColumn();
+                const int b = int(r * sc + c);
+                char label[48];
+                std::snprintf(label, sizeof label, "%.4e##s%d", double(q.scales[std::size_t(b)]), b);
+                if (ImGui::Selectable(label, st.block == b)) st.block = b;
+            }
+        ImGui::EndTable();
+    }
+    ImGui::EndGroup();
+    ImGui::SameLine(left + 20);
+    ImGui::BeginGroup();
+    const std::size_t br = std::size_t(st.block) / sc, bc = std::size_t(st.block) % sc;
+    const std::size_t r0 = br * 128, c0 = bc * 128, nr = std::min<std::size_t>(8, q.rows - r0),
+                      nc = std::min<std::size_t>(16, q.cols - c0);
+    const float s = q.scales[std::size_t(st.block)];
+    ImGui::Text("codes of block (%zu, %zu), rows %zu.., columns %zu.. (hover: value):", br, bc, r0, c0);
+    for (std::size_t r = r0; r < r0 + nr; ++r) {
+        for (std::size_t c = c0; c < c0 + nc; ++c) {
+            if (c > c0) ImGui::SameLine(0, 4);
+            const std::uint8_t code = q.codes[r * q.cols + c];
+            ImGui::Text("%02X", code);
+            if (ImGui::IsItemHovered())
+                ImGui::SetTooltip("code 0x%02X = %g, x scale %.4e = %.6g", code, double(fp8_decode(code, q.format)),
+                                  double(s), double(fp8_decode(code, q.format) * s));
+        }
+    }
+    ImGui::EndGroup();
+    // Code frequencies, codes in order of their value (negative to positive), bar height log10(1 + count).
+    std::vector<std::uint8_t> order;
+    for (int c = 0; c < 256; ++c)
+        if (!std::isnan(fp8_decode(std::uint8_t(c), q.format))) order.push_back(std::uint8_t(c));
+    std::stable_sort(order.begin(), order.end(), [&](std::uint8_t a, std::uint8_t b) {
+        return fp8_decode(a, q.format) < fp8_decode(b, q.format);
+    });
+    std::vector<float> h;
+    float top = 0;
+    for (std::uint8_t c : order) top = std::max(top, h.emplace_back(std::log10(1.0f + float(st.counts[c]))));
+    ImGui::Text("how often each of the %zu codes occurs (by value, -max .. +max; log10(1 + count)): the weights use "
+                "%zu of them", order.size(),
+                std::size_t(std::count_if(st.counts.begin(), st.counts.end(), [](std::size_t n) { return n > 0; })));
+    draw::bars("fp8_code_counts", h.data(), int(h.size()), top, ImVec2(width, 70));
+}
+
 void draw_metrics(const Fp8Panel& p) {
     const Fp8ErrorMetrics& m = p.metrics;
     ImGui::Text("%s", p.tensor_name.c_str());
@@ -477,6 +557,11 @@ void draw_panel(Fp8Panel& p, Pretrained& ck) {
             "histogram shows |x|/s against the format's grid (the yellow comb): values in the left red region "
             "flush to zero, and an outlier in a group pushes the rest down into the sparse subnormal end of the "
             "grid - which is why DeepSeek-V3 scales per 1x128 tile and 128x128 block.");
+    if (ck.state == Pretrained::State::ready) {  // how the file stores the model, and its size
+        ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
+        ImGui::TextWrapped("%s", ck.message.c_str());
+        ImGui::PopStyleColor();
+    }
     draw_controls(p, ck);
     update(p, ck);
     if (!p.accum.finished()) {  // bounded work per frame: 65536 products per accumulator variant
@@ -508,6 +593,10 @@ void draw_panel(Fp8Panel& p, Pretrained& ck) {
                       p.grid_mark.data());
         ImGui::EndGroup();
         if (p.granularity == Fp8Panel::Delayed) draw_delayed(p, width);
+        if (p.source == Fp8Panel::Weight && !p.stored.name.empty()) {
+            ImGui::Separator();
+            draw_stored(p, width);
+        }
     }
     ImGui::Separator();
     draw_accumulation(p.accum, width);
@@ -521,7 +610,16 @@ nlohmann::json fp8_state(const Fp8Panel& p) {
     for (int i = 0; i < p.accum.done_k; ++i)
         accum.push_back({{"k", 128 << i}, {"never", p.accum.errors_never[i]},
                          {"promoted", p.accum.errors_promoted[i]}});
-    return {{"source", sources[p.source]}, {"tensor", p.tensor_name}, {"error", p.tensor_error},
+    nlohmann::json stored = nullptr;
+    if (!p.stored.name.empty()) {
+        const Fp8Matrix& q = p.stored.q;
+        std::vector<int> head(q.codes.begin(), q.codes.begin() + std::min<std::ptrdiff_t>(64, std::ptrdiff_t(q.codes.size())));
+        stored = {{"name", p.stored.name}, {"dtype", q.format == Fp8Format::E4M3 ? "F8_E4M3" : "F8_E5M2"},
+                  {"shape", {q.rows, q.cols}}, {"scale_shape", {q.scale_rows(), q.scale_cols()}},
+                  {"scales", q.scales}, {"codes_head", head}, {"counts", p.stored.counts},
+                  {"max_rel_diff_loaded", p.stored.check.max_rel_error}, {"block", p.stored.block}};
+    }
+    return {{"source", sources[p.source]}, {"tensor", p.tensor_name}, {"error", p.tensor_error}, {"stored", stored},
             {"rows", p.rows}, {"cols", p.cols},
             {"format", fp8_format_name(format_of(p))}, {"granularity", grans[p.granularity]}, {"pow2", p.pow2},
             {"scales", p.q.scales.size()}, {"snr_db", p.metrics.snr_db}, {"mean_rel_error", p.metrics.mean_rel_error},

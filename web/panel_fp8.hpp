@@ -87,6 +87,16 @@ struct Fp8Panel {
     std::vector<unsigned char> grid_mark;            // cell holds a saturated or flushed element
     float grid_lo = 0, grid_hi = 0;
 
+    // The chosen trained weight as the checkpoint file stores it, when it is stored in FP8 (the V3
+    // release's format): the codes and 128×128 scales themselves, not a re-quantization.
+    struct Stored {
+        std::string name;                  // weight the view belongs to ("": none built)
+        Fp8Matrix q;                       // stored_fp8_weight: codes and weight_scale_inv as in the file
+        std::vector<std::size_t> counts;   // fp8_code_counts of the codes (256)
+        Fp8ErrorMetrics check;             // dequantize(q) against the loaded weight: exact, or a bug
+        int block = 0;                     // the block whose first codes are listed (row-major index)
+    } stored;
+
     DelayedRun delayed;
     AccumExperiment accum;
     double accum_ms = 0;                             // time of the last frame's slice of the experiment

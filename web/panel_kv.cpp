@@ -360,7 +360,10 @@ void decode_section(KvPanel& s, Pretrained& pretrained) {
     KvDecode& r = s.run;
     r.fresh = pretrained.fresh();
     decode_controls(s, *m);
-    if (!s.paused) advance(r, SamplingConfig{double(s.temperature), 0, 1.0});
+    // The frame's decoding work alternates between the lockstep caches and the speculative run while both
+    // have work, so one frame does one of them (either alone fits the frame budget, both do not).
+    const bool spec_turn = !s.paused && spec_busy(s.spec) && (finished(r) || (s.frame++ & 1));
+    if (!s.paused && !spec_turn) advance(r, SamplingConfig{double(s.temperature), 0, 1.0});
     if (pretrained.fresh())
         ImGui::TextColored(ImVec4(1, 0.75f, 0.4f, 1), "%s - decoding a fresh mini model (eva init --seed 1): its text is "
                            "noise, the caches work the same.", pretrained.message.c_str());
@@ -372,19 +375,28 @@ void decode_section(KvPanel& s, Pretrained& pretrained) {
                 finished(r) ? " - cache full (max_seq_len)" : "", r.last_diff, r.max_diff);
     ImGui::Text("time per token (whole model, mean over the run): absorbed %.2f ms, naive %.2f ms", r.ms_absorbed,
                 r.ms_naive);
+    ImGui::Separator();
+    speculative_section(s.spec, m, s.prompt, s.temperature, spec_turn);
+    ImGui::Separator();
     if (r.fed_absorbed > 0) cache_views(s, r);
 }
+
+KvPanel* g_shown = nullptr;  // the panel last drawn, for eva_kv_speculative()
 
 }  // namespace
 
 void kv_panel(KvPanel& s, Pretrained& pretrained) {
+    g_shown = &s;
     const auto t0 = Clock::now();
     explain("Each generated token attends to every earlier one, so a decoder caches their keys and values: "
             "multi-head attention (MHA) keeps a key and a value per head, per token, per layer, and GQA and MQA "
             "share them among query heads. DeepSeek's Multi-head Latent Attention (MLA) caches one compressed "
             "latent c_KV and a shared rotary key per token instead, folding the up-projections into the query and "
             "the output. Below, the footprint of each scheme; then the mini model decoding live with MLA's latent "
-            "cache and the naive per-head cache in lockstep, which must agree.");
+            "cache and the naive per-head cache in lockstep, which must agree; and the same prompt decoded speculatively: "
+            "the model's multi-token-prediction (MTP) module drafts the next token from the main model's last hidden "
+            "state, and one forward of the main model over both positions verifies it, keeping it or replacing it "
+            "(the accept/resample rule leaves the output distribution exactly the main model's).");
     memory_section(s);
     ImGui::Separator();
     decode_section(s, pretrained);
@@ -398,7 +410,7 @@ nlohmann::json kv_state(const KvPanel& s) {
             {"tokens", r.fed_naive}, {"prompt_len", r.prompt_len}, {"runs", r.runs},
             {"decoding", r.model && !s.paused && !finished(r)}, {"layer", s.layer},
             {"max_diff", r.max_diff}, {"ms_absorbed", r.ms_absorbed}, {"ms_naive", r.ms_naive},
-            {"panel_ms", s.panel_ms},
+            {"panel_ms", s.panel_ms}, {"speculative", spec_state(s.spec)},
             {"preset_v2_rect", s.preset_v2_rect.to_json()}, {"restart_rect", s.restart_rect.to_json()}};
 }
 
@@ -468,3 +480,12 @@ nlohmann::json kv_self_test() {
 
 }  // namespace eva::web
 
+// Sets the speculative run's seed, new-token count and the panel's temperature, as the controls would
+// (the run restarts on the next frame), so a browser test can compare several settings with the CLI
+// quickly: Module.ccall("eva_kv_speculative", null, ["number", "number", "number"], [seed, tokens, T]).
+extern "C" EMSCRIPTEN_KEEPALIVE void eva_kv_speculative(int seed, int max_new_tokens, float temperature) {
+    if (!eva::web::g_shown) return;
+    eva::web::g_shown->spec.seed = seed;
+    eva::web::g_shown->spec.max_new_tokens = std::clamp(max_new_tokens, 1, 240);
+    eva::web::g_shown->temperature = std::clamp(temperature, 0.0f, 1.5f);
+}

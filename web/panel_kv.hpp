@@ -11,6 +11,7 @@
 
 #include "eva/model.hpp"
 #include "eva/rng.hpp"
+#include "panel_mtp.hpp"
 
 #include "panel.hpp"
 
@@ -45,6 +46,8 @@ struct KvPanel {
     bool paused = false;
     bool restart = true;          // (re)start decoding on the next frame
     KvDecode run;
+    SpecDecode spec;              // the same prompt and temperature decoded speculatively (MTP drafts)
+    unsigned long frame = 0;      // frames decoded: odd ones go to the speculative run while it has work
     double panel_ms = 0;          // this panel's share of the last frame: decoding + building its UI
     // Screen rectangles of two controls, for the browser test to click (x0, y0, x1, y1).
     Rect preset_v2_rect, restart_rect;  // controls the browser tests click

@@ -7,13 +7,15 @@
 // same code as `eva train`.
 #include <emscripten.h>
 
+#include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-#include "eva/checkpoint.hpp"
-#include "eva/safetensors.hpp"
+#include "eva/error.hpp"
+#include "eva/hf_checkpoint.hpp"
 #include "eva/trainer.hpp"
 #include "train_worker.hpp"
 
@@ -50,6 +52,20 @@ void answer(F body) {
     }
 }
 
+// The pretrained checkpoint as the page received it (FP8 Linear weights with 128x128 scales, the rest
+// BF16), read by the core's checkpoint loader from the worker's in-memory file system, as natively.
+eva::Model<float> load_pretrained(const std::string& bytes) {
+    const char* path = "/mini.safetensors";
+    {
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        out.write(bytes.data(), std::streamsize(bytes.size()));
+        if (!out) throw eva::FileError("mini.safetensors: cannot write it to the worker's file system");
+    }
+    eva::Model<float> m = eva::load_checkpoint(path);
+    std::remove(path);
+    return m;
+}
+
 }  // namespace
 
 extern "C" {
@@ -61,9 +77,8 @@ EMSCRIPTEN_KEEPALIVE void eva_train_start(char* data, int size) {
         auto s = std::make_unique<Session>();
         s->corpus = eva::corpus_from_text(start.corpus, "corpus.txt");
         const eva::TrainConfig cfg = tp::train_config(start.settings);
-        s->model = std::make_unique<eva::Model<float>>(
-            start.checkpoint.empty() ? tp::fresh_model(eva::preset("mini"), cfg.seed)
-                                     : eva::load_model(eva::SafetensorsFile::parse(start.checkpoint, "mini.safetensors")));
+        s->model = std::make_unique<eva::Model<float>>(start.checkpoint.empty() ? tp::fresh_model(eva::preset("mini"), cfg.seed)
+                                                                              : load_pretrained(start.checkpoint));
         tp::set_gamma(*s->model, start.settings.value("gamma", 0.001));
         s->trainer = std::make_unique<eva::Trainer>(*s->model, s->corpus, cfg);
         session = std::move(s);

@@ -327,6 +327,12 @@ void dequantize(const Fp8Matrix& q, float* x, std::size_t ld) {
     }
 }
 
+std::vector<std::size_t> fp8_code_counts(const std::uint8_t* codes, std::size_t n) {
+    std::vector<std::size_t> counts(256, 0);
+    for (std::size_t i = 0; i < n; ++i) ++counts[codes[i]];
+    return counts;
+}
+
 AmaxHistory::AmaxHistory(std::size_t length) : length_(length) {
     if (length == 0) throw ConfigError("amax history length: must be at least 1");
 }

@@ -555,6 +555,29 @@ Model<float> Checkpoint::load() const {
     return m;
 }
 
+Fp8Matrix stored_fp8_weight(const Checkpoint& c, const std::string& eva_name) {
+    const auto it = c.tensors().find(eva_name);
+    if (it == c.tensors().end() || !it->second.file) throw FileError("checkpoint: no tensor \"" + preview(eva_name) + "\"");
+    const Checkpoint::Stored& s = it->second;
+    const SafetensorsEntry& e = s.file->entry(s.name);
+    Fp8Matrix q;
+    if ((e.dtype != "F8_E4M3" && e.dtype != "F8_E5M2") || !s.scale_file || e.shape.size() != 2) return q;
+    q.format = e.dtype == "F8_E4M3" ? Fp8Format::E4M3 : Fp8Format::E5M2;
+    q.granularity = Fp8Granularity::Block;
+    q.group = kBlock;
+    q.rows = e.shape[0];
+    q.cols = e.shape[1];
+    const SafetensorsEntry& se = s.scale_file->entry(s.scale_name);
+    const std::string swhere = s.scale_file->source() + ": scale \"" + preview(s.scale_name) + "\"";
+    if (se.dtype != "F32") throw FileError(swhere + " is " + se.dtype + ", expected F32");
+    if (se.shape != fp8_scale_shape(q.rows, q.cols)) throw FileError(swhere + " has shape " + show(se.shape) + ", expected " + show(fp8_scale_shape(q.rows, q.cols)));
+    const auto* codes = reinterpret_cast<const std::uint8_t*>(s.file->tensor_bytes(e));
+    q.codes.assign(codes, codes + q.rows * q.cols);
+    q.scales.resize(q.scale_rows() * q.scale_cols());
+    std::memcpy(q.scales.data(), s.scale_file->tensor_bytes(se), q.scales.size() * sizeof(float));
+    return q;
+}
+
 Model<float> load_checkpoint(const std::string& path, json* metadata_out) {
     const Checkpoint c = Checkpoint::open(path);
     if (metadata_out) *metadata_out = c.metadata();

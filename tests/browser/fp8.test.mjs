@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setup, open, root, click } from "./lib.mjs";
 
@@ -141,5 +141,49 @@ test("fp8 frame time stays under 16 ms at default settings, also while the accum
   assert.ok(own < 8, `fp8_panel takes ${own} ms per frame`);
   assert.ok(median < 16, `median frame while the experiment ran: ${median} ms`);
   assert.ok(after < 16, `frame time (rolling mean) after it: ${after} ms`);
+  await page.close();
+});
+
+// The shipped checkpoint's header and one tensor's bytes, read here with the safetensors layout (8-byte
+// little-endian header length, JSON header, data after it) — independently of eva's reader.
+function safetensorsTensor(path, name) {
+  const buf = readFileSync(path);
+  const n = Number(buf.readBigUInt64LE(0)), header = JSON.parse(buf.toString("utf8", 8, 8 + n));
+  const e = header[name];
+  assert.ok(e, `${name} not in ${path}`);
+  const bytes = buf.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1]);
+  return { dtype: e.dtype, shape: e.shape, bytes, size: buf.length };
+}
+
+test("fp8 the page loads the model as stored (E4M3 + 128x128 scales) and shows the stored codes and scales", async () => {
+  const file = join(root, "build", "wasm", "web", "mini.safetensors");
+  const { page, errors } = await open("?panel=fp8&embed=1");
+  const s = await shown(page);
+  const p = await page.evaluate(() => JSON.parse(Module.ccall("eva_pretrained_state", "string", [], [])));
+  assert.equal(p.state, "ready");
+  // The page says how the weights are stored, with the file's size (core inspect_checkpoint).
+  assert.match(p.message, /weights stored as DeepSeek-V3 stores them: FP8 E4M3 Linear weights with 128x128 scales/);
+  const codes = safetensorsTensor(file, s.stored.name), scales = safetensorsTensor(file, s.stored.name.replace(/weight$/, "scale"));
+  assert.equal(p.inspect.file_bytes, codes.size);
+  assert.ok(p.inspect.stored_by_dtype.F8_E4M3.tensors > 0);
+  const mb = (codes.size / 1e6).toFixed(1);
+  assert.ok(p.message.includes(`${mb} MB`), `"${p.message}" does not give the size ${mb} MB`);
+  // The default weight's view: exactly the file's bytes, not a re-quantization.
+  assert.equal(s.stored.name, "layers.0.ffn.w1.weight");
+  assert.equal(codes.dtype, "F8_E4M3");
+  assert.equal(s.stored.dtype, "F8_E4M3");
+  assert.deepEqual(s.stored.shape, codes.shape);
+  assert.equal(scales.dtype, "F32");
+  assert.deepEqual(s.stored.scale_shape, scales.shape);
+  assert.deepEqual(s.stored.scale_shape, codes.shape.map((d) => Math.ceil(d / 128)));
+  assert.deepEqual(s.stored.codes_head, [...codes.bytes.subarray(0, 64)]);
+  const f32 = new Float32Array(scales.bytes.buffer.slice(scales.bytes.byteOffset, scales.bytes.byteOffset + scales.bytes.length));
+  assert.deepEqual(s.stored.scales, [...f32]);  // float32 → double → JSON: exact
+  const counts = new Array(256).fill(0);
+  for (const c of codes.bytes) ++counts[c];
+  assert.deepEqual(s.stored.counts, counts);
+  // Dequantized, the stored codes are the weights the page runs on (the loader's own dequantization).
+  assert.equal(s.stored.max_rel_diff_loaded, 0);
+  assert.deepEqual(errors, []);
   await page.close();
 });

@@ -187,3 +187,47 @@ test("kv frame time (median) stays under 16 ms while the mini model decodes", as
   assert.ok(median < 16, `frame ${median} ms`);
   await page.close();
 });
+
+test("kv speculative decoding (MTP drafts) gives the CLI's text and acceptance for the same seed", async (t) => {
+  const cli = join(root, "build", "release", "eva");
+  assert.ok(existsSync(cli), `${cli} missing: build the release preset`);
+  const { page, errors } = await open("?panel=kv&embed=1");
+  // Prompt "Love is" and top-k 40 (the defaults); 64 new tokens at temperature 0.8 (seed 1, then 7), then
+  // greedy, set as the controls would (the run restarts with them).
+  for (const [seed, temperature] of [[1, 0.8], [7, 0.8], [1, 0]]) {
+    await page.evaluate(([seed, temp]) => Module.ccall("eva_kv_speculative", null, ["number", "number", "number"],
+                                                       [seed, 64, temp]), [seed, temperature]);
+    await page.waitForFunction(([seed, temp]) => {
+      const s = window.eva.state("kv").speculative;
+      return s.seed === seed && s.max_new_tokens === 64 && Math.abs(s.temperature - temp) < 1e-6 && s.done === true;
+    }, [seed, temperature], { timeout: 180000 });
+    const s = (await state(page)).speculative;
+    assert.equal(s.error, "");
+    const native = JSON.parse(execFileSync(cli, [
+      "generate", "--weights", join(root, "build", "wasm", "web", "mini.safetensors"), "--speculative",
+      "--prompt", s.prompt, "--temperature", String(temperature), "--top-k", String(s.top_k), "--seed", String(seed),
+      "--max-new-tokens", "64", "--json"], { encoding: "utf8" }));
+    t.diagnostic(`seed ${seed} T ${temperature}: wasm ${s.drafted} drafted, ${s.accepted} accepted ` +
+                 `(${(100 * s.acceptance_rate).toFixed(1)}%), ${s.tokens_per_s.toFixed(0)} tokens/s vs ` +
+                 `${s.plain_tokens_per_s.toFixed(0)} plain (${s.speedup.toFixed(2)}x); native ` +
+                 `${native.tokens_per_s.toFixed(0)} vs ${native.plain_tokens_per_s.toFixed(0)} (${native.speedup.toFixed(2)}x)`);
+    // Same weights, seed and sampling, and the same core code: the same draws. (Native and wasm sum in a
+    // different order, so logits differ in the last bits; a draw could only change if a uniform fell within
+    // ~1e-6 of an accept threshold or a sampling boundary — the runs are deterministic, so they either
+    // hold for these seeds or fail every time.)
+    assert.equal(s.text, native.text);
+    assert.equal(s.new_tokens, native.new_tokens);
+    assert.equal(s.drafted, native.drafted);
+    assert.equal(s.accepted, native.accepted);
+    assert.equal(s.acceptance_rate, native.acceptance_rate);
+    assert.equal(s.verify_forwards, native.verify_forwards);
+    if (temperature === 0) assert.equal(s.identical_to_plain, true);  // greedy: plain greedy's text
+    // What the page colours: one rejected draft per round that did not accept all, accepted drafts shown
+    // as such (the last round may be cut at max_new_tokens).
+    assert.equal(s.rejected, s.drafted - s.accepted);
+    assert.ok(s.accepted_shown <= s.accepted && s.accepted_shown >= s.accepted - 1);
+    assert.ok(s.tokens_per_s > 0 && s.plain_tokens_per_s > 0);
+  }
+  assert.deepEqual(errors, []);
+  await page.close();
+});

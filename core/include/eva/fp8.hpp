@@ -134,6 +134,9 @@ void fp8_gemm(const Fp8Matrix& A, const Fp8Matrix& B, float* C, std::size_t ldc,
 /// (the tensor core aligns the addends and drops the bits shifted out).
 float fp8_accumulate(float acc, double sum, int bits);
 
+/// How often each of the 256 codes occurs in codes[0..n): counts[c] for code c (the byte's value).
+std::vector<std::size_t> fp8_code_counts(const std::uint8_t* codes, std::size_t n);
+
 // ------------------------------------------------------------------------- the accumulation experiment
 /// The operands of the accumulation experiment (`eva fp8 gemm-error`, the FP8 panel's error-vs-K chart,
 /// the page's selfTest): x [m, k] then w [n, k] drawn standard normal from Rng(seed, stream), quantized

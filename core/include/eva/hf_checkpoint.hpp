@@ -115,6 +115,13 @@ private:
     void index_tensors();
 };
 
+/// A Linear weight exactly as an FP8 checkpoint stores it, without dequantizing: its E4M3/E5M2 codes
+/// [rows, cols] and its float32 weight_scale_inv [ceil(rows/128), ceil(cols/128)], copied byte for byte
+/// into an Fp8Matrix of 128×128 blocks, so dequantize(q) is weight_dequant of the same bytes (what load()
+/// put in the model). Empty codes when `eva_name` is stored in another dtype; FileError for a name the
+/// checkpoint lacks or a scale of the wrong shape or dtype.
+Fp8Matrix stored_fp8_weight(const Checkpoint& c, const std::string& eva_name);
+
 /// Checkpoint::open(path).load(); `metadata_out` receives the eva layout's __metadata__ (empty for hf).
 Model<float> load_checkpoint(const std::string& path, nlohmann::json* metadata_out = nullptr);
 
