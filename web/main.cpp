@@ -24,9 +24,9 @@
 
 namespace eva::web {
 
-// The panel table: one line a panel — its ?panel= id, its tab title, how to draw it from the app's one
+// The panel table: one entry a panel — its ?panel= id, its tab title, how to draw it from the app's one
 // context and its own state, its state as JSON (window.eva.state(id)), its plain-text summary, its
-// figures for selfTest, and its controls from / to the query string.
+// figures for selfTest, and its controls from / to the query string (the contract of web/panel.hpp).
 struct Panel {
     const char* id;
     const char* title;
@@ -34,26 +34,24 @@ struct Panel {
     nlohmann::json (*state)(const App&);
     std::string (*summary)(const App&);
     nlohmann::json (*self_test)();
-    void (*from_query)(App&, const Query&) = nullptr;
-    Query (*to_query)(const App&) = nullptr;
+    void (*from_query)(App&, const Query&);
+    Query (*to_query)(const App&);
 };
+// A panel's entry from its member of App and its contract's functions.
+template <auto member, auto draw, auto state, auto summary, auto from_query, auto to_query>
+Panel panel(const char* id, const char* title, nlohmann::json (*self_test)()) {
+    return {id, title, [](App& a) { draw(a.*member, a.pretrained); }, [](const App& a) { return state(a.*member); },
+            [](const App& a) { return summary(a.*member); }, self_test,
+            [](App& a, const Query& q) { from_query(a.*member, q); }, [](const App& a) { return to_query(a.*member); }};
+}
 const Panel panels[] = {
-    {"kv", "KV cache", [](App& a) { kv_panel(a.kv, a.pretrained); }, [](const App& a) { return kv_state(a.kv); },
-     [](const App& a) { return kv_summary(a.kv); }, kv_self_test,
-     [](App& a, const Query& q) { kv_from_query(a.kv, q); }, [](const App& a) { return kv_to_query(a.kv); }},
-    {"routing", "Routing", [](App& a) { routing_panel(a.routing, a.pretrained); },
-     [](const App& a) { return routing_state(a.routing); }, [](const App& a) { return routing_summary(a.routing); },
-     routing_self_test, [](App& a, const Query& q) { routing_from_query(a.routing, q); },
-     [](const App& a) { return routing_to_query(a.routing); }},
-    {"fp8", "FP8 error", [](App& a) { fp8_panel(a.fp8, a.pretrained); }, [](const App& a) { return fp8_state(a.fp8); },
-     [](const App& a) { return fp8_summary(a.fp8); }, fp8_self_test,
-     [](App& a, const Query& q) { fp8_from_query(a.fp8, q); }, [](const App& a) { return fp8_to_query(a.fp8); }},
-    {"train", "Train", [](App& a) { train_panel(a.train); }, [](const App& a) { return train_state(a.train); },
-     [](const App& a) { return train_summary(a.train); }, train_self_test,
-     [](App& a, const Query& q) { train_from_query(a.train, q); }, [](const App& a) { return train_to_query(a.train); }},
-    {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }, [](const App& a) { return gemm_state(a.gemm); },
-     [](const App& a) { return gemm_summary(a.gemm); }, gemm_self_test,
-     [](App& a, const Query& q) { gemm_from_query(a.gemm, q); }, [](const App& a) { return gemm_to_query(a.gemm); }},
+    panel<&App::kv, kv_panel, kv_state, kv_summary, kv_from_query, kv_to_query>("kv", "KV cache", kv_self_test),
+    panel<&App::routing, routing_panel, routing_state, routing_summary, routing_from_query, routing_to_query>(
+        "routing", "Routing", routing_self_test),
+    panel<&App::fp8, fp8_panel, fp8_state, fp8_summary, fp8_from_query, fp8_to_query>("fp8", "FP8 error", fp8_self_test),
+    panel<&App::train, train_panel, train_state, train_summary, train_from_query, train_to_query>("train", "Train",
+                                                                                                   train_self_test),
+    panel<&App::gemm, gemm_panel, gemm_state, gemm_summary, gemm_from_query, gemm_to_query>("gemm", "GEMM", gemm_self_test),
 };
 
 // Draws one panel and remembers the frame it was drawn in (its exported state says whether it is on screen).
@@ -89,8 +87,7 @@ std::string embed_query(const App& app, bool embed = true) {
     const Panel* p = shown_panel(app);
     if (!p) return "";
     std::string q = std::string("?panel=") + p->id + (embed ? "&embed=1" : "");
-    if (p->to_query)
-        for (const auto& [k, v] : p->to_query(app)) q += "&" + k + "=" + v;  // names and values are plain ASCII
+    for (const auto& [k, v] : p->to_query(app)) q += "&" + k + "=" + v;  // names and values are plain ASCII
     return q;
 }
 
@@ -371,8 +368,7 @@ int main() {
         eva::web::Query q;
         for (const auto& item : params.items())
             if (item.value().is_string()) q[item.key()] = item.value().get<std::string>();
-        for (const auto& p : eva::web::panels)
-            if (p.from_query) p.from_query(app, q);
+        for (const auto& p : eva::web::panels) p.from_query(app, q);
     }
     window = glfwCreateWindow(1280, 800, "eva", nullptr, nullptr);
     if (!window) return 1;

@@ -1,7 +1,13 @@
 // What every panel of the page shares (Dear ImGui's imgui_demo pattern: one owner, panels as plain
 // functions). The App (app.hpp) owns one Pretrained context — the model the panels show and what it was
-// loaded from — and each panel is drawn from that context and its own state. A panel records the screen
-// rectangles of the controls the browser tests click (`Rect`), and says what it is showing in `explain`.
+// loaded from — and each panel is drawn from that context and its own state. The contract of a panel
+// NAME, in web/panel_NAME.{hpp,cpp} (main.cpp's table lists them): `void NAME_panel(NamePanel&,
+// Pretrained&)` draws it; `nlohmann::json NAME_state(const NamePanel&)` is its settings and key figures
+// (window.eva.state("NAME")); `std::string NAME_summary(const NamePanel&)` says those figures in one plain
+// sentence (mirrored into the page's aria-live region); `NAME_from_query` / `NAME_to_query` map its
+// controls to the query string; `nlohmann::json NAME_self_test()` gives figures the browser tests compare
+// with the native CLI. A panel records the screen rectangles of the controls the browser tests click
+// (`Rect`), and says what it is showing in `explain`.
 #pragma once
 
 #include <map>

@@ -108,13 +108,11 @@ struct Fp8Panel {
 /// Draws the panel; the tensors come from the context's shown model (pretrained, or the untrained
 /// fallback, which the panel then names), and it waits while the checkpoint is loading.
 void fp8_panel(Fp8Panel& p, Pretrained& ck);
-/// The panel's current settings and figures (window.eva.state("fp8"), through eva_panel_state).
 nlohmann::json fp8_state(const Fp8Panel& p);
 /// The quantization controls from / to the query string: source=weight|activation|synthetic,
 /// format=e4m3|e5m2, granularity=tensor|tile|block|delayed, pow2=0|1, accum_bits=8..23.
 void fp8_from_query(Fp8Panel& p, const Query& q);
 Query fp8_to_query(const Fp8Panel& p);
-/// A plain-text summary of the panel's key figures (mirrored into the page's aria-live region).
 std::string fp8_summary(const Fp8Panel& p);
 /// Figures for window.eva.selfTest(): the 256-code round trips, the decode tables, and seeded FP8 GEMM
 /// errors that `eva fp8 gemm-error` reproduces natively.

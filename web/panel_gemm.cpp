@@ -37,7 +37,7 @@ void GemmPanel::run() {
 
 constexpr int kMinSize = 16, kMaxSize = 512;
 
-void gemm_panel(GemmPanel& g) {
+void gemm_panel(GemmPanel& g, Pretrained&) {
     explain("Every layer of the model - attention projections, experts, the output head - is a matrix "
             "product. eva computes them all with one kernel: packed panels, cache blocking and a SIMD "
             "register tile. Here it runs in your browser and is checked against a plain triple loop in "

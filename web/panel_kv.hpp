@@ -57,12 +57,10 @@ void kv_panel(KvPanel& state, Pretrained& pretrained);
 /// Figures for window.eva.selfTest(): V3's and the Llama-shaped model's cache sizes (compared with
 /// `eva mla memory --json`) and the naive-vs-absorbed logit difference of a seeded mini model.
 nlohmann::json kv_self_test();
-/// The panel's state as JSON (for the browser test: what changed after an interaction).
 nlohmann::json kv_state(const KvPanel& state);
 /// The memory comparison's controls from / to the query string: model=mini|v2-lite|v2|v3|llama3-8b, tokens=N.
 void kv_from_query(KvPanel& state, const Query& q);
 Query kv_to_query(const KvPanel& state);
-/// A plain-text summary of the panel's key figures (mirrored into the page's aria-live region).
 std::string kv_summary(const KvPanel& state);
 
 }  // namespace eva::web

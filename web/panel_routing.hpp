@@ -86,9 +86,7 @@ void routing_from_query(RoutingPanel& state, const Query& q);
 Query routing_to_query(const RoutingPanel& state);
 /// Figures for window.eva.selfTest(), computed exactly as `eva moe route … --json` computes them natively.
 nlohmann::json routing_self_test();
-/// The panel's state as JSON (for the browser tests: what the controls did).
 nlohmann::json routing_state(const RoutingPanel& state);
-/// A plain-text summary of the panel's key figures (mirrored into the page's aria-live region).
 std::string routing_summary(const RoutingPanel& state);
 
 }  // namespace eva::web

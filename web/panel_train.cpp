@@ -502,7 +502,7 @@ void draw_panel(TrainPanel& p) {
 
 }  // namespace
 
-void train_panel(TrainPanel& p) {
+void train_panel(TrainPanel& p, Pretrained&) {
     const double t0 = emscripten_get_now();
     draw_panel(p);
     // The panel's own share of the frame (building its widgets and charts), apart from rendering.

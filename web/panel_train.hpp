@@ -70,13 +70,12 @@ struct TrainPanel {
     void reset();  // terminate the workers, forget every curve
 };
 
-void train_panel(TrainPanel& state);
+void train_panel(TrainPanel& state, Pretrained&);
 /// The panel's state (window.eva.state("train")): per trainer its steps, losses, MaxVio, speed and sample.
 nlohmann::json train_state(const TrainPanel& state);
 /// The settings from / to the query string: batch, seq_len, lr, warmup, gamma, fp32=0|1, fp8=0|1.
 void train_from_query(TrainPanel& p, const Query& q);
 Query train_to_query(const TrainPanel& p);
-/// A plain-text summary of the panel's key figures (mirrored into the page's aria-live region).
 std::string train_summary(const TrainPanel& state);
 /// Figures for window.eva.selfTest(): a few steps of mini training from a fixed seed on fixed text,
 /// computed by the wasm core (the browser test repeats them with the native `eva train`).
