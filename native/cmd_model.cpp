@@ -235,18 +235,20 @@ void run_train(TrainOptions o) {
     if (comm.size() > 1 && lead && !o.json)
         std::printf("data parallel over %d ranks: %d gradient shards of %d sequences, %d per rank\n", comm.size(),
                     tr.config().shards, o.t.batch / tr.config().shards, tr.config().shards / comm.size());
-    if (tr.expert_parallel() && lead && !o.json)
-        std::printf("expert parallel: groups of %d ranks, %zu routed experts per rank, %d nodes of %d ranks, %s\n", o.ep,
-                    tr.expert_parallel()->layout().per_rank(), tr.config().nodes, o.ep / tr.config().nodes,
-                    tr.config().max_nodes ? ("each token's experts on at most " + std::to_string(tr.config().max_nodes) + " nodes").c_str()
+    const ExpertLayout& layout = tr.expert_layout();
+    if (layout.ep > 1 && lead && !o.json)
+        std::printf("expert parallel%s: groups of %d ranks, %zu routed experts per rank, nodes of %d ranks; %s\n",
+                    comm.size() == 1 ? " (emulated: one process computes the traffic of the ranks)" : "", o.ep,
+                    layout.per_rank(), layout.ranks_per_node,
+                    tr.config().max_nodes ? ("each token's experts on at most " + std::to_string(tr.config().max_nodes) + " of " +
+                                             std::to_string(tr.config().nodes) + " nodes").c_str()
                                           : "routing not node-limited");
     else if (tr.config().max_nodes && lead && !o.json)
         std::printf("node-limited routing: the experts in %d nodes, each token's on at most %d\n", tr.config().nodes,
                     tr.config().max_nodes);
     // Traffic of the whole run per rank, for the summary (each step's is in the JSON lines).
-    const ExpertLayout layout = tr.expert_parallel() ? tr.expert_parallel()->layout() : ExpertLayout{m.moe.n_routed_experts, 1, comm.rank(), 1};
-    ExpertTraffic run_experts;
-    Traffic run_allreduce;
+    std::vector<ExpertTraffic> run_experts;
+    std::vector<Traffic> run_allreduce;
     std::uint64_t run_tokens = 0;
     if (!o.json && lead)
         std::printf("training %s (%llu parameters, %llu activated, %s Linear layers) on %s: %zu train / %zu validation "
@@ -259,17 +261,21 @@ void run_train(TrainOptions o) {
     while (tr.steps_done() < stop_at) {
         const StepStats s = tr.step();
         elapsed += s.seconds;
-        const Traffic traffic = comm.allreduce_traffic;
-        comm.allreduce_traffic = {};
-        const ExpertTraffic experts = tr.expert_parallel() ? tr.expert_parallel()->take_traffic() : ExpertTraffic{};
-        run_experts += experts;
-        run_allreduce.sent += traffic.sent;
-        run_allreduce.received += traffic.received;
         // Collective (every rank's figures go to rank 0), so every rank calls it.
-        const std::uint64_t rank_tokens = std::uint64_t(o.t.batch) * std::uint64_t(o.t.seq_len) / std::uint64_t(comm.size());
-        run_tokens += rank_tokens;
-        const nlohmann::json traffic_line =
-            comm.size() > 1 ? traffic_json(comm, layout, experts, traffic, m.moe.dim, rank_tokens) : nlohmann::json();
+        const auto [experts, allreduce] = tr.take_traffic();
+        nlohmann::json traffic_line;
+        if (!experts.empty()) {
+            const std::uint64_t rank_tokens = std::uint64_t(o.t.batch) * std::uint64_t(o.t.seq_len) / experts.size();
+            traffic_line = traffic_json(layout, experts, allreduce, m.moe.dim, rank_tokens);
+            run_tokens += rank_tokens;
+            run_experts.resize(experts.size());
+            run_allreduce.resize(experts.size());
+            for (std::size_t r = 0; r < experts.size(); ++r) {
+                run_experts[r] += experts[r];
+                run_allreduce[r].sent += allreduce[r].sent;
+                run_allreduce[r].received += allreduce[r].received;
+            }
+        }
         if (!lead) {  // the others only keep in step (and take part in saves' steps)
             continue;
         }
@@ -278,7 +284,7 @@ void run_train(TrainOptions o) {
         nlohmann::json line = {{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
                                {"tokens_per_s", tps}, {"max_vio", s.max_vio}, {"balance_loss", s.balance_loss}};
         if (!s.mtp_loss.empty()) line["mtp_loss"] = s.mtp_loss;
-        if (comm.size() > 1) line["traffic"] = traffic_line;
+        if (!traffic_line.is_null()) line["traffic"] = traffic_line;
         if (eval) add_evaluation(line, tr.evaluation());
         if (o.json) {
             print_json(line);
@@ -297,8 +303,6 @@ void run_train(TrainOptions o) {
         if (o.save_every > 0 && s.step % o.save_every == 0 && s.step < stop_at) tr.save(o.out);
     }
     if (!o.out.empty()) tr.save(o.out);
-    const nlohmann::json run_traffic =
-        comm.size() > 1 ? traffic_json(comm, layout, run_experts, run_allreduce, m.moe.dim, run_tokens) : nlohmann::json();
     if (!lead) return;
     const Trainer::Evaluation ev = tr.evaluation();
     const double val = ev.loss;
@@ -308,13 +312,13 @@ void run_train(TrainOptions o) {
     add_evaluation(fin, ev);
     if (!o.out.empty()) fin["checkpoint"] = o.out;
     if (o.json) return print_json(fin);
-    if (comm.size() > 1) {
-        const auto& t = run_traffic["mean_per_token"];
-        std::printf("\ntraffic per token and rank (mean over %d ranks): all-reduce %.0f B sent", comm.size(),
+    if (!run_experts.empty()) {
+        const auto t = traffic_json(layout, run_experts, run_allreduce, m.moe.dim, run_tokens)["mean_per_token"];
+        std::printf("\ntraffic per token and rank (mean over %zu ranks, all MoE layers): all-reduce %.0f B sent", run_experts.size(),
                     t["allreduce_sent"].get<double>());
-        if (tr.expert_parallel())
-            std::printf("; dispatch %.0f B sent, combine %.0f B sent; V3's once-per-node dispatch would cross nodes "
-                        "%.3f times per token, %.0f B",
+        if (layout.ep > 1)
+            std::printf("; dispatch %.0f B sent, combine %.0f B sent; a dispatch crossing once per node (V3) would cross "
+                        "%.3f times, %.0f B",
                         t["dispatch_sent"].get<double>(), t["combine_sent"].get<double>(), t["remote_nodes"].get<double>(),
                         t["node_bytes"].get<double>());
         std::printf("\n");
@@ -478,7 +482,8 @@ void add_model_commands(CLI::App& app) {
             ->capture_default_str()->check(CLI::Range(0, 4096));
         c->add_option("--ep", o->ep,
                       "Expert parallelism under mpirun: groups of E ranks share the routed experts (E divides the ranks and "
-                      "the experts); tokens travel to their experts' ranks and back (MPI_Alltoallv); same results bit for bit")
+                      "the experts); tokens travel to their experts' ranks and back (MPI_Alltoallv); same results bit for bit. "
+                      "In one process: the traffic E ranks would have")
             ->capture_default_str()->check(CLI::Range(1, 4096));
         c->add_option("--ranks-per-node", o->ranks_per_node,
                       "With --ep: ranks per (virtual) node, so the experts sit on E/R nodes (sets --nodes)")

@@ -122,7 +122,7 @@ for line in open(sys.argv[1]):
     r = j['traffic']['per_rank']
     for kind in ('dispatch', 'combine'):
         assert sum(r[kind + '_sent']) == sum(r[kind + '_received']) > 0, (kind, r)
-    assert j['traffic']['ep'] == 4 and r['tokens'] == [32] * 4, j['traffic']
+    assert j['traffic']['ep'] == 4 and j['traffic']['tokens_per_rank'] == 32, j['traffic']
 EOF
 
 # Node-limited routing: experts on 4 nodes of 1 rank, each token's on 1; a single process emulates it.
@@ -143,7 +143,22 @@ assert max(free) > 2, free
 EOF
 # Layouts that do not fit end every rank with one line and status 2.
 fault "--ep 3 on 2 ranks" 2 "must divide" mpirun --oversubscribe -np 2 "$eva" "${train[@]}" --ep 3
-fault "--ep 2 in one process" 2 "must divide the 1 ranks" "$eva" "${train[@]}" --ep 2
+# One process given the layout (--ep without mpirun) accounts the same traffic the 4 ranks measured.
+"$eva" "${train[@]}" --ep 4 --ranks-per-node 1 --max-nodes 1 >nl_emulated.jsonl || fail "emulated layout: exit $?"
+same nl_ref.jsonl nl_emulated.jsonl || fail "emulated layout: the losses differ"
+"$py" - nl4.jsonl nl_emulated.jsonl <<'EOF' || fail "emulated traffic differs from the measured one"
+import json, sys
+def figures(p):
+    out = []
+    for l in open(p):
+        j = json.loads(l)
+        if 'traffic' in j:
+            r = j['traffic']['per_rank']
+            out.append({k: r[k] for k in ('dispatch_sent', 'dispatch_received', 'combine_sent', 'combine_received', 'node_bytes')})
+    return out
+a, b = figures(sys.argv[1]), figures(sys.argv[2])
+assert len(a) == 6 and a == b, (a, b)
+EOF
 
 # ------------------------------------------------------------------ resume across rank counts
 mpi 4 "$eva" "${train[@]}" --stop-after 3 --out half.safetensors >/dev/null 2>&1 || fail "4 ranks, first half"

@@ -57,46 +57,97 @@ std::uint64_t remote_node_sends(const ExpertLayout& l, const std::int32_t* indic
     return sends;
 }
 
-nlohmann::json traffic_json(Comm& comm, const ExpertLayout& l, const ExpertTraffic& mine, const Traffic& allreduce,
-                            std::size_t dim, std::uint64_t tokens) {
+std::pair<std::vector<ExpertTraffic>, std::vector<Traffic>> gather_traffic(Comm& comm, const ExpertTraffic& mine,
+                                                                            const Traffic& allreduce) {
     const std::vector<std::uint64_t> own = {mine.dispatch.sent, mine.dispatch.received, mine.combine.sent,
-                                            mine.combine.received, mine.node_sends, tokens,
-                                            allreduce.sent, allreduce.received};
+                                            mine.combine.received, mine.node_sends, allreduce.sent, allreduce.received};
     const auto all = allgather(comm, own);
-    const char* names[] = {"dispatch_sent", "dispatch_received", "combine_sent", "combine_received"};
-    nlohmann::json per_rank = nlohmann::json::object(), per_token = nlohmann::json::object();
-    const std::size_t N = std::size_t(comm.size()), w = own.size();
-    for (std::size_t i = 0; i < 4; ++i)
-        for (std::size_t r = 0; r < N; ++r) {
-            const std::uint64_t bytes = all[r * w + i], tokens = all[r * w + 5];
-            per_rank[names[i]].push_back(bytes);
-            per_token[names[i]].push_back(tokens ? double(bytes) / double(tokens) : 0.0);
-        }
-    for (std::size_t r = 0; r < N; ++r) {
-        const std::uint64_t tokens = all[r * w + 5];
-        // A token crossing to a node carries its row out and back, forward and backward: 4 rows.
-        const double node_bytes = double(all[r * w + 4]) * double(dim * sizeof(float)) * 4;
-        per_rank["node_bytes"].push_back(node_bytes);
-        per_token["node_bytes"].push_back(tokens ? node_bytes / double(tokens) : 0.0);
-        per_token["remote_nodes"].push_back(tokens ? double(all[r * w + 4]) / double(tokens) : 0.0);
-        per_rank["tokens"].push_back(tokens);
-        per_rank["allreduce_sent"].push_back(all[r * w + 6]);
-        per_rank["allreduce_received"].push_back(all[r * w + 7]);
+    std::pair<std::vector<ExpertTraffic>, std::vector<Traffic>> out;
+    for (std::size_t r = 0; r < std::size_t(comm.size()); ++r) {
+        const std::uint64_t* v = all.data() + r * own.size();
+        ExpertTraffic t;
+        t.dispatch = {v[0], v[1]};
+        t.combine = {v[2], v[3]};
+        t.node_sends = v[4];
+        out.first.push_back(t);
+        out.second.push_back({v[5], v[6]});
     }
-    for (std::size_t r = 0; r < N; ++r) {
-        const double tokens = double(all[r * w + 5]);
-        per_token["allreduce_sent"].push_back(tokens ? double(all[r * w + 6]) / tokens : 0.0);
-        per_token["allreduce_received"].push_back(tokens ? double(all[r * w + 7]) / tokens : 0.0);
+    return out;
+}
+
+nlohmann::json traffic_json(const ExpertLayout& l, const std::vector<ExpertTraffic>& experts,
+                            const std::vector<Traffic>& allreduce, std::size_t dim, std::uint64_t tokens) {
+    nlohmann::json per_rank = nlohmann::json::object(), per_token = nlohmann::json::object();
+    auto put = [&](const char* name, double bytes) {
+        per_rank[name].push_back(bytes);
+        per_token[name].push_back(tokens ? bytes / double(tokens) : 0.0);
+    };
+    for (std::size_t r = 0; r < experts.size(); ++r) {
+        const ExpertTraffic& t = experts[r];
+        put("dispatch_sent", double(t.dispatch.sent));
+        put("dispatch_received", double(t.dispatch.received));
+        put("combine_sent", double(t.combine.sent));
+        put("combine_received", double(t.combine.received));
+        // A token crossing to a node carries its row out and back, forward and backward: 4 rows.
+        put("node_bytes", double(t.node_sends) * double(dim * sizeof(float)) * 4);
+        per_token["remote_nodes"].push_back(tokens ? double(t.node_sends) / double(tokens) : 0.0);
+        put("allreduce_sent", double(allreduce.at(r).sent));
+        put("allreduce_received", double(allreduce.at(r).received));
     }
     nlohmann::json mean = nlohmann::json::object();
     for (const auto& [key, values] : per_token.items()) {
         double sum = 0;
         for (const auto& v : values) sum += v.get<double>();
-        mean[key] = sum / double(N);
+        mean[key] = values.empty() ? 0.0 : sum / double(values.size());
     }
-    return {{"ranks", comm.size()}, {"ep", l.ep}, {"ranks_per_node", l.ranks_per_node},
-            {"allreduce_sent", all[6]}, {"allreduce_received", all[7]},  // rank 0's, as before expert parallelism
+    return {{"ranks", experts.size()}, {"ep", l.ep}, {"ranks_per_node", l.ranks_per_node}, {"tokens_per_rank", tokens},
+            {"allreduce_sent", allreduce.at(0).sent}, {"allreduce_received", allreduce.at(0).received},  // rank 0's
             {"per_rank", per_rank}, {"per_token", per_token}, {"mean_per_token", mean}};
+}
+
+TrafficEmulator::TrafficEmulator(const ExpertLayout& layout, std::size_t dim, int shards)
+    : layout_(layout), dim_(dim), shards_(shards), traffic_(std::size_t(layout.ep)) {
+    layout_.validate();
+    if (shards % layout.ep != 0)
+        throw ConfigError("--ep " + std::to_string(layout.ep) + " ranks cannot share " + std::to_string(shards) + " gradient shards");
+}
+
+void TrafficEmulator::add_shard(const std::vector<const MoeCache<float>*>& blocks) {
+    const int rank = next_ / (shards_ / layout_.ep);  // the emulated rank of this shard
+    ExpertLayout here = layout_;
+    here.rank = rank;
+    const std::size_t El = layout_.per_rank();
+    std::vector<std::vector<std::size_t>> rows;
+    for (const MoeCache<float>* c : blocks) {
+        std::vector<std::size_t> to(std::size_t(layout_.ep));
+        for (std::size_t p = 0; p < to.size(); ++p) to[p] = c->offsets[(p + 1) * El] - c->offsets[p * El];
+        rows.push_back(to);
+        traffic_[std::size_t(rank)].node_sends += remote_node_sends(here, c->routing.indices.data(), c->n_tokens, c->routing.top_k);
+    }
+    rows_.push_back(rows);
+    next_ = (next_ + 1) % shards_;
+}
+
+std::vector<ExpertTraffic> TrafficEmulator::take() {
+    // Leaf i of rank r exchanges with leaf i of every other rank of the group, layer by layer.
+    const std::size_t per = std::size_t(shards_ / layout_.ep), ep = std::size_t(layout_.ep);
+    for (std::size_t base = 0; base + std::size_t(shards_) <= rows_.size(); base += std::size_t(shards_))
+        for (std::size_t r = 0; r < ep; ++r) {
+            ExpertLayout here = layout_;
+            here.rank = int(r);
+            for (std::size_t i = 0; i < per; ++i) {
+                const auto& mine = rows_[base + r * per + i];
+                for (std::size_t b = 0; b < mine.size(); ++b) {
+                    std::vector<std::size_t> received(ep);
+                    for (std::size_t q = 0; q < ep; ++q) received[q] = rows_[base + q * per + i].at(b)[r];
+                    traffic_[r] += expert_traffic(here, mine[b], received, dim_);
+                }
+            }
+        }
+    rows_.clear();
+    std::vector<ExpertTraffic> out(ep);
+    std::swap(out, traffic_);
+    return out;
 }
 
 template <class T>

@@ -255,13 +255,15 @@ Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, 
         partial_.push_back(model_zeros(m));
         levels_.push_back(trainable_params(m_.w, partial_.back()));
     }
+    layout_ = ExpertLayout{m.moe.n_routed_experts, 1, comm_->rank(), 1};
     if (ep != 1) {
         // Each node holds ep / nodes places of a group: the node blocks of the routing are the ranks'.
         if (ep < 1 || ep % cfg_.nodes != 0)
             throw ConfigError("--ep " + std::to_string(ep) + " ranks cannot form " + std::to_string(cfg_.nodes) +
                               " nodes (--ranks-per-node must divide --ep)");
-        ep_ = std::make_unique<ExpertParallel>(*comm_, ExpertLayout{m.moe.n_routed_experts, ep, comm_->rank(), ep / cfg_.nodes},
-                                               m_, levels_.size());
+        layout_ = ExpertLayout{m.moe.n_routed_experts, ep, comm_->rank(), ep / cfg_.nodes};
+        if (N > 1) ep_ = std::make_unique<ExpertParallel>(*comm_, layout_, m_, levels_.size());
+        else emulator_ = std::make_unique<TrafficEmulator>(layout_, m.moe.dim, cfg_.shards);
     }
     if (N > 1) {
         // Every rank must start from the same run; else its steps would silently diverge. Compare a
@@ -315,6 +317,14 @@ void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level,
     } use{m_};
     m_.expert_parallel = ep_.get();
     const Loss l = model_loss_and_grad(m_, in, out, per, T, target, &acts_);
+    if (emulator_) {  // the MoE caches of this shard, in balance_counts' order
+        std::vector<const MoeCache<float>*> caches;
+        for (std::size_t k = 0; k < m_.w.layers.size(); ++k)
+            if (!m_.w.layers[k].dense) caches.push_back(&acts_.layers[k].moe);
+        for (std::size_t k = 0; k < m_.w.mtp.size() && k < acts_.mtp.size(); ++k)
+            if (!m_.w.mtp[k].block.dense) caches.push_back(&acts_.mtp[k].block.moe);
+        emulator_->add_shard(caches);
+    }
     losses.push_back(l.cross_entropy);
     losses.push_back(l.balance);
     for (double x : l.mtp_cross_entropy) losses.push_back(x);
@@ -391,6 +401,17 @@ StepStats Trainer::step() {
     s.step = ++step_;
     s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return s;
+}
+
+std::pair<std::vector<ExpertTraffic>, std::vector<Traffic>> Trainer::take_traffic() {
+    if (emulator_) {
+        auto experts = emulator_->take();
+        return {experts, std::vector<Traffic>(experts.size())};
+    }
+    if (comm_->size() == 1) return {};
+    const Traffic allreduce = comm_->allreduce_traffic;
+    comm_->allreduce_traffic = {};
+    return gather_traffic(*comm_, ep_ ? ep_->take_traffic() : ExpertTraffic{}, allreduce);
 }
 
 Trainer::Evaluation Trainer::evaluation(bool validation) {

@@ -36,6 +36,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -79,12 +80,34 @@ ExpertTraffic expert_traffic(const ExpertLayout& l, const std::vector<std::size_
 /// (token, node) pairs of `indices` [n, k] whose node is not this rank's: the count of node_sends.
 std::uint64_t remote_node_sends(const ExpertLayout& l, const std::int32_t* indices, std::size_t n, std::size_t k);
 
-/// A step's traffic for the `--json` lines and the summary (collective: every rank calls it): per rank
-/// (allgathered `mine` and `allreduce`) the bytes sent and received in dispatch, combine and the
-/// all-reduce, the node_bytes of V3's once-per-node dispatch (rows of `dim` floats), and per token of
-/// the `tokens` this rank trained on in that time; mean_per_token averages per_token over the ranks.
-nlohmann::json traffic_json(Comm& comm, const ExpertLayout& l, const ExpertTraffic& mine, const Traffic& allreduce,
-                            std::size_t dim, std::uint64_t tokens);
+/// The traffic of a step (or a run) for the `--json` lines and the summary: per rank, the bytes sent
+/// and received in dispatch, combine and the all-reduce, the node_bytes of V3's once-per-node dispatch
+/// (rows of `dim` floats), and the same per token of the `tokens` each rank trained on in that time;
+/// mean_per_token averages per_token over the ranks.
+nlohmann::json traffic_json(const ExpertLayout& l, const std::vector<ExpertTraffic>& experts,
+                            const std::vector<Traffic>& allreduce, std::size_t dim, std::uint64_t tokens);
+/// Every rank's figures, in rank order (collective: every rank calls it).
+std::pair<std::vector<ExpertTraffic>, std::vector<Traffic>> gather_traffic(Comm& comm, const ExpertTraffic& mine,
+                                                                            const Traffic& allreduce);
+
+/// The traffic an expert-parallel run of `ep` ranks would have, accounted by one process that trains
+/// the same shards (`--ep` without mpirun; the routing is the same bits, so are the figures). Shards
+/// are fed in order; shard s belongs to rank s / (shards / ep), as in Trainer.
+class TrafficEmulator {
+public:
+    TrafficEmulator(const ExpertLayout& layout, std::size_t dim, int shards);
+    /// The MoE caches of the next shard's forward (balance_counts' order).
+    void add_shard(const std::vector<const MoeCache<float>*>& blocks);
+    /// Each emulated rank's traffic over the whole steps fed since the last call.
+    std::vector<ExpertTraffic> take();
+
+private:
+    ExpertLayout layout_;
+    std::size_t dim_;
+    int shards_, next_ = 0;
+    std::vector<std::vector<std::vector<std::size_t>>> rows_;  // [shard][block][place]: rows sent there
+    std::vector<ExpertTraffic> traffic_;                      // per rank (node sends so far)
+};
 
 /// The MoE blocks of a model in balance_counts' order: the main layers', then the MTP modules'.
 template <class T>

@@ -139,8 +139,12 @@ public:
     static std::string optimizer_path(const std::string& path);
 
     Comm& comm() { return *comm_; }
-    /// The expert-parallel run's layout and traffic (nullptr without --ep).
-    ExpertParallel* expert_parallel() { return ep_.get(); }
+    /// Where the routed experts run (ep 1: all on every rank); with ep > 1 in one process, the layout
+    /// whose traffic the process emulates.
+    const ExpertLayout& expert_layout() const { return layout_; }
+    /// The traffic since the last call, per rank (collective under mpirun: every rank calls it): measured
+    /// on several ranks, emulated by one process given ep > 1 (no all-reduce then), empty otherwise.
+    std::pair<std::vector<ExpertTraffic>, std::vector<Traffic>> take_traffic();
 
 private:
     // Gradients of the shards [lo, hi) into levels_[level] (the midpoint tree; see the top of the file).
@@ -163,7 +167,9 @@ private:
     std::vector<std::vector<Param>> levels_;  // levels_[0] = params_, levels_[d]: gradients in partial_[d-1]
     std::vector<float> flat_, scratch_;       // the gradients packed for the all-reduce
     ModelActivations<float> acts_;
-    std::unique_ptr<ExpertParallel> ep_;
+    ExpertLayout layout_;
+    std::unique_ptr<ExpertParallel> ep_;          // several ranks with ep > 1
+    std::unique_ptr<TrafficEmulator> emulator_;  // one process with ep > 1
 };
 
 }  // namespace eva
