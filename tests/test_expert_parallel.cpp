@@ -51,21 +51,29 @@ TEST_CASE("remote_node_sends: each token once per node it uses other than its ow
     }
 }
 
-TEST_CASE("traffic_json: per rank and per token on one process", "[ep]") {
-    eva::LocalComm one;
-    eva::ExpertTraffic t;
-    t.dispatch = {640, 320};
-    t.combine = {320, 640};
-    t.node_sends = 6;
-    const auto j = eva::traffic_json(one, eva::ExpertLayout{8, 1, 0, 1}, t, eva::Traffic{96, 96}, 4, 32);
-    CHECK(j["per_rank"]["dispatch_sent"] == nlohmann::json::array({640}));
+TEST_CASE("traffic_json: per rank and per token; gather_traffic on one process", "[ep]") {
+    eva::ExpertTraffic a, b;
+    a.dispatch = {640, 320};
+    a.combine = {320, 640};
+    a.node_sends = 6;
+    b.dispatch = {320, 640};
+    b.combine = {640, 320};
+    const auto j = eva::traffic_json(eva::ExpertLayout{8, 2, 0, 1}, {a, b}, {{96, 96}, {64, 64}}, 4, 32);
+    CHECK(j["per_rank"]["dispatch_sent"] == nlohmann::json::array({640.0, 320.0}));
     CHECK(j["per_token"]["dispatch_sent"][0].get<double>() == 20.0);  // 640 B / 32 tokens
-    CHECK(j["per_token"]["combine_received"][0].get<double>() == 20.0);
-    CHECK(j["per_token"]["allreduce_sent"][0].get<double>() == 3.0);
+    CHECK(j["per_token"]["combine_received"][1].get<double>() == 10.0);
+    CHECK(j["per_token"]["allreduce_sent"][1].get<double>() == 2.0);
     CHECK(j["per_token"]["remote_nodes"][0].get<double>() == 6.0 / 32);
     // 6 sends of a 4-float row, 4 times (x, y, ∂L/∂y, ∂L/∂x): 384 B.
     CHECK(j["per_rank"]["node_bytes"][0].get<double>() == 384.0);
-    CHECK(j["mean_per_token"]["dispatch_sent"].get<double>() == 20.0);
+    CHECK(j["mean_per_token"]["dispatch_sent"].get<double>() == 15.0);  // (20 + 10) / 2
+    CHECK(j["allreduce_sent"] == 96);  // rank 0's
+    eva::LocalComm one;
+    const auto [experts, allreduce] = eva::gather_traffic(one, a, {96, 48});
+    REQUIRE(experts.size() == 1);
+    CHECK(experts[0].dispatch.sent == 640);
+    CHECK(experts[0].node_sends == 6);
+    CHECK(allreduce[0].received == 48);
 }
 
 TEST_CASE("the one-process all-to-all is a copy, and refuses a mismatch", "[ep][dist]") {

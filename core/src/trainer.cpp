@@ -239,7 +239,8 @@ Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, 
     // 0: the whole batch at once in a single process (the fastest step on one machine: sharding costs
     // about 2x on 2 threads, measured on the mini model), default_shards under mpirun. A single process
     // matches a distributed run bit for bit when given the same --shards.
-    if (cfg_.shards == 0) cfg_.shards = (comm ? comm->size() : 1) == 1 ? 1 : default_shards(cfg_.batch);
+    // (One process emulating --ep ranks shards as they would.)
+    if (cfg_.shards == 0) cfg_.shards = (comm ? comm->size() : 1) == 1 && ep == 1 ? 1 : default_shards(cfg_.batch);
     m_.precision = cfg_.precision;
     m_.mtp_lambda = cfg_.mtp_lambda;
     m_.node_limit = NodeLimit{std::size_t(cfg_.nodes), std::size_t(cfg_.max_nodes)};
