@@ -143,6 +143,8 @@ assert max(free) > 2, free
 EOF
 # Layouts that do not fit end every rank with one line and status 2.
 fault "--ep 3 on 2 ranks" 2 "must divide" mpirun --oversubscribe -np 2 "$eva" "${train[@]}" --ep 3
+fault "--ep 2 on rank 1 only" 2 "starts from another config" \
+  mpirun --oversubscribe -np 1 "$eva" "${train[@]}" : -np 1 "$eva" "${train[@]}" --ep 2
 # One process given the layout (--ep without mpirun) accounts the same traffic the 4 ranks measured.
 "$eva" "${train[@]}" --ep 4 --ranks-per-node 1 --max-nodes 1 >nl_emulated.jsonl || fail "emulated layout: exit $?"
 same nl_ref.jsonl nl_emulated.jsonl || fail "emulated layout: the losses differ"

@@ -268,8 +268,9 @@ Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, 
     }
     if (N > 1) {
         // Every rank must start from the same run; else its steps would silently diverge. Compare a
-        // fingerprint of the config, the corpus and the weights (a run id is per process: not hashed).
-        const std::string c = cfg_.to_json().dump() + to_json(m.args).dump() + m.moe.to_json().dump();
+        // fingerprint of the config, the expert layout, the corpus and the weights (a run id is per process:
+        // not hashed).
+        const std::string c = cfg_.to_json().dump() + to_json(m.args).dump() + m.moe.to_json().dump() + " ep " + std::to_string(ep);
         std::uint64_t h = fnv1a(c.data(), c.size());
         h = fnv1a(corpus.train.data(), corpus.train.size() * sizeof(Token), h);
         h = fnv1a(corpus.validation.data(), corpus.validation.size() * sizeof(Token), h);
