@@ -161,6 +161,7 @@ TEST_CASE("data parallel: 2 and 4 ranks train bit for bit as one process", "[dis
 }
 #endif
 
+#if !defined(__EMSCRIPTEN__)  // (threads as ranks)
 TEST_CASE("expert parallel: experts on 2 or 4 ranks, also beside data parallel, train bit for bit as one process",
           "[dist][trainer][ep]") {
     eva::set_num_threads(1);
@@ -194,6 +195,8 @@ TEST_CASE("node-limited routing: a single process emulating the layout trains as
         CHECK(same_bits(r.weights, limited[0].weights));
     }
 }
+
+#endif
 
 TEST_CASE("expert-parallel layouts that do not fit are refused", "[dist][trainer][ep]") {
     const auto args = dist_args(0);
