@@ -14,12 +14,16 @@
 // Each time is also given as model FLOPs utilisation: MFU = the step's model FLOPs (eva/flops.hpp,
 // counted from the config) ÷ time ÷ (threads × one core's fp32 FMA peak, eva/peak.hpp, measured in the
 // same run; the two vCPUs here are independent cores).
+// Per thread count it also times `eva train`'s own step (eva::Trainer) with the whole batch and with the
+// default gradient shards, alternated step by step, and reports their ratio (the shard tree's cost) and
+// the sharded step's minor page faults (target 0: no memory is mapped anew after the first steps).
 // Usage: build/release/eva_bench_train [--config mini] [--batch 16] [--seq-len 128] [--steps 10]
 //        [--threads 1,2] [--rounds 3] [--json FILE]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <string>
 #include <sys/resource.h>
@@ -30,6 +34,7 @@
 #include <nlohmann/json.hpp>
 
 #include "allocator.hpp"
+#include "openmp_wait.hpp"
 #include "eva/checkpoint.hpp"
 #include "eva/flops.hpp"
 #include "eva/peak.hpp"
@@ -82,6 +87,59 @@ EvaSteps eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps
     return {median(times), double(faults) / steps};
 }
 
+// `eva train`'s own step (eva::Trainer, with its batch sampling and gradient shards) with the whole
+// batch at once (--shards 1) and cut into the default shards, alternated step by step so that both see
+// the same machine load: the price of the fixed summation order that lets a run print the same losses
+// on any rank count (docs/5-model.md), and the sharded step's minor page faults.
+struct ShardCost {
+    int shards;
+    double whole_seconds, sharded_seconds;  // medians over the timed steps, wall time
+    double whole_cpu, sharded_cpu;          // the same in CPU time of the process (all threads): a busy
+                                            // machine delays a thread, but does not add to its CPU time
+    double faults_per_step;                 // of the sharded trainer's timed steps
+};
+
+double cpu_seconds() {
+    timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+ShardCost shard_cost(const eva::Model<float>& init, int batch, int seq_len, int steps, int threads) {
+    eva::set_num_threads(threads);
+    eva::Corpus corpus;  // random bytes: the cost of a step does not depend on the text
+    eva::Rng rng(7);
+    for (auto* part : {&corpus.train, &corpus.validation})
+        for (std::size_t i = 0; i < std::size_t(batch) * std::size_t(seq_len) * 4; ++i)
+            part->push_back(eva::Token(rng.next_u32() % std::uint32_t(init.args.vocab_size)));
+    eva::TrainConfig whole;
+    whole.batch = batch;
+    whole.seq_len = seq_len;
+    whole.steps = steps + 2;
+    whole.shards = 1;
+    eva::TrainConfig sharded = whole;
+    sharded.shards = eva::default_shards(batch);
+    auto m1 = init, m2 = init;
+    eva::Trainer a(m1, corpus, whole), b(m2, corpus, sharded);
+    std::vector<double> ta, tb, ca, cb;
+    long faults = 0;
+    for (int s = 0; s < steps + 2; ++s) {  // two warm-up steps
+        const double c0 = cpu_seconds();
+        const double sa = a.step().seconds;
+        const double c1 = cpu_seconds();
+        const long f0 = minor_faults();
+        const double sb = b.step().seconds;
+        const double c2 = cpu_seconds();
+        if (s < 2) continue;
+        faults += minor_faults() - f0;
+        ta.push_back(sa);
+        tb.push_back(sb);
+        ca.push_back(c1 - c0);
+        cb.push_back(c2 - c1);
+    }
+    return {sharded.shards, median(ta), median(tb), median(ca), median(cb), double(faults) / steps};
+}
+
 double torch_median_step(const std::string& model, int batch, int seq_len, int steps, int threads) {
     const std::string here = __FILE__, script = here.substr(0, here.find_last_of('/')) + "/bench_train.py";
     const std::string t = std::to_string(threads);
@@ -103,10 +161,7 @@ double torch_median_step(const std::string& model, int batch, int seq_len, int s
 
 int main(int argc, char** argv) {
     eva::native::keep_freed_memory();
-    if (!std::getenv("OMP_WAIT_POLICY")) {
-        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-        execv("/proc/self/exe", argv);
-    }
+    eva::native::passive_openmp_wait(argv);
     CLI::App app{"Training tokens/s: eva vs PyTorch on the same model, batch and threads"};
     std::string config = "mini", json_path;
     int batch = 16, seq_len = 128, steps = 10, rounds = 3;
@@ -167,6 +222,19 @@ int main(int argc, char** argv) {
         j["eva_" + key + "_page_faults_per_step"] = median(faults);
         std::printf("%-8d %-9s %.0f minor page faults per step\n", threads, "eva", median(faults));
         j["eva_" + key + "_mfu"] = mfu(e, threads);
+        const ShardCost c = shard_cost(init, batch, seq_len, steps, threads);
+        std::printf("%-8d %-9s whole batch %.1f ms (CPU %.1f ms), %d shards %.1f ms (CPU %.1f ms): %.2fx (CPU %.2fx), "
+                    "%.0f minor page faults per step\n", threads, "Trainer", c.whole_seconds * 1e3, c.whole_cpu * 1e3,
+                    c.shards, c.sharded_seconds * 1e3, c.sharded_cpu * 1e3, c.sharded_seconds / c.whole_seconds,
+                    c.sharded_cpu / c.whole_cpu, c.faults_per_step);
+        j["trainer_" + key + "_whole_seconds"] = c.whole_seconds;
+        j["trainer_" + key + "_sharded_seconds"] = c.sharded_seconds;
+        j["trainer_" + key + "_shards"] = c.shards;
+        j["trainer_" + key + "_shard_cost"] = c.sharded_seconds / c.whole_seconds;
+        j["trainer_" + key + "_whole_cpu_seconds"] = c.whole_cpu;
+        j["trainer_" + key + "_sharded_cpu_seconds"] = c.sharded_cpu;
+        j["trainer_" + key + "_shard_cpu_cost"] = c.sharded_cpu / c.whole_cpu;
+        j["trainer_" + key + "_page_faults_per_step"] = c.faults_per_step;
         if (torch_s.empty()) {
             std::printf("%-8d PyTorch not available (/usr/bin/python3 with torch needed)\n", threads);
             continue;

@@ -477,7 +477,7 @@ void add_model_commands(CLI::App& app) {
             ->capture_default_str()->check(CLI::Range(0.0, 10.0));
         c->add_option("--shards", o->t.shards,
                       "Gradient shards per step: the batch is cut into this many pieces, summed as a fixed tree "
-                      "(0: 1 in one process without --ep; under mpirun or with --ep 4, 2 or 1, the largest dividing --batch); the rank count must divide it, "
+                      "(0: 4, 2 or 1, the largest dividing --batch, alone or under mpirun); the rank count must divide it, "
                       "and a single process given the same --shards trains bit for bit as the ranks")
             ->capture_default_str()->check(CLI::Range(0, 4096));
         c->add_option("--ep", o->ep,

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "allocator.hpp"
+#include "openmp_wait.hpp"
 #include "cli.hpp"
 #include "eva/dist.hpp"
 #include "eva/error.hpp"
@@ -58,6 +59,7 @@ int fail(const char* prefix, const std::string& msg) {
 
 int main(int argc, char** argv) {
     eva::native::keep_freed_memory();
+    eva::native::passive_openmp_wait(argv);
     CLI::App app{"eva — DeepSeek-V3's core ideas (MLA, DeepSeekMoE, FP8), runnable and measurable"};
     app.set_version_flag("--version", std::string("eva ") + EVA_VERSION);
     app.require_subcommand(1);

@@ -247,9 +247,9 @@ TEST_CASE("ranks must be a power of two dividing the shards", "[dist][trainer]")
     Hub hub;
     ThreadComm four(hub, 0, 4), three(hub, 0, 3);
     CHECK_THROWS_WITH(eva::Trainer(m, corpus, t, &four), Catch::Contains("4 ranks cannot share 2 gradient shards"));
-    t.shards = 0;  // the default for batch 8 on several ranks: 4 shards
+    t.shards = 0;  // the default for batch 8, on several ranks and alone alike: 4 shards
     CHECK_THROWS_WITH(eva::Trainer(m, corpus, t, &three), Catch::Contains("3 ranks cannot share 4"));
-    CHECK(eva::Trainer(m, corpus, t).config().shards == 1);  // alone: the whole batch
+    CHECK(eva::Trainer(m, corpus, t).config().shards == 4);  // alone too: the same losses as the ranks
     t.shards = 3;
     CHECK_THROWS_WITH(eva::Trainer(m, corpus, t), Catch::Contains("shards must divide the batch (8), got 3"));
     CHECK(eva::default_shards(16) == 4);

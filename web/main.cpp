@@ -8,6 +8,7 @@
 #include <GLES3/gl3.h>
 
 #include <chrono>
+#include <cfloat>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -25,7 +26,7 @@ namespace eva::web {
 
 // The panel table: one line a panel — its ?panel= id, its tab title, how to draw it from the app's one
 // context and its own state, its state as JSON (window.eva.state(id)), its plain-text summary, its
-// figures for selfTest, and its controls from / to the query string (none for routing and GEMM yet).
+// figures for selfTest, and its controls from / to the query string.
 struct Panel {
     const char* id;
     const char* title;
@@ -50,13 +51,16 @@ const Panel panels[] = {
     {"train", "Train", [](App& a) { train_panel(a.train); }, [](const App& a) { return train_state(a.train); },
      [](const App& a) { return train_summary(a.train); }, train_self_test,
      [](App& a, const Query& q) { train_from_query(a.train, q); }, [](const App& a) { return train_to_query(a.train); }},
-    {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }, [](const App&) { return nlohmann::json::object(); },
-     [](const App& a) { return gemm_summary(a.gemm); }, gemm_self_test},
+    {"gemm", "GEMM", [](App& a) { gemm_panel(a.gemm); }, [](const App& a) { return gemm_state(a.gemm); },
+     [](const App& a) { return gemm_summary(a.gemm); }, gemm_self_test,
+     [](App& a, const Query& q) { gemm_from_query(a.gemm, q); }, [](const App& a) { return gemm_to_query(a.gemm); }},
 };
 
 // Draws one panel and remembers the frame it was drawn in (its exported state says whether it is on screen).
 void draw_panel(App& app, const Panel& p) {
+    ImGui::PushTextWrapPos(0.0f);  // all of a panel's text wraps at the window's edge instead of running off it
     p.draw(app);
+    ImGui::PopTextWrapPos();
     app.drawn_frame[p.id] = app.frames;
     // The shown panel's plain-text summary, mirrored into the page's aria-live region (#summary) twice a
     // second at most and only when it changed, so a screen reader is not flooded while figures update.
@@ -160,25 +164,60 @@ std::string query_param(const char* name, const char* fallback) {
     return found ? std::string(value) : std::string(fallback);
 }
 
-// Keeps the canvas's drawing buffer the size it is shown at (it fills the page or the iframe and follows
-// its resizing). Not through glfwSetWindowSize: Emscripten's GLFW takes a size equal to the screen's
-// as a request for fullscreen, which a page may only make on a user gesture. Resizing the canvas through
-// Emscripten's browser layer updates GLFW's window size the same way, without that rule.
-void fit_canvas(GLFWwindow* window) {
+// Keeps the canvas's drawing buffer at the size it is shown at times devicePixelRatio (it fills the page
+// or the iframe and follows its resizing; crisp at 2x), and returns that ratio. Not through
+// glfwSetWindowSize: Emscripten's GLFW takes a size equal to the screen's as a request for fullscreen,
+// which a page may only make on a user gesture. Resizing the canvas through Emscripten's browser layer
+// updates GLFW's window size the same way, without that rule (the CSS size stays the stylesheet's).
+float fit_canvas(GLFWwindow* window) {
     double w = 0, h = 0;
     emscripten_get_element_css_size("#canvas", &w, &h);
+    const double ratio = emscripten_get_device_pixel_ratio();
+    const int bw = int(std::lround(w * ratio)), bh = int(std::lround(h * ratio));
     int cw = 0, ch = 0;
     glfwGetWindowSize(window, &cw, &ch);
-    if (int(w) != cw || int(h) != ch) EM_ASM({ Browser.setCanvasSize($0, $1); }, int(w), int(h));
+    if (bw != cw || bh != ch) EM_ASM({ Browser.setCanvasSize($0, $1); }, bw, bh);
+    return float(ratio);
+}
+
+// Emscripten 3.1.6's GLFW has no high-DPI support: its one window size is the canvas's backing store,
+// and it reports the cursor in those pixels. ImGui lays out in CSS pixels and draws at
+// DisplayFramebufferScale, so after the backend's NewFrame the glue converts its size and cursor.
+void use_css_pixels(float ratio) {
+    ImGuiIO& io = ImGui::GetIO();
+    io.DisplaySize = ImVec2(io.DisplaySize.x / ratio, io.DisplaySize.y / ratio);
+    io.DisplayFramebufferScale = ImVec2(ratio, ratio);
+    if (io.MousePos.x != -FLT_MAX) io.MousePos = ImVec2(io.MousePos.x / ratio, io.MousePos.y / ratio);
+}
+
+// The font rasterised at the pixel ratio and scaled back by it, so text keeps its CSS size and layout but
+// gets one texel per device pixel. Rebuilt when the ratio changes (a window moved to another screen, a
+// zoom); the first build happens before the OpenGL backend creates its device objects.
+void rasterise_font(float ratio) {
+    static float built = 0;
+    if (ratio == built) return;
+    ImGuiIO& io = ImGui::GetIO();
+    io.Fonts->Clear();
+    ImFontConfig font;
+    font.SizePixels = 13.0f * ratio;  // ImGui's default font at its design size, 13 CSS pixels
+    io.Fonts->AddFontDefault(&font);
+    io.FontGlobalScale = 1.0f / ratio;
+    if (built != 0) {
+        ImGui_ImplOpenGL3_DestroyFontsTexture();
+        ImGui_ImplOpenGL3_CreateFontsTexture();
+    }
+    built = ratio;
 }
 
 void frame(void* arg) {
     App& app = *static_cast<App*>(arg);
     const auto t0 = std::chrono::steady_clock::now();
-    fit_canvas(window);
+    const float ratio = fit_canvas(window);
     glfwPollEvents();
+    rasterise_font(ratio);
     ImGui_ImplOpenGL3_NewFrame();
     ImGui_ImplGlfw_NewFrame();
+    use_css_pixels(ratio);
     ImGui::NewFrame();
 
     eva::web::draw_app(app);
@@ -252,6 +291,13 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
             j["drawn"] = ever && at->second >= g_app->frames - 1;  // drawn in the latest frame
         }
     out = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // samples may cut a UTF-8 sequence
+    return out.c_str();
+}
+
+// What the last frame put on screen and what of it is cut (window.eva.layout(); web/panel.hpp).
+extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_layout() {
+    static std::string out;
+    out = eva::web::layout_report().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     return out.c_str();
 }
 
@@ -336,6 +382,10 @@ int main() {
     ImGui::CreateContext();
     ImGui::GetIO().IniFilename = nullptr;  // no imgui.ini in the browser
     ImGui::StyleColorsDark();
+    // Lines drawn as geometry, not from baked textures: every textured quad is then a glyph, which is how
+    // layout_report finds the text on screen. The cost is a few more vertices per line.
+    ImGui::GetStyle().AntiAliasedLinesUseTex = false;
+    ImGui::GetIO().Fonts->Flags |= ImFontAtlasFlags_NoBakedLines;
     ImGui_ImplGlfw_InitForOpenGL(window, true);
     ImGui_ImplOpenGL3_Init("#version 300 es");
     eva::web::publish_panels();

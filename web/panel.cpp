@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include <imgui.h>
+#include <imgui_internal.h>
 
 #include "eva/data.hpp"
 #include "train_worker.hpp"
@@ -67,9 +68,112 @@ void explain(const char* text) {
     ImGui::Separator();
 }
 
+namespace {
+
+nlohmann::json rect_json(ImVec2 a, ImVec2 b) { return {a.x, a.y, b.x, b.y}; }
+
+using UvCorners = std::map<std::pair<float, float>, std::pair<float, float>>;
+
+// The cut glyphs of one window's draw list. A glyph is the quad ImFont::RenderText writes (indices
+// v, v+1, v+2, v, v+2, v+3) with texture coordinates off the atlas's white pixel (shapes use only that pixel
+// once baked lines are off, as main.cpp sets). It is cut sideways when its clip rectangle or the display's
+// edge crosses it, or when ImGui shrank it to fit a frame (its texture corners are then no longer one
+// glyph's: `top_left` maps each glyph's (U0, V0) to its (U1, V1), `bottom_right` the reverse). Cut
+// vertically (by either), it is only hidden for good in a window that cannot scroll: a scrolling one shows
+// the rest of the line when scrolled.
+void cut_glyphs(const ImGuiWindow& w, const UvCorners& top_left, const UvCorners& bottom_right, ImVec2 display,
+                long& glyphs, nlohmann::json& cut) {
+    const ImDrawList& dl = *w.DrawList;
+    const ImVec2 white = ImGui::GetIO().Fonts->TexUvWhitePixel;
+    const bool scrolls = w.ScrollMax.y > 0;
+    for (const ImDrawCmd& cmd : dl.CmdBuffer) {
+        const ImDrawIdx* idx = dl.IdxBuffer.Data + cmd.IdxOffset;
+        const ImDrawVert* vtx = dl.VtxBuffer.Data + cmd.VtxOffset;
+        const ImVec4 c = cmd.ClipRect;
+        for (unsigned i = 0; i + 6 <= cmd.ElemCount; i += 3) {
+            const ImDrawIdx v = idx[i];
+            if (idx[i + 1] != v + 1 || idx[i + 2] != v + 2 || idx[i + 3] != v || idx[i + 4] != v + 2 || idx[i + 5] != v + 3 ||
+                (vtx[v].uv.x == white.x && vtx[v].uv.y == white.y))
+                continue;
+            const ImDrawVert &a = vtx[v], &b = vtx[v + 2];  // top-left and bottom-right corners
+            const auto tl = top_left.find({a.uv.x, a.uv.y});
+            const auto br = bottom_right.find({b.uv.x, b.uv.y});
+            const bool whole = tl != top_left.end() && tl->second == std::make_pair(b.uv.x, b.uv.y);
+            const bool whole_width = whole || (tl != top_left.end() && tl->second.first == b.uv.x) ||
+                                     (br != bottom_right.end() && br->second.first == a.uv.x);
+            const bool cut_height = !whole || a.pos.y < std::max(c.y, 0.0f) || b.pos.y > std::min(c.w, display.y);
+            const char* why = !whole_width                                                           ? "cut to fit its frame"
+                              : a.pos.x < c.x || b.pos.x > c.z || a.pos.x < 0 || b.pos.x > display.x ? "clipped sideways"
+                              : cut_height && !scrolls ? "clipped in a window that cannot scroll"
+                                                       : nullptr;
+            ++glyphs;
+            if (why && cut.size() < 20) cut.push_back({{"window", w.Name}, {"why", why}, {"rect", rect_json(a.pos, b.pos)}});
+            i += 3;  // the quad's second triangle
+        }
+    }
+}
+
+}  // namespace
+
+nlohmann::json layout_report() {
+    ImGuiContext& g = *ImGui::GetCurrentContext();
+    const ImGuiIO& io = g.IO;
+    UvCorners top_left, bottom_right;  // each glyph's texture corners, both ways
+    for (const ImFont* f : io.Fonts->Fonts)
+        for (const ImFontGlyph& gl : f->Glyphs) {
+            top_left[{gl.U0, gl.V0}] = {gl.U1, gl.V1};
+            bottom_right[{gl.U1, gl.V1}] = {gl.U0, gl.V0};
+        }
+    nlohmann::json windows = nlohmann::json::array(), cut = nlohmann::json::array();
+    long glyphs = 0;
+    for (ImGuiWindow* w : g.Windows) {
+        if (!w->Active || w->Hidden) continue;
+        windows.push_back({{"name", w->Name}, {"rect", rect_json(w->Pos, {w->Pos.x + w->Size.x, w->Pos.y + w->Size.y})},
+                           {"overflow_x", w->ScrollMax.x}, {"scroll_y", w->ScrollMax.y}});
+        cut_glyphs(*w, top_left, bottom_right, io.DisplaySize, glyphs, cut);
+    }
+    // Labels ImGui shortens with "..." (their glyphs may all be whole): tabs and table headers too narrow
+    // for them, and table cells whose content runs past the column.
+    for (int n = 0; n < g.TabBars.GetMapSize(); ++n)
+        if (ImGuiTabBar* bar = g.TabBars.TryGetMapData(n); bar && bar->PrevFrameVisible >= g.FrameCount - 1)
+            for (const ImGuiTabItem& t : bar->Tabs)
+                if (t.Width + 0.5f < t.ContentWidth) cut.push_back({{"why", "tab shortened"}, {"text", bar->GetTabName(&t)}});
+    for (int n = 0; n < g.Tables.GetMapSize(); ++n)
+        if (ImGuiTable* t = g.Tables.TryGetMapData(n); t && t->LastFrameActive == g.FrameCount)
+            for (int c = 0; c < t->ColumnsCount; ++c) {
+                const ImGuiTableColumn& col = t->Columns[c];
+                const float used = std::max({col.ContentMaxXHeadersIdeal, col.ContentMaxXFrozen, col.ContentMaxXUnfrozen});
+                if (col.IsVisibleX && used > col.WorkMaxX + 0.5f)
+                    cut.push_back({{"why", "table column too narrow"}, {"text", ImGui::TableGetColumnName(t, c)},
+                                   {"over", used - col.WorkMaxX}});
+            }
+    return {{"display", {io.DisplaySize.x, io.DisplaySize.y}}, {"pixel_ratio", io.DisplayFramebufferScale.x},
+            {"windows", windows}, {"glyphs", glyphs}, {"cut", cut}};
+}
+
+void begin_block(float width) {
+    ImGui::BeginGroup();
+    ImGui::PushTextWrapPos(ImGui::GetCursorPosX() + width);
+}
+
+void end_block() {
+    ImGui::PopTextWrapPos();
+    ImGui::EndGroup();
+}
+
 void same_line_if_fits(float width) {
     const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
     if (ImGui::GetItemRectMax().x + ImGui::GetStyle().ItemSpacing.x + width <= right) ImGui::SameLine();
 }
+
+float control_width(const char* label, float item) {
+    const ImGuiStyle& st = ImGui::GetStyle();
+    const float text = ImGui::CalcTextSize(label, nullptr, true).x;  // up to "##"
+    if (item == 0) return text + 2 * st.FramePadding.x;
+    if (item == kBox) item = ImGui::GetFrameHeight();
+    return item + (text > 0 ? st.ItemInnerSpacing.x + text : 0);
+}
+
+void same_line_for(const char* label, float item) { same_line_if_fits(control_width(label, item)); }
 
 }  // namespace eva::web

@@ -66,8 +66,26 @@ float query_float(const Query& q, const char* key, float fallback, float lo, flo
 /// Draws the panel's explanation in a wrapped, dimmed paragraph.
 void explain(const char* text);
 
+/// A block of the panel `width` pixels wide (an ImGui group) whose text wraps at its right edge, so two
+/// blocks side by side each keep to their own width.
+void begin_block(float width);
+void end_block();
+
+/// What the last frame put on screen, for the browser tests to prove that nothing is clipped
+/// (window.eva.layout()): the display in CSS pixels and its pixel ratio, each window's rectangle and how
+/// far its content overflows it, and every text item that is cut — a glyph that its clip rectangle crosses
+/// sideways (a table column or window too narrow), a glyph ImGui cut to fit a frame, a glyph off the
+/// display, a tab or table header shortened to "...". Read from ImGui's own windows and draw lists.
+nlohmann::json layout_report();
+
 /// Places the next item on the same line when `width` more pixels fit in the window, else on the next
 /// line, so controls wrap in a narrow embed instead of running off the edge.
 void same_line_if_fits(float width);
+/// The width of a control for same_line_if_fits: `item` pixels (a slider's or combo's item width; 0 for a
+/// button, which sizes itself to its label; kBox for a checkbox or radio button) and its label beside it.
+constexpr float kBox = -1;
+float control_width(const char* label, float item = 0);
+/// same_line_if_fits(control_width(label, item)).
+void same_line_for(const char* label, float item = 0);
 
 }  // namespace eva::web

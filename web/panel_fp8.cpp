@@ -327,20 +327,20 @@ void draw_histogram(const Fp8Panel& p, ImVec2 size) {
 
 void draw_controls(Fp8Panel& p, Pretrained& ck) {
     ImGui::RadioButton("trained weight", &p.source, Fp8Panel::Weight);
-    ImGui::SameLine();
+    same_line_for("activation", kBox);
     ImGui::RadioButton("activation", &p.source, Fp8Panel::Activation);
-    ImGui::SameLine();
+    same_line_for("synthetic", kBox);
     ImGui::RadioButton("synthetic", &p.source, Fp8Panel::Synthetic);
-    ImGui::SameLine(0, 30);
+    same_line_for("E4M3", kBox);
     ImGui::RadioButton("E4M3", &p.format, 0);
-    ImGui::SameLine();
+    same_line_for("E5M2", kBox);
     ImGui::RadioButton("E5M2", &p.format, 1);
     p.e5m2_rect.record();
-    ImGui::SameLine(0, 30);
+    same_line_for("power-of-two scales", kBox);
     ImGui::Checkbox("power-of-two scales", &p.pow2);
 
     for (int g = Fp8Panel::Tensor; g <= Fp8Panel::Delayed; ++g) {
-        if (g) ImGui::SameLine();
+        if (g) same_line_for(granularity_label(g), kBox);
         ImGui::RadioButton(granularity_label(g), &p.granularity, g);
         if (g == Fp8Panel::Block) p.block_rect.record();
         if (g == Fp8Panel::Delayed) p.delayed_rect.record();
@@ -356,7 +356,7 @@ void draw_controls(Fp8Panel& p, Pretrained& ck) {
     } else if (p.source == Fp8Panel::Activation) {
         Model<float>* m = ck.shown();
         ImGui::SliderInt("layer", &p.layer, 0, m ? int(m->args.n_layers) - 1 : 0);
-        ImGui::SameLine();
+        same_line_for("point", 300);
         ImGui::SetNextItemWidth(300);
         ImGui::Combo("point", &p.point, "block input x\0attn_norm(x)\0ffn_norm(h)\0");
         char buf[512];
@@ -365,7 +365,7 @@ void draw_controls(Fp8Panel& p, Pretrained& ck) {
         if (ImGui::InputText("##text", buf, sizeof buf, ImGuiInputTextFlags_EnterReturnsTrue)) p.text = buf;
     } else {
         ImGui::SliderFloat("outlier share", &p.outlier_fraction, 0.0f, 0.01f, "%.4f");
-        ImGui::SameLine();
+        same_line_for("outlier magnitude (sigma)", 240);
         ImGui::SetNextItemWidth(240);
         ImGui::SliderFloat("outlier magnitude (sigma)", &p.outlier_magnitude, 2.0f, 10000.0f, "%.0f",
                            ImGuiSliderFlags_Logarithmic);
@@ -373,9 +373,9 @@ void draw_controls(Fp8Panel& p, Pretrained& ck) {
     if (p.granularity == Fp8Panel::Delayed) {
         ImGui::SetNextItemWidth(160);
         ImGui::SliderInt("history length", &p.delayed.history_length, 1, 16);
-        ImGui::SameLine();
+        same_line_for("x4 spike at step 16", kBox);
         ImGui::Checkbox("x4 spike at step 16", &p.delayed.spike);
-        ImGui::SameLine();
+        same_line_for("shown step", 200);
         ImGui::SetNextItemWidth(200);
         ImGui::SliderInt("shown step", &p.shown_step, 0, DelayedRun::kSteps - 1);
     }
@@ -578,20 +578,20 @@ void draw_panel(Fp8Panel& p, Pretrained& ck) {
     } else if (!p.x.empty() && !p.hist.empty()) {
         draw_metrics(p);
         const float left = width * 0.58f;
-        ImGui::BeginGroup();
+        const float hw = width - left - 10;
+        begin_block(left);
         ImGui::Text("histogram of log2(|x|/s), bar height log10(1 + count); %zu exact zeros", p.hist_zero);
         draw_histogram(p, ImVec2(left, 190));
-        ImGui::EndGroup();
+        end_block();
         ImGui::SameLine();
-        ImGui::BeginGroup();
+        begin_block(hw);
         ImGui::Checkbox("relative error |x-q|/|x|", &p.relative_heatmap);
         ImGui::Text("log10 of the mean error per cell of %dx%d elements:", p.cell_rows, p.cell_cols);
         ImGui::Text("%.2f dark .. %.2f bright; box: saturated/flushed", p.grid_lo, p.grid_hi);
-        const float hw = width - left - 10;
         const float hh = std::min(170.0f, hw * float(p.grid_rows) / float(std::max(p.grid_cols, 1)));
         draw::heatmap("fp8_err", p.grid.data(), p.grid_rows, p.grid_cols, p.grid_lo, p.grid_hi, ImVec2(hw, hh), false,
                       p.grid_mark.data());
-        ImGui::EndGroup();
+        end_block();
         if (p.granularity == Fp8Panel::Delayed) draw_delayed(p, width);
         if (p.source == Fp8Panel::Weight && !p.stored.name.empty()) {
             ImGui::Separator();

@@ -35,17 +35,27 @@ void GemmPanel::run() {
     done = true;
 }
 
+constexpr int kMinSize = 16, kMaxSize = 512;
+
 void gemm_panel(GemmPanel& g) {
     explain("Every layer of the model - attention projections, experts, the output head - is a matrix "
             "product. eva computes them all with one kernel: packed panels, cache blocking and a SIMD "
             "register tile. Here it runs in your browser and is checked against a plain triple loop in "
             "double precision.");
     ImGui::Text("SIMD kernel: %s", gemm_arch().c_str());
-    ImGui::SliderInt("matrix size n", &g.size, 16, 512);
+    ImGui::SliderInt("matrix size n", &g.size, kMinSize, kMaxSize);
     if (ImGui::Button("Multiply and check") || !g.done) g.run();
     ImGui::Text("C = A.B with n = %d: %.2f GFLOP/s", g.size, g.gflops);
     ImGui::Text("max |error| / max |C| against the double-precision loop: %.2e", g.max_rel_error);
 }
+
+nlohmann::json gemm_state(const GemmPanel& g) {
+    return {{"size", g.size}, {"gflops", g.gflops}, {"max_rel_error", g.max_rel_error}, {"done", g.done}};
+}
+
+void gemm_from_query(GemmPanel& g, const Query& q) { g.size = query_int(q, "n", g.size, kMinSize, kMaxSize); }
+
+Query gemm_to_query(const GemmPanel& g) { return {{"n", std::to_string(g.size)}}; }
 
 std::string gemm_summary(const GemmPanel& g) {
     char buf[160];

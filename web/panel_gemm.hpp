@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "panel.hpp"
+
 namespace eva::web {
 
 struct GemmPanel {
@@ -14,6 +16,11 @@ struct GemmPanel {
     void run();
 };
 void gemm_panel(GemmPanel& state);
+/// The panel's state (window.eva.state("gemm")): the size and the last product's figures.
+nlohmann::json gemm_state(const GemmPanel& state);
+/// The size from / to the query string: n=16…512.
+void gemm_from_query(GemmPanel& state, const Query& q);
+Query gemm_to_query(const GemmPanel& state);
 /// A plain-text summary of the panel's key figures (mirrored into the page's aria-live region).
 std::string gemm_summary(const GemmPanel& state);
 /// Figures for window.eva.selfTest(): the GEMM's SIMD path and error, the first Philox draws.

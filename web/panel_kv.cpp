@@ -152,7 +152,7 @@ void own_scheme_bars(float width, float height) {
 void memory_section(KvPanel& s) {
     const auto& models = memory_models();
     for (int i = 0; i < int(models.size()); ++i) {
-        if (i) ImGui::SameLine();
+        if (i) same_line_for(models[std::size_t(i)].label, kBox);
         if (ImGui::RadioButton(models[std::size_t(i)].label, s.preset == i)) s.preset = i;
         if (i == 2) s.preset_v2_rect.record();
     }
@@ -173,11 +173,15 @@ void memory_section(KvPanel& s) {
     else
         ImGui::Text("GQA-8: each K/V head serves 4 query heads (4x less than MHA).  * = the scheme this model uses");
     const float avail = ImGui::GetContentRegionAvail().x;
-    const float table_w = avail * 0.48f, chart_w = (avail - table_w) * 0.58f - 8, own_w = avail - table_w - chart_w - 24;
+    // The table and the two charts in one row when it is wide enough for the table's figures, else the
+    // charts under the table.
+    const bool one_row = avail >= 1150;
+    const float table_w = one_row ? avail * 0.48f : avail, rest = one_row ? avail - table_w - 12 : avail;
+    const float chart_w = rest * 0.58f - 8, own_w = rest - chart_w - 12;
     ImGui::BeginGroup();
     memory_table(mm, bf, f8, table_w);
     ImGui::EndGroup();
-    ImGui::SameLine(0, 12);
+    if (one_row) ImGui::SameLine(0, 12);
     ImGui::BeginGroup();
     memory_bars(mm, bf, f8, chart_w, 110);
     ImGui::EndGroup();

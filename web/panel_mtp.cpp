@@ -13,6 +13,7 @@
 
 #include "eva/data.hpp"
 #include "eva/error.hpp"
+#include "panel.hpp"
 
 namespace eva::web {
 
@@ -149,14 +150,14 @@ void coloured_text(const SpecDecode& s, float width, float height) {
 void speculative_section(SpecDecode& s, const Model<float>* m, const std::string& prompt, float temperature,
                          bool work) {
     ImGui::TextUnformatted("Speculative decoding with the MTP head:");
-    ImGui::SameLine();
+    same_line_for("seed", 90);
     ImGui::SetNextItemWidth(90);
     ImGui::InputInt("seed", &s.seed);
-    ImGui::SameLine();
+    same_line_for("new tokens", 150);
     ImGui::SetNextItemWidth(150);
     ImGui::SliderInt("new tokens", &s.max_new_tokens, 8, 240);
     s.max_new_tokens = std::clamp(s.max_new_tokens, 1, 240);
-    ImGui::SameLine();
+    same_line_for("Restart##mtp");
     const bool again = ImGui::Button("Restart##mtp");
     if (!m) return;
     char key[96];
@@ -179,7 +180,7 @@ void speculative_section(SpecDecode& s, const Model<float>* m, const std::string
     ImGui::TextUnformatted("main model's token");
     ImGui::SameLine();
     ImGui::TextColored(ImVec4(0.94f, 0.35f, 0.31f, 1), "rejected draft");
-    ImGui::SameLine();
+    same_line_if_fits(300);
     ImGui::Text("| %zu rounds: %zu drafted, %zu accepted = %.1f%% | %.0f tokens/s vs %.0f plain (%.2fx)%s",
                 st.rounds, st.drafted, st.accepted, 100 * st.acceptance_rate(), tps, plain_tps, tps / plain_tps,
                 temperature == 0 && s.plain_tokens.size() == s.tokens.size()

@@ -158,10 +158,12 @@ void apply_query(RoutingPanel& s, const Model<float>& m) {
 }
 
 void draw_controls(RoutingPanel& s, const Model<float>& m) {
-    ImGui::PushItemWidth(200);
+    float sample_w = 0;  // the combo shows its longest sample whole
+    for (const char* t : kSamples) sample_w = std::max(sample_w, ImGui::CalcTextSize(t).x);
+    ImGui::PushItemWidth(sample_w + ImGui::GetFrameHeight() + 2 * ImGui::GetStyle().FramePadding.x);
     if (ImGui::Combo("sample", &s.sample, kSamples, int(IM_ARRAYSIZE(kSamples))))
         std::snprintf(s.text, sizeof s.text, "%s", kSamples[s.sample]);
-    ImGui::SameLine();
+    same_line_for("text (bytes = tokens)", 420);
     ImGui::PushItemWidth(420);
     ImGui::InputText("text (bytes = tokens)", s.text, sizeof s.text);
     ImGui::PopItemWidth();
@@ -178,24 +180,24 @@ void draw_controls(RoutingPanel& s, const Model<float>& m) {
     ImGui::SameLine();
     ImGui::RadioButton("softmax", &score, 0);
     s.softmax_rect.record();
-    ImGui::SameLine();
+    same_line_for("sigmoid", kBox);
     ImGui::RadioButton("sigmoid", &score, 1);
     c.score_func = score ? ScoreFunc::sigmoid : ScoreFunc::softmax;
     static const int kGroupChoices[] = {1, 2, 4, 8};  // divisors of 16 with >= 2 experts a group
     int groups = int(c.n_expert_groups), gi = 0;
     for (int i = 0; i < 4; ++i)
         if (kGroupChoices[i] == groups) gi = i;
-    ImGui::SameLine(0, 30);
+    same_line_for("groups", 90);
     ImGui::PushItemWidth(90);
     if (ImGui::Combo("groups", &gi, "1\0" "2\0" "4\0" "8\0")) {
         c.n_expert_groups = std::size_t(kGroupChoices[gi]);
         c.n_limited_groups = std::min(c.n_limited_groups, c.n_expert_groups);
     }
-    ImGui::SameLine();
+    same_line_for("kept groups", 90);
     int kept = int(c.n_limited_groups);
     ImGui::SliderInt("kept groups", &kept, 1, int(c.n_expert_groups));
     c.n_limited_groups = std::size_t(std::clamp(kept, 1, int(c.n_expert_groups)));
-    ImGui::SameLine();
+    same_line_for("top-k", 90);
     const int reachable = int(c.n_limited_groups) * (E / int(c.n_expert_groups));
     int k = std::min(int(c.n_activated_experts), reachable);
     ImGui::SliderInt("top-k", &k, 1, std::min(8, reachable));
@@ -206,12 +208,12 @@ void draw_controls(RoutingPanel& s, const Model<float>& m) {
     ImGui::Text("balancing:");
     ImGui::SameLine();
     ImGui::RadioButton("none", &balance, 0);
-    ImGui::SameLine();
+    same_line_for("aux-free bias", kBox);
     ImGui::RadioButton("aux-free bias", &balance, 1);
-    ImGui::SameLine();
+    same_line_for("sequence-wise loss", kBox);
     ImGui::RadioButton("sequence-wise loss", &balance, 2);
     c.balance = balance == 1 ? Balance::aux_free : balance == 2 ? Balance::seq_loss : Balance::none;
-    ImGui::SameLine(0, 20);
+    if (c.balance != Balance::none) same_line_for("bias speed gamma", 140);
     float gamma = float(c.gamma), alpha = float(c.alpha);
     ImGui::PushItemWidth(140);
     if (c.balance == Balance::aux_free && ImGui::SliderFloat("bias speed gamma", &gamma, 1e-4f, 0.05f, "%.4f",
@@ -221,7 +223,7 @@ void draw_controls(RoutingPanel& s, const Model<float>& m) {
         ImGui::SliderFloat("loss weight alpha", &alpha, 1e-5f, 1e-1f, "%.5f", ImGuiSliderFlags_Logarithmic))
         c.alpha = alpha;
     ImGui::PopItemWidth();
-    ImGui::SameLine(0, 20);
+    same_line_for("trained settings");
     if (ImGui::Button("trained settings")) {
         const double g = c.gamma, a = c.alpha;
         c = m.moe;
@@ -290,7 +292,7 @@ void draw_routing(const RoutingPanel& s, const Model<float>& m) {
     // The heatmap takes the height left after the run section (~250 px), so a 560 px iframe still shows it.
     const float room = std::clamp(ImGui::GetContentRegionAvail().y - 250.0f, 120.0f, 400.0f);
     const float label_w = 22, cell_h = std::clamp(room / float(n), 2.0f, 14.0f);
-    ImGui::BeginGroup();
+    begin_block(label_w + float(E) * 22.0f);
     ImGui::Text("gate scores s (tokens x experts), boxes = chosen top-%d", k);
     const ImVec2 origin = ImGui::GetCursorScreenPos();
     ImGui::SetCursorScreenPos(ImVec2(origin.x + label_w, origin.y));
@@ -304,7 +306,7 @@ void draw_routing(const RoutingPanel& s, const Model<float>& m) {
                         byte_label(Token(static_cast<unsigned char>(s.hidden_text[std::size_t(t)]))).c_str());
     }
     ImGui::Text("expert 0 .. %d left to right; colour %.3g .. %.3g", E - 1, double(lo), double(top));
-    ImGui::EndGroup();
+    end_block();
     ImGui::SameLine(0, 30);
 
     // Right: load, bias, figures.
@@ -408,21 +410,21 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
     ImGui::Text("Run balancing on:");
     ImGui::SameLine();
     ImGui::RadioButton("text windows (this layer's trained gate)", &source, 0);
-    ImGui::SameLine();
+    same_line_for("synthetic skewed router", kBox);
     ImGui::RadioButton("synthetic skewed router", &source, 1);
     const auto chosen = source == 0 ? BalancingRun::Source::text : BalancingRun::Source::synthetic;
     if (chosen != r.source && !r.running) r.source = chosen;
-    ImGui::SameLine(0, 20);
+    same_line_for("steps", 120);
     ImGui::PushItemWidth(120);
     ImGui::SliderInt("steps", &r.max_steps, 20, 2000);
     ImGui::PopItemWidth();
-    ImGui::SameLine();
+    same_line_for(r.running ? "stop" : "run balancing");
     if (ImGui::Button(r.running ? "stop" : "run balancing")) {
         if (r.running) r.running = false;
         else start_run(s, m);
     }
     s.run_rect.record();
-    ImGui::SameLine();
+    same_line_for("reset");
     if (ImGui::Button("reset")) r.max_vio.clear(), r.balance_loss.clear(), r.running = false;
     advance_run(r, m);
     if (r.running && r.max_vio.empty())

@@ -211,18 +211,18 @@ void settings(TrainPanel& p) {
     if (locked) ImGui::BeginDisabled();
     ImGui::PushItemWidth(120);
     ImGui::Checkbox("fp32", &p.train_fp32);
-    ImGui::SameLine();
+    same_line_for("FP8 (E4M3, 1x128 / 128x128 scales)", kBox);
     ImGui::Checkbox("FP8 (E4M3, 1x128 / 128x128 scales)", &p.train_fp8);
-    ImGui::SameLine();
+    same_line_for("continue the pretrained checkpoint", kBox);
     ImGui::Checkbox("continue the pretrained checkpoint", &p.from_pretrained);
     ImGui::SliderInt("batch", &p.batch, 1, 16);
-    ImGui::SameLine();
+    same_line_for("sequence length", 120);
     ImGui::SliderInt("sequence length", &p.seq_len, 16, 256);
-    ImGui::SameLine();
+    same_line_for("peak lr", 120);
     ImGui::SliderFloat("peak lr", &p.lr, 1e-4f, 1e-2f, "%.4f", ImGuiSliderFlags_Logarithmic);
-    ImGui::SameLine();
+    same_line_for("warmup", 120);
     ImGui::SliderInt("warmup", &p.warmup, 0, 200);
-    ImGui::SameLine();
+    same_line_for("bias speed gamma", 120);
     ImGui::SliderFloat("bias speed gamma", &p.gamma, 1e-4f, 0.1f, "%.4f", ImGuiSliderFlags_Logarithmic);
     if (ImGui::IsItemHovered())
         ImGui::SetTooltip("Aux-free balancing moves each expert's bias by gamma per step. DeepSeek-V3 uses 0.001 over "
@@ -246,7 +246,7 @@ void controls(TrainPanel& p) {
     ImGui::SameLine();
     if (ImGui::Button("Reset")) p.reset();
     p.reset_rect.record();
-    ImGui::SameLine();
+    same_line_if_fits(200);
     if (!p.message.empty()) ImGui::TextUnformatted(p.message.c_str());
     else ImGui::TextDisabled("one step = %d sequences x %d bytes; lr warmup %d steps, cosine to %.0e at step %d", p.batch,
                              p.seq_len, p.warmup, double(p.lr) * 0.1, p.schedule_steps);

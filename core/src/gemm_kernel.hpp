@@ -5,7 +5,7 @@
 // both from contiguous memory. The micro-kernel keeps an MR × NR tile of C in SIMD registers and does
 // MR·NR/lanes fused multiply-adds per step k: one broadcast of A's element, NV vector loads of B.
 //   register budget: MR·NV accumulators + NV B vectors + 1 broadcast ≤ number of vector registers
-//   (AVX-512: 32 → MR 12, NV 2; AVX2/SSE/wasm: 16 → MR 6, NV 2).
+//   (AVX-512: 32 → MR 12, NV 2; AVX2/SSE: 16 → MR 6, NV 2; wasm: MR 4, see kNarrowRows).
 // Block sizes keep the packed A block (MC × KC) in L2 and one B panel (KC × NR) in L1.
 //
 // This header is included by one translation unit per architecture, each compiled with that
@@ -34,7 +34,7 @@ struct GemmWorkspace {
 // GFLOP/s in one A/B run on a busy machine).
 constexpr std::size_t kNarrowRows = 4;
 #else
-constexpr std::size_t kNarrowRows = 4;
+constexpr std::size_t kNarrowRows = 6;
 #endif
 
 /// Tile and block sizes for scalar T with SIMD registers of `Bytes` bytes. Every size grows with the
@@ -49,7 +49,9 @@ struct GemmShape {
     static constexpr std::size_t MC = MR * 16;
     static constexpr std::size_t NC = NR * 128;
     static constexpr std::size_t kShortRows = 2 * MR;  // at most this many rows of C: B is not packed
-    static constexpr std::size_t kSmallRows = MR / 2;  // fewer rows than this: B streamed, not packed
+    // Fewer rows than this: B streamed, not packed. MR/2, but at least 3, so that a speculative verify
+    // of 2 tokens takes this path on every instruction set (WebAssembly's 4-row tile included).
+    static constexpr std::size_t kSmallRows = MR / 2 < 3 ? 3 : MR / 2;
 };
 
 template <class T, class Arch>

@@ -236,11 +236,10 @@ Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, 
       run_id_(new_run_id()), grad_(model_zeros(m)), params_(trainable_params(m.w, grad_)) {
     cfg_.schedule.total_steps = cfg_.steps;
     cfg_.validate(m.args);
-    // 0: the whole batch at once in a single process (the fastest step on one machine: sharding costs
-    // about 2x on 2 threads, measured on the mini model), default_shards under mpirun. A single process
-    // matches a distributed run bit for bit when given the same --shards.
-    // (One process emulating --ep ranks shards as they would.)
-    if (cfg_.shards == 0) cfg_.shards = (comm ? comm->size() : 1) == 1 && ep == 1 ? 1 : default_shards(cfg_.batch);
+    // 0: default_shards, in one process as under mpirun, so that a run prints the same losses on any
+    // rank count. (A sharded step of eva-mini costs about 1.1x a whole-batch one at 16 x 128, more for
+    // shards of a single short sequence: docs/5-model.md.)
+    if (cfg_.shards == 0) cfg_.shards = default_shards(cfg_.batch);
     m_.precision = cfg_.precision;
     m_.mtp_lambda = cfg_.mtp_lambda;
     m_.node_limit = NodeLimit{std::size_t(cfg_.nodes), std::size_t(cfg_.max_nodes)};
@@ -290,22 +289,30 @@ Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, 
     }
 }
 
-void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level, std::vector<double>& losses,
-                              std::vector<std::uint64_t>& counts) {
+void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level, float scale,
+                              std::vector<double>& losses, std::vector<std::uint64_t>& counts) {
     const std::vector<Param>& g = levels_.at(level);
     if (hi - lo > 1) {
         const int mid = lo + (hi - lo) / 2;
-        shard_gradients(b, lo, mid, level, losses, counts);
-        shard_gradients(b, mid, hi, level + 1, losses, counts);
+        shard_gradients(b, lo, mid, level, 1.0f, losses, counts);
+        shard_gradients(b, mid, hi, level + 1, 1.0f, losses, counts);
+        // g = (g + right)·scale, and right back to zero for the next leaf that fills it: one pass over
+        // both buffers while they stream through the cache, instead of a memset of `right` later. The
+        // rounding is that of an addition followed by a multiplication, as in separate passes.
         const std::vector<Param>& right = levels_.at(level + 1);
         detail::parallel_for(g.size(), [&](std::size_t k) {
-            for (std::size_t i = 0; i < g[k].size; ++i) g[k].grad[i] = g[k].grad[i] + right[k].grad[i];
+            float* x = g[k].grad;
+            float* r = right[k].grad;
+            if (scale == 1.0f)
+                for (std::size_t i = 0; i < g[k].size; ++i) x[i] = x[i] + r[i], r[i] = 0.0f;
+            else
+                for (std::size_t i = 0; i < g[k].size; ++i) x[i] = (x[i] + r[i]) * scale, r[i] = 0.0f;
         });
         if (ep_) ep_->add_level(level);  // the held experts' gradients, per source, follow the same tree
         return;
     }
-    // One leaf: shard `lo`'s sequences alone, from zero.
-    for (const Param& p : g) std::fill(p.grad, p.grad + p.size, 0.0f);
+    // One leaf: shard `lo`'s sequences alone, from zero (the partial buffers are kept zero between uses).
+    if (level == 0) detail::parallel_for(g.size(), [&](std::size_t k) { std::fill(g[k].grad, g[k].grad + g[k].size, 0.0f); });
     if (ep_) ep_->start_leaf(level);
     const std::size_t per = std::size_t(cfg_.batch / cfg_.shards), T = std::size_t(cfg_.seq_len);
     const auto first = b.inputs.begin() + std::ptrdiff_t(std::size_t(lo) * per * T);
@@ -345,7 +352,14 @@ StepStats Trainer::step() {
     const int N = comm_->size(), per_rank = cfg_.shards / N, lo = comm_->rank() * per_rank;
     std::vector<double> losses;          // per shard: cross-entropy, balance, each MTP module's CE
     std::vector<std::uint64_t> counts;   // per MoE block and expert, over this rank's shards
-    shard_gradients(b, lo, lo + per_rank, 0, losses, counts);
+    if (!partial_zero_)  // a step that threw left a partial sum behind
+        for (std::size_t d = 1; d < levels_.size(); ++d)
+            for (const Param& p : levels_[d]) std::fill(p.grad, p.grad + p.size, 0.0f);
+    partial_zero_ = false;
+    // Alone, the mean over the shards (1/S, exact for a power of two) joins the root's addition.
+    const bool scale_at_root = N == 1 && cfg_.shards > 1;
+    shard_gradients(b, lo, lo + per_rank, 0, scale_at_root ? 1.0f / float(cfg_.shards) : 1.0f, losses, counts);
+    partial_zero_ = true;
     if (ep_) ep_->reduce(grad_);  // this rank's experts: the tree over its group's shards
     const auto& ps = params_;
     if (N > 1) {
@@ -365,7 +379,7 @@ StepStats Trainer::step() {
         std::fill(counts.begin(), counts.end(), 0);
         for (std::size_t i = 0; i < all.size(); ++i) counts[i % counts.size()] += all[i];
     }
-    if (cfg_.shards > 1) {  // the mean of the shards' mean-loss gradients (exact for a power of two)
+    if (cfg_.shards > 1 && !scale_at_root) {  // the mean of the shards' mean-loss gradients
         const float inv = 1.0f / float(cfg_.shards);
         detail::parallel_for(ps.size(), [&](std::size_t k) {
             for (std::size_t i = 0; i < ps[k].size; ++i) ps[k].grad[i] *= inv;

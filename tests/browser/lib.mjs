@@ -29,9 +29,10 @@ export function setup() {
   });
 }
 
-// Opens the page at `query`, waits for the first drawn frame, returns the page and its console errors.
-export async function open(query = "", viewport = { width: 1280, height: 800 }) {
-  const page = await browser.newPage({ viewport });
+// Opens the page at `query` (in a viewport of CSS pixels at a devicePixelRatio), waits for the first drawn
+// frame, returns the page and its console errors.
+export async function open(query = "", viewport = { width: 1280, height: 800 }, deviceScaleFactor = 1) {
+  const page = await browser.newPage({ viewport, deviceScaleFactor });
   const errors = [];
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
   page.on("pageerror", (e) => errors.push(String(e)));

@@ -94,3 +94,18 @@ test("the shown panel's summary is mirrored into the aria-live region", async ()
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test("gemm: the matrix size round-trips through the query string; out of range keeps the default", async () => {
+  const a = await open("?panel=gemm&embed=1&n=200");
+  await a.page.waitForFunction(() => window.eva.state("gemm").done, null, { timeout: 30000 });
+  const s = await state(a.page, "gemm");
+  assert.equal(s.size, 200);
+  assert.match(s.summary, /^GEMM n = 200:/);  // the figures are of that size's product
+  assert.equal(new URL(await a.page.evaluate(() => window.eva.embedLink())).searchParams.get("n"), "200");
+  await a.page.close();
+  const b = await open("?panel=gemm&embed=1&n=4096");  // above the slider's 512
+  await b.page.waitForFunction(() => window.eva.state("gemm").done, null, { timeout: 30000 });
+  assert.equal((await state(b.page, "gemm")).size, 128);
+  assert.deepEqual([...a.errors, ...b.errors], []);
+  await b.page.close();
+});

@@ -48,7 +48,7 @@ struct TrainConfig {
     int eval_batches = 8;  // validation windows per evaluation, batch·eval_batches in total
     LinearPrecision precision = LinearPrecision::fp32;  // the blocks' Linear GEMMs: fp32 or FP8 emulation
     double mtp_lambda = 0.3;  // weight λ of the MTP loss (λ/D)·Σ_k CE_k (DeepSeek-V3: 0.3, then 0.1)
-    int shards = 0;  // gradient shards per step (0: 1 alone, default_shards(batch) on several ranks); older checkpoints: 1
+    int shards = 0;  // gradient shards per step (0: default_shards(batch), alone or on several ranks); older checkpoints: 1
     // Node-limited routing (moe.hpp NodeLimit): the routed experts in `nodes` equal blocks (virtual nodes;
     // under --ep, ep / ranks-per-node), each token's experts on at most `max_nodes` of them (0: unlimited).
     int nodes = 1, max_nodes = 0;
@@ -147,8 +147,9 @@ public:
     std::pair<std::vector<ExpertTraffic>, std::vector<Traffic>> take_traffic();
 
 private:
-    // Gradients of the shards [lo, hi) into levels_[level] (the midpoint tree; see the top of the file).
-    void shard_gradients(const Batch& b, int lo, int hi, std::size_t level, std::vector<double>& losses,
+    // Gradients of the shards [lo, hi) into levels_[level] (the midpoint tree; see the top of the file),
+    // multiplied by `scale` in the same pass as the last addition (1: none).
+    void shard_gradients(const Batch& b, int lo, int hi, std::size_t level, float scale, std::vector<double>& losses,
                          std::vector<std::uint64_t>& counts);
 
     LocalComm local_;
@@ -165,6 +166,7 @@ private:
     // Partial sums of the shard tree below the root, one per depth (a deque: references stay valid).
     std::deque<ModelWeights<float>> partial_;
     std::vector<std::vector<Param>> levels_;  // levels_[0] = params_, levels_[d]: gradients in partial_[d-1]
+    bool partial_zero_ = true;                // every partial_ buffer is zero (between steps)
     std::vector<float> flat_, scratch_;       // the gradients packed for the all-reduce
     ModelActivations<float> acts_;
     ExpertLayout layout_;
