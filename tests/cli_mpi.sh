@@ -205,7 +205,9 @@ fault "4 ranks, 2 shards" 2 "4 ranks cannot share 2 gradient shards" mpirun --ov
 mpirun --oversubscribe -np 2 "$eva" "${train[@]}" --steps 100000 --save-every 1 --out kill.safetensors >kill.jsonl 2>kill.err &
 launcher=$!
 for _ in $(seq 600); do [[ -f kill.optim.safetensors ]] && break; sleep 0.1; done
-ranks=$(pgrep -P $launcher eva | sort -n)
+# (-f: eva re-executes itself through /proc/self/exe to set its OpenMP wait policy, so its process
+# name is "exe"; its command line still names eva.)
+ranks=$(pgrep -P $launcher -f "$eva" | sort -n)
 victim=$(echo "$ranks" | tail -n 1)
 t0=$SECONDS
 if [[ -n "$victim" ]]; then kill -9 "$victim"; else fail "killed rank: no rank process found"; fi
