@@ -22,6 +22,7 @@
 #include "eva/safetensors.hpp"
 #include "eva/threads.hpp"
 #include "eva/dist.hpp"
+#include "eva/expert_parallel.hpp"
 #include "eva/trainer.hpp"
 
 namespace eva::cli {
@@ -108,6 +109,7 @@ struct TrainOptions {
     std::string config = "mini", data = kDefaultCorpus, out, resume, balance = "aux-free", precision = "fp32";
     TrainConfig t;
     int eval_every = 100, sample_every = 0, sample_tokens = 200, threads = 0, save_every = 0, stop_after = 0, mtp = -1;
+    int ep = 1, ranks_per_node = 1;  // expert parallelism (not saved: the checkpoint does not depend on it)
     bool json = false;
     double gamma = 0.001, alpha = 1e-4;
     std::set<std::string> given;  // the options the user gave explicitly (filled by the callback)
@@ -170,6 +172,17 @@ void run_train(TrainOptions o) {
         throw ConfigError(std::string(o.save_every > 0 ? "--save-every" : "--stop-after") + " needs --out");
     set_num_threads(o.threads);  // the losses do not depend on it (eva/threads.hpp)
     o.t.precision = parse_linear_precision(o.precision, "--precision");
+    // The virtual nodes of node-limited routing: under --ep, groups of --ranks-per-node ranks; a single
+    // process emulates a layout with --nodes.
+    if (o.given.count("--ranks-per-node")) {
+        if (o.ranks_per_node < 1 || o.ep % o.ranks_per_node != 0)
+            throw ConfigError("--ranks-per-node " + std::to_string(o.ranks_per_node) + " must divide --ep " + std::to_string(o.ep));
+        if (o.given.count("--nodes") && o.t.nodes != o.ep / o.ranks_per_node)
+            throw ConfigError("--nodes " + std::to_string(o.t.nodes) + " contradicts --ep " + std::to_string(o.ep) +
+                              " / --ranks-per-node " + std::to_string(o.ranks_per_node));
+        o.t.nodes = o.ep / o.ranks_per_node;
+        o.given.insert("--nodes");
+    }
     const Corpus corpus = load_corpus(o.data);
     nlohmann::json meta;
     Model<float> m = o.resume.empty()
@@ -201,6 +214,8 @@ void run_train(TrainOptions o) {
         require_same(o, "--mtp", std::to_string(o.mtp), std::to_string(m.args.n_mtp_layers));
         require_same(o, "--mtp-lambda", num(o.t.mtp_lambda), num(c.mtp_lambda));
         require_same(o, "--shards", std::to_string(o.t.shards), std::to_string(c.shards));
+        require_same(o, "--nodes", std::to_string(o.t.nodes), std::to_string(c.nodes));
+        require_same(o, "--max-nodes", std::to_string(o.t.max_nodes), std::to_string(c.max_nodes));
         // The stored total is the target; --steps, when given, is a new total (the schedule follows it).
         const int steps = o.given.count("--steps") ? o.t.steps : c.steps;
         if (steps <= st.step)
@@ -212,7 +227,7 @@ void run_train(TrainOptions o) {
     }
     // Under mpirun every rank runs this function; rank 0 alone evaluates, samples and prints (all ranks
     // hold the same weights after every step), and Trainer::save writes on rank 0 only.
-    Trainer tr(m, corpus, o.t, &comm);
+    Trainer tr(m, corpus, o.t, &comm, o.ep);
     if (!o.resume.empty()) tr.resume(o.resume, st);
     const bool lead = comm.rank() == 0;
     const int stop_at = o.stop_after > 0 ? std::min(o.t.steps, tr.steps_done() + o.stop_after) : o.t.steps;
@@ -220,6 +235,21 @@ void run_train(TrainOptions o) {
     if (comm.size() > 1 && lead && !o.json)
         std::printf("data parallel over %d ranks: %d gradient shards of %d sequences, %d per rank\n", comm.size(),
                     tr.config().shards, o.t.batch / tr.config().shards, tr.config().shards / comm.size());
+    const ExpertLayout& layout = tr.expert_layout();
+    if (layout.ep > 1 && lead && !o.json)
+        std::printf("expert parallel%s: groups of %d ranks, %zu routed experts per rank, nodes of %d ranks; %s\n",
+                    comm.size() == 1 ? " (emulated: one process computes the traffic of the ranks)" : "", o.ep,
+                    layout.per_rank(), layout.ranks_per_node,
+                    tr.config().max_nodes ? ("each token's experts on at most " + std::to_string(tr.config().max_nodes) + " of " +
+                                             std::to_string(tr.config().nodes) + " nodes").c_str()
+                                          : "routing not node-limited");
+    else if (tr.config().max_nodes && lead && !o.json)
+        std::printf("node-limited routing: the experts in %d nodes, each token's on at most %d\n", tr.config().nodes,
+                    tr.config().max_nodes);
+    // Traffic of the whole run per rank, for the summary (each step's is in the JSON lines).
+    std::vector<ExpertTraffic> run_experts;
+    std::vector<Traffic> run_allreduce;
+    std::uint64_t run_tokens = 0;
     if (!o.json && lead)
         std::printf("training %s (%llu parameters, %llu activated, %s Linear layers) on %s: %zu train / %zu validation "
                     "bytes, %d steps of %d×%d tokens\n",
@@ -231,8 +261,21 @@ void run_train(TrainOptions o) {
     while (tr.steps_done() < stop_at) {
         const StepStats s = tr.step();
         elapsed += s.seconds;
-        const Traffic traffic = comm.allreduce_traffic;
-        comm.allreduce_traffic = {};
+        // Collective (every rank's figures go to rank 0), so every rank calls it.
+        const auto [experts, allreduce] = tr.take_traffic();
+        nlohmann::json traffic_line;
+        if (!experts.empty()) {
+            const std::uint64_t rank_tokens = std::uint64_t(o.t.batch) * std::uint64_t(o.t.seq_len) / experts.size();
+            traffic_line = traffic_json(layout, experts, allreduce, m.moe.dim, rank_tokens);
+            run_tokens += rank_tokens;
+            run_experts.resize(experts.size());
+            run_allreduce.resize(experts.size());
+            for (std::size_t r = 0; r < experts.size(); ++r) {
+                run_experts[r] += experts[r];
+                run_allreduce[r].sent += allreduce[r].sent;
+                run_allreduce[r].received += allreduce[r].received;
+            }
+        }
         if (!lead) {  // the others only keep in step (and take part in saves' steps)
             continue;
         }
@@ -241,8 +284,7 @@ void run_train(TrainOptions o) {
         nlohmann::json line = {{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
                                {"tokens_per_s", tps}, {"max_vio", s.max_vio}, {"balance_loss", s.balance_loss}};
         if (!s.mtp_loss.empty()) line["mtp_loss"] = s.mtp_loss;
-        if (comm.size() > 1)
-            line["traffic"] = {{"ranks", comm.size()}, {"allreduce_sent", traffic.sent}, {"allreduce_received", traffic.received}};
+        if (!traffic_line.is_null()) line["traffic"] = traffic_line;
         if (eval) add_evaluation(line, tr.evaluation());
         if (o.json) {
             print_json(line);
@@ -270,6 +312,17 @@ void run_train(TrainOptions o) {
     add_evaluation(fin, ev);
     if (!o.out.empty()) fin["checkpoint"] = o.out;
     if (o.json) return print_json(fin);
+    if (!run_experts.empty()) {
+        const auto t = traffic_json(layout, run_experts, run_allreduce, m.moe.dim, run_tokens)["mean_per_token"];
+        std::printf("\ntraffic per token and rank (mean over %zu ranks, all MoE layers): all-reduce %.0f B sent", run_experts.size(),
+                    t["allreduce_sent"].get<double>());
+        if (layout.ep > 1)
+            std::printf("; dispatch %.0f B sent, combine %.0f B sent; a dispatch crossing once per node (V3) would cross "
+                        "%.3f times, %.0f B",
+                        t["dispatch_sent"].get<double>(), t["combine_sent"].get<double>(), t["remote_nodes"].get<double>(),
+                        t["node_bytes"].get<double>());
+        std::printf("\n");
+    }
     std::printf("\nvalidation loss %.4f nats/byte = %.3f bits/byte after %d steps (%.0f s)%s%s\n", val, val / std::log(2.0),
                 tr.steps_done(), elapsed, o.out.empty() ? "" : (", saved " + o.out).c_str(), mtp_summary(fin).c_str());
     std::printf("--- sample (prompt \"The \", temperature 0.8, top-k 40) ---\nThe %s\n", fin["sample"].get<std::string>().c_str());
@@ -426,6 +479,21 @@ void add_model_commands(CLI::App& app) {
                       "Gradient shards per step: the batch is cut into this many pieces, summed as a fixed tree "
                       "(0: 4, 2 or 1, the largest dividing --batch, alone or under mpirun); the rank count must divide it, "
                       "and a single process given the same --shards trains bit for bit as the ranks")
+            ->capture_default_str()->check(CLI::Range(0, 4096));
+        c->add_option("--ep", o->ep,
+                      "Expert parallelism under mpirun: groups of E ranks share the routed experts (E divides the ranks and "
+                      "the experts); tokens travel to their experts' ranks and back (MPI_Alltoallv); same results bit for bit. "
+                      "In one process: the traffic E ranks would have")
+            ->capture_default_str()->check(CLI::Range(1, 4096));
+        c->add_option("--ranks-per-node", o->ranks_per_node,
+                      "With --ep: ranks per (virtual) node, so the experts sit on E/R nodes (sets --nodes)")
+            ->check(CLI::Range(1, 4096));
+        c->add_option("--nodes", o->t.nodes,
+                      "Nodes the routed experts are split into, equal contiguous blocks (a single process emulates --ep's layout)")
+            ->capture_default_str()->check(CLI::Range(1, 4096));
+        c->add_option("--max-nodes", o->t.max_nodes,
+                      "Node-limited routing (DeepSeek-V3: 4): each token's experts on at most M nodes, chosen by the sum of "
+                      "their K/M best affinities (0: unlimited)")
             ->capture_default_str()->check(CLI::Range(0, 4096));
         c->add_option("--eval-every", o->eval_every, "Validation loss every N steps")->capture_default_str()->check(CLI::PositiveNumber);
         c->add_option("--sample-every", o->sample_every, "Print a sample every N steps (0: only at the end)")->capture_default_str();

@@ -3,7 +3,10 @@
 #   - data parallel on 1, 2 and 4 ranks (oversubscribed on a 2-core machine): every step's losses,
 #     gradient norm and balance figures, the final validation loss and sample, and the saved weights;
 #   - with MTP modules (their MoE blocks balance on counts summed over the ranks);
-#   - a run stopped on 4 ranks resumes on 1 and on 2 and ends as the uninterrupted run;
+#   - expert parallel (--ep) on 2 and 4 ranks, and with data parallel (4 ranks, --ep 2), weights and
+#     AdamW's moments included; node-limited routing (--max-nodes) against a single process emulating
+#     the node layout (--nodes); the traffic figures add up over the ranks;
+#   - a run stopped on 4 ranks resumes on 1 and on 2 and ends as the uninterrupted run (also with --ep);
 #   - faults: bad input on one rank, arguments that differ between ranks, a killed rank — every rank
 #     ends promptly, and no checkpoint is left half-written.
 # The reference is the plain `eva train` process (no MPI at all); the comparison is a separate Python
@@ -68,6 +71,17 @@ if ha != hb or da != db:
 EOF
 }
 
+# fault NAME STATUS_WANTED STDERR_SUBSTRING COMMAND...: ends within 60 s with that status and message.
+fault() {
+  local name=$1 want=$2 msg=$3; shift 3
+  local t0=$SECONDS
+  timeout 60 "$@" >out 2>err
+  local rc=$? took=$((SECONDS - t0))
+  [[ $rc == "$want" ]] || fail "$name: exit $rc, want $want ($(head -c 400 err))"
+  [[ $took -lt 60 ]] || fail "$name: took $took s"
+  grep -q -- "$msg" err || fail "$name: no '$msg' on stderr: $(head -c 400 err)"
+}
+
 # ------------------------------------------------------------------------------ data parallel
 "$eva" "${train[@]}" --out ref.safetensors >ref.jsonl || fail "single-process reference"
 for n in 1 2 4; do
@@ -85,6 +99,69 @@ for n in 2 4; do
   same mtp.jsonl mtp$n.jsonl || fail "8 shards with MTP on $n ranks: the losses differ"
 done
 
+# ---------------------------------------------------------------------------- expert parallel
+# case_ep N NAME REF ARGS...: mpirun -np N with ARGS equals the single-process REF (.jsonl and weights).
+case_ep() {
+  local n=$1 name=$2 ref=$3; shift 3
+  mpi "$n" "$eva" "${train[@]}" "$@" --out "$name.safetensors" >"$name.jsonl" 2>"$name.err" || { fail "$name: exit $?: $(head -c 400 "$name.err")"; return; }
+  same "$ref.jsonl" "$name.jsonl" || fail "$name: the losses differ from the single process"
+  same_weights "$ref.safetensors" "$name.safetensors" || fail "$name: the weights differ"
+  same_weights "$ref.optim.safetensors" "$name.optim.safetensors" || fail "$name: AdamW's moments differ"
+}
+case_ep 2 ep2 ref --ep 2
+case_ep 4 ep4 ref --ep 4
+case_ep 4 ep2dp2 ref --ep 2
+"$eva" "${train[@]}" --shards 8 --mtp 1 --out mtp_ref.safetensors >mtp_ref.jsonl || fail "single-process MTP reference"
+case_ep 2 ep2mtp mtp_ref --shards 8 --mtp 1 --ep 2
+# The traffic adds up: what the ranks send in dispatch and combine, they receive; and rows do move.
+"$py" - ep4.jsonl <<'EOF' || fail "expert parallel traffic figures"
+import json, sys
+for line in open(sys.argv[1]):
+    j = json.loads(line)
+    if 'traffic' not in j: continue
+    r = j['traffic']['per_rank']
+    for kind in ('dispatch', 'combine'):
+        assert sum(r[kind + '_sent']) == sum(r[kind + '_received']) > 0, (kind, r)
+    assert j['traffic']['ep'] == 4 and j['traffic']['tokens_per_rank'] == 32, j['traffic']
+EOF
+
+# Node-limited routing: experts on 4 nodes of 1 rank, each token's on 1; a single process emulates it.
+# (tiny.json's 2 groups with 1 kept already confine a token to half the experts: 2 nodes of 2 ranks
+# would be that same routing.)
+"$eva" "${train[@]}" --nodes 4 --max-nodes 1 --out nl_ref.safetensors >nl_ref.jsonl || fail "single-process node-limited reference"
+same ref.jsonl nl_ref.jsonl 2>/dev/null && fail "--max-nodes 1 trained exactly as unlimited routing: the limit had no effect"
+case_ep 4 nl4 nl_ref --ep 4 --ranks-per-node 1 --max-nodes 1
+# At most M = 1 remote node per token and MoE layer (2 layers here); unlimited routing over 4 nodes uses more.
+mpi 4 "$eva" "${train[@]}" --ep 4 --ranks-per-node 1 >nodes4.jsonl 2>/dev/null || fail "4 nodes, unlimited: exit $?"
+"$py" - nodes4.jsonl nl4.jsonl <<'EOF' || fail "node-limited traffic figures"
+import json, sys
+def remote(p):
+    return [max(json.loads(l)['traffic']['per_token']['remote_nodes']) for l in open(p) if '"traffic"' in l]
+free, limited = remote(sys.argv[1]), remote(sys.argv[2])
+assert limited and all(x <= 2 for x in limited), limited
+assert max(free) > 2, free
+EOF
+# Layouts that do not fit end every rank with one line and status 2.
+fault "--ep 3 on 2 ranks" 2 "must divide" mpirun --oversubscribe -np 2 "$eva" "${train[@]}" --ep 3
+fault "--ep 2 on rank 1 only" 2 "starts from another config" \
+  mpirun --oversubscribe -np 1 "$eva" "${train[@]}" : -np 1 "$eva" "${train[@]}" --ep 2
+# One process given the layout (--ep without mpirun) accounts the same traffic the 4 ranks measured.
+"$eva" "${train[@]}" --ep 4 --ranks-per-node 1 --max-nodes 1 >nl_emulated.jsonl || fail "emulated layout: exit $?"
+same nl_ref.jsonl nl_emulated.jsonl || fail "emulated layout: the losses differ"
+"$py" - nl4.jsonl nl_emulated.jsonl <<'EOF' || fail "emulated traffic differs from the measured one"
+import json, sys
+def figures(p):
+    out = []
+    for l in open(p):
+        j = json.loads(l)
+        if 'traffic' in j:
+            r = j['traffic']['per_rank']
+            out.append({k: r[k] for k in ('dispatch_sent', 'dispatch_received', 'combine_sent', 'combine_received', 'node_bytes')})
+    return out
+a, b = figures(sys.argv[1]), figures(sys.argv[2])
+assert len(a) == 6 and a == b, (a, b)
+EOF
+
 # ------------------------------------------------------------------ resume across rank counts
 mpi 4 "$eva" "${train[@]}" --stop-after 3 --out half.safetensors >/dev/null 2>&1 || fail "4 ranks, first half"
 for n in 1 2; do
@@ -99,17 +176,21 @@ for n in 1 2; do
   same_weights ref.safetensors h$n.safetensors || fail "saved on 4 ranks, resumed on $n: the weights differ from the straight run"
 done
 
+
+# Expert parallel: stopped on 2 ranks with --ep 2, resumed in one process (the checkpoint knows no ep);
+# node-limited: stopped on 4 ranks with --ep 4, resumed on 2 ranks, data parallel only (the routing
+# keeps the saved layout of 4 nodes).
+mpi 2 "$eva" "${train[@]}" --ep 2 --stop-after 3 --out eph.safetensors >/dev/null 2>&1 || fail "--ep 2, first half"
+"$eva" train --resume eph.safetensors --data text.txt --json --threads 1 --eval-every 3 --out eph.safetensors >eph.jsonl || fail "--ep 2 resumed alone: exit $?"
+same ref_tail.jsonl eph.jsonl || fail "saved with --ep 2, resumed on 1: the losses differ from the straight run"
+same_weights ref.safetensors eph.safetensors || fail "saved with --ep 2, resumed on 1: the weights differ"
+mpi 4 "$eva" "${train[@]}" --ep 4 --ranks-per-node 1 --max-nodes 1 --stop-after 3 --out nlh.safetensors >/dev/null 2>&1 || fail "node-limited, first half"
+mpi 2 "$eva" train --resume nlh.safetensors --data text.txt --json --threads 1 --eval-every 3 --out nlh.safetensors >nlh.jsonl 2>/dev/null || fail "node-limited resumed on 2: exit $?"
+tail -n +4 nl_ref.jsonl >nl_tail.jsonl
+same nl_tail.jsonl nlh.jsonl || fail "node-limited, saved on 4 ranks, resumed on 2: the losses differ"
+same_weights nl_ref.safetensors nlh.safetensors || fail "node-limited, saved on 4 ranks, resumed on 2: the weights differ"
+
 # ----------------------------------------------------------------------------------- faults
-# fault NAME STATUS_WANTED STDERR_SUBSTRING COMMAND...: ends within 60 s with that status and message.
-fault() {
-  local name=$1 want=$2 msg=$3; shift 3
-  local t0=$SECONDS
-  timeout 60 "$@" >out 2>err
-  local rc=$? took=$((SECONDS - t0))
-  [[ $rc == "$want" ]] || fail "$name: exit $rc, want $want ($(head -c 400 err))"
-  [[ $took -lt 60 ]] || fail "$name: took $took s"
-  grep -q -- "$msg" err || fail "$name: no '$msg' on stderr: $(head -c 400 err)"
-}
 # Rank 1 reads a file that does not exist: it fails alone, and the others are waiting for it.
 fault "bad input on rank 1" 2 "eva: error: rank 1 of 2: " \
   mpirun --oversubscribe -np 1 "$eva" "${train[@]}" : -np 1 "$eva" "${train[@]}" --data missing.txt
@@ -124,7 +205,9 @@ fault "4 ranks, 2 shards" 2 "4 ranks cannot share 2 gradient shards" mpirun --ov
 mpirun --oversubscribe -np 2 "$eva" "${train[@]}" --steps 100000 --save-every 1 --out kill.safetensors >kill.jsonl 2>kill.err &
 launcher=$!
 for _ in $(seq 600); do [[ -f kill.optim.safetensors ]] && break; sleep 0.1; done
-ranks=$(pgrep -P $launcher eva | sort -n)
+# (-f: eva re-executes itself through /proc/self/exe to set its OpenMP wait policy, so its process
+# name is "exe"; its command line still names eva.)
+ranks=$(pgrep -P $launcher -f "$eva" | sort -n)
 victim=$(echo "$ranks" | tail -n 1)
 t0=$SECONDS
 if [[ -n "$victim" ]]; then kill -9 "$victim"; else fail "killed rank: no rank process found"; fi

@@ -46,6 +46,21 @@ public:
         for (int p = 0; p < size_; ++p)
             if (p != rank_) sendrecv(send, out + std::size_t(p) * bytes, bytes, p);
     }
+    // Every rank deposits its message to each rank (itself included), then takes one from each.
+    void alltoallv(const void* send, const std::size_t* send_bytes, const std::size_t* send_at, void* recv,
+                   const std::size_t* recv_bytes, const std::size_t* recv_at) override {
+        std::unique_lock<std::mutex> lock(h_.mu);
+        const char* s = static_cast<const char*>(send);
+        for (int p = 0; p < size_; ++p) h_.box[{rank_, p}].emplace_back(s + send_at[p], s + send_at[p] + send_bytes[p]);
+        h_.cv.notify_all();
+        for (int p = 0; p < size_; ++p) {
+            auto& in = h_.box[{p, rank_}];
+            h_.cv.wait(lock, [&] { return !in.empty(); });
+            REQUIRE(in.front().size() == recv_bytes[p]);
+            if (recv_bytes[p]) std::memcpy(static_cast<char*>(recv) + recv_at[p], in.front().data(), recv_bytes[p]);
+            in.pop_front();
+        }
+    }
     [[noreturn]] void abort(int code) override { throw eva::ConfigError("abort " + std::to_string(code)); }
 
 private:
@@ -75,10 +90,12 @@ eva::Corpus dist_corpus() {
 struct Run {
     std::vector<double> losses;  // per step: loss, balance loss, grad norm, MTP losses, max_vio
     std::vector<float> weights;  // every tensor, the selection biases included
+    std::vector<std::uint64_t> traffic;  // per step and rank: dispatch and combine bytes, node sends
 };
 
-// `ranks` trainers in threads (0: the plain single-process trainer), `steps` steps each.
-std::vector<Run> train(int ranks, int shards, int mtp, int steps) {
+// `ranks` trainers in threads (0: the plain single-process trainer), `steps` steps each; `ep` ranks per
+// expert-parallel group, the experts on `nodes` nodes with each token's on at most `max_nodes`.
+std::vector<Run> train(int ranks, int shards, int mtp, int steps, int ep = 1, int nodes = 1, int max_nodes = 0) {
     const auto args = dist_args(mtp);
     const auto corpus = dist_corpus();
     eva::TrainConfig t;
@@ -87,19 +104,24 @@ std::vector<Run> train(int ranks, int shards, int mtp, int steps) {
     t.steps = steps;
     t.schedule = {1e-2, 2, steps, 0.1};
     t.shards = shards;
+    t.nodes = nodes;
+    t.max_nodes = max_nodes;
     Hub hub;
     std::vector<Run> out(std::size_t(std::max(ranks, 1)));
     auto rank_main = [&](int r) {
         eva::Rng rng(5);
         auto m = eva::model_init<float>(args, eva::moe_config(args), rng);
         ThreadComm comm(hub, r, ranks);
-        eva::Trainer tr(m, corpus, t, ranks > 0 ? &comm : nullptr);
+        eva::Trainer tr(m, corpus, t, ranks > 0 ? &comm : nullptr, ep);
         Run& run = out[std::size_t(r)];
         for (int i = 0; i < steps; ++i) {
             const auto s = tr.step();
             run.losses.insert(run.losses.end(), {s.loss, s.balance_loss, s.grad_norm});
             run.losses.insert(run.losses.end(), s.mtp_loss.begin(), s.mtp_loss.end());
             run.losses.insert(run.losses.end(), s.max_vio.begin(), s.max_vio.end());
+            for (const auto& t : tr.take_traffic().first)
+                run.traffic.insert(run.traffic.end(), {t.dispatch.sent, t.dispatch.received, t.combine.sent,
+                                                       t.combine.received, t.node_sends});
         }
         for (const auto& w : eva::named_tensors(m.w)) run.weights.insert(run.weights.end(), w.data, w.data + w.size());
     };
@@ -138,6 +160,66 @@ TEST_CASE("data parallel: 2 and 4 ranks train bit for bit as one process", "[dis
     }
 }
 #endif
+
+#if !defined(__EMSCRIPTEN__)  // (threads as ranks)
+TEST_CASE("expert parallel: experts on 2 or 4 ranks, also beside data parallel, train bit for bit as one process",
+          "[dist][trainer][ep]") {
+    eva::set_num_threads(1);
+    const int mtp = GENERATE(0, 1);
+    const auto one = train(0, 8, mtp, 5);
+    // ranks × ep: one group of 2, one of 4, two groups of 2 (each holding the experts once).
+    for (auto [ranks, ep] : {std::pair{2, 2}, std::pair{4, 4}, std::pair{4, 2}}) {
+        INFO(ranks << " ranks, --ep " << ep << ", MTP modules " << mtp);
+        // One process given --ep trains as always and accounts the traffic of ep ranks.
+        const auto emulated = train(0, 8, mtp, 5, ep);
+        CHECK(emulated[0].losses == one[0].losses);
+        for (const Run& r : train(ranks, 8, mtp, 5, ep)) {
+            CHECK(r.losses == one[0].losses);  // exact: the same GEMMs on the same rows, the same brackets
+            CHECK(same_bits(r.weights, one[0].weights));
+            // The bytes the ranks measured, group by group (ranks ≠ ep: the emulation covers one group
+            // of the batch's shards, the run two groups of half as many each, so only ep = ranks compares).
+            if (ranks == ep) CHECK(r.traffic == emulated[0].traffic);
+        }
+    }
+}
+
+TEST_CASE("node-limited routing: a single process emulating the layout trains as the expert-parallel ranks",
+          "[dist][trainer][ep]") {
+    eva::set_num_threads(1);
+    // 4 nodes of 2 experts, each token's 2 experts on 1 node: the routing differs from the unlimited one
+    // (else this test could not tell), and the 4 ranks (one node each) match the emulation bit for bit.
+    const auto limited = train(0, 4, 0, 4, 1, 4, 1), free = train(0, 4, 0, 4);
+    CHECK(limited[0].losses != free[0].losses);
+    for (const Run& r : train(4, 4, 0, 4, 4, 4, 1)) {
+        CHECK(r.losses == limited[0].losses);
+        CHECK(same_bits(r.weights, limited[0].weights));
+    }
+}
+
+#endif
+
+TEST_CASE("expert-parallel layouts that do not fit are refused", "[dist][trainer][ep]") {
+    const auto args = dist_args(0);
+    const auto corpus = dist_corpus();
+    eva::Rng rng(5);
+    auto m = eva::model_init<float>(args, eva::moe_config(args), rng);
+    eva::TrainConfig t;
+    t.batch = 8;
+    t.seq_len = 16;
+    t.steps = 2;
+    t.shards = 4;
+    Hub hub;
+    ThreadComm two(hub, 0, 2);
+    CHECK(eva::Trainer(m, corpus, t, nullptr, 2).expert_layout().ep == 2);  // alone: emulated
+    CHECK_THROWS_WITH(eva::Trainer(m, corpus, t, &two, 3), Catch::Contains("must divide the 8 routed experts"));
+    t.nodes = 4;  // 4 nodes cannot be made of 2 ranks
+    CHECK_THROWS_WITH(eva::Trainer(m, corpus, t, &two, 2), Catch::Contains("cannot form 4 nodes"));
+    t.nodes = 3;
+    CHECK_THROWS_WITH(eva::Trainer(m, corpus, t), Catch::Contains("must divide the 8 routed experts"));
+    t.nodes = 2;
+    t.max_nodes = 3;
+    CHECK_THROWS_WITH(eva::Trainer(m, corpus, t), Catch::Contains("max_nodes = 3"));
+}
 
 TEST_CASE("shards change only the rounding: the first step's losses and gradient norm agree", "[dist][trainer]") {
     // The same weights see the same sequences, so the per-token losses are the same math; the mean is

@@ -16,6 +16,16 @@ void LocalComm::allgather(const void* send, void* recv, std::size_t bytes) {
     if (bytes) std::memcpy(recv, send, bytes);
 }
 
+void LocalComm::alltoallv(const void* send, const std::size_t* send_bytes, const std::size_t* send_at, void* recv,
+                          const std::size_t* recv_bytes, const std::size_t* recv_at) {
+    // One rank sends to itself: a copy.
+    if (send_bytes[0] != recv_bytes[0])
+        throw ShapeError("alltoallv: " + std::to_string(send_bytes[0]) + " bytes sent to itself, " +
+                         std::to_string(recv_bytes[0]) + " expected");
+    if (send_bytes[0])
+        std::memcpy(static_cast<char*>(recv) + recv_at[0], static_cast<const char*>(send) + send_at[0], send_bytes[0]);
+}
+
 void LocalComm::abort(int code) { std::exit(code); }
 
 #if !defined(EVA_MPI)

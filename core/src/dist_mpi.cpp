@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "eva/dist.hpp"
 #include "eva/error.hpp"
@@ -67,6 +68,18 @@ public:
     }
     void allgather(const void* send, void* recv, std::size_t bytes) override {
         MPI_Allgather(send, count_of(bytes), MPI_BYTE, recv, count_of(bytes), MPI_BYTE, MPI_COMM_WORLD);
+    }
+    void alltoallv(const void* send, const std::size_t* send_bytes, const std::size_t* send_at, void* recv,
+                   const std::size_t* recv_bytes, const std::size_t* recv_at) override {
+        const std::size_t n = std::size_t(size_);
+        std::vector<int> sc(n), sd(n), rc(n), rd(n);
+        for (std::size_t p = 0; p < n; ++p) {
+            sc[p] = count_of(send_bytes[p]);
+            sd[p] = count_of(send_at[p]);
+            rc[p] = count_of(recv_bytes[p]);
+            rd[p] = count_of(recv_at[p]);
+        }
+        MPI_Alltoallv(send, sc.data(), sd.data(), MPI_BYTE, recv, rc.data(), rd.data(), MPI_BYTE, MPI_COMM_WORLD);
     }
     [[noreturn]] void abort(int code) override {
         MPI_Abort(MPI_COMM_WORLD, code);

@@ -188,11 +188,11 @@ namespace {
 // FFN of one block on n rows: the dense SwiGLU or the MoE (seq_len groups rows for the seq-wise loss).
 template <class T>
 Matrix<T> ffn_forward(const Block<T>& b, const Matrix<T>& hn, std::size_t seq_len, LayerActivations<T>& L,
-                      LinearPrecision precision) {
+                      LinearPrecision precision, const NodeLimit& limit, ExpertParallel* ep) {
     const std::size_t n = hn.shape(0), D = hn.shape(1);
     Matrix<T> f = Matrix<T>::from_shape({n, D});
     if (b.dense) mlp_forward(b.mlp, hn.data(), n, f.data(), L.mlp, false, precision);
-    else moe_forward(b.moe, hn.data(), n, seq_len, f.data(), L.moe, precision);
+    else moe_forward(b.moe, hn.data(), n, seq_len, f.data(), L.moe, precision, limit, ep);
     return f;
 }
 
@@ -216,11 +216,11 @@ namespace {
 // cache. Every block of training, of the MTP modules and of generation goes through here.
 template <class T, class Attention>
 Matrix<T> pre_norm_block(const Block<T>& b, const Matrix<T>& x, std::size_t seq_len, LayerActivations<T>& L,
-                         LinearPrecision precision, Attention&& attention) {
+                         LinearPrecision precision, const NodeLimit& limit, ExpertParallel* ep, Attention&& attention) {
     rmsnorm_rows(x, b.attn_norm, L.xn, L.attn_rstd);
     L.h = x + attention(L.xn);
     rmsnorm_rows(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
-    return L.h + ffn_forward(b, L.hn, seq_len, L, precision);
+    return L.h + ffn_forward(b, L.hn, seq_len, L, precision, limit, ep);
 }
 }  // namespace
 
@@ -233,7 +233,7 @@ Matrix<T> block_forward(const Model<T>& m, std::size_t l, const Matrix<T>& x, st
 template <class T>
 Matrix<T> block_forward(const Model<T>& m, const Block<T>& b, const Matrix<T>& x, std::size_t batch,
                         std::size_t seq_len, LayerActivations<T>& L, bool keep_attention) {
-    return pre_norm_block(b, x, seq_len, L, m.precision, [&](const Matrix<T>& xn) {
+    return pre_norm_block(b, x, seq_len, L, m.precision, m.node_limit, m.expert_parallel, [&](const Matrix<T>& xn) {
         return mla_forward(m.args, m.rope, b.attn, xn, batch, seq_len, keep_attention ? &L.mla : nullptr, m.precision);
     });
 }
@@ -272,7 +272,7 @@ void block_backward(const Model<T>& m, const Block<T>& b, const LayerActivations
     // x_out = h + FFN(ffn_norm(h)): the residual passes dx to h unchanged.
     Matrix<T> dhn = Matrix<T>::from_shape({n, D});
     if (b.dense) mlp_backward(b.mlp, L.hn.data(), n, L.mlp, dx.data(), dhn.data(), gb.mlp, false, m.precision);
-    else moe_backward(b.moe, L.hn.data(), L.moe, dx.data(), dhn.data(), gb.moe, m.precision);
+    else moe_backward(b.moe, L.hn.data(), L.moe, dx.data(), dhn.data(), gb.moe, m.precision, m.expert_parallel);
     rmsnorm_rows_grad_add(dhn, L.h, b.ffn_norm, L.ffn_rstd, dx, gb.ffn_norm);  // dx now holds dL/dh
     // h = x + MLA(attn_norm(x)).
     const Matrix<T> dxn_attn = mla_backward(m.args, m.rope, b.attn, L.mla, dx, gb.attn, m.precision);
@@ -393,7 +393,7 @@ template <class T>
 Matrix<T> block_decode(const Model<T>& m, const Block<T>& b, MLAAbsorbedCache<T>& cache, const Matrix<T>& x,
                        std::vector<T>* last_probs) {
     LayerActivations<T> L;  // generation is always fp32 (Model::precision is a training setting)
-    return pre_norm_block(b, x, x.shape(0), L, LinearPrecision::fp32, [&](const Matrix<T>& xn) {
+    return pre_norm_block(b, x, x.shape(0), L, LinearPrecision::fp32, NodeLimit{}, nullptr, [&](const Matrix<T>& xn) {
         return mla_decode(m.args, m.rope, b.attn, cache, xn, last_probs);
     });
 }
@@ -408,7 +408,7 @@ Matrix<T> Generator<T>::hidden_states(const std::vector<Token>& tokens) {
             x = block_decode(m_, b, absorbed_[l], x, &attention_[l]);
         } else {  // the same block through the naive per-head cache
             LayerActivations<T> L;
-            x = pre_norm_block(b, x, x.shape(0), L, LinearPrecision::fp32, [&](const Matrix<T>& xn) {
+            x = pre_norm_block(b, x, x.shape(0), L, LinearPrecision::fp32, NodeLimit{}, nullptr, [&](const Matrix<T>& xn) {
                 return mla_decode(m_.args, m_.rope, b.attn, naive_[l], xn, &attention_[l]);
             });
         }

@@ -5,10 +5,12 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <type_traits>
 
 #include "eva/checked.hpp"
 #include "eva/config.hpp"
 #include "eva/error.hpp"
+#include "eva/expert_parallel.hpp"
 #include "eva/gemm.hpp"
 #include "eva/json.hpp"
 #include "parallel.hpp"
@@ -223,7 +225,7 @@ void route(const MoeConfig& cfg, const T* bias, Routing<T>& r, const NodeLimit& 
 
 template <class T>
 void gate_forward(const MoeConfig& cfg, const Matrix<T>& gate, const T* bias, const T* x, std::size_t n,
-                  Routing<T>& r) {
+                  Routing<T>& r, const NodeLimit& limit) {
     const std::size_t E = cfg.n_routed_experts, D = cfg.dim;
     require_shape(gate, std::array<std::size_t, 2>{E, D}, "gate.weight");
     r.n_tokens = n;
@@ -240,7 +242,7 @@ void gate_forward(const MoeConfig& cfg, const Matrix<T>& gate, const T* bias, co
             for (std::size_t e = 0; e < E; ++e) s[e] = T(1) / (T(1) + std::exp(-s[e]));
         }
     }
-    route(cfg, bias, r);
+    route(cfg, bias, r, limit);
 }
 
 template <class T>
@@ -430,14 +432,25 @@ Moe<T> Moe<T>::random(const MoeConfig& cfg, Rng& rng, float std) {
     return m;
 }
 
+namespace {
+
+// Expert parallelism is implemented for float, the training type (Comm moves bytes of float rows).
+template <class T>
+ExpertParallel* float_only(ExpertParallel* ep) {
+    if (ep && !std::is_same_v<T, float>) throw ConfigError("expert parallelism runs in float only");
+    return ep;
+}
+
+}  // namespace
+
 template <class T>
 void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len, T* y, MoeCache<T>& c,
-                 LinearPrecision precision) {
+                 LinearPrecision precision, const NodeLimit& limit, ExpertParallel* ep) {
     const MoeConfig& cfg = m.cfg;
     const std::size_t E = cfg.n_routed_experts, k = cfg.n_activated_experts, D = cfg.dim;
     c.n_tokens = n;
     c.seq_len = seq_len;
-    gate_forward(cfg, m.gate, m.bias.empty() ? nullptr : m.bias.data(), x, n, c.routing);
+    gate_forward(cfg, m.gate, m.bias.empty() ? nullptr : m.bias.data(), x, n, c.routing, limit);
     c.balance_loss = 0;
     if (cfg.balance == Balance::seq_loss) c.balance_loss = balance_loss<T>(cfg, c.routing, seq_len, nullptr);
     if (cfg.balance == Balance::aux_loss) c.balance_loss = balance_loss<T>(cfg, c.routing, n, nullptr);
@@ -457,11 +470,15 @@ void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len
     }
     // One SwiGLU (three GEMMs) per expert over exactly its tokens.
     // Experts are independent (own weights, own rows of xg/yg, own cache): one thread per expert.
-    c.expert_cache.resize(E);
-    detail::parallel_for(E, [&](std::size_t e) {
-        mlp_forward(m.experts[e], c.xg.data() + c.offsets[e] * D, counts[e], c.yg.data() + c.offsets[e] * D,
-                    c.expert_cache[e], false, precision);
-    });
+    if (float_only<T>(ep)) {  // or on the ranks that hold them: dispatch, run, combine back into yg
+        if constexpr (std::is_same_v<T, float>) ep->forward(m, c, precision);
+    } else {
+        c.expert_cache.resize(E);
+        detail::parallel_for(E, [&](std::size_t e) {
+            mlp_forward(m.experts[e], c.xg.data() + c.offsets[e] * D, counts[e], c.yg.data() + c.offsets[e] * D,
+                        c.expert_cache[e], false, precision);
+        });
+    }
     // Combine: y = shared(x) + Σ_j w_j·expert_j(x), summed in the same order as the naive loop.
     if (cfg.n_shared_experts > 0) mlp_forward(m.shared, x, n, y, c.shared_cache, false, precision);
     else std::fill(y, y + n * D, T(0));
@@ -475,7 +492,7 @@ void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len
 
 template <class T>
 void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy, T* dx, Moe<T>& g,
-                  LinearPrecision precision) {
+                  LinearPrecision precision, ExpertParallel* ep) {
     const MoeConfig& cfg = m.cfg;
     const std::size_t n = c.n_tokens, E = cfg.n_routed_experts, k = cfg.n_activated_experts, D = cfg.dim;
     const Routing<T>& r = c.routing;
@@ -495,11 +512,15 @@ void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy
         }
         dweights[p] = dot;
     }
-    detail::parallel_for(E, [&](std::size_t e) {  // independent experts, as in the forward pass
-        const std::size_t o = c.offsets[e], cnt = c.offsets[e + 1] - o;
-        mlp_backward(m.experts[e], c.xg.data() + o * D, cnt, c.expert_cache[e], dyg.data() + o * D,
-                     dxg.data() + o * D, g.experts[e], false, precision);
-    });
+    if (float_only<T>(ep)) {  // the experts' ranks: dyg out, dxg back
+        if constexpr (std::is_same_v<T, float>) ep->backward(m, c, dyg.data(), dxg.data(), precision);
+    } else {
+        detail::parallel_for(E, [&](std::size_t e) {  // independent experts, as in the forward pass
+            const std::size_t o = c.offsets[e], cnt = c.offsets[e + 1] - o;
+            mlp_backward(m.experts[e], c.xg.data() + o * D, cnt, c.expert_cache[e], dyg.data() + o * D,
+                         dxg.data() + o * D, g.experts[e], false, precision);
+        });
+    }
     for (std::size_t p = 0; p < n * k; ++p) {
         const T* d = dxg.data() + c.row_of[p] * D;
         T* dxt = dx + p / k * D;
@@ -568,7 +589,8 @@ void moe_backward_naive(const Moe<T>& m, const T* x, std::size_t n, const T* dy,
     template struct Moe<T>;                                                                                    \
     template void route<T>(const MoeConfig&, const T*, Routing<T>&);                                           \
     template void route<T>(const MoeConfig&, const T*, Routing<T>&, const NodeLimit&);                         \
-    template void gate_forward<T>(const MoeConfig&, const Matrix<T>&, const T*, const T*, std::size_t, Routing<T>&); \
+    template void gate_forward<T>(const MoeConfig&, const Matrix<T>&, const T*, const T*, std::size_t, Routing<T>&, \
+                                  const NodeLimit&);                                                            \
     template void gate_backward<T>(const MoeConfig&, const Matrix<T>&, const T*, const Routing<T>&, const T*,    \
                                    std::vector<T>&, Matrix<T>&, T*);                                           \
     template T balance_loss<T>(const MoeConfig&, const Routing<T>&, std::size_t, T*);                          \
@@ -578,9 +600,9 @@ void moe_backward_naive(const Moe<T>& m, const T* x, std::size_t n, const T* dy,
     template RoutingStats balancing_step<T>(const MoeConfig&, Matrix<T>&, std::vector<T>&, const T*, std::size_t, \
                                             std::size_t, double, Routing<T>&);                                \
     template void moe_forward<T>(const Moe<T>&, const T*, std::size_t, std::size_t, T*, MoeCache<T>&,          \
-                                 LinearPrecision);                                                             \
+                                 LinearPrecision, const NodeLimit&, ExpertParallel*);                          \
     template void moe_backward<T>(const Moe<T>&, const T*, const MoeCache<T>&, const T*, T*, Moe<T>&,          \
-                                  LinearPrecision);                                                            \
+                                  LinearPrecision, ExpertParallel*);                                           \
     template void moe_forward_naive<T>(const Moe<T>&, const T*, std::size_t, T*);                              \
     template void moe_backward_naive<T>(const Moe<T>&, const T*, std::size_t, const T*, T*, Moe<T>&);
 EVA_MOE_INSTANTIATE(float)

@@ -56,6 +56,14 @@ void TrainConfig::validate(const ModelArgs& args) const {
     require(std::isfinite(mtp_lambda) && mtp_lambda >= 0 && mtp_lambda <= 10, "mtp_lambda must be in 0..10");
     require(shards >= 0 && shards <= batch && (shards == 0 || batch % shards == 0),
             "shards must divide the batch (" + std::to_string(batch) + "), got " + std::to_string(shards));
+    require(nodes >= 1 && max_nodes >= 0, "nodes must be >= 1 and max_nodes >= 0");
+    if (nodes > 1 || max_nodes > 0) {
+        if (args.n_layers == args.n_dense_layers && args.n_mtp_layers == 0) throw ConfigError("--max-nodes needs a model with MoE layers");
+        MoeConfig experts;  // the two sizes NodeLimit's rule reads
+        experts.n_routed_experts = std::size_t(args.n_routed_experts);
+        experts.n_activated_experts = std::size_t(args.n_activated_experts);
+        NodeLimit{std::size_t(nodes), std::size_t(max_nodes)}.validate(experts);
+    }
     require(args.n_mtp_layers < seq_len, "seq_len must exceed n_mtp_layers (" + std::to_string(args.n_mtp_layers) +
                                              "): MTP module k trains on seq_len - k positions");
 }
@@ -113,6 +121,8 @@ const std::vector<TrainField>& train_fields() {
         field("eval_batches", [](auto& c) -> auto& { return c.eval_batches; }),
         field("mtp_lambda", [](auto& c) -> auto& { return c.mtp_lambda; }),  // absent in states written before MTP
         field("shards", [](auto& c) -> auto& { return c.shards; }),          // absent before sharded steps
+        field("nodes", [](auto& c) -> auto& { return c.nodes; }),            // absent before node-limited routing
+        field("max_nodes", [](auto& c) -> auto& { return c.max_nodes; }),
         {"precision", [](const TrainConfig& c) { return json(to_string(c.precision)); },
          [](TrainConfig& c, const json& v) {
              if (!v.is_string()) bad_field("precision", "a string", v);
@@ -221,7 +231,7 @@ std::uint64_t fnv1a(const void* data, std::size_t n, std::uint64_t h = 0xcbf29ce
 
 }  // namespace
 
-Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, Comm* comm)
+Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, Comm* comm, int ep)
     : comm_(comm ? comm : &local_), m_(m), corpus_(corpus), cfg_(cfg), opt_(cfg.adamw), data_(cfg.seed, 1),
       run_id_(new_run_id()), grad_(model_zeros(m)), params_(trainable_params(m.w, grad_)) {
     cfg_.schedule.total_steps = cfg_.steps;
@@ -232,6 +242,7 @@ Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, 
     if (cfg_.shards == 0) cfg_.shards = default_shards(cfg_.batch);
     m_.precision = cfg_.precision;
     m_.mtp_lambda = cfg_.mtp_lambda;
+    m_.node_limit = NodeLimit{std::size_t(cfg_.nodes), std::size_t(cfg_.max_nodes)};
     if (corpus.train.size() <= std::size_t(cfg.seq_len) || corpus.validation.size() <= std::size_t(cfg.seq_len))
         throw ConfigError("the corpus is too small for seq_len " + std::to_string(cfg.seq_len));
     const int N = comm_->size();
@@ -244,10 +255,21 @@ Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, 
         partial_.push_back(model_zeros(m));
         levels_.push_back(trainable_params(m_.w, partial_.back()));
     }
+    layout_ = ExpertLayout{m.moe.n_routed_experts, 1, comm_->rank(), 1};
+    if (ep != 1) {
+        // Each node holds ep / nodes places of a group: the node blocks of the routing are the ranks'.
+        if (ep < 1 || ep % cfg_.nodes != 0)
+            throw ConfigError("--ep " + std::to_string(ep) + " ranks cannot form " + std::to_string(cfg_.nodes) +
+                              " nodes (--ranks-per-node must divide --ep)");
+        layout_ = ExpertLayout{m.moe.n_routed_experts, ep, comm_->rank(), ep / cfg_.nodes};
+        if (N > 1) ep_ = std::make_unique<ExpertParallel>(*comm_, layout_, m_, levels_.size());
+        else emulator_ = std::make_unique<TrafficEmulator>(layout_, m.moe.dim, cfg_.shards);
+    }
     if (N > 1) {
         // Every rank must start from the same run; else its steps would silently diverge. Compare a
-        // fingerprint of the config, the corpus and the weights (a run id is per process: not hashed).
-        const std::string c = cfg_.to_json().dump() + to_json(m.args).dump() + m.moe.to_json().dump();
+        // fingerprint of the config, the expert layout, the corpus and the weights (a run id is per process:
+        // not hashed).
+        const std::string c = cfg_.to_json().dump() + to_json(m.args).dump() + m.moe.to_json().dump() + " ep " + std::to_string(ep);
         std::uint64_t h = fnv1a(c.data(), c.size());
         h = fnv1a(corpus.train.data(), corpus.train.size() * sizeof(Token), h);
         h = fnv1a(corpus.validation.data(), corpus.validation.size() * sizeof(Token), h);
@@ -286,16 +308,32 @@ void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level,
             else
                 for (std::size_t i = 0; i < g[k].size; ++i) x[i] = (x[i] + r[i]) * scale, r[i] = 0.0f;
         });
+        if (ep_) ep_->add_level(level);  // the held experts' gradients, per source, follow the same tree
         return;
     }
     // One leaf: shard `lo`'s sequences alone, from zero (the partial buffers are kept zero between uses).
     if (level == 0) detail::parallel_for(g.size(), [&](std::size_t k) { std::fill(g[k].grad, g[k].grad + g[k].size, 0.0f); });
+    if (ep_) ep_->start_leaf(level);
     const std::size_t per = std::size_t(cfg_.batch / cfg_.shards), T = std::size_t(cfg_.seq_len);
     const auto first = b.inputs.begin() + std::ptrdiff_t(std::size_t(lo) * per * T);
     const auto first_t = b.targets.begin() + std::ptrdiff_t(std::size_t(lo) * per * T);
     const std::vector<Token> in(first, first + std::ptrdiff_t(per * T)), out(first_t, first_t + std::ptrdiff_t(per * T));
     ModelWeights<float>& target = level == 0 ? grad_ : partial_[level - 1];
+    // Expert parallelism for this forward and backward only (evaluation runs every expert here).
+    struct Use {
+        Model<float>& m;
+        ~Use() { m.expert_parallel = nullptr; }
+    } use{m_};
+    m_.expert_parallel = ep_.get();
     const Loss l = model_loss_and_grad(m_, in, out, per, T, target, &acts_);
+    if (emulator_) {  // the MoE caches of this shard, in balance_counts' order
+        std::vector<const MoeCache<float>*> caches;
+        for (std::size_t k = 0; k < m_.w.layers.size(); ++k)
+            if (!m_.w.layers[k].dense) caches.push_back(&acts_.layers[k].moe);
+        for (std::size_t k = 0; k < m_.w.mtp.size() && k < acts_.mtp.size(); ++k)
+            if (!m_.w.mtp[k].block.dense) caches.push_back(&acts_.mtp[k].block.moe);
+        emulator_->add_shard(caches);
+    }
     losses.push_back(l.cross_entropy);
     losses.push_back(l.balance);
     for (double x : l.mtp_cross_entropy) losses.push_back(x);
@@ -322,6 +360,7 @@ StepStats Trainer::step() {
     const bool scale_at_root = N == 1 && cfg_.shards > 1;
     shard_gradients(b, lo, lo + per_rank, 0, scale_at_root ? 1.0f / float(cfg_.shards) : 1.0f, losses, counts);
     partial_zero_ = true;
+    if (ep_) ep_->reduce(grad_);  // this rank's experts: the tree over its group's shards
     const auto& ps = params_;
     if (N > 1) {
         std::size_t n = 0;
@@ -378,6 +417,17 @@ StepStats Trainer::step() {
     s.step = ++step_;
     s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return s;
+}
+
+std::pair<std::vector<ExpertTraffic>, std::vector<Traffic>> Trainer::take_traffic() {
+    if (emulator_) {
+        auto experts = emulator_->take();
+        return {experts, std::vector<Traffic>(experts.size())};
+    }
+    if (comm_->size() == 1) return {};
+    const Traffic allreduce = comm_->allreduce_traffic;
+    comm_->allreduce_traffic = {};
+    return gather_traffic(*comm_, ep_ ? ep_->take_traffic() : ExpertTraffic{}, allreduce);
 }
 
 Trainer::Evaluation Trainer::evaluation(bool validation) {

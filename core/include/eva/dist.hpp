@@ -36,6 +36,11 @@ public:
     virtual void sendrecv(const void* send, void* recv, std::size_t bytes, int peer) = 0;
     /// Every rank's `bytes` from `send`, in rank order, into `recv` (size() · bytes).
     virtual void allgather(const void* send, void* recv, std::size_t bytes) = 0;
+    /// The personalised all-to-all (MPI_Alltoallv, in bytes): to every rank p, send_bytes[p] bytes from
+    /// send + send_at[p]; from every rank p, recv_bytes[p] bytes into recv + recv_at[p]. The arrays have
+    /// size() entries; a pair of ranks must agree on what one sends the other.
+    virtual void alltoallv(const void* send, const std::size_t* send_bytes, const std::size_t* send_at, void* recv,
+                           const std::size_t* recv_bytes, const std::size_t* recv_at) = 0;
     /// Ends every process of the run with exit status `code` (after this rank printed why).
     [[noreturn]] virtual void abort(int code) = 0;
     /// Bytes this rank moved in tree_allreduce (the gradient all-reduce), for the traffic figures.
@@ -49,6 +54,8 @@ public:
     int size() const override { return 1; }
     void sendrecv(const void* send, void* recv, std::size_t bytes, int peer) override;
     void allgather(const void* send, void* recv, std::size_t bytes) override;
+    void alltoallv(const void* send, const std::size_t* send_bytes, const std::size_t* send_at, void* recv,
+                   const std::size_t* recv_bytes, const std::size_t* recv_at) override;
     [[noreturn]] void abort(int code) override;
 };
 

@@ -86,6 +86,12 @@ struct Model {
     /// Weight λ of the multi-token-prediction loss, (λ/D)·Σ_k CE_k (V3: 0.3, later 0.1); a training
     /// setting (TrainConfig::mtp_lambda) that the trainer copies here. Unused without MTP modules.
     double mtp_lambda = 0.3;
+    /// Node-limited routing of every MoE gate in training and evaluation (TrainConfig::nodes and
+    /// max_nodes, copied by the trainer); generation routes without it. Default: unlimited.
+    NodeLimit node_limit{};
+    /// During a training step of an expert-parallel run: where the routed experts run (set by the
+    /// trainer; nullptr: all here).
+    ExpertParallel* expert_parallel = nullptr;
 };
 
 /// A model with every tensor allocated: Linear weights and biases 0, norm gains 1.

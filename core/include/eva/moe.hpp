@@ -34,6 +34,8 @@
 
 namespace eva {
 
+class ExpertParallel;  // eva/expert_parallel.hpp
+
 enum class ScoreFunc { softmax, sigmoid };
 enum class Balance { none, aux_free, seq_loss, aux_loss };
 
@@ -103,10 +105,10 @@ struct NodeLimit {
 template <class T>
 void route(const MoeConfig& cfg, const T* bias, Routing<T>& r, const NodeLimit& limit);
 
-/// s = score_func(x·gateᵀ) for x [n, dim], gate [E, dim], then `route`.
+/// s = score_func(x·gateᵀ) for x [n, dim], gate [E, dim], then `route` (node-limited by `limit`).
 template <class T>
 void gate_forward(const MoeConfig& cfg, const Matrix<T>& gate, const T* bias, const T* x, std::size_t n,
-                  Routing<T>& r);
+                  Routing<T>& r, const NodeLimit& limit = {});
 
 /// Gate backward. `dweights` [n, k] (or nullptr) is the gradient w.r.t. the combine weights; `dscores`
 /// [n, E] enters holding any gradient w.r.t. the scores (a balance loss's) and is consumed. Adds
@@ -188,18 +190,29 @@ struct MoeCache {
     std::vector<MlpCache<T>> expert_cache;
     MlpCache<T> shared_cache;
     T balance_loss = 0;                // α·L for seq-loss / aux-loss, else 0
+    // Expert parallelism (eva/expert_parallel.hpp): the rows other ranks sent to this rank's experts,
+    // source by source, each grouped by local expert (recv_offsets [ep·experts per rank + 1]), and the
+    // caches of those expert runs.
+    std::vector<T> x_recv;
+    std::vector<std::size_t> recv_offsets;
+    std::vector<MlpCache<T>> recv_cache;
 };
 
-/// y [n, dim] = MoE(x [n, dim]). n must be a multiple of seq_len (used only by the seq-loss).
+/// y [n, dim] = MoE(x [n, dim]). n must be a multiple of seq_len (used only by the seq-loss). `limit`:
+/// node-limited routing; `ep`: run the routed experts across the ranks of an expert-parallel group
+/// (float only; nullptr: every expert here).
 template <class T>
 void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len, T* y, MoeCache<T>& c,
-                 LinearPrecision precision = LinearPrecision::fp32);
+                 LinearPrecision precision = LinearPrecision::fp32, const NodeLimit& limit = {},
+                 ExpertParallel* ep = nullptr);
 
 /// Gradients for dy (plus the balance loss's own gradient, whose weight is 1 in the total loss):
 /// adds into g (gate, experts, shared) and writes dx [n, dim].
+/// With `ep` (the forward's), the routed experts' weight gradients go to ep's per-shard buffers
+/// instead of g.experts (see ExpertParallel).
 template <class T>
 void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy, T* dx, Moe<T>& g,
-                  LinearPrecision precision = LinearPrecision::fp32);
+                  LinearPrecision precision = LinearPrecision::fp32, ExpertParallel* ep = nullptr);
 
 /// Reference: the same layer as a loop over tokens and their chosen experts (one row at a time).
 template <class T>

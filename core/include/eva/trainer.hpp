@@ -13,6 +13,9 @@
 // (dist.hpp) adds the subtrees at the top exactly as one process would. Losses, weights and checkpoints
 // are therefore the same bits on 1, 2 or 4 ranks, and a run saved on 4 ranks resumes on 1.
 //
+// Expert parallelism (`ep` ranks share one copy of the routed experts: expert_parallel.hpp) changes
+// where the experts run, not the result: the same bits again, and `ep` is not part of the checkpoint.
+//
 // A checkpoint is a pair of files written one after the other — X.safetensors (the model and the
 // training state) and X.optim.safetensors (AdamW's moments) — and a kill or a full disk can land between
 // the two renames. Both files therefore carry the run's id and step, and resume refuses a pair that
@@ -26,9 +29,11 @@
 #include <nlohmann/json.hpp>
 
 #include <deque>
+#include <memory>
 
 #include "eva/data.hpp"
 #include "eva/dist.hpp"
+#include "eva/expert_parallel.hpp"
 #include "eva/model.hpp"
 #include "eva/train.hpp"
 
@@ -44,6 +49,9 @@ struct TrainConfig {
     LinearPrecision precision = LinearPrecision::fp32;  // the blocks' Linear GEMMs: fp32 or FP8 emulation
     double mtp_lambda = 0.3;  // weight λ of the MTP loss (λ/D)·Σ_k CE_k (DeepSeek-V3: 0.3, then 0.1)
     int shards = 0;  // gradient shards per step (0: default_shards(batch), alone or on several ranks); older checkpoints: 1
+    // Node-limited routing (moe.hpp NodeLimit): the routed experts in `nodes` equal blocks (virtual nodes;
+    // under --ep, ep / ranks-per-node), each token's experts on at most `max_nodes` of them (0: unlimited).
+    int nodes = 1, max_nodes = 0;
 
     /// ConfigError naming the first value outside its range (betas in [0, 1), eps > 0, …).
     void validate(const ModelArgs& args) const;
@@ -97,9 +105,10 @@ std::vector<Param> trainable_params(ModelWeights<float>& values, ModelWeights<fl
 
 class Trainer {
 public:
-    /// `comm`: the ranks of a distributed run (nullptr: this process alone). ConfigError if the shards
-    /// cannot be split over the ranks, or if another rank's config, corpus or model differ from this one's.
-    Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, Comm* comm = nullptr);
+    /// `comm`: the ranks of a distributed run (nullptr: this process alone); `ep`: ranks per expert-parallel
+    /// group (1: none). ConfigError if the shards cannot be split over the ranks, if ep does not fit the
+    /// ranks, the experts and cfg.nodes, or if another rank's config, corpus or model differ from this one's.
+    Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, Comm* comm = nullptr, int ep = 1);
     Trainer(const Trainer&) = delete;  // params_ points into this trainer's own gradient buffers
     Trainer& operator=(const Trainer&) = delete;
     /// One optimizer step on a fresh batch.
@@ -130,6 +139,12 @@ public:
     static std::string optimizer_path(const std::string& path);
 
     Comm& comm() { return *comm_; }
+    /// Where the routed experts run (ep 1: all on every rank); with ep > 1 in one process, the layout
+    /// whose traffic the process emulates.
+    const ExpertLayout& expert_layout() const { return layout_; }
+    /// The traffic since the last call, per rank (collective under mpirun: every rank calls it): measured
+    /// on several ranks, emulated by one process given ep > 1 (no all-reduce then), empty otherwise.
+    std::pair<std::vector<ExpertTraffic>, std::vector<Traffic>> take_traffic();
 
 private:
     // Gradients of the shards [lo, hi) into levels_[level] (the midpoint tree; see the top of the file),
@@ -154,6 +169,9 @@ private:
     bool partial_zero_ = true;                // every partial_ buffer is zero (between steps)
     std::vector<float> flat_, scratch_;       // the gradients packed for the all-reduce
     ModelActivations<float> acts_;
+    ExpertLayout layout_;
+    std::unique_ptr<ExpertParallel> ep_;          // several ranks with ep > 1
+    std::unique_ptr<TrafficEmulator> emulator_;  // one process with ep > 1
 };
 
 }  // namespace eva
