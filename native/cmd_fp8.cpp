@@ -232,7 +232,7 @@ void add_fp8_command(CLI::App& app) {
         auto* cmd = fp8->add_subcommand("quantize", "Quantize-dequantize a float32 .npy tensor with scales; print the error metrics");
         cmd->add_option("--format", o->format, "FP8 format: e4m3 or e5m2")->capture_default_str();
         cmd->add_option("--granularity", o->granularity, "Scale groups: tensor, tile (1×G) or block (G×G)")->capture_default_str();
-        cmd->add_option("--group", o->group, "G, the tile length / block side")->capture_default_str()->check(CLI::PositiveNumber);
+        cmd->add_option("--group", o->group, "G, the tile length / block side")->capture_default_str()->check(kPositive);
         cmd->add_flag("--pow2-scales", o->pow2, "Round every scale up to a power of two");
         cmd->add_option("--input", o->input, "float32 (or float64) .npy file of rank 1 or 2")->required();
         cmd->add_option("--output", o->output, "Where to write the dequantized tensor (.npy)");
@@ -242,9 +242,9 @@ void add_fp8_command(CLI::App& app) {
     {
         auto o = std::make_shared<GemmErrorOptions>();
         auto* cmd = fp8->add_subcommand("gemm-error", "Accumulation error of an FP8 GEMM: limited-precision accumulator, promotion to fp32 every N_C or never");
-        cmd->add_option("--m", o->m, "Rows of C")->capture_default_str()->check(CLI::PositiveNumber);
-        cmd->add_option("--n", o->n, "Columns of C")->capture_default_str()->check(CLI::PositiveNumber);
-        cmd->add_option("--k", o->k, "Inner dimension")->capture_default_str()->check(CLI::PositiveNumber);
+        cmd->add_option("--m", o->m, "Rows of C")->capture_default_str()->check(kPositive);
+        cmd->add_option("--n", o->n, "Columns of C")->capture_default_str()->check(kPositive);
+        cmd->add_option("--k", o->k, "Inner dimension")->capture_default_str()->check(kPositive);
         cmd->add_option("--accum-bits", o->accum_bits, "Mantissa bits of the tensor-core accumulator (0 = exact fp32)")
             ->capture_default_str()->check(CLI::Range(0, 23));
         cmd->add_option("--promote-every", o->promote_every, "N_C: promote to fp32 every this many elements of K (0 = never)")

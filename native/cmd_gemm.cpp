@@ -77,9 +77,9 @@ void run(const GemmOptions& o) {
 void add_gemm_command(CLI::App& app) {
     auto o = std::make_shared<GemmOptions>();
     auto* cmd = app.add_subcommand("gemm", "Multiply random matrices with eva's GEMM: speed and error vs a plain loop");
-    cmd->add_option("--m", o->m, "Rows of C")->capture_default_str()->check(CLI::PositiveNumber);
-    cmd->add_option("--n", o->n, "Columns of C")->capture_default_str()->check(CLI::PositiveNumber);
-    cmd->add_option("--k", o->k, "Inner dimension")->capture_default_str()->check(CLI::PositiveNumber);
+    cmd->add_option("--m", o->m, "Rows of C")->capture_default_str()->check(kPositive);
+    cmd->add_option("--n", o->n, "Columns of C")->capture_default_str()->check(kPositive);
+    cmd->add_option("--k", o->k, "Inner dimension")->capture_default_str()->check(kPositive);
     cmd->add_flag("--trans-a", o->trans_a, "Use Aᵀ (A stored K×M)");
     cmd->add_flag("--trans-b", o->trans_b, "Use Bᵀ (B stored N×K), as a Linear layer's forward does");
     cmd->add_option("--repeat", o->repeat, "Timed repetitions (the median is reported)")

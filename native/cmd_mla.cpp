@@ -124,7 +124,7 @@ void add_mla_command(CLI::App& app) {
     auto m = std::make_shared<MemoryOptions>();
     auto* mem = cmd->add_subcommand("memory", "KV-cache size of MLA vs MHA vs GQA vs MQA for a config");
     mem->add_option("--config", m->config, config_help)->capture_default_str();
-    mem->add_option("--seq-len", m->seq_len, "Tokens in the sequence")->capture_default_str()->check(CLI::PositiveNumber);
+    mem->add_option("--seq-len", m->seq_len, "Tokens in the sequence")->capture_default_str()->check(kPositive);
     mem->add_option("--dtype", m->dtype, "Cache element type: fp32, bf16 or fp8")->capture_default_str();
     mem->add_option("--gqa-groups", m->gqa_groups, "K/V heads of the GQA comparison (must divide n_heads; default: the largest divisor <= 8)")
         ->capture_default_str();

@@ -457,9 +457,9 @@ void add_model_commands(CLI::App& app) {
         auto* c = app.add_subcommand("train", "Train a model on text; prints losses, tokens/s and samples");
         c->add_option("--config", o->config, "Preset or ModelArgs JSON file")->capture_default_str();
         c->add_option("--data", o->data, "Text file, or a fortunes folder (default: Debian's fortunes)")->capture_default_str();
-        c->add_option("--steps", o->t.steps, "Optimizer steps")->capture_default_str()->check(CLI::PositiveNumber);
+        c->add_option("--steps", o->t.steps, "Optimizer steps")->capture_default_str()->check(kPositive);
         c->add_option("--batch", o->t.batch, "Sequences per step")->capture_default_str()->check(CLI::Range(1, 4096));
-        c->add_option("--seq-len", o->t.seq_len, "Tokens per sequence")->capture_default_str()->check(CLI::PositiveNumber);
+        c->add_option("--seq-len", o->t.seq_len, "Tokens per sequence")->capture_default_str()->check(kPositive);
         c->add_option("--lr", o->t.schedule.lr, "Peak learning rate")->capture_default_str();
         c->add_option("--warmup", o->t.schedule.warmup_steps, "Linear warmup steps")->capture_default_str();
         c->add_option("--seed", o->t.seed, "Seed of the init and of the data order")->capture_default_str();
@@ -495,20 +495,20 @@ void add_model_commands(CLI::App& app) {
                       "Node-limited routing (DeepSeek-V3: 4): each token's experts on at most M nodes, chosen by the sum of "
                       "their K/M best affinities (0: unlimited)")
             ->capture_default_str()->check(CLI::Range(0, 4096));
-        c->add_option("--eval-every", o->eval_every, "Validation loss every N steps")->capture_default_str()->check(CLI::PositiveNumber);
+        c->add_option("--eval-every", o->eval_every, "Validation loss every N steps")->capture_default_str()->check(kPositive);
         c->add_option("--sample-every", o->sample_every, "Print a sample every N steps (0: only at the end)")->capture_default_str();
         c->add_option("--out", o->out, "Save a resumable checkpoint here at the end (and with --save-every)");
         c->add_option("--save-every", o->save_every, "Also save the checkpoint every N steps (needs --out)")
-            ->capture_default_str()->check(CLI::NonNegativeNumber);
+            ->capture_default_str()->check(kNonNegative);
         c->add_option("--stop-after", o->stop_after,
                       "Stop after N steps of this invocation and save (needs --out); --resume continues the run")
-            ->check(CLI::PositiveNumber);
+            ->check(kPositive);
         c->add_option("--resume", o->resume,
                       "Continue a checkpoint saved with --out: its config, schedule and data order (--steps: a new total)")
             ->check(CLI::ExistingFile);
         c->add_option("--threads", o->threads,
                       "CPU threads (0: EVA_NUM_THREADS, else OMP_NUM_THREADS, else every core); results are identical for any count")
-            ->capture_default_str()->check(CLI::NonNegativeNumber);
+            ->capture_default_str()->check(kNonNegative);
         c->add_flag("--json", o->json, "JSON lines instead of text");
         c->callback([o, c] {
             for (const CLI::Option* opt : c->get_options())
@@ -521,9 +521,9 @@ void add_model_commands(CLI::App& app) {
         auto* c = app.add_subcommand("generate", "Generate text from a checkpoint");
         c->add_option("--weights", o->weights, "Model: an eva .safetensors file or a Hugging Face checkpoint folder")->required()->check(CLI::ExistingPath);
         c->add_option("--prompt", o->prompt, "Prompt text")->capture_default_str();
-        c->add_option("--max-new-tokens", o->max_new_tokens, "Bytes to generate")->capture_default_str()->check(CLI::PositiveNumber);
+        c->add_option("--max-new-tokens", o->max_new_tokens, "Bytes to generate")->capture_default_str()->check(kPositive);
         c->add_option("--temperature", o->sampling.temperature, "0: greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
-        c->add_option("--top-k", o->sampling.top_k, "Keep the k most likely (0: off)")->capture_default_str()->check(CLI::NonNegativeNumber);
+        c->add_option("--top-k", o->sampling.top_k, "Keep the k most likely (0: off)")->capture_default_str()->check(kNonNegative);
         c->add_option("--top-p", o->sampling.top_p, "Nucleus sampling (1: off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
         c->add_option("--seed", o->seed, "Sampling seed")->capture_default_str();
         c->add_option("--attn", o->attn, "KV cache")->capture_default_str()->check(attn_check);

@@ -113,11 +113,11 @@ void add_moe_command(CLI::App& app) {
     cmd->add_option("--steps", o->steps, "Balancing steps after the first routing")
         ->capture_default_str()->check(CLI::Range(0, 100000));
     cmd->add_option("--seq-len", o->seq_len, "Sequence length for the sequence-wise loss")
-        ->capture_default_str()->check(CLI::PositiveNumber);
+        ->capture_default_str()->check(kPositive);
     cmd->add_option("--skew", o->skew, "How strongly the synthetic gate favours the first top-k experts")
         ->capture_default_str()->check(CLI::Range(0.0, 100.0));
     cmd->add_option("--lr", o->lr, "SGD learning rate on the gate for seq-loss / aux-loss")
-        ->capture_default_str()->check(CLI::PositiveNumber);
+        ->capture_default_str()->check(kPositive);
     cmd->add_flag("--json", o->json, "Print one JSON object instead of text");
     cmd->callback([o] { run(*o); });
 }

@@ -19,8 +19,14 @@ namespace eva::native {
 inline void passive_openmp_wait(char** argv) {
 #if defined(__linux__)
     if (!eva::threads_available() || std::getenv("OMP_WAIT_POLICY")) return;
+    // Executing the file /proc/self/exe points to (not the link itself) keeps the process name: ps,
+    // pgrep and mpirun's ranks still show "eva", not "exe".
+    char self[4096];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return;
+    self[n] = '\0';
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: then run on with libgomp's default
+    execv(self, argv);  // returns only on failure: then run on with libgomp's default
 #else
     (void)argv;
 #endif

@@ -205,14 +205,16 @@ fault "4 ranks, 2 shards" 2 "4 ranks cannot share 2 gradient shards" mpirun --ov
 mpirun --oversubscribe -np 2 "$eva" "${train[@]}" --steps 100000 --save-every 1 --out kill.safetensors >kill.jsonl 2>kill.err &
 launcher=$!
 for _ in $(seq 600); do [[ -f kill.optim.safetensors ]] && break; sleep 0.1; done
-# (-f: eva re-executes itself through /proc/self/exe to set its OpenMP wait policy, so its process
-# name is "exe"; its command line still names eva.)
+# (eva re-executes itself once to set its OpenMP wait policy: the ranks are found by command line.)
 ranks=$(pgrep -P $launcher -f "$eva" | sort -n)
 victim=$(echo "$ranks" | tail -n 1)
 t0=$SECONDS
 if [[ -n "$victim" ]]; then kill -9 "$victim"; else fail "killed rank: no rank process found"; fi
 timeout 60 bash -c "while kill -0 $launcher 2>/dev/null; do sleep 0.1; done"
 rc=$?
+# A launcher still running (no rank found, or the kill did not end the run) is ended here, so the
+# test fails instead of waiting for 100,000 steps.
+if kill -0 $launcher 2>/dev/null; then pkill -9 -P $launcher; kill -9 $launcher; fi
 wait $launcher
 status=$?
 [[ $rc == 0 && $((SECONDS - t0)) -lt 60 ]] || fail "killed rank: the run did not end within 60 s"
