@@ -8,6 +8,8 @@
   training        build/release/eva_bench_train  eva-mini steps vs PyTorch (native/bench_train.py)
   decoding        build/release/eva_bench_decode plain vs speculative (MTP) vs PyTorch (native/bench_decode.py)
   wasm vs native  build/release/eva_speed and build/wasm/eva_speed.js under node: the same GEMM harness
+  MPI training    build/release-mpi/eva under mpirun (1 and 2 ranks, data and expert parallel) vs
+                  build/release/eva on 2 OpenMP threads: eva-mini's training throughput
 
 Each benchmark measures its named baseline in the same run; this script only runs them, keeps what they
 print (their --json output, kept verbatim under "raw"), reshapes it into tables of medians and ratios,
@@ -15,7 +17,8 @@ and renders the tables as Markdown. The Markdown is never edited by hand: `--ren
 the JSON, and the full default run regenerates both docs/performance.json and docs/performance.md.
 
 The PyTorch baseline needs /usr/bin/python3 with torch (Debian's python3-torch) and the wasm figures need
-the wasm preset's eva_speed.js and node; without them those parts are skipped and the report says so.
+the wasm preset's eva_speed.js and node, the MPI figures the release-mpi preset's eva and mpirun; without
+them those parts are skipped and the report says so.
 Python standard library only.
 """
 import argparse
@@ -35,7 +38,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = "/usr/bin/python3"  # the interpreter native/bench_train.cpp runs the PyTorch baseline with
 REPETITIONS = 5              # full mode: Google Benchmark repetitions, whose median is reported
-SECTIONS = ["gemm", "fp8", "mla", "moe", "train", "decode", "wasm"]
+SECTIONS = ["gemm", "fp8", "mla", "moe", "train", "decode", "wasm", "mpi"]
 # Every benchmark but the training one (which sets its thread counts itself) compares one thread of eva
 # with one-thread baselines: builds whose core is multi-threaded (OpenMP) are held to one thread.
 ONE_THREAD = {"EVA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -72,12 +75,14 @@ class Runner:
             return ["--benchmark_min_time=0.01"] + ([f"--benchmark_filter={quick_filter}"] if quick_filter else [])
         return [f"--benchmark_repetitions={REPETITIONS}", "--benchmark_report_aggregates_only=true"]
 
-    def run(self, name, cmd):
-        """Runs cmd, logging its output to LOG_DIR/name.log; returns stdout. Fails with the log's tail."""
+    def run(self, name, cmd, env=None):
+        """Runs cmd, logging its output to LOG_DIR/name.log; returns stdout. Fails with the log's tail.
+        `env`: extra variables (the training runs set their own thread counts; the rest get ONE_THREAD)."""
         log = os.path.join(self.log_dir, name + ".log")
         shown = " ".join(shlex.quote(rel(c) if os.path.isabs(c) else c) for c in cmd)
         print(f"  $ {shown}", file=sys.stderr, flush=True)
-        env = dict(os.environ, **ONE_THREAD) if name != "train" and not name.startswith("train-") else None
+        threads = {} if name == "train" or name.startswith("train-") else ONE_THREAD
+        env = dict(os.environ, **threads, **(env or {}))
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
         with open(log, "w") as f:
             f.write(p.stdout)
@@ -447,6 +452,68 @@ def bench_wasm(r):
     return section
 
 
+# Open MPI refuses to start as root (CI runs as root) and more ranks than cores without these.
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+
+
+def bench_mpi(r):
+    """eva-mini's training throughput in one process on 2 OpenMP threads (the baseline) against the same
+    run under mpirun: 1 rank, 2 ranks of 1 thread (data parallel) and 2 ranks with --ep 2. All print the
+    same losses (the shard tree; the script checks it), so only the time differs; on one machine MPI's
+    messages are memory copies, which this measures honestly."""
+    mpi_eva = os.path.join(os.path.dirname(r.build), "release-mpi", "eva")
+    mpirun = shutil.which("mpirun")
+    batch, seq_len, steps = (4, 32, 3) if r.quick else (16, 128, 8)
+    train = ["train", "--batch", str(batch), "--seq-len", str(seq_len), "--steps", str(steps),
+             "--eval-every", str(steps), "--json"]
+    section = {
+        "title": "Training on MPI ranks vs OpenMP threads",
+        "what": f"eva-mini training steps ({batch}×{seq_len} tokens, {steps} steps; the first step is left out) "
+                "in one process on 2 OpenMP threads, and the same run under mpirun on this one machine: "
+                "1 rank of 2 threads, 2 ranks of 1 thread each (data parallel: each rank computes half of the "
+                "gradient shards, summed by the fixed-order all-reduce), and 2 ranks with --ep 2 (each rank "
+                "also runs half of the routed experts; tokens dispatched and combined with MPI_Alltoallv). "
+                "Median tokens/s of the whole batch per step, "
+                f"{1 if r.quick else REPETITIONS} alternating round(s), median over rounds.",
+        "baseline": "the single process on 2 OpenMP threads (build/release/eva), same run",
+        "command": f"mpirun -np 2 build/release-mpi/eva {' '.join(train)} --threads 1 [--ep 2]",
+        "tables": [],
+        "skipped": [],
+    }
+    if not os.access(mpi_eva, os.X_OK) or not mpirun:
+        why = (f"{rel(mpi_eva)} is missing (cmake --preset release-mpi && cmake --build --preset release-mpi)"
+               if mpirun else "mpirun is not installed (openmpi-bin)")
+        section["skipped"] = ["MPI: " + why]
+        section["headline"] = "MPI: not measured (" + why + ")."
+        return section
+    cases = [("1 process, 2 OpenMP threads", [r.binary("eva")] + train + ["--threads", "2"]),
+             ("mpirun -np 1, 2 threads", [mpirun, "-np", "1", mpi_eva] + train + ["--threads", "2"]),
+             ("mpirun -np 2, 1 thread each", [mpirun, "--oversubscribe", "-np", "2", mpi_eva] + train + ["--threads", "1"]),
+             ("mpirun -np 2 --ep 2, 1 thread each",
+              [mpirun, "--oversubscribe", "-np", "2", mpi_eva] + train + ["--threads", "1", "--ep", "2"])]
+    rates = {name: [] for name, _ in cases}
+    losses = {}
+    for i in range(1 if r.quick else REPETITIONS):
+        for k, (name, cmd) in enumerate(cases):
+            lines = [json.loads(l) for l in r.run(f"train-mpi-{k}-{i + 1}", cmd, MPI_ENV).splitlines()
+                     if l.startswith("{")]
+            step_lines = [l for l in lines if "step" in l]
+            rates[name].append(statistics.median(l["tokens_per_s"] for l in step_lines[1:]))
+            losses[name] = [l["loss"] for l in step_lines]
+    reference = losses[cases[0][0]]
+    for name, l in losses.items():
+        if l != reference:
+            raise BenchError(f"MPI: '{name}' printed other losses than one process ({l} vs {reference})")
+    base = statistics.median(rates[cases[0][0]])
+    rows = [[name, statistics.median(rates[name]), statistics.median(rates[name]) / base] for name, _ in cases]
+    section["tables"] = [table([("run", "case"), ("tokens/s", "median"), ("÷ 2 OpenMP threads", "ratio")], rows)]
+    section["headline"] = ("MPI: on this one machine 2 ranks train at " +
+                           ", ".join(f"{x[2]:.2f}× ({x[0].split(', ')[0]})" for x in rows[2:]) +
+                           " the throughput of one process on 2 OpenMP threads, with the same losses.")
+    section["raw"] = {"tokens_per_s": rates}
+    return section
+
+
 # ------------------------------------------------------------------------------------------ machine
 
 def compiler(build):
@@ -521,7 +588,8 @@ def measure(a):
            "repetitions": 1 if a.quick else REPETITIONS, "note": a.note,
            "machine": machine_info(a.build, torch), "benchmarks": {}}
     steps = {"gemm": bench_gemm, "fp8": bench_fp8, "mla": bench_mla, "moe": bench_moe,
-             "train": lambda r: bench_train(r, torch), "decode": lambda r: bench_decode(r, torch), "wasm": bench_wasm}
+             "train": lambda r: bench_train(r, torch), "decode": lambda r: bench_decode(r, torch), "wasm": bench_wasm,
+             "mpi": bench_mpi}
     try:
         for i, key in enumerate(SECTIONS, 1):
             t0 = time.monotonic()

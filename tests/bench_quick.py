@@ -4,7 +4,8 @@
 Checks the JSON holds every section with finite, positive medians and ratios, the machine information,
 and that the Markdown generated from it holds every table row. No timing is asserted (the machine is
 shared; a quick run's figures are noisy). The PyTorch part is skipped when /usr/bin/python3 cannot
-import torch, the wasm part when the wasm build has no eva_speed.js: both say so on stdout.
+import torch, the wasm part when the wasm build has no eva_speed.js, the MPI part when there is no
+release-mpi build beside BUILD_DIR: each says so on stdout.
 Also checks the clear error for a missing build. Run by ctest (eva_bench_quick):
   tests/bench_quick.py BUILD_DIR WASM_BUILD_DIR
 """
@@ -17,7 +18,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "..", "scripts", "bench.py")
-SECTIONS = ["gemm", "fp8", "mla", "moe", "train", "decode", "wasm"]
+SECTIONS = ["gemm", "fp8", "mla", "moe", "train", "decode", "wasm", "mpi"]
 MACHINE = ["cpu_model", "cores", "compiler", "gemm_simd", "openblas", "peak_gflops", "date", "git_commit"]
 failures = []
 
@@ -78,6 +79,7 @@ def main():
 
     torch = subprocess.run(["/usr/bin/python3", "-c", "import torch"], stderr=subprocess.DEVNULL).returncode == 0
     wasm = os.path.exists(os.path.join(wasm_build, "eva_speed.js"))
+    mpi = os.access(os.path.join(os.path.dirname(os.path.abspath(build)), "release-mpi", "eva"), os.X_OK)
     for key in SECTIONS:
         s = data["benchmarks"].get(key)
         check(s is not None, f"section {key} is present")
@@ -88,6 +90,10 @@ def main():
         if key == "wasm" and not wasm:
             print(f"SKIPPED: the wasm part ({wasm_build}/eva_speed.js is not built)")
             check(s["skipped"] and not s["tables"], "wasm: marked skipped")
+            continue
+        if key == "mpi" and not mpi:
+            print("SKIPPED: the MPI part (the release-mpi preset's eva is not built)")
+            check(s["skipped"] and not s["tables"], "mpi: marked skipped")
             continue
         check(len(s["tables"]) > 0 and not s.get("skipped"), f"{key}: measured")
         for t in s["tables"]:
