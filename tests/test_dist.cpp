@@ -198,16 +198,26 @@ TEST_CASE("node-limited routing: a single process emulating the layout trains as
 
 #endif
 
-TEST_CASE("expert-parallel layouts that do not fit are refused", "[dist][trainer][ep]") {
-    const auto args = dist_args(0);
-    const auto corpus = dist_corpus();
-    eva::Rng rng(5);
-    auto m = eva::model_init<float>(args, eva::moe_config(args), rng);
+// A model and a two-step run of 8 sequences in `shards` shards, for the refused configurations.
+struct Setup {
+    eva::ModelArgs args = dist_args(0);
+    eva::Corpus corpus = dist_corpus();
+    eva::Rng rng{5};
+    eva::Model<float> m = eva::model_init<float>(args, eva::moe_config(args), rng);
     eva::TrainConfig t;
-    t.batch = 8;
-    t.seq_len = 16;
-    t.steps = 2;
-    t.shards = 4;
+    explicit Setup(int shards) {
+        t.batch = 8;
+        t.seq_len = 16;
+        t.steps = 2;
+        t.shards = shards;
+    }
+};
+
+TEST_CASE("expert-parallel layouts that do not fit are refused", "[dist][trainer][ep]") {
+    Setup f(4);
+    auto& m = f.m;
+    const auto& corpus = f.corpus;
+    auto& t = f.t;
     Hub hub;
     ThreadComm two(hub, 0, 2);
     CHECK(eva::Trainer(m, corpus, t, nullptr, 2).expert_layout().ep == 2);  // alone: emulated
@@ -235,15 +245,10 @@ TEST_CASE("shards change only the rounding: the first step's losses and gradient
 }
 
 TEST_CASE("ranks must be a power of two dividing the shards", "[dist][trainer]") {
-    const auto args = dist_args(0);
-    const auto corpus = dist_corpus();
-    eva::Rng rng(5);
-    auto m = eva::model_init<float>(args, eva::moe_config(args), rng);
-    eva::TrainConfig t;
-    t.batch = 8;
-    t.seq_len = 16;
-    t.steps = 2;
-    t.shards = 2;
+    Setup f(2);
+    auto& m = f.m;
+    const auto& corpus = f.corpus;
+    auto& t = f.t;
     Hub hub;
     ThreadComm four(hub, 0, 4), three(hub, 0, 3);
     CHECK_THROWS_WITH(eva::Trainer(m, corpus, t, &four), Catch::Contains("4 ranks cannot share 2 gradient shards"));

@@ -155,7 +155,8 @@ std::vector<Moe<T>*> moe_blocks(ModelWeights<T>& w) {
     std::vector<Moe<T>*> out;
     for (auto& b : w.layers)
         if (!b.dense) out.push_back(&b.moe);
-    for (auto& mod : w.mtp) out.push_back(&mod.block.moe);
+    for (auto& mod : w.mtp)
+        if (!mod.block.dense) out.push_back(&mod.block.moe);
     return out;
 }
 template std::vector<Moe<float>*> moe_blocks<float>(ModelWeights<float>&);

@@ -332,12 +332,19 @@ Loss model_loss_and_grad(const Model<T>& m, const std::vector<Token>& inputs, co
 }
 
 template <class T>
+std::vector<const MoeCache<T>*> moe_caches(const Model<T>& m, const ModelActivations<T>& acts) {
+    std::vector<const MoeCache<T>*> out;
+    for (std::size_t l = 0; l < m.w.layers.size(); ++l)
+        if (!m.w.layers[l].dense) out.push_back(&acts.layers[l].moe);
+    for (std::size_t k = 0; k < m.w.mtp.size() && k < acts.mtp.size(); ++k)  // the MTP blocks balance too
+        if (!m.w.mtp[k].block.dense) out.push_back(&acts.mtp[k].block.moe);
+    return out;
+}
+
+template <class T>
 std::vector<std::vector<std::size_t>> balance_counts(const Model<T>& m, const ModelActivations<T>& acts) {
     std::vector<std::vector<std::size_t>> out;
-    for (std::size_t l = 0; l < m.w.layers.size(); ++l)
-        if (!m.w.layers[l].dense) out.push_back(expert_counts(acts.layers[l].moe.routing));
-    for (std::size_t k = 0; k < m.w.mtp.size() && k < acts.mtp.size(); ++k)  // the MTP blocks balance too
-        if (!m.w.mtp[k].block.dense) out.push_back(expert_counts(acts.mtp[k].block.moe.routing));
+    for (const MoeCache<T>* c : moe_caches(m, acts)) out.push_back(expert_counts(c->routing));
     return out;
 }
 
@@ -547,6 +554,7 @@ Token sample_from(const std::vector<double>& p, Rng& rng) {
                                          std::size_t, std::size_t, ModelWeights<T>&, ModelActivations<T>*);       \
     template void update_balance_bias<T>(Model<T>&, const ModelActivations<T>&);                                  \
     template void update_balance_bias<T>(Model<T>&, const std::vector<std::vector<std::size_t>>&);               \
+    template std::vector<const MoeCache<T>*> moe_caches<T>(const Model<T>&, const ModelActivations<T>&);        \
     template std::vector<std::vector<std::size_t>> balance_counts<T>(const Model<T>&, const ModelActivations<T>&); \
     template class Generator<T>;
 EVA_MODEL_INSTANCES(float)

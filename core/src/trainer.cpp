@@ -59,10 +59,7 @@ void TrainConfig::validate(const ModelArgs& args) const {
     require(nodes >= 1 && max_nodes >= 0, "nodes must be >= 1 and max_nodes >= 0");
     if (nodes > 1 || max_nodes > 0) {
         if (args.n_layers == args.n_dense_layers && args.n_mtp_layers == 0) throw ConfigError("--max-nodes needs a model with MoE layers");
-        MoeConfig experts;  // the two sizes NodeLimit's rule reads
-        experts.n_routed_experts = std::size_t(args.n_routed_experts);
-        experts.n_activated_experts = std::size_t(args.n_activated_experts);
-        NodeLimit{std::size_t(nodes), std::size_t(max_nodes)}.validate(experts);
+        NodeLimit{std::size_t(nodes), std::size_t(max_nodes)}.validate(moe_config(args));
     }
     require(args.n_mtp_layers < seq_len, "seq_len must exceed n_mtp_layers (" + std::to_string(args.n_mtp_layers) +
                                              "): MTP module k trains on seq_len - k positions");
@@ -326,14 +323,7 @@ void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level,
     } use{m_};
     m_.expert_parallel = ep_.get();
     const Loss l = model_loss_and_grad(m_, in, out, per, T, target, &acts_);
-    if (emulator_) {  // the MoE caches of this shard, in balance_counts' order
-        std::vector<const MoeCache<float>*> caches;
-        for (std::size_t k = 0; k < m_.w.layers.size(); ++k)
-            if (!m_.w.layers[k].dense) caches.push_back(&acts_.layers[k].moe);
-        for (std::size_t k = 0; k < m_.w.mtp.size() && k < acts_.mtp.size(); ++k)
-            if (!m_.w.mtp[k].block.dense) caches.push_back(&acts_.mtp[k].block.moe);
-        emulator_->add_shard(caches);
-    }
+    if (emulator_) emulator_->add_shard(moe_caches(m_, acts_));  // this shard's MoE blocks
     losses.push_back(l.cross_entropy);
     losses.push_back(l.balance);
     for (double x : l.mtp_cross_entropy) losses.push_back(x);

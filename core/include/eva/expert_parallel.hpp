@@ -96,7 +96,7 @@ std::pair<std::vector<ExpertTraffic>, std::vector<Traffic>> gather_traffic(Comm&
 class TrafficEmulator {
 public:
     TrafficEmulator(const ExpertLayout& layout, std::size_t dim, int shards);
-    /// The MoE caches of the next shard's forward (balance_counts' order).
+    /// The MoE caches of the next shard's forward (moe_caches' order, model.hpp).
     void add_shard(const std::vector<const MoeCache<float>*>& blocks);
     /// Each emulated rank's traffic over the whole steps fed since the last call.
     std::vector<ExpertTraffic> take();
@@ -109,7 +109,7 @@ private:
     std::vector<ExpertTraffic> traffic_;                      // per rank (node sends so far)
 };
 
-/// The MoE blocks of a model in balance_counts' order: the main layers', then the MTP modules'.
+/// The MoE blocks of a model in moe_caches' order (model.hpp): the main layers', then the MTP modules'.
 template <class T>
 std::vector<Moe<T>*> moe_blocks(ModelWeights<T>& w);
 

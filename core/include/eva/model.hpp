@@ -181,8 +181,12 @@ Loss model_loss(const Model<T>& m, const std::vector<Token>& inputs, const std::
 /// the step's forward (`acts`). No-op for layers without a bias.
 template <class T>
 void update_balance_bias(Model<T>& m, const ModelActivations<T>& acts);
-/// The per-expert slot counts update_balance_bias reads: one vector per MoE block, the main layers
-/// first, then the MTP modules' blocks the forward ran. Counts of several shards or ranks add up exactly.
+/// The caches of the MoE blocks the forward ran, in the one order every per-block figure follows: the
+/// main layers' first, then the MTP modules'.
+template <class T>
+std::vector<const MoeCache<T>*> moe_caches(const Model<T>& m, const ModelActivations<T>& acts);
+/// The per-expert slot counts update_balance_bias reads: one vector per MoE block, in moe_caches' order.
+/// Counts of several shards or ranks add up exactly.
 template <class T>
 std::vector<std::vector<std::size_t>> balance_counts(const Model<T>& m, const ModelActivations<T>& acts);
 /// The update from counts (e.g. summed over the shards of a batch).
