@@ -232,6 +232,18 @@ void run_train(TrainOptions o) {
     if (!o.resume.empty()) tr.resume(o.resume, st);
     const bool lead = comm.rank() == 0;
     const int stop_at = o.stop_after > 0 ? std::min(o.t.steps, tr.steps_done() + o.stop_after) : o.t.steps;
+    if (comm.size() > 1) {
+        // Evaluations, samples and saves are collective: every rank must reach them at the same steps.
+        const std::string loop = std::to_string(o.eval_every) + " " + std::to_string(o.sample_every) + " " +
+                                 std::to_string(o.save_every) + " " + std::to_string(stop_at) + " " +
+                                 std::to_string(o.sample_tokens) + (o.out.empty() ? "" : " out") + (o.json ? " json" : "");
+        const auto all = allgather(comm, std::vector<std::uint64_t>{std::hash<std::string>{}(loop)});
+        for (std::size_t r = 1; r < all.size(); ++r)
+            if (all[r] != all[0])
+                throw ConfigError("ranks 0 and " + std::to_string(r) +
+                                  " were given different --eval-every, --sample-every, --save-every, --stop-after, "
+                                  "--steps, --sample-tokens, --out or --json (every rank needs the same arguments)");
+    }
     const bool tty = isatty(STDOUT_FILENO) && !o.json && lead;
     if (comm.size() > 1 && lead && !o.json)
         std::printf("data parallel over %d ranks: %d gradient shards of %d sequences, %d per rank\n", comm.size(),

@@ -161,6 +161,10 @@ EOF
 fault "--ep 3 on 2 ranks" 2 "must divide" mpirun --oversubscribe -np 2 "$eva" "${train[@]}" --ep 3
 fault "--ep 2 on rank 1 only" 2 "starts from another config" \
   mpirun --oversubscribe -np 1 "$eva" "${train[@]}" : -np 1 "$eva" "${train[@]}" --ep 2
+# Evaluations are collective (under --ep a rank holds only its experts): ranks that would evaluate at
+# other steps are refused instead of waiting for each other forever.
+fault "--eval-every on rank 1 only" 2 "different --eval-every" \
+  mpirun --oversubscribe -np 1 "$eva" "${train[@]}" : -np 1 "$eva" "${train[@]}" --eval-every 2
 # One process given the layout (--ep without mpirun) accounts the same traffic the 4 ranks measured.
 "$eva" "${train[@]}" --ep 4 --ranks-per-node 1 --max-nodes 1 >nl_emulated.jsonl || fail "emulated layout: exit $?"
 same nl_ref.jsonl nl_emulated.jsonl || fail "emulated layout: the losses differ"
