@@ -28,6 +28,12 @@ const ImU32 label_colour = IM_COL32(170, 175, 185, 255);
 
 }  // namespace
 
+float max_abs(const std::vector<float>& values) {
+    float m = 1e-6f;
+    for (float v : values) m = std::max(m, std::fabs(v));
+    return m;
+}
+
 ImU32 sequential(float t) {
     // Three stops chosen so that perceived brightness rises monotonically.
     const ImVec4 stops[] = {{0.07f, 0.06f, 0.23f, 1}, {0.13f, 0.55f, 0.55f, 1}, {0.99f, 0.91f, 0.15f, 1}};

@@ -56,9 +56,14 @@ const Panel panels[] = {
 
 // Draws one panel and remembers the frame it was drawn in (its exported state says whether it is on screen).
 void draw_panel(App& app, const Panel& p) {
+    const double t0 = emscripten_get_now();
     ImGui::PushTextWrapPos(0.0f);  // all of a panel's text wraps at the window's edge instead of running off it
     p.draw(app);
     ImGui::PopTextWrapPos();
+    // The panel's own share of the frame (its computation and ImGui calls, apart from rendering), a rolling mean.
+    const double ms = emscripten_get_now() - t0;
+    double& mean = app.panel_ms[p.id];
+    mean = mean == 0 ? ms : 0.9 * mean + 0.1 * ms;
     app.drawn_frame[p.id] = app.frames;
     // The shown panel's plain-text summary, mirrored into the page's aria-live region (#summary) twice a
     // second at most and only when it changed, so a screen reader is not flooded while figures update.
@@ -286,6 +291,7 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
             j["id"] = p.id;
             j["summary"] = p.summary(*g_app);
             j["drawn"] = ever && at->second >= g_app->frames - 1;  // drawn in the latest frame
+            j["panel_ms"] = ever ? g_app->panel_ms.at(p.id) : 0.0;
         }
     out = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // samples may cut a UTF-8 sequence
     return out.c_str();

@@ -5,7 +5,6 @@
 #include "panel_mtp.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
@@ -17,12 +16,7 @@
 
 namespace eva::web {
 
-void explain(const char* text);
-
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 // The slider's float as the decimal the CLI would be given (0.8f is 0.800000011920929 as a double; the
 // command line's --temperature 0.8 is 0.8), so both sample with the same temperature.

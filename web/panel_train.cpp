@@ -335,8 +335,7 @@ void balance_charts(TrainPanel& p, ImVec2 size) {
     // underloaded one's rises (red), until the load evens out.
     if (int(r.bias.size()) == steps * E && steps > 0) {
         const std::vector<float> bias = history(r.bias);
-        float top = 1e-6f;
-        for (float b : bias) top = std::max(top, std::fabs(b));
+        const float top = draw::max_abs(bias);
         ImGui::Text("its selection bias b_i (gamma %.4f per step): blue < 0 < red, |b| up to %.3f", double(p.gamma), double(top));
         draw::heatmap("bias", bias.data(), E, cols, -top, top, ImVec2(size.x, size.y * 0.2f), true);
     }
@@ -451,9 +450,7 @@ void TrainPanel::reset() {
     message.clear();
 }
 
-namespace {
-
-void draw_panel(TrainPanel& p) {
+void train_panel(TrainPanel& p, Pretrained&) {
     explain("eva-mini (11.3 M parameters, 3 MoE layers of 16 experts) learns from a few hundred KB of Debian's "
             "fortunes, byte by byte, right here: fp32 and DeepSeek-V3's FP8 recipe (E4M3 GEMM inputs with 1x128 "
             "activation and 128x128 weight scales) start from the same weights and see the same batches, so their "
@@ -500,19 +497,9 @@ void draw_panel(TrainPanel& p) {
     samples(p);
 }
 
-}  // namespace
-
-void train_panel(TrainPanel& p, Pretrained&) {
-    const double t0 = emscripten_get_now();
-    draw_panel(p);
-    // The panel's own share of the frame (building its widgets and charts), apart from rendering.
-    const double ms = emscripten_get_now() - t0;
-    p.draw_ms = p.draw_ms == 0 ? ms : 0.9 * p.draw_ms + 0.1 * ms;
-}
-
 // Per trainer its steps, losses, speed and sample; and where the start/pause and reset buttons are.
 nlohmann::json train_state(const TrainPanel& p) {
-    nlohmann::json j = {{"running", p.running}, {"draw_ms", p.draw_ms}, {"gamma", p.gamma},
+    nlohmann::json j = {{"running", p.running}, {"gamma", p.gamma},
                         {"button", p.button_rect.to_json()}, {"reset", p.reset_rect.to_json()},
                         {"runs", nlohmann::json::array()}};
     for (const auto& r : p.runs) {
