@@ -107,5 +107,8 @@ constexpr float kBox = -1;
 float control_width(const char* label, float item = 0);
 /// same_line_if_fits(control_width(label, item)).
 void same_line_for(const char* label, float item = 0);
+/// A slider, combo or input `item` pixels wide next: beside the previous control when it fits
+/// (same_line_for), with that width.
+void beside(const char* label, float item);
 
 }  // namespace eva::web

@@ -294,8 +294,7 @@ void draw_controls(Fp8Panel& p, Pretrained& ck) {
     } else if (p.source == Fp8Panel::Activation) {
         Model<float>* m = ck.shown();
         ImGui::SliderInt("layer", &p.layer, 0, m ? int(m->args.n_layers) - 1 : 0);
-        same_line_for("point", 300);
-        ImGui::SetNextItemWidth(300);
+        beside("point", 300);
         ImGui::Combo("point", &p.point, "block input x\0attn_norm(x)\0ffn_norm(h)\0");
         char buf[512];
         std::snprintf(buf, sizeof buf, "%s", p.text.c_str());
@@ -303,8 +302,7 @@ void draw_controls(Fp8Panel& p, Pretrained& ck) {
         if (ImGui::InputText("##text", buf, sizeof buf, ImGuiInputTextFlags_EnterReturnsTrue)) p.text = buf;
     } else {
         ImGui::SliderFloat("outlier share", &p.outlier_fraction, 0.0f, 0.01f, "%.4f");
-        same_line_for("outlier magnitude (sigma)", 240);
-        ImGui::SetNextItemWidth(240);
+        beside("outlier magnitude (sigma)", 240);
         ImGui::SliderFloat("outlier magnitude (sigma)", &p.outlier_magnitude, 2.0f, 10000.0f, "%.0f",
                            ImGuiSliderFlags_Logarithmic);
     }
@@ -313,8 +311,7 @@ void draw_controls(Fp8Panel& p, Pretrained& ck) {
         ImGui::SliderInt("history length", &p.delayed.history_length, 1, 16);
         same_line_for("x4 spike at step 16", kBox);
         ImGui::Checkbox("x4 spike at step 16", &p.delayed.spike);
-        same_line_for("shown step", 200);
-        ImGui::SetNextItemWidth(200);
+        beside("shown step", 200);
         ImGui::SliderInt("shown step", &p.shown_step, 0, DelayedRun::kSteps - 1);
     }
 }

@@ -258,8 +258,7 @@ std::string printable(const std::vector<Token>& tokens) {
 void decode_controls(KvPanel& s, const Model<float>& m) {
     ImGui::SetNextItemWidth(280);
     const bool entered = ImGui::InputText("prompt", s.prompt, sizeof s.prompt, ImGuiInputTextFlags_EnterReturnsTrue);
-    same_line_if_fits(260);
-    ImGui::SetNextItemWidth(200);
+    beside("sample", 200);
     if (ImGui::BeginCombo("sample", kSamples[s.sample])) {
         for (int i = 0; i < int(std::size(kSamples)); ++i)
             if (ImGui::Selectable(kSamples[i], i == s.sample)) {
@@ -269,16 +268,14 @@ void decode_controls(KvPanel& s, const Model<float>& m) {
             }
         ImGui::EndCombo();
     }
-    same_line_if_fits(60);
+    same_line_for("Restart");
     if (ImGui::Button("Restart") || entered) s.restart = true;
     s.restart_rect.record();
-    same_line_if_fits(70);
+    same_line_for("pause", kBox);
     ImGui::Checkbox("pause", &s.paused);
-    same_line_if_fits(290);
-    ImGui::SetNextItemWidth(120);
+    beside("temperature (0: greedy)", 120);
     ImGui::SliderFloat("temperature (0: greedy)", &s.temperature, 0.0f, 1.5f, "%.2f");
-    same_line_if_fits(150);
-    ImGui::SetNextItemWidth(100);
+    beside("layer", 100);
     ImGui::SliderInt("layer", &s.layer, 0, int(m.args.n_layers) - 1);
     s.layer = std::clamp(s.layer, 0, int(m.args.n_layers) - 1);
 }

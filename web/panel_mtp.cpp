@@ -144,11 +144,9 @@ void coloured_text(const SpecDecode& s, float width, float height) {
 void speculative_section(SpecDecode& s, const Model<float>* m, const std::string& prompt, float temperature,
                          bool work) {
     ImGui::TextUnformatted("Speculative decoding with the MTP head:");
-    same_line_for("seed", 90);
-    ImGui::SetNextItemWidth(90);
+    beside("seed", 90);
     ImGui::InputInt("seed", &s.seed);
-    same_line_for("new tokens", 150);
-    ImGui::SetNextItemWidth(150);
+    beside("new tokens", 150);
     ImGui::SliderInt("new tokens", &s.max_new_tokens, 8, 240);
     s.max_new_tokens = std::clamp(s.max_new_tokens, 1, 240);
     same_line_for("Restart##mtp");

@@ -161,10 +161,8 @@ void draw_controls(RoutingPanel& s, const Model<float>& m) {
     ImGui::PushItemWidth(sample_w + ImGui::GetFrameHeight() + 2 * ImGui::GetStyle().FramePadding.x);
     if (ImGui::Combo("sample", &s.sample, kSamples, int(IM_ARRAYSIZE(kSamples))))
         std::snprintf(s.text, sizeof s.text, "%s", kSamples[s.sample]);
-    same_line_for("text (bytes = tokens)", 420);
-    ImGui::PushItemWidth(420);
+    beside("text (bytes = tokens)", 420);
     ImGui::InputText("text (bytes = tokens)", s.text, sizeof s.text);
-    ImGui::PopItemWidth();
     const int n_layers = int(n_moe_layers(m));
     char layer_fmt[48];
     std::snprintf(layer_fmt, sizeof layer_fmt, "model layer %d", int(m.args.n_dense_layers) + s.layer);
@@ -410,10 +408,8 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
     ImGui::RadioButton("synthetic skewed router", &source, 1);
     const auto chosen = source == 0 ? BalancingRun::Source::text : BalancingRun::Source::synthetic;
     if (chosen != r.source && !r.running) r.source = chosen;
-    same_line_for("steps", 120);
-    ImGui::PushItemWidth(120);
+    beside("steps", 120);
     ImGui::SliderInt("steps", &r.max_steps, 20, 2000);
-    ImGui::PopItemWidth();
     same_line_for(r.running ? "stop" : "run balancing");
     if (ImGui::Button(r.running ? "stop" : "run balancing")) {
         if (r.running) r.running = false;
