@@ -225,8 +225,9 @@ void run_train(TrainOptions o) {
         o.t.steps = steps;
         o.t.schedule.total_steps = steps;
     }
-    // Under mpirun every rank runs this function; rank 0 alone evaluates, samples and prints (all ranks
-    // hold the same weights after every step), and Trainer::save writes on rank 0 only.
+    // Under mpirun every rank runs this function and takes part in the collective calls (step, traffic,
+    // evaluation, samples and saves: under --ep a rank holds only its experts); rank 0 alone prints, and
+    // Trainer::save writes on rank 0 only.
     Trainer tr(m, corpus, o.t, &comm, o.ep);
     if (!o.resume.empty()) tr.resume(o.resume, st);
     const bool lead = comm.rank() == 0;
@@ -243,7 +244,13 @@ void run_train(TrainOptions o) {
                     tr.config().max_nodes ? ("each token's experts on at most " + std::to_string(tr.config().max_nodes) + " of " +
                                              std::to_string(tr.config().nodes) + " nodes").c_str()
                                           : "routing not node-limited");
-    else if (tr.config().max_nodes && lead && !o.json)
+    if (comm.size() > 1 && lead && !o.json) {  // what expert parallelism divides (each rank holds as much)
+        const Trainer::StateBytes b = tr.state_bytes();
+        std::printf("training state on each rank: weights %s, gradient buffers %s, AdamW moments %s\n",
+                    format_bytes_binary(double(b.weights)).c_str(), format_bytes_binary(double(b.gradients)).c_str(),
+                    format_bytes_binary(double(b.moments)).c_str());
+    }
+    if (layout.ep == 1 && tr.config().max_nodes && lead && !o.json)
         std::printf("node-limited routing: the experts in %d nodes, each token's on at most %d\n", tr.config().nodes,
                     tr.config().max_nodes);
     // Traffic of the whole run per rank, for the summary (each step's is in the JSON lines).
@@ -276,16 +283,23 @@ void run_train(TrainOptions o) {
                 run_allreduce[r].received += allreduce[r].received;
             }
         }
-        if (!lead) {  // the others only keep in step (and take part in saves' steps)
-            continue;
-        }
-        const double tps = tokens_per_step / s.seconds;
         const bool eval = s.step % o.eval_every == 0 || s.step == o.t.steps;
         nlohmann::json line = {{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
-                               {"tokens_per_s", tps}, {"max_vio", s.max_vio}, {"balance_loss", s.balance_loss}};
+                               {"tokens_per_s", tokens_per_step / s.seconds}, {"max_vio", s.max_vio},
+                               {"balance_loss", s.balance_loss}};
+        if (eval) add_evaluation(line, tr.evaluation());  // collective
+        std::string sample;
+        if (o.sample_every > 0 && s.step % o.sample_every == 0 && !o.json)
+            tr.with_full_model([&](const Model<float>& full) { sample = sample_text(full, "The ", o.sample_tokens, o.t.seed + s.step); });
+        // Periodic checkpoints, each pair written atomically: a kill loses at most save_every steps.
+        const bool save = o.save_every > 0 && s.step % o.save_every == 0 && s.step < stop_at;
+        if (!lead) {  // the others only keep in step
+            if (save) tr.save(o.out);
+            continue;
+        }
+        const double tps = line["tokens_per_s"].get<double>();
         if (!s.mtp_loss.empty()) line["mtp_loss"] = s.mtp_loss;
         if (!traffic_line.is_null()) line["traffic"] = traffic_line;
-        if (eval) add_evaluation(line, tr.evaluation());
         if (o.json) {
             print_json(line);
         } else if (tty) {
@@ -297,19 +311,20 @@ void run_train(TrainOptions o) {
             std::printf("%sstep %5d  train loss %.4f  val loss %.4f nats/byte (%.3f bits/byte)  %.0f tok/s%s\n",
                         tty ? "\r" : "", s.step, s.loss, line["val_loss"].get<double>(),
                         line["val_loss"].get<double>() / std::log(2.0), tps, mtp_summary(line).c_str());
-        if (o.sample_every > 0 && s.step % o.sample_every == 0 && !o.json)
-            std::printf("--- sample ---\n%s\n--------------\n", sample_text(m, "The ", o.sample_tokens, o.t.seed + s.step).c_str());
-        // Periodic checkpoints, each pair written atomically: a kill loses at most save_every steps.
-        if (o.save_every > 0 && s.step % o.save_every == 0 && s.step < stop_at) tr.save(o.out);
+        if (!sample.empty()) std::printf("--- sample ---\n%s\n--------------\n", sample.c_str());
+        if (save) tr.save(o.out);
     }
     if (!o.out.empty()) tr.save(o.out);
-    if (!lead) return;
     const Trainer::Evaluation ev = tr.evaluation();
+    std::string sample;
+    tr.with_full_model([&](const Model<float>& full) { sample = sample_text(full, "The ", o.sample_tokens, o.t.seed); });
+    if (!lead) return;
     const double val = ev.loss;
     nlohmann::json fin = {{"final", true}, {"val_loss", val}, {"val_bits_per_byte", val / std::log(2.0)},
-                          {"steps", tr.steps_done()}, {"seconds", elapsed},
-                          {"sample", sample_text(m, "The ", o.sample_tokens, o.t.seed)}};
+                          {"steps", tr.steps_done()}, {"seconds", elapsed}, {"sample", sample}};
     add_evaluation(fin, ev);
+    const Trainer::StateBytes b = tr.state_bytes();  // rank 0's (every rank holds as much)
+    fin["state_bytes"] = {{"weights", b.weights}, {"gradients", b.gradients}, {"moments", b.moments}};
     if (!o.out.empty()) fin["checkpoint"] = o.out;
     if (o.json) return print_json(fin);
     if (!run_experts.empty()) {

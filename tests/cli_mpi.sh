@@ -5,7 +5,8 @@
 #   - with MTP modules (their MoE blocks balance on counts summed over the ranks);
 #   - expert parallel (--ep) on 2 and 4 ranks, and with data parallel (4 ranks, --ep 2), weights and
 #     AdamW's moments included; node-limited routing (--max-nodes) against a single process emulating
-#     the node layout (--nodes); the traffic figures add up over the ranks;
+#     the node layout (--nodes); the traffic figures add up over the ranks; each rank of --ep E holds
+#     1/E of the routed experts' weights and moments;
 #   - a run stopped on 4 ranks resumes on 1 and on 2 and ends as the uninterrupted run (also with --ep);
 #   - faults: bad input on one rank, arguments that differ between ranks, a killed rank — every rank
 #     ends promptly, and no checkpoint is left half-written.
@@ -44,7 +45,7 @@ def lines(p):
     out = []
     for l in open(p):
         j = json.loads(l)
-        for k in ('tokens_per_s', 'seconds', 'traffic', 'checkpoint'):
+        for k in ('tokens_per_s', 'seconds', 'traffic', 'checkpoint', 'state_bytes'):
             j.pop(k, None)
         out.append(j)
     return out
@@ -123,6 +124,21 @@ for line in open(sys.argv[1]):
     for kind in ('dispatch', 'combine'):
         assert sum(r[kind + '_sent']) == sum(r[kind + '_received']) > 0, (kind, r)
     assert j['traffic']['ep'] == 4 and j['traffic']['tokens_per_rank'] == 32, j['traffic']
+EOF
+
+# What a rank holds: with --ep E its own experts only. Writing W for the weights of one process and X for
+# the routed experts' part, a rank of --ep 2 holds W - X/2 and one of --ep 4 W - 3X/4, so
+# 3(W - W2) = 2(W - W4) exactly; data-parallel ranks hold W; AdamW's moments are twice the weights.
+"$py" - ref.jsonl dp2.jsonl ep2.jsonl ep4.jsonl <<'EOF' || fail "expert parallel: the training state each rank holds"
+import json, sys
+def state(p):
+    return [json.loads(l) for l in open(p)][-1]['state_bytes']
+ref, dp2, ep2, ep4 = (state(p) for p in sys.argv[1:])
+assert dp2['weights'] == ref['weights'], (dp2, ref)
+W, W2, W4 = ref['weights'], ep2['weights'], ep4['weights']
+assert W > W2 > W4 > 0 and 3 * (W - W2) == 2 * (W - W4), (W, W2, W4)
+for s in (ref, dp2, ep2, ep4):
+    assert s['moments'] == 2 * s['weights'], s
 EOF
 
 # Node-limited routing: experts on 4 nodes of 1 rank, each token's on 1; a single process emulates it.

@@ -88,8 +88,9 @@ eva::Corpus dist_corpus() {
 }
 
 struct Run {
-    std::vector<double> losses;  // per step: loss, balance loss, grad norm, MTP losses, max_vio
-    std::vector<float> weights;  // every tensor, the selection biases included
+    std::vector<double> losses;  // per step: loss, balance loss, grad norm, MTP losses, max_vio; then the val loss
+    std::vector<float> weights;  // every tensor, the selection biases included (under --ep: rank 0's, gathered)
+    std::size_t expert_floats = 0;  // the routed experts' weights this rank holds after training
     std::vector<std::uint64_t> traffic;  // per step and rank: dispatch and combine bytes, node sends
 };
 
@@ -123,7 +124,14 @@ std::vector<Run> train(int ranks, int shards, int mtp, int steps, int ep = 1, in
                 run.traffic.insert(run.traffic.end(), {t.dispatch.sent, t.dispatch.received, t.combine.sent,
                                                        t.combine.received, t.node_sends});
         }
-        for (const auto& w : eva::named_tensors(m.w)) run.weights.insert(run.weights.end(), w.data, w.data + w.size());
+        run.losses.push_back(tr.evaluate());  // collective: under --ep the experts' rows are dispatched
+        for (const eva::Moe<float>* b : eva::moe_blocks(m.w))
+            for (const auto& e : b->experts) run.expert_floats += e.w1.size() + e.w2.size() + e.w3.size();
+        auto record = [&] {
+            for (const auto& w : eva::named_tensors(m.w)) run.weights.insert(run.weights.end(), w.data, w.data + w.size());
+        };
+        if (ep == 1) record();                                                // every rank holds every weight
+        else tr.with_full_model([&](const eva::Model<float>&) { record(); });  // rank 0 gathers the experts
     };
     if (ranks == 0) {
         rank_main(0);
@@ -148,7 +156,7 @@ TEST_CASE("data parallel: 2 and 4 ranks train bit for bit as one process", "[dis
     const int shards = GENERATE(4, 8);
     INFO("MTP modules " << mtp << ", shards " << shards);
     const auto one = train(0, shards, mtp, 5);
-    REQUIRE(one[0].losses.size() == std::size_t(5 * (3 + mtp + 2)));
+    REQUIRE(one[0].losses.size() == std::size_t(5 * (3 + mtp + 2) + 1));
     CHECK(one[0].losses[0 * (5 + mtp)] > one[0].losses[4 * (5 + mtp)]);  // it trains
     for (int ranks : {2, 4}) {
         INFO(ranks << " ranks");
@@ -173,9 +181,13 @@ TEST_CASE("expert parallel: experts on 2 or 4 ranks, also beside data parallel, 
         // One process given --ep trains as always and accounts the traffic of ep ranks.
         const auto emulated = train(0, 8, mtp, 5, ep);
         CHECK(emulated[0].losses == one[0].losses);
-        for (const Run& r : train(ranks, 8, mtp, 5, ep)) {
+        const auto runs = train(ranks, 8, mtp, 5, ep);
+        for (const Run& r : runs) {
             CHECK(r.losses == one[0].losses);  // exact: the same GEMMs on the same rows, the same brackets
-            CHECK(same_bits(r.weights, one[0].weights));
+            // Each rank holds 1/ep of the routed experts; rank 0 gathers the rest to hand out the model.
+            CHECK(r.expert_floats * std::size_t(ep) == one[0].expert_floats);
+            if (&r == &runs[0]) CHECK(same_bits(r.weights, one[0].weights));
+            else CHECK(r.weights.empty());
             // The bytes the ranks measured, group by group (ranks ≠ ep: the emulation covers one group
             // of the batch's shards, the run two groups of half as many each, so only ep = ranks compares).
             if (ranks == ep) CHECK(r.traffic == emulated[0].traffic);
@@ -190,10 +202,9 @@ TEST_CASE("node-limited routing: a single process emulating the layout trains as
     // (else this test could not tell), and the 4 ranks (one node each) match the emulation bit for bit.
     const auto limited = train(0, 4, 0, 4, 1, 4, 1), free = train(0, 4, 0, 4);
     CHECK(limited[0].losses != free[0].losses);
-    for (const Run& r : train(4, 4, 0, 4, 4, 4, 1)) {
-        CHECK(r.losses == limited[0].losses);
-        CHECK(same_bits(r.weights, limited[0].weights));
-    }
+    const auto runs = train(4, 4, 0, 4, 4, 4, 1);
+    for (const Run& r : runs) CHECK(r.losses == limited[0].losses);
+    CHECK(same_bits(runs[0].weights, limited[0].weights));
 }
 
 #endif
@@ -261,3 +272,37 @@ TEST_CASE("ranks must be a power of two dividing the shards", "[dist][trainer]")
     CHECK(eva::default_shards(6) == 2);
     CHECK(eva::default_shards(3) == 1);
 }
+
+#if !defined(__EMSCRIPTEN__)  // (threads as ranks)
+TEST_CASE("tree_allreduce: the balanced tree over the ranks, or its upper rounds with a stride", "[dist]") {
+    // Values whose sum depends on the bracketing in float: (a + b) + (c + d) ≠ ((a + b) + c) + d.
+    const std::vector<float> x = {1e8f, 3.0f, -1e8f, 5.0f};
+    for (int stride : {1, 2, 4}) {
+        INFO("stride " << stride);
+        Hub hub;
+        std::vector<float> out(4);
+        std::vector<std::uint64_t> sent(4);
+        std::vector<std::thread> threads;
+        for (int r = 0; r < 4; ++r)
+            threads.emplace_back([&, r] {
+                ThreadComm c(hub, r, 4);
+                std::vector<float> v = {x[std::size_t(r)]}, scratch;
+                eva::tree_allreduce(c, v.data(), 1, scratch, stride);
+                out[std::size_t(r)] = v[0];
+                sent[std::size_t(r)] = c.allreduce_traffic.sent;
+            });
+        for (auto& t : threads) t.join();
+        for (int r = 0; r < 4; ++r) {
+            const std::size_t i = std::size_t(r);
+            // stride 1: both rounds; stride 2: ranks r and r ^ 2 only; stride 4: no partner.
+            const float want = stride == 1 ? (x[0] + x[1]) + (x[2] + x[3]) : stride == 2 ? x[i % 2] + x[i % 2 + 2] : x[i];
+            CHECK(out[i] == want);
+            CHECK(sent[i] == (stride == 1 ? 2u : stride == 2 ? 1u : 0u) * sizeof(float));  // one float per round
+        }
+    }
+    Hub hub;
+    ThreadComm c(hub, 0, 4);
+    std::vector<float> v(1), scratch;
+    CHECK_THROWS_WITH(eva::tree_allreduce(c, v.data(), 1, scratch, 3), Catch::Contains("stride must be a power of two"));
+}
+#endif

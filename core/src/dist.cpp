@@ -37,13 +37,15 @@ bool world_is_distributed() { return false; }
 bool mpi_built() { return false; }
 #endif
 
-void tree_allreduce(Comm& c, float* data, std::size_t n, std::vector<float>& scratch) {
+void tree_allreduce(Comm& c, float* data, std::size_t n, std::vector<float>& scratch, int stride) {
     const int N = c.size(), r = c.rank();
     if (N & (N - 1)) throw ConfigError("the gradient all-reduce needs a power-of-two number of ranks, got " + std::to_string(N));
+    if (stride < 1 || (stride & (stride - 1)) || N % stride)
+        throw ConfigError("the all-reduce stride must be a power of two dividing the " + std::to_string(N) + " ranks");
     scratch.resize(n);
-    // Round j joins the subtrees of ranks r and r^2^j. Both compute lower + upper with the same
-    // operands, so both hold the same bits afterwards.
-    for (int bit = 1; bit < N; bit <<= 1) {
+    // Round j joins the subtrees of ranks r and r^(stride·2^j). Both compute lower + upper with the
+    // same operands, so both hold the same bits afterwards.
+    for (int bit = stride; bit < N; bit <<= 1) {
         const int peer = r ^ bit;
         c.sendrecv(data, scratch.data(), n * sizeof(float), peer);
         c.allreduce_traffic.sent += n * sizeof(float);

@@ -160,6 +160,19 @@ std::vector<Moe<T>*> moe_blocks(ModelWeights<T>& w) {
     return out;
 }
 template std::vector<Moe<float>*> moe_blocks<float>(ModelWeights<float>&);
+
+void release_experts(ModelWeights<float>& w, const ExpertLayout& l, bool keep_own) {
+    for (Moe<float>* b : moe_blocks(w))
+        for (std::size_t e = 0; e < b->experts.size(); ++e)
+            if (!keep_own || l.place_of(e) != l.place())
+                for (Matrix<float>* x : {&b->experts[e].w1, &b->experts[e].w2, &b->experts[e].w3}) *x = Matrix<float>();
+}
+
+void restore_experts(ModelWeights<float>& w, const ExpertLayout& l) {
+    for (Moe<float>* b : moe_blocks(w))
+        for (std::size_t e = 0; e < b->experts.size(); ++e)
+            if (l.place_of(e) != l.place()) b->experts[e] = Mlp<float>::zeros(b->experts[e].dim, b->experts[e].inter_dim);
+}
 template std::vector<Moe<double>*> moe_blocks<double>(ModelWeights<double>&);
 
 namespace {
@@ -267,7 +280,7 @@ void ExpertParallel::forward(const Moe<float>& m, MoeCache<float>& c, LinearPrec
     // The layer's traffic, forward and backward (training runs both; counted once, here).
     ExpertTraffic t = expert_traffic(layout_, out, in, D);
     t.node_sends = remote_node_sends(layout_, c.routing.indices.data(), c.n_tokens, k);
-    traffic_ += t;
+    if (count_traffic) traffic_ += t;
 }
 
 void ExpertParallel::backward(const Moe<float>& m, const MoeCache<float>& c, const float* dyg, float* dxg,
@@ -301,23 +314,26 @@ void ExpertParallel::add_level(std::size_t level) {
             for (std::size_t e = 0; e < layout_.per_rank(); ++e) add_into(grads_[level][q][b][e], grads_.at(level + 1)[q][b][e]);
 }
 
-void ExpertParallel::reduce(ModelWeights<float>& grad) {
+void ExpertParallel::reduce() {
     auto& g = grads_.at(0);
     const std::size_t ep = std::size_t(layout_.ep), El = layout_.per_rank();
     // The tree over the places: round `bit` adds place q + bit into place q (the lower on the left),
-    // the bracketing tree_allreduce gives the ranks of a group.
+    // the bracketing tree_allreduce gives the ranks of a group. The sum ends in place 0's buffers.
     for (std::size_t bit = 1; bit < ep; bit <<= 1)
         for (std::size_t q = 0; q < ep; q += 2 * bit)
             for (std::size_t b = 0; b < blocks_.size(); ++b)
                 for (std::size_t e = 0; e < El; ++e) add_into(g[q][b][e], g[q + bit][b][e]);
-    const auto blocks = moe_blocks(grad);
-    for (std::size_t b = 0; b < blocks.size(); ++b)
-        for (std::size_t e = 0; e < El; ++e) {  // copied into place (the optimizer points into grad's buffers)
-            Mlp<float>& slot = blocks[b]->experts[std::size_t(layout_.place()) * El + e];
-            for (auto [to, from] : {std::pair{&slot.w1, &g[0][b][e].w1}, std::pair{&slot.w2, &g[0][b][e].w2},
-                                    std::pair{&slot.w3, &g[0][b][e].w3}})
-                std::copy(from->data(), from->data() + from->size(), to->data());
-        }
+}
+
+Mlp<float>& ExpertParallel::summed(std::size_t block, std::size_t local) { return grads_.at(0).at(0).at(block).at(local); }
+
+std::size_t ExpertParallel::gradient_bytes() const {
+    std::size_t n = 0;
+    for (const auto& level : grads_)
+        for (const auto& source : level)
+            for (const auto& block : source)
+                for (const Mlp<float>& g : block) n += g.w1.size() + g.w2.size() + g.w3.size();
+    return n * sizeof(float);
 }
 
 ExpertTraffic ExpertParallel::take_traffic() {

@@ -53,43 +53,53 @@ double learning_rate(const ScheduleConfig& s, int step) {
 
 namespace {
 
-// The parameters cut into pieces of at most kChunk elements: the unit of work of the element-wise
+// The parameters cut into pieces of at most kGradPiece elements: the unit of work of the element-wise
 // loops below, so that they spread over threads. The cut depends only on the parameter sizes.
 struct Chunk {
     std::size_t param, begin, end;
 };
 
 std::vector<Chunk> chunks(const std::vector<Param>& params) {
-    constexpr std::size_t kChunk = std::size_t(1) << 15;
     std::vector<Chunk> out;
     for (std::size_t k = 0; k < params.size(); ++k)
-        for (std::size_t b = 0; b < params[k].size; b += kChunk)
-            out.push_back({k, b, std::min(params[k].size, b + kChunk)});
+        for (std::size_t b = 0; b < params[k].size; b += kGradPiece)
+            out.push_back({k, b, std::min(params[k].size, b + kGradPiece)});
     return out;
 }
 
 }  // namespace
 
-double clip_grad_norm(const std::vector<Param>& params, double max_norm) {
-    // Σ g² in double, as partial sums per chunk added in chunk order: the same for every thread count.
+std::vector<std::vector<double>> grad_square_sums(const std::vector<Param>& params) {
+    // Partial sums per chunk, so that the work spreads over threads and the result does not depend on
+    // their number.
     const auto cs = chunks(params);
-    std::vector<double> partial(cs.size());
+    std::vector<std::vector<double>> out(params.size());
+    for (const Chunk& c : cs) out[c.param].push_back(0.0);
     detail::parallel_for(cs.size(), [&](std::size_t c) {
         const float* g = params[cs[c].param].grad;
         double sq = 0;
         for (std::size_t i = cs[c].begin; i < cs[c].end; ++i) sq += double(g[i]) * g[i];
-        partial[c] = sq;
+        out[cs[c].param][cs[c].begin / kGradPiece] = sq;
     });
-    double sq = 0;
-    for (double x : partial) sq += x;
+    return out;
+}
+
+void clip_grads(const std::vector<Param>& params, double norm, double max_norm) {
+    if (!(max_norm > 0 && norm > max_norm)) return;
+    const float scale = float(max_norm / (norm + 1e-6));
+    const auto cs = chunks(params);
+    detail::parallel_for(cs.size(), [&](std::size_t c) {
+        float* g = params[cs[c].param].grad;
+        for (std::size_t i = cs[c].begin; i < cs[c].end; ++i) g[i] *= scale;
+    });
+}
+
+double clip_grad_norm(const std::vector<Param>& params, double max_norm) {
+    double sq = 0;  // the chunks' sums added in order: the same for every thread count
+    for (const auto& p : grad_square_sums(params))
+        for (double x : p) sq += x;
     const double norm = std::sqrt(sq);
-    if (max_norm > 0 && norm > max_norm) {
-        const float scale = float(max_norm / (norm + 1e-6));
-        detail::parallel_for(cs.size(), [&](std::size_t c) {
-            float* g = params[cs[c].param].grad;
-            for (std::size_t i = cs[c].begin; i < cs[c].end; ++i) g[i] *= scale;
-        });
-    }
+    clip_grads(params, norm, max_norm);
     return norm;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <functional>
 #include <limits>
+#include <map>
 #include <random>
 #include <type_traits>
 
@@ -284,6 +285,93 @@ Trainer::Trainer(Model<float>& m, const Corpus& corpus, const TrainConfig& cfg, 
             return std::string(buf);
         }();
     }
+    if (ep_) shard_experts();
+}
+
+void Trainer::shard_experts() {
+    // Which parameters are routed experts, and where each lives (found by address, before the release).
+    std::map<const float*, int> place;
+    for (Moe<float>* b : moe_blocks(m_.w))
+        for (std::size_t e = 0; e < b->experts.size(); ++e)
+            for (const Matrix<float>* x : {&b->experts[e].w1, &b->experts[e].w2, &b->experts[e].w3})
+                place[x->data()] = layout_.place_of(e);
+    for (const Param& p : params_) {
+        const auto it = place.find(p.value);
+        place_of_.push_back(it == place.end() ? -1 : it->second);
+        full_size_.push_back(p.size);
+    }
+    release_experts(m_.w, layout_);
+    for (auto& w : partial_) release_experts(w, layout_, false);  // (not even its own: see bind_params)
+    release_experts(grad_, layout_, false);
+    bind_params();
+}
+
+void Trainer::bind_params() {
+    params_ = trainable_params(m_.w, grad_);
+    if (ep_) {  // this rank's experts: their gradients are ExpertParallel's sums (grad_ has none)
+        std::map<const float*, float*> sum;
+        const auto blocks = moe_blocks(m_.w);
+        const std::size_t El = layout_.per_rank(), first = std::size_t(layout_.place()) * El;
+        for (std::size_t b = 0; b < blocks.size(); ++b)
+            for (std::size_t e = 0; e < El; ++e) {
+                Mlp<float>& w = blocks[b]->experts[first + e];
+                Mlp<float>& g = ep_->summed(b, e);
+                sum[w.w1.data()] = g.w1.data(), sum[w.w2.data()] = g.w2.data(), sum[w.w3.data()] = g.w3.data();
+            }
+        for (std::size_t i = 0; i < params_.size(); ++i)
+            if (place_of(i) == layout_.place()) params_[i].grad = sum.at(params_[i].value);
+    }
+    // Under expert parallelism the experts' gradients take ExpertParallel's tree: the shard tree
+    // leaves them out.
+    auto tree = [&](std::vector<Param> ps) {
+        for (std::size_t i = 0; i < ps.size(); ++i)
+            if (place_of(i) >= 0) ps[i].size = 0;
+        return ps;
+    };
+    levels_.at(0) = tree(params_);
+    for (std::size_t d = 0; d < partial_.size(); ++d) levels_.at(d + 1) = tree(trainable_params(m_.w, partial_[d]));
+}
+
+void Trainer::allreduce(const std::function<bool(std::size_t)>& pick, int stride) {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < params_.size(); ++i) n += pick(i) ? params_[i].size : 0;
+    flat_.resize(n);
+    float* at = flat_.data();
+    for (std::size_t i = 0; i < params_.size(); ++i)
+        if (pick(i)) at = std::copy(params_[i].grad, params_[i].grad + params_[i].size, at);
+    tree_allreduce(*comm_, flat_.data(), n, scratch_, stride);
+    at = flat_.data();
+    for (std::size_t i = 0; i < params_.size(); ++i)
+        if (pick(i)) {
+            std::copy(at, at + params_[i].size, params_[i].grad);
+            at += params_[i].size;
+        }
+}
+
+double Trainer::clip_sharded() {
+    // clip_grad_norm adds the pieces' Σ g² in parameter order. Every rank computes its own pieces and
+    // gathers the other places' expert pieces (each place holds as many of the same shapes, so every
+    // rank sends as many), then adds them all in that order: the same bits as one process.
+    const auto sums = grad_square_sums(params_);
+    std::vector<double> mine;
+    for (std::size_t i = 0; i < params_.size(); ++i)
+        if (place_of(i) == layout_.place()) mine.insert(mine.end(), sums[i].begin(), sums[i].end());
+    const std::vector<double> all = allgather(*comm_, mine);
+    std::vector<std::size_t> read(std::size_t(layout_.ep), 0);  // how far each place's pieces are consumed
+    double sq = 0;
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+        if (place_of(i) < 0) {
+            for (double x : sums[i]) sq += x;
+            continue;
+        }
+        const std::size_t q = std::size_t(place_of(i)), pieces = (full_size_[i] + kGradPiece - 1) / kGradPiece;
+        const double* from = all.data() + (std::size_t(layout_.first()) + q) * mine.size() + read[q];
+        for (std::size_t k = 0; k < pieces; ++k) sq += from[k];
+        read[q] += pieces;
+    }
+    const double norm = std::sqrt(sq);
+    clip_grads(params_, norm, cfg_.grad_clip);
+    return norm;
 }
 
 void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level, float scale,
@@ -350,20 +438,13 @@ StepStats Trainer::step() {
     const bool scale_at_root = N == 1 && cfg_.shards > 1;
     shard_gradients(b, lo, lo + per_rank, 0, scale_at_root ? 1.0f / float(cfg_.shards) : 1.0f, losses, counts);
     partial_zero_ = true;
-    if (ep_) ep_->reduce(grad_);  // this rank's experts: the tree over its group's shards
+    if (ep_) ep_->reduce();  // this rank's experts: the tree over its group's shards
     const auto& ps = params_;
     if (N > 1) {
-        std::size_t n = 0;
-        for (const Param& p : ps) n += p.size;
-        flat_.resize(n);
-        std::size_t at = 0;
-        for (const Param& p : ps) at = std::size_t(std::copy(p.grad, p.grad + p.size, flat_.data() + at) - flat_.data());
-        tree_allreduce(*comm_, flat_.data(), n, scratch_);
-        at = 0;
-        for (const Param& p : ps) {
-            std::copy(flat_.data() + at, flat_.data() + at + p.size, p.grad);
-            at += p.size;
-        }
+        // The replicated parameters over every rank; this rank's experts over the groups (the same
+        // place in each), which adds the groups as the top of the same tree.
+        allreduce([&](std::size_t i) { return place_of(i) < 0; }, 1);
+        if (ep_ && N > layout_.ep) allreduce([&](std::size_t i) { return place_of(i) == layout_.place(); }, layout_.ep);
         losses = allgather(*comm_, losses);  // every shard's losses, in shard order
         const auto all = allgather(*comm_, counts);
         std::fill(counts.begin(), counts.end(), 0);
@@ -376,7 +457,7 @@ StepStats Trainer::step() {
         });
     }
     StepStats s;
-    s.grad_norm = clip_grad_norm(ps, cfg_.grad_clip);
+    s.grad_norm = ep_ ? clip_sharded() : clip_grad_norm(ps, cfg_.grad_clip);
     s.lr = learning_rate(cfg_.schedule, step_);
     opt_.step(ps, s.lr);
     // The balancing counts of the whole batch, as one vector per MoE block (balance_counts' layout).
@@ -424,6 +505,17 @@ Trainer::Evaluation Trainer::evaluation(bool validation) {
     const std::vector<Token>& tokens = validation ? corpus_.validation : corpus_.train;
     const std::size_t windows = std::size_t(cfg_.batch) * std::size_t(cfg_.eval_batches);
     const std::size_t T = std::size_t(cfg_.seq_len), span = tokens.size() - T - 1;
+    // A rank's experts are the only ones it has: the forward passes dispatch as in training.
+    struct Use {
+        Model<float>& m;
+        ExpertParallel* ep;
+        ~Use() {
+            m.expert_parallel = nullptr;
+            if (ep) ep->count_traffic = true;
+        }
+    } use{m_, ep_.get()};
+    m_.expert_parallel = ep_.get();
+    if (ep_) ep_->count_traffic = false;
     Evaluation r;
     r.mtp_loss.assign(m_.w.mtp.size(), 0.0);
     r.mtp_accuracy.assign(m_.w.mtp.size(), 0.0);
@@ -434,7 +526,7 @@ Trainer::Evaluation Trainer::evaluation(bool validation) {
             in.insert(in.end(), tokens.begin() + start, tokens.begin() + start + T);
             out.insert(out.end(), tokens.begin() + start + 1, tokens.begin() + start + T + 1);
         }
-        const Loss l = model_loss(m_, in, out, cfg_.batch, cfg_.seq_len);
+        const Loss l = model_loss(m_, in, out, cfg_.batch, cfg_.seq_len);  // (every rank the same windows)
         r.loss += l.cross_entropy;
         for (std::size_t k = 0; k < l.mtp_cross_entropy.size(); ++k) {
             r.mtp_loss[k] += l.mtp_cross_entropy[k];
@@ -467,26 +559,95 @@ TrainingState Trainer::state() const {
     return s;
 }
 
+Trainer::StateBytes Trainer::state_bytes() const {
+    StateBytes b;
+    for (const Param& p : params_) b.weights += p.size * sizeof(float);
+    b.gradients = ep_ ? ep_->gradient_bytes() : 0;  // the experts' sums, then grad_ and the partial sums
+    for (const auto& level : levels_)
+        for (const Param& p : level) b.gradients += p.size * sizeof(float);
+    b.moments = 2 * b.weights;
+    return b;
+}
+
 void Trainer::save(const std::string& path) {
-    if (comm_->rank() != 0) return;  // the ranks hold the same state: one writer
-    SafetensorsWriter opt;
-    const auto& ps = params_;
     auto& m = opt_.first_moments();
     auto& v = opt_.second_moments();
     if (m.empty()) {  // saved before the first step: AdamW's moments start at zero
-        for (const Param& p : ps) {
+        for (const Param& p : params_) {
             m.emplace_back(p.size, 0.0f);
             v.emplace_back(p.size, 0.0f);
         }
     }
-    for (std::size_t i = 0; i < ps.size(); ++i) {
-        opt.add(ps[i].name + ".exp_avg", {ps[i].size}, m[i].data());
-        opt.add(ps[i].name + ".exp_avg_sq", {ps[i].size}, v[i].data());
+    with_all_experts(true, [&] {
+        SafetensorsWriter opt;
+        for (std::size_t i = 0; i < params_.size(); ++i) {
+            opt.add(params_[i].name + ".exp_avg", {m[i].size()}, m[i].data());
+            opt.add(params_[i].name + ".exp_avg_sq", {v[i].size()}, v[i].data());
+        }
+        // The partner check resume makes: this file and the model file name the same run and step.
+        opt.set_metadata("training", json{{"run_id", run_id_}, {"step", step_}}.dump());
+        opt.write(optimizer_path(path));
+        save_model(m_, path, {{"training", state().to_json()}});
+    });
+}
+
+void Trainer::with_full_model(const std::function<void(const Model<float>&)>& use) {
+    with_all_experts(false, [&] { use(m_); });
+}
+
+void Trainer::with_all_experts(bool moments, const std::function<void()>& use) {
+    const int rank = comm_->rank();
+    if (!ep_) {  // every rank holds everything
+        if (rank == 0) use();
+        return;
     }
-    // The partner check resume makes: this file and the model file name the same run and step.
-    opt.set_metadata("training", json{{"run_id", run_id_}, {"step", step_}}.dump());
-    opt.write(optimizer_path(path));
-    save_model(m_, path, {{"training", state().to_json()}});
+    // Rank 0 needs the experts of the other places of its group (world ranks 1..ep-1): their weights
+    // and, with `moments`, AdamW's m and v, parameter by parameter. Every place sends as many floats.
+    auto& m = opt_.first_moments();
+    auto& v = opt_.second_moments();
+    std::size_t held = 0;
+    for (std::size_t i = 0; i < params_.size(); ++i) held += place_of(i) == layout_.place() ? full_size_[i] : 0;
+    const std::size_t bytes = held * (moments ? 3 : 1) * sizeof(float), N = std::size_t(comm_->size());
+    std::vector<float> mine;
+    if (rank > 0 && rank < layout_.ep)
+        for (std::size_t i = 0; i < params_.size(); ++i)
+            if (place_of(i) == layout_.place()) {
+                mine.insert(mine.end(), params_[i].value, params_[i].value + params_[i].size);
+                if (moments) mine.insert(mine.end(), m[i].begin(), m[i].end()), mine.insert(mine.end(), v[i].begin(), v[i].end());
+            }
+    std::vector<std::size_t> sb(N, 0), sa(N, 0), rb(N, 0), ra(N, 0);
+    if (!mine.empty()) sb[0] = bytes;
+    std::vector<float> got;
+    if (rank == 0) {
+        got.resize(held * (moments ? 3 : 1) * std::size_t(layout_.ep - 1));
+        for (int p = 1; p < layout_.ep; ++p) rb[std::size_t(p)] = bytes, ra[std::size_t(p)] = std::size_t(p - 1) * bytes;
+    }
+    comm_->alltoallv(mine.data(), sb.data(), sa.data(), got.data(), rb.data(), ra.data());
+    if (rank == 0) {
+        restore_experts(m_.w, layout_);
+        bind_params();  // (only values are read below: the gradients of the others' experts stay empty)
+        std::vector<const float*> from(std::size_t(layout_.ep));
+        for (int p = 1; p < layout_.ep; ++p) from[std::size_t(p)] = got.data() + std::size_t(p - 1) * (bytes / sizeof(float));
+        for (std::size_t i = 0; i < params_.size(); ++i) {
+            if (place_of(i) <= 0) continue;
+            const float*& f = from[std::size_t(place_of(i))];
+            const std::size_t n = full_size_[i];
+            std::copy(f, f + n, params_[i].value);
+            f += n;
+            if (moments) {
+                m[i].assign(f, f + n);
+                v[i].assign(f + n, f + 2 * n);
+                f += 2 * n;
+            }
+        }
+    }
+    if (rank == 0) use();
+    if (rank == 0) {
+        release_experts(m_.w, layout_);
+        for (std::size_t i = 0; i < params_.size(); ++i)
+            if (place_of(i) > 0 && moments) m[i] = {}, v[i] = {};
+        bind_params();
+    }
 }
 
 void Trainer::resume(const std::string& path, const TrainingState& st) {
@@ -519,6 +680,7 @@ void Trainer::resume(const std::string& path, const TrainingState& st) {
     auto& v = opt_.second_moments();
     std::vector<std::vector<float>> m2(ps.size()), v2(ps.size());
     for (std::size_t i = 0; i < ps.size(); ++i) {
+        if (place_of(i) >= 0 && place_of(i) != layout_.place()) continue;  // another rank's expert
         m2[i].resize(ps[i].size);
         v2[i].resize(ps[i].size);
         f.read_f32(ps[i].name + ".exp_avg", {ps[i].size}, m2[i].data());

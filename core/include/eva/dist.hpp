@@ -69,8 +69,11 @@ bool world_is_distributed();
 bool mpi_built();
 
 /// Sum of `data` [n] over all ranks, in place, bracketed as the binary tree over the ranks (above).
-/// ConfigError unless size() is a power of two. `scratch` is resized to n.
-void tree_allreduce(Comm& c, float* data, std::size_t n, std::vector<float>& scratch);
+/// With `stride` s (a power of two dividing size()), over the ranks r, r ± s, r ± 2s, … only: the upper
+/// rounds of the same tree, for data that the ranks within each block of s hold apart (expert
+/// parallelism: each place of a group its own experts). ConfigError unless size() is a power of two.
+/// `scratch` is resized to n.
+void tree_allreduce(Comm& c, float* data, std::size_t n, std::vector<float>& scratch, int stride = 1);
 
 /// Every rank's vector (all of length n) in rank order: out[r·n + i].
 std::vector<double> allgather(Comm& c, const std::vector<double>& mine);

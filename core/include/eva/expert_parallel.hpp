@@ -25,13 +25,15 @@
 // order. An expert's weight gradient is one sum per shard, then the shard tree (trainer.hpp): the
 // holder keeps a gradient per source rank and per level of that rank's shard subtree (start_leaf /
 // add_level follow the trainer's recursion), `reduce` adds the sources as the top of the tree over the
-// group's ranks, and the gradient all-reduce then adds the groups. A rank's slots for the experts it
-// does not hold are zero there, and x + 0 = x exactly.
+// group's ranks, and the gradient all-reduce among the ranks of the same place then adds the groups.
 //
-// What it costs and saves. Every rank still keeps full replicas of the weights and of AdamW's moments
-// (after the all-reduce every rank holds every gradient), so rank 0's checkpoint is complete and does
-// not depend on ep or the rank count; what is divided is the expert computation, and what is paid is
-// the traffic that expert_traffic counts.
+// What it costs and saves. A rank holds the weights, gradients and AdamW moments of its own experts only
+// (release_experts; the Trainer updates them and all-reduces their gradients among the ranks of the
+// same place in the other groups), so the routed experts' memory is divided by ep. Rank 0 gathers the
+// other places' experts when it writes a checkpoint or samples text, so a checkpoint is complete and
+// does not depend on ep or the rank count. What is paid is the traffic that expert_traffic counts, and
+// one buffer of expert gradients per source place and level of the shard tree (grads_ below), which
+// keeps the sum in the single process's order.
 #pragma once
 
 #include <cstddef>
@@ -60,7 +62,14 @@ struct ExpertLayout {
     int first() const { return rank - rank % ep; }  // the world rank of place 0 of this rank's group
     int place() const { return rank % ep; }         // this rank's place in its group
     int node_of(std::size_t expert) const { return int(expert / per_rank()) / ranks_per_node; }
+    int place_of(std::size_t expert) const { return int(expert / per_rank()); }  // the place that holds it
 };
+
+/// What expert parallelism saves in memory: every routed expert of w's MoE blocks that this rank does
+/// not hold (with !keep_own: every routed expert) becomes empty (its three matrices 0 × 0; its
+/// dimensions are kept), and restore_experts gives the others' back as zeros of their shape.
+void release_experts(ModelWeights<float>& w, const ExpertLayout& l, bool keep_own = true);
+void restore_experts(ModelWeights<float>& w, const ExpertLayout& l);
 
 /// Bytes one rank moves for expert parallelism: dispatch = the counts and the token rows going to the
 /// experts (x forward, ∂L/∂y backward); combine = the rows coming back (y forward, ∂L/∂x backward).
@@ -129,12 +138,19 @@ public:
     /// backward's gradients), and an inner node adds level + 1 into level.
     void start_leaf(std::size_t level);
     void add_level(std::size_t level);
-    /// Adds the sources' level-0 gradients as the tree over the group's places, into grad's slots of
-    /// this rank's experts (which must hold zeros).
-    void reduce(ModelWeights<float>& grad);
+    /// Adds the sources' level-0 gradients as the tree over the group's places, into summed().
+    void reduce();
+    /// The gradient of this rank's expert `local` (0 ≤ local < per_rank()) of MoE block `block`, summed
+    /// over the group's shards by reduce() (until the next step's first leaf). The trainer's optimizer
+    /// reads the held experts' gradients from here.
+    Mlp<float>& summed(std::size_t block, std::size_t local);
 
     /// Traffic since the last take_traffic().
     ExpertTraffic take_traffic();
+    /// False while the trainer evaluates: a forward without its backward is not a training step's traffic.
+    bool count_traffic = true;
+    /// Bytes of the per-source gradient buffers (every level, source and expert).
+    std::size_t gradient_bytes() const;
 
 private:
     std::size_t block_of(const Moe<float>& m) const;

@@ -44,8 +44,13 @@ struct Param {
 };
 
 /// Scales all gradients so their global L2 norm is at most `max_norm` (no-op if max_norm ≤ 0).
-/// Returns the norm before clipping.
+/// Returns the norm before clipping: the square root of grad_square_sums' entries added in order.
 double clip_grad_norm(const std::vector<Param>& params, double max_norm);
+/// The two halves of clip_grad_norm, for gradients spread over ranks: per parameter, Σ g² (in double)
+/// of each piece of at most kGradPiece elements, in order; and the scaling given the norm they add up to.
+constexpr std::size_t kGradPiece = std::size_t(1) << 15;
+std::vector<std::vector<double>> grad_square_sums(const std::vector<Param>& params);
+void clip_grads(const std::vector<Param>& params, double norm, double max_norm);
 
 struct AdamWConfig {
     double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;

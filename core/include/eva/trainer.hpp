@@ -14,7 +14,10 @@
 // are therefore the same bits on 1, 2 or 4 ranks, and a run saved on 4 ranks resumes on 1.
 //
 // Expert parallelism (`ep` ranks share one copy of the routed experts: expert_parallel.hpp) changes
-// where the experts run, not the result: the same bits again, and `ep` is not part of the checkpoint.
+// where the experts run and live, not the result: the same bits again, and `ep` is not part of the
+// checkpoint. On several ranks each rank keeps only its own experts' weights, gradients and AdamW
+// moments; the gradient norm is assembled from every rank's pieces in the single process's order, and
+// rank 0 gathers the experts for a checkpoint or a sample (with_full_model).
 //
 // A checkpoint is a pair of files written one after the other — X.safetensors (the model and the
 // training state) and X.optim.safetensors (AdamW's moments) — and a kill or a full disk can land between
@@ -29,6 +32,7 @@
 #include <nlohmann/json.hpp>
 
 #include <deque>
+#include <functional>
 #include <memory>
 
 #include "eva/data.hpp"
@@ -129,14 +133,26 @@ public:
     TrainingState state() const;
 
     /// Writes the optimizer state to `optimizer_path(path)`, then the model (with state()) to `path`,
-    /// each atomically; both carry the run id and step. Only rank 0 writes (all ranks hold the same state).
+    /// each atomically; both carry the run id and step. Collective; only rank 0 writes.
     void save(const std::string& path);
+    /// Runs `use` on rank 0 with every routed expert in the model (collective: every rank calls it, and
+    /// the others do nothing). Under expert parallelism the other places' experts are gathered for the
+    /// call and released after it. Evaluation is collective too: every rank calls evaluation().
+    void with_full_model(const std::function<void(const Model<float>&)>& use);
     /// Restores a run saved by `save` (the model is loaded by the caller with load_model, and this trainer
     /// built with `state.config`, possibly with a new total of steps). FileError if the optimizer file is
     /// not the partner of the model file (another run or step: a torn save), ConfigError if the config or
     /// the corpus differ from the checkpoint's.
     void resume(const std::string& path, const TrainingState& state);
     static std::string optimizer_path(const std::string& path);
+
+    /// What this rank holds of the training state, in bytes: the trainable weights, the gradient
+    /// buffers (the step's, the shard tree's partial sums, expert parallelism's per-source sums) and
+    /// AdamW's two moments (counted as allocated by the first step).
+    struct StateBytes {
+        std::size_t weights = 0, gradients = 0, moments = 0;
+    };
+    StateBytes state_bytes() const;
 
     Comm& comm() { return *comm_; }
     /// Where the routed experts run (ep 1: all on every rank); with ep > 1 in one process, the layout
@@ -151,6 +167,16 @@ private:
     // multiplied by `scale` in the same pass as the last addition (1: none).
     void shard_gradients(const Batch& b, int lo, int hi, std::size_t level, float scale, std::vector<double>& losses,
                          std::vector<std::uint64_t>& counts);
+    // Expert sharding (ep_ only): keep this rank's experts, and the parameter lists that point into them.
+    void shard_experts();
+    void bind_params();
+    int place_of(std::size_t param) const { return place_of_.empty() ? -1 : place_of_[param]; }
+    // Sums the gradients of the parameters `pick` selects over the ranks `stride` apart (tree_allreduce).
+    void allreduce(const std::function<bool(std::size_t)>& pick, int stride);
+    // The global gradient norm, clipped as clip_grad_norm would clip the whole model's gradients.
+    double clip_sharded();
+    // with_full_model, with AdamW's moments gathered too (for save).
+    void with_all_experts(bool moments, const std::function<void()>& use);
 
     LocalComm local_;
     Comm* comm_;
@@ -172,6 +198,8 @@ private:
     ExpertLayout layout_;
     std::unique_ptr<ExpertParallel> ep_;          // several ranks with ep > 1
     std::unique_ptr<TrafficEmulator> emulator_;  // one process with ep > 1
+    std::vector<int> place_of_;             // per parameter under ep_: the place that holds it (-1: every rank)
+    std::vector<std::size_t> full_size_;    // per parameter: its size in the whole model
 };
 
 }  // namespace eva
