@@ -67,24 +67,17 @@ void run(const MoeRouteOptions& o) {
                    "routing " + std::to_string(tokens) + " tokens of dim " + std::to_string(c.dim));
     if (tokens % o.seq_len != 0 && c.balance == Balance::seq_loss)
         throw ConfigError("--seq-len = " + std::to_string(o.seq_len) + " must divide the token count " + std::to_string(tokens));
-    Rng rng(o.seed);
-    Matrix<float> gate = skewed_gate(c, o.skew, rng);  // the synthetic router (eva/moe.hpp)
-    std::vector<float> bias(c.balance == Balance::aux_free ? c.n_routed_experts : 0, 0.0f);
-
+    // The synthetic router (eva/moe.hpp) routed and balanced step by step.
+    const std::vector<RoutingStats> run = synthetic_balancing_run(c, o.skew, o.seed, tokens, o.steps, o.seq_len, o.lr, given);
+    const RoutingStats &first = run.front(), &last = run.back();
     nlohmann::json steps = nlohmann::json::array();
-    RoutingStats first, last;
-    Routing<float> r;
     if (!o.json)
         std::printf("config %s: %zu routed experts (top-%zu, %zu groups keep %zu), %s scores, balance %s, %zu tokens/step\n",
                     o.config.c_str(), c.n_routed_experts, c.n_activated_experts, c.n_expert_groups,
                     c.n_limited_groups, to_string(c.score_func).c_str(), to_string(c.balance).c_str(), tokens);
     if (!o.json) std::printf("%6s %9s %8s %8s %12s\n", "step", "MaxVio", "CV", "entropy", "balance loss");
-    for (std::size_t step = 0; step <= o.steps; ++step) {
-        const auto x = given.empty() ? skewed_hidden_states(c, tokens, o.seed, step) : given;
-        // Route, measure, then balance (aux-free bias update, or one SGD step on the gate for the losses).
-        const RoutingStats st = balancing_step(c, gate, bias, x.data(), tokens, o.seq_len, o.lr, r);
-        if (step == 0) first = st;
-        last = st;
+    for (std::size_t step = 0; step < run.size(); ++step) {
+        const RoutingStats& st = run[step];
         steps.push_back({{"step", step}, {"max_vio", st.max_vio}, {"cv", st.cv}, {"entropy", st.entropy},
                          {"balance_loss", st.balance_loss}});
         if (!o.json) std::printf("%6zu %9.4f %8.4f %8.4f %12.4g\n", step, st.max_vio, st.cv, st.entropy, st.balance_loss);
@@ -92,7 +85,7 @@ void run(const MoeRouteOptions& o) {
     if (o.json)
         return print_json({{"config", c.to_json()}, {"tokens", tokens}, {"seed", o.seed}, {"skew", o.skew},
                            {"steps", steps}, {"first", first.to_json()}, {"last", last.to_json()}});
-    print_table(first, last, !bias.empty());
+    print_table(first, last, c.balance == Balance::aux_free);
     std::printf("\nMaxVio %.4f -> %.4f, shared-expert weight fraction %.3f\n", first.max_vio, last.max_vio,
                 last.shared_fraction);
 }

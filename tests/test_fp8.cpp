@@ -488,6 +488,82 @@ TEST_CASE("fp8: error metrics", "[fp8]") {
     CHECK(exact.cosine == Approx(1.0).epsilon(1e-12));
 }
 
+// ------------------------------------------------------------------------------ views of a quantization
+TEST_CASE("fp8: the histogram of |x|/s divides every element by its own group's scale", "[fp8]") {
+    // Tiles of 2: (1, 2) has scale 2/448, (100, 200) scale 200/448, so both give |x|/s = 224, 448;
+    // 1e-6 with the tile (1e-6, 0)'s floored scale 1e-4/448 gives 4.48 = 2^2.164 (bin ⌊14.164·4⌋ = 56).
+    const float x[] = {1, 2, 100, 200, 1e-6f, 0};
+    eva::Fp8QuantConfig cfg;
+    cfg.group = 2;
+    const eva::Fp8Matrix q = eva::quantize(x, 1, 6, 6, cfg);
+    const eva::Fp8ScaledHistogram h = eva::fp8_scaled_histogram(x, 6, q);
+    // E4M3: lo = ⌊log2 2^-9⌋ − 3 = −12, top = ⌈log2 448⌉ + 3 = 12: 24 octaves of 4 bins.
+    CHECK(h.lo == -12);
+    REQUIRE(h.counts.size() == 96);
+    CHECK(h.zeros == 1);
+    // 224 = 2^7.807: bin ⌊(7.807 + 12)·4⌋ = 79; 448 = 2^8.807: bin 83 (hand-computed).
+    for (std::size_t b = 0; b < h.counts.size(); ++b)
+        CHECK(h.counts[b] == (b == 79 || b == 83 ? 2.0f : b == 56 ? 1.0f : 0.0f));
+    // E5M2: lo = ⌊log2 2^-16⌋ − 3 = −19, top = ⌈log2 57344⌉ + 3 = 19; 2 bins per octave: 76 bins. A
+    // per-tensor scale of 2^-20/57344 puts 2^-20 at |x|/s = 57344 = 2^15.807 (bin ⌊34.807·2⌋ = 69) and
+    // 2^-60 at 2^-24.19, below the first bin: counted in it.
+    const float tiny[] = {std::ldexp(1.0f, -20), std::ldexp(1.0f, -60)};
+    eva::Fp8QuantConfig t;
+    t.format = Fp8Format::E5M2;
+    t.granularity = eva::Fp8Granularity::Tensor;
+    t.amax_floor = std::ldexp(1.0f, -20);
+    const eva::Fp8ScaledHistogram e = eva::fp8_scaled_histogram(tiny, 2, eva::quantize(tiny, 1, 2, 2, t), 2);
+    CHECK(e.lo == -19);
+    REQUIRE(e.counts.size() == 76);
+    CHECK(e.counts[69] == 1);
+    CHECK(e.counts[0] == 1);
+    CHECK_THROWS_AS(eva::fp8_scaled_histogram(x, 6, q, 0), eva::ConfigError);
+}
+
+TEST_CASE("fp8: the error grid averages each cell's error and marks saturated and flushed elements", "[fp8]") {
+    // A delayed scale from an amax history of 448 gives s = 1 exactly, so the errors are hand-computed:
+    // 17 rounds to 16 (E4M3 spaces [16, 32) by 2; the tie goes to the even code), 0.0005 < 2^-10 flushes to
+    // 0, 600 saturates to 448; 1..4 and 0 are exact.
+    const float x[] = {17, 1, 2, 3,
+                       0.0005f, 4, 600, 0};
+    eva::AmaxHistory history(1);
+    history.push(448);
+    const eva::Fp8Matrix q = eva::quantize_delayed(x, 2, 4, 4, history, {});
+    REQUIRE(q.scales[0] == 1.0f);
+    // At most 2×2 cells: cells of 1×2 elements.
+    const eva::Fp8ErrorGrid a = eva::fp8_error_grid(x, 4, q, false, 2);
+    CHECK(a.cell_rows == 1);
+    CHECK(a.cell_cols == 2);
+    REQUIRE(a.rows == 2);
+    REQUIRE(a.cols == 2);
+    // Means: (1 + 0)/2, exact, (0.0005 + 0)/2, (152 + 0)/2. The exact cell takes lo. Float error of log10 only.
+    const double lo = std::log10(double(0.0005f) / 2), hi = std::log10(76.0);
+    CHECK(a.log10_mean[0] == Approx(std::log10(0.5)).epsilon(1e-6));
+    CHECK(a.log10_mean[1] == a.lo);
+    CHECK(a.log10_mean[2] == Approx(lo).epsilon(1e-6));
+    CHECK(a.log10_mean[3] == Approx(hi).epsilon(1e-6));
+    CHECK(a.lo == Approx(lo).epsilon(1e-6));
+    CHECK(a.hi == Approx(hi).epsilon(1e-6));
+    CHECK(a.marked == std::vector<unsigned char>{0, 0, 1, 1});
+    // Relative: 1/17 and 0 → 1/34; 0.0005 flushed → relative error 1, and 4 exact → 1/2; x = 0 left out →
+    // 152/600 alone.
+    const eva::Fp8ErrorGrid r = eva::fp8_error_grid(x, 4, q, true, 2);
+    CHECK(r.log10_mean[0] == Approx(std::log10(1.0 / 34)).epsilon(1e-6));
+    CHECK(r.log10_mean[2] == Approx(std::log10(0.5)).epsilon(1e-6));
+    CHECK(r.log10_mean[3] == Approx(std::log10(152.0 / 600)).epsilon(1e-6));
+    // A grid no larger than the matrix: one element per cell; and an exact matrix (the power-of-two scale
+    // 2^-7 makes 1, 2, 3 the codes' 128, 256, 384) keeps lo = hi = −8.
+    const float exact[] = {1, 2, 3};
+    eva::Fp8QuantConfig pow2;
+    pow2.pow2_scales = true;
+    const eva::Fp8ErrorGrid e = eva::fp8_error_grid(exact, 3, eva::quantize(exact, 1, 3, 3, pow2), false);
+    CHECK(e.cell_rows == 1);
+    CHECK(e.cols == 3);
+    CHECK(e.lo == -8);
+    CHECK(e.hi == -8);
+    CHECK(e.log10_mean == std::vector<float>{-8, -8, -8});
+}
+
 // -------------------------------------------------------------------------------------------- GEMM
 namespace {
 
@@ -641,6 +717,32 @@ TEST_CASE("fp8: the accumulation experiment (fp8_gemm_errors) against a plain do
     CHECK_THROWS_AS(eva::fp8_gemm_errors(ops, {}, 2, 2), eva::ShapeError);
     CHECK_THROWS_AS(eva::fp8_gemm_errors(ops, {}, 0, 5), eva::ShapeError);
     CHECK_THROWS_AS(eva::fp8_gemm_operands(0, 4, 128, 1, 0, {}, {}), eva::ShapeError);
+}
+
+TEST_CASE("fp8: the accumulation sweep over K, a row at a time, equals whole GEMMs against the double product", "[fp8]") {
+    eva::Fp8AccumulationSweep sweep;
+    sweep.m = 3, sweep.n = 4, sweep.count = 3, sweep.seed = 11, sweep.accum_bits = 10;
+    int calls = 0;
+    while (!sweep.finished()) sweep.step(1), ++calls;  // a budget below one row: one row per call
+    CHECK(calls == 3 * 3);
+    REQUIRE(sweep.never.size() == 3);
+    REQUIRE(sweep.promoted.size() == 3);
+    eva::Fp8QuantConfig tensor;
+    tensor.granularity = eva::Fp8Granularity::Tensor;
+    for (int i = 0; i < 3; ++i) {
+        const eva::Fp8GemmOperands ops = eva::fp8_gemm_operands(3, 4, std::size_t(128) << i, 11, std::uint64_t(i), tensor, tensor);
+        eva::Fp8GemmConfig never, promoted;
+        never.promote_every = 0, never.accum_bits = promoted.accum_bits = 10;
+        // The same sums in another order (per row, then added): agreement to double rounding.
+        CHECK(sweep.never[std::size_t(i)] == Approx(gemm_relative_error(ops.A, ops.B, never)).epsilon(1e-9));
+        CHECK(sweep.promoted[std::size_t(i)] == Approx(gemm_relative_error(ops.A, ops.B, promoted)).epsilon(1e-9));
+    }
+    // A budget of one K's products finishes K = 128 (3 rows of 4·128) in one call; restart forgets it.
+    sweep.restart();
+    sweep.step(3 * 4 * 128);
+    CHECK(sweep.never.size() == 1);
+    sweep.restart();
+    CHECK(sweep.never.empty());
 }
 
 TEST_CASE("fp8: GEMM configuration errors", "[fp8]") {

@@ -393,6 +393,39 @@ TEST_CASE("aux-loss-free balancing: MaxVio falls below 0.1 on a skewed router; w
     REQUIRE(std::all_of(balanced.end() - 50, balanced.end(), [](double v) { return v < 0.1; }));
 }
 
+TEST_CASE("the synthetic balancing run: step 0 is the skewed router as drawn, each later step follows the sign rule", "[moe]") {
+    MoeConfig c = small_config(ScoreFunc::sigmoid, 1, 1);
+    c.balance = Balance::aux_free, c.gamma = 0.01;
+    const std::size_t n = 64;
+    eva::Routing<float> first;
+    const auto run = eva::synthetic_balancing_run(c, 1.0, 5, n, 2, n, 0.0, {}, &first);
+    REQUIRE(run.size() == 3);  // steps 0, 1, 2
+    // Step 0 by hand: the router and batch drawn as documented, routed with a zero bias.
+    eva::Rng rng(5);
+    const eva::Matrix<float> gate = eva::skewed_gate(c, 1.0, rng);
+    const std::vector<float> zero(c.n_routed_experts, 0.0f);
+    eva::Routing<float> r;
+    eva::gate_forward(c, gate, zero.data(), eva::skewed_hidden_states(c, n, 5, 0).data(), n, r);
+    CHECK(first.indices == r.indices);
+    CHECK(run[0].tokens_per_expert == eva::routing_stats(c, r, zero).tokens_per_expert);
+    // Step 1's bias (the one it routed with) is γ·sign(mean − count) of step 0's counts (mean n·k/E = 16),
+    // step 2's adds the same rule over step 1's counts.
+    for (std::size_t e = 0; e < c.n_routed_experts; ++e) {
+        auto sign_rule = [&](std::size_t step) {
+            const double count = double(run[step].tokens_per_expert[e]);
+            return count < 16 ? c.gamma : count > 16 ? -c.gamma : 0.0;
+        };
+        CHECK(run[1].bias[e] == Approx(sign_rule(0)).margin(1e-7));  // float bias: γ in float
+        CHECK(run[2].bias[e] == Approx(sign_rule(0) + sign_rule(1)).margin(1e-7));
+    }
+    // A given batch is routed every step; without balancing, every step is the same.
+    c.balance = Balance::none;
+    const auto fixed = eva::synthetic_balancing_run(c, 1.0, 5, n, 3, n, 0.0, eva::skewed_hidden_states(c, n, 9, 0));
+    REQUIRE(fixed.size() == 4);
+    for (const auto& st : fixed) CHECK(st.tokens_per_expert == fixed[0].tokens_per_expert);
+    CHECK(fixed[0].max_vio > 0.5);  // the skewed router's imbalance (2 favoured experts of 8)
+}
+
 TEST_CASE("bias update follows the sign rule", "[moe]") {
     std::vector<double> bias = {0.0, 0.5, -0.5, 0.0};
     eva::update_bias(bias, {10, 2, 4, 4}, 0.01);  // mean 5: above, below, below, below

@@ -27,6 +27,7 @@ struct App {
     TrainPanel train;
     KvPanel kv;
     std::map<std::string, long> drawn_frame;  // panel id → the last frame (App::frames) it was drawn in
+    std::map<std::string, double> panel_ms;   // panel id → rolling mean of its own work per frame (draw_panel)
     std::string summary;                      // the text last put in the page's aria-live region
     Rect copy_rect;                           // the "copy embed link" button
     double frame_ms = 0;        // rolling mean per frame: input, panels' computations, ImGui's vertices

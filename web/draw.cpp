@@ -28,6 +28,12 @@ const ImU32 label_colour = IM_COL32(170, 175, 185, 255);
 
 }  // namespace
 
+float max_abs(const std::vector<float>& values) {
+    float m = 1e-6f;
+    for (float v : values) m = std::max(m, std::fabs(v));
+    return m;
+}
+
 ImU32 sequential(float t) {
     // Three stops chosen so that perceived brightness rises monotonically.
     const ImVec4 stops[] = {{0.07f, 0.06f, 0.23f, 1}, {0.13f, 0.55f, 0.55f, 1}, {0.99f, 0.91f, 0.15f, 1}};
@@ -129,12 +135,14 @@ void lines(const char* id, const Series* series, int count, ImVec2 size, bool lo
     dl->AddText(ImVec2(b.x - ImGui::CalcTextSize(buf).x, b.y + 1), label_colour, buf);
     if (x_label) dl->AddText(ImVec2((a.x + b.x - ImGui::CalcTextSize(x_label).x) * 0.5f, b.y + text_h + 1), label_colour, x_label);
     if (y_label) dl->AddText(ImVec2(a.x + 6, a.y + 2), label_colour, y_label);
-    float legend_x = b.x - 6;
-    for (int s = count - 1; s >= 0; --s) {  // legend, right-aligned along the top edge
+    float legend_x = b.x - 6, legend_y = a.y + 2;
+    for (int s = count - 1; s >= 0; --s) {  // legend, right-aligned along the top edge, in rows that fit the plot
         const Series& se = series[s];
-        legend_x -= ImGui::CalcTextSize(se.label).x + 18;
-        dl->AddLine(ImVec2(legend_x, a.y + text_h * 0.5f + 2), ImVec2(legend_x + 12, a.y + text_h * 0.5f + 2), se.colour, 2.0f);
-        dl->AddText(ImVec2(legend_x + 15, a.y + 2), se.colour, se.label);
+        const float w = ImGui::CalcTextSize(se.label).x + 18;
+        if (legend_x - w < a.x && legend_x < b.x - 6) legend_x = b.x - 6, legend_y += text_h;
+        legend_x -= w;
+        dl->AddLine(ImVec2(legend_x, legend_y + text_h * 0.5f), ImVec2(legend_x + 12, legend_y + text_h * 0.5f), se.colour, 2.0f);
+        dl->AddText(ImVec2(legend_x + 15, legend_y), se.colour, se.label);
         bool have = false;
         ImVec2 last;
         for (int i = 0; i < se.n; ++i) {

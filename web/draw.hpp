@@ -3,6 +3,8 @@
 // and shows the value under the mouse in a tooltip, so a learner can read exact numbers off any figure.
 #pragma once
 
+#include <vector>
+
 #include <imgui.h>
 
 namespace eva::web::draw {
@@ -11,6 +13,10 @@ namespace eva::web::draw {
 ImU32 sequential(float t);
 /// t in [-1,1] → blue (negative) / dark neutral (0) / red (positive).
 ImU32 diverging(float t);
+
+/// The largest |v| of `values`, at least 1e-6 (an all-zero bias still gets a colour scale): the range
+/// ±max_abs of a diverging heatmap.
+float max_abs(const std::vector<float>& values);
 
 /// rows×cols row-major values as cells coloured over [lo, hi] (diverging: over [-max|lo|,|hi|, +…]
 /// around 0). Cells with mark[i] != 0 get a white box (e.g. the top-k experts a token was routed to).

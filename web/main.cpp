@@ -56,9 +56,14 @@ const Panel panels[] = {
 
 // Draws one panel and remembers the frame it was drawn in (its exported state says whether it is on screen).
 void draw_panel(App& app, const Panel& p) {
+    const double t0 = emscripten_get_now();
     ImGui::PushTextWrapPos(0.0f);  // all of a panel's text wraps at the window's edge instead of running off it
     p.draw(app);
     ImGui::PopTextWrapPos();
+    // The panel's own share of the frame (its computation and ImGui calls, apart from rendering), a rolling mean.
+    const double ms = emscripten_get_now() - t0;
+    double& mean = app.panel_ms[p.id];
+    mean = mean == 0 ? ms : 0.9 * mean + 0.1 * ms;
     app.drawn_frame[p.id] = app.frames;
     // The shown panel's plain-text summary, mirrored into the page's aria-live region (#summary) twice a
     // second at most and only when it changed, so a screen reader is not flooded while figures update.
@@ -149,18 +154,6 @@ using eva::web::App;
 GLFWwindow* window = nullptr;  // the one canvas of the page
 
 
-// A query-string parameter of the page's URL, or `fallback`.
-std::string query_param(const char* name, const char* fallback) {
-    char value[128];
-    const int found = EM_ASM_INT({
-        const v = new URLSearchParams(location.search).get(UTF8ToString($0));
-        if (v === null) return 0;
-        stringToUTF8(v, $1, $2);
-        return 1;
-    }, name, value, int(sizeof value));
-    return found ? std::string(value) : std::string(fallback);
-}
-
 // Keeps the canvas's drawing buffer at the size it is shown at times devicePixelRatio (it fills the page
 // or the iframe and follows its resizing; crisp at 2x), and returns that ratio. Not through
 // glfwSetWindowSize: Emscripten's GLFW takes a size equal to the screen's as a request for fullscreen,
@@ -208,7 +201,7 @@ void rasterise_font(float ratio) {
 
 void frame(void* arg) {
     App& app = *static_cast<App*>(arg);
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = eva::web::Clock::now();
     const float ratio = fit_canvas(window);
     glfwPollEvents();
     rasterise_font(ratio);
@@ -222,7 +215,7 @@ void frame(void* arg) {
     // The frame's time on the page's thread: input, the panels' eva computations and ImGui's layout and
     // vertex building. Handing the vertices to WebGL is timed apart: its cost is the browser's GPU
     // process (in headless tests a software rasterizer sharing the CPU), not eva's.
-    const auto t1 = std::chrono::steady_clock::now();
+    const auto t1 = eva::web::Clock::now();
     int w = 0, h = 0;
     glfwGetFramebufferSize(window, &w, &h);
     glViewport(0, 0, w, h);
@@ -230,8 +223,7 @@ void frame(void* arg) {
     glClear(GL_COLOR_BUFFER_BIT);
     ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
 
-    const double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
-    const double submit_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
+    const double ms = std::chrono::duration<double, std::milli>(t1 - t0).count(), submit_ms = eva::web::ms_since(t1);
     app.frame_ms = app.frames == 0 ? ms : 0.9 * app.frame_ms + 0.1 * ms;
     app.submit_ms = app.frames == 0 ? submit_ms : 0.9 * app.submit_ms + 0.1 * submit_ms;
     ++app.frames;
@@ -256,27 +248,31 @@ void frame(void* arg) {
 
 App* g_app = nullptr;  // the page's one App (main's), for the exported functions below
 
+// An exported function's answer, kept until the next answer (the page copies the string at once). JSON
+// replaces invalid UTF-8: a decoded sample may end inside a multi-byte character.
+const char* answer(std::string text) {
+    static std::string out;
+    out = std::move(text);
+    return out.c_str();
+}
+const char* answer(const nlohmann::json& j) { return answer(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)); }
+
 // Figures computed by the wasm core, for the browser tests to compare with the native ones: each
 // panel contributes its own (keys prefixed by the panel's id).
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_self_test() {
-    static std::string out;
     nlohmann::json j = nlohmann::json::object();
     for (const auto& p : eva::web::panels) j.update(p.self_test());
-    out = j.dump();
-    return out.c_str();
+    return answer(j);
 }
 
 // The query string reopening the shown panel alone in its current state (window.eva.embedLink()).
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_embed_query() {
-    static std::string out;
-    out = g_app ? eva::web::embed_query(*g_app) : std::string();
-    return out.c_str();
+    return answer(g_app ? eva::web::embed_query(*g_app) : std::string());
 }
 
 // One panel's state as JSON (window.eva.state(id)): {"id", "drawn": false} until it is first drawn, then
 // its settings and figures with "drawn": true while it is on screen; {"error"} for an unknown id.
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
-    static std::string out;
     nlohmann::json j = {{"error", std::string("no panel '") + id + "'"}};
     for (const auto& p : eva::web::panels)
         if (std::string(id) == p.id && g_app) {
@@ -286,17 +282,13 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
             j["id"] = p.id;
             j["summary"] = p.summary(*g_app);
             j["drawn"] = ever && at->second >= g_app->frames - 1;  // drawn in the latest frame
+            j["panel_ms"] = ever ? g_app->panel_ms.at(p.id) : 0.0;
         }
-    out = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // samples may cut a UTF-8 sequence
-    return out.c_str();
+    return answer(j);
 }
 
 // What the last frame put on screen and what of it is cut (window.eva.layout(); web/panel.hpp).
-extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_layout() {
-    static std::string out;
-    out = eva::web::layout_report().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    return out.c_str();
-}
+extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_layout() { return answer(eva::web::layout_report()); }
 
 // The pretrained checkpoint arrives asynchronously, as a file of the page's in-memory file system; the
 // core opens and validates it like any other checkpoint (headers, shapes, FP8 scale shapes), keeps the
@@ -341,14 +333,10 @@ static void pretrained_failed(unsigned, void* arg, int) {
 // How the pretrained checkpoint was loaded, for the browser tests: state, the message the page shows,
 // and inspect_checkpoint's figures of the file (Module.ccall("eva_pretrained_state", "string", [], [])).
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_pretrained_state() {
-    static std::string out;
     static const char* states[] = {"loading", "ready", "missing"};
-    out = "{}";
-    if (g_app) {
-        const auto& p = g_app->pretrained;
-        out = nlohmann::json{{"state", states[int(p.state)]}, {"message", p.message}, {"inspect", p.inspect}}.dump();
-    }
-    return out.c_str();
+    if (!g_app) return answer(nlohmann::json::object());
+    const auto& p = g_app->pretrained;
+    return answer(nlohmann::json{{"state", states[int(p.state)]}, {"message", p.message}, {"inspect", p.inspect}});
 }
 
 int main() {
@@ -358,9 +346,7 @@ int main() {
     glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 0);
     static App app;
     g_app = &app;
-    app.panel = query_param("panel", "all");
-    app.embed = query_param("embed", "0") == "1";
-    {  // every panel reads its controls from the query string (their names do not collide)
+    {  // the page's query string: which panel, embedded or not, and every panel's controls (no names collide)
         char buf[2048];
         EM_ASM({ stringToUTF8(JSON.stringify(Object.fromEntries(new URLSearchParams(location.search))), $0, $1); },
                buf, int(sizeof buf));
@@ -368,6 +354,8 @@ int main() {
         eva::web::Query q;
         for (const auto& item : params.items())
             if (item.value().is_string()) q[item.key()] = item.value().get<std::string>();
+        app.panel = q.count("panel") ? q["panel"] : "all";
+        app.embed = q.count("embed") && q["embed"] == "1";
         for (const auto& p : eva::web::panels) p.from_query(app, q);
     }
     window = glfwCreateWindow(1280, 800, "eva", nullptr, nullptr);

@@ -176,4 +176,9 @@ float control_width(const char* label, float item) {
 
 void same_line_for(const char* label, float item) { same_line_if_fits(control_width(label, item)); }
 
+void beside(const char* label, float item) {
+    same_line_for(label, item);
+    ImGui::SetNextItemWidth(item);
+}
+
 }  // namespace eva::web

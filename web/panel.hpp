@@ -3,13 +3,15 @@
 // loaded from — and each panel is drawn from that context and its own state. The contract of a panel
 // NAME, in web/panel_NAME.{hpp,cpp} (main.cpp's table lists them): `void NAME_panel(NamePanel&,
 // Pretrained&)` draws it; `nlohmann::json NAME_state(const NamePanel&)` is its settings and key figures
-// (window.eva.state("NAME")); `std::string NAME_summary(const NamePanel&)` says those figures in one plain
+// (window.eva.state("NAME"), to which the app adds the id, the summary, whether it is drawn and its own
+// time per frame, panel_ms); `std::string NAME_summary(const NamePanel&)` says those figures in one plain
 // sentence (mirrored into the page's aria-live region); `NAME_from_query` / `NAME_to_query` map its
 // controls to the query string; `nlohmann::json NAME_self_test()` gives figures the browser tests compare
 // with the native CLI. A panel records the screen rectangles of the controls the browser tests click
 // (`Rect`), and says what it is showing in `explain`.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -68,6 +70,18 @@ using Query = std::map<std::string, std::string>;
 int query_int(const Query& q, const char* key, int fallback, int lo, int hi);
 /// query[key] as a finite float within [lo, hi], else `fallback`.
 float query_float(const Query& q, const char* key, float fallback, float lo, float hi);
+/// The index of query[key] in `names` (a choice among named options), else `fallback`.
+template <std::size_t N>
+int query_choice(const Query& q, const char* key, const char* const (&names)[N], int fallback) {
+    const auto it = q.find(key);
+    for (std::size_t i = 0; it != q.end() && i < N; ++i)
+        if (it->second == names[i]) return int(i);
+    return fallback;
+}
+
+/// The clock the panels time their work with, and the milliseconds since `t0` on it.
+using Clock = std::chrono::steady_clock;
+inline double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 /// Draws the panel's explanation in a wrapped, dimmed paragraph.
 void explain(const char* text);
@@ -93,5 +107,8 @@ constexpr float kBox = -1;
 float control_width(const char* label, float item = 0);
 /// same_line_if_fits(control_width(label, item)).
 void same_line_for(const char* label, float item = 0);
+/// A slider, combo or input `item` pixels wide next: beside the previous control when it fits
+/// (same_line_for), with that width.
+void beside(const char* label, float item);
 
 }  // namespace eva::web

@@ -4,7 +4,6 @@
 #include "panel_fp8.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -133,75 +132,13 @@ Fp8QuantConfig quant_config(const Fp8Panel& p) {
     return cfg;
 }
 
-// The histogram of |x|/s — each value divided by its own group's scale, i.e. the number the encoder
-// rounds — over log2 bins, so the format's grid is the same for every group and can be drawn over it.
-void build_histogram(Fp8Panel& p, const std::vector<float>& shown) {
-    const Fp8Format f = format_of(p);
-    p.hist_lo = std::floor(std::log2(fp8_min_subnormal(f))) - 3;
-    const float hi = std::ceil(std::log2(fp8_max(f))) + 3;
-    const int bins = int(hi - p.hist_lo) * Fp8Panel::kBinsPerOctave;
-    p.hist.assign(std::size_t(bins), 0.0f);
-    p.hist_zero = 0;
-    for (std::size_t r = 0; r < p.rows; ++r)
-        for (std::size_t c = 0; c < p.cols; ++c) {
-            const float u = std::fabs(shown[r * p.cols + c]) / p.q.scale(r, c);
-            if (u == 0) {
-                ++p.hist_zero;
-                continue;
-            }
-            const int b = int(std::floor((std::log2(u) - p.hist_lo) * Fp8Panel::kBinsPerOctave));
-            p.hist[std::size_t(std::clamp(b, 0, bins - 1))] += 1;
-        }
-}
-
-// The error per element, averaged over cells of cell_rows × cell_cols elements so that at most 64×64 cells
-// remain; colour = log10 of the cell's mean. Cells holding a saturated or flushed-to-zero element are marked.
-void build_error_grid(Fp8Panel& p, const std::vector<float>& shown) {
-    const Fp8Format f = format_of(p);
-    p.cell_rows = int((p.rows + 63) / 64);
-    p.cell_cols = int((p.cols + 63) / 64);
-    p.grid_rows = int((p.rows + std::size_t(p.cell_rows) - 1) / std::size_t(p.cell_rows));
-    p.grid_cols = int((p.cols + std::size_t(p.cell_cols) - 1) / std::size_t(p.cell_cols));
-    const std::size_t cells = std::size_t(p.grid_rows) * std::size_t(p.grid_cols);
-    std::vector<double> sum(cells, 0.0);
-    std::vector<std::size_t> count(cells, 0);
-    p.grid_mark.assign(cells, 0);
-    for (std::size_t r = 0; r < p.rows; ++r)
-        for (std::size_t c = 0; c < p.cols; ++c) {
-            const std::size_t i = r * p.cols + c, cell = (r / std::size_t(p.cell_rows)) * std::size_t(p.grid_cols) +
-                                                          c / std::size_t(p.cell_cols);
-            const float x = shown[i], e = std::fabs(x - p.xq[i]);
-            // Saturated exactly as the core counts it: the plain (non-saturating) cast of x/s would overflow.
-            const float y = x / p.q.scale(r, c);
-            if (!std::isfinite(fp8_decode(fp8_encode(y, f, false), f)) || (x != 0 && p.xq[i] == 0)) p.grid_mark[cell] = 1;
-            if (p.relative_heatmap && x == 0) continue;  // relative error undefined at 0
-            sum[cell] += p.relative_heatmap ? e / std::fabs(x) : e;
-            ++count[cell];
-        }
-    p.grid.assign(cells, 0.0f);
-    p.grid_lo = INFINITY;
-    p.grid_hi = -INFINITY;
-    for (std::size_t i = 0; i < cells; ++i) {
-        const double mean = count[i] ? sum[i] / double(count[i]) : 0.0;
-        p.grid[i] = mean > 0 ? float(std::log10(mean)) : NAN;
-        if (mean > 0) {
-            p.grid_lo = std::min(p.grid_lo, p.grid[i]);
-            p.grid_hi = std::max(p.grid_hi, p.grid[i]);
-        }
-    }
-    if (!(p.grid_lo <= p.grid_hi)) p.grid_lo = p.grid_hi = -8;  // every cell exact
-    for (float& g : p.grid)
-        if (std::isnan(g)) g = p.grid_lo;
-    if (p.grid_hi - p.grid_lo < 0.1f) p.grid_hi = p.grid_lo + 0.1f;
-}
-
-// Quantizes `shown` (the tensor, or one delayed-scaling step of it) and derives the metrics and views.
+// Quantizes `shown` (the tensor, or one delayed-scaling step of it) and derives the metrics and views:
+// the histogram of |x|/s under the format's grid and the error per cell (both eva/fp8.hpp).
 void finish_quantization(Fp8Panel& p, const std::vector<float>& shown) {
-    p.xq.assign(shown.size(), 0.0f);
-    dequantize(p.q, p.xq.data(), p.cols);
     p.metrics = quantization_metrics(shown.data(), p.cols, p.q);
-    build_histogram(p, shown);
-    build_error_grid(p, shown);
+    p.hist = fp8_scaled_histogram(shown.data(), p.cols, p.q, Fp8Panel::kBinsPerOctave);
+    p.grid = fp8_error_grid(shown.data(), p.cols, p.q, p.relative_heatmap);
+    if (p.grid.hi - p.grid.lo < 0.1f) p.grid.hi = p.grid.lo + 0.1f;  // a colour ramp at least 0.1 decades wide
 }
 
 std::vector<float> scaled(const std::vector<float>& x, float g) {
@@ -267,7 +204,7 @@ void update(Fp8Panel& p, Pretrained& ck) {
     // The shown step's views are built once that step exists (not every frame while the run advances).
     const int want = p.shown_step < d.done ? p.shown_step : -1;
     if (want < 0) {  // nothing to show yet: the panel says which step it is computing
-        p.hist.clear();
+        p.hist = {};
         d.built_step = -1;
     } else if (want != d.built_step) {
         show_delayed_step(p, want);
@@ -280,23 +217,24 @@ void update(Fp8Panel& p, Pretrained& ck) {
 // and saturation regions are tinted. Bar heights are log10(1 + count) so single outliers stay visible.
 void draw_histogram(const Fp8Panel& p, ImVec2 size) {
     const Fp8Format f = format_of(p);
-    const int bins = int(p.hist.size());
-    const float octaves = float(bins) / Fp8Panel::kBinsPerOctave, comb = 14, axis = 16;
+    const Fp8ScaledHistogram& H = p.hist;
+    const int bins = int(H.counts.size());
+    const float octaves = float(bins) / float(H.bins_per_octave), comb = 14, axis = 16;
     ImDrawList* dl = ImGui::GetWindowDrawList();
     const ImVec2 o = ImGui::GetCursorScreenPos();
     ImGui::InvisibleButton("hist", size);
     const float plot_h = size.y - comb - axis;
-    auto x_of = [&](float log2v) { return o.x + (log2v - p.hist_lo) / octaves * size.x; };
+    auto x_of = [&](float log2v) { return o.x + (log2v - H.lo) / octaves * size.x; };
     dl->AddRectFilled(o, ImVec2(o.x + size.x, o.y + plot_h), IM_COL32(30, 32, 40, 255));
     const float flush = std::log2(fp8_min_subnormal(f) / 2), top = std::log2(fp8_max(f));
     dl->AddRectFilled(o, ImVec2(x_of(flush), o.y + plot_h), IM_COL32(120, 40, 40, 90));
     dl->AddRectFilled(ImVec2(x_of(top), o.y), ImVec2(o.x + size.x, o.y + plot_h), IM_COL32(120, 40, 40, 90));
     float peak = 1;
-    for (float c : p.hist) peak = std::max(peak, std::log10(1 + c));
+    for (float c : H.counts) peak = std::max(peak, std::log10(1 + c));
     const float bw = size.x / float(bins);
     for (int b = 0; b < bins; ++b) {
-        if (p.hist[std::size_t(b)] == 0) continue;
-        const float h = std::log10(1 + p.hist[std::size_t(b)]) / peak * (plot_h - 4);
+        if (H.counts[std::size_t(b)] == 0) continue;
+        const float h = std::log10(1 + H.counts[std::size_t(b)]) / peak * (plot_h - 4);
         dl->AddRectFilled(ImVec2(o.x + float(b) * bw, o.y + plot_h - h), ImVec2(o.x + float(b + 1) * bw - 1, o.y + plot_h),
                           IM_COL32(110, 170, 240, 255));
     }
@@ -307,7 +245,7 @@ void draw_histogram(const Fp8Panel& p, ImVec2 size) {
         const float x = x_of(std::log2(v));
         dl->AddLine(ImVec2(x, o.y + plot_h + 1), ImVec2(x, o.y + plot_h + comb - 2), IM_COL32(240, 200, 90, 200));
     }
-    for (int e = int(std::ceil(p.hist_lo)); e <= int(p.hist_lo + octaves); e += 4) {
+    for (int e = int(std::ceil(H.lo)); e <= int(H.lo + octaves); e += 4) {
         char t[16];
         std::snprintf(t, sizeof t, "2^%d", e);
         const float x = x_of(float(e));
@@ -318,9 +256,9 @@ void draw_histogram(const Fp8Panel& p, ImVec2 size) {
     if (ImGui::IsItemHovered()) {
         const int b = int((ImGui::GetIO().MousePos.x - o.x) / bw);
         if (b >= 0 && b < bins) {
-            const float l = p.hist_lo + float(b) / Fp8Panel::kBinsPerOctave;
-            ImGui::SetTooltip("|x|/s in [%.3g, %.3g): %.0f values", std::exp2(l), std::exp2(l + 1.0f / Fp8Panel::kBinsPerOctave),
-                              p.hist[std::size_t(b)]);
+            const float l = H.lo + float(b) / float(H.bins_per_octave);
+            ImGui::SetTooltip("|x|/s in [%.3g, %.3g): %.0f values", std::exp2(l), std::exp2(l + 1.0f / float(H.bins_per_octave)),
+                              H.counts[std::size_t(b)]);
         }
     }
 }
@@ -356,8 +294,7 @@ void draw_controls(Fp8Panel& p, Pretrained& ck) {
     } else if (p.source == Fp8Panel::Activation) {
         Model<float>* m = ck.shown();
         ImGui::SliderInt("layer", &p.layer, 0, m ? int(m->args.n_layers) - 1 : 0);
-        same_line_for("point", 300);
-        ImGui::SetNextItemWidth(300);
+        beside("point", 300);
         ImGui::Combo("point", &p.point, "block input x\0attn_norm(x)\0ffn_norm(h)\0");
         char buf[512];
         std::snprintf(buf, sizeof buf, "%s", p.text.c_str());
@@ -365,8 +302,7 @@ void draw_controls(Fp8Panel& p, Pretrained& ck) {
         if (ImGui::InputText("##text", buf, sizeof buf, ImGuiInputTextFlags_EnterReturnsTrue)) p.text = buf;
     } else {
         ImGui::SliderFloat("outlier share", &p.outlier_fraction, 0.0f, 0.01f, "%.4f");
-        same_line_for("outlier magnitude (sigma)", 240);
-        ImGui::SetNextItemWidth(240);
+        beside("outlier magnitude (sigma)", 240);
         ImGui::SliderFloat("outlier magnitude (sigma)", &p.outlier_magnitude, 2.0f, 10000.0f, "%.0f",
                            ImGuiSliderFlags_Logarithmic);
     }
@@ -375,8 +311,7 @@ void draw_controls(Fp8Panel& p, Pretrained& ck) {
         ImGui::SliderInt("history length", &p.delayed.history_length, 1, 16);
         same_line_for("x4 spike at step 16", kBox);
         ImGui::Checkbox("x4 spike at step 16", &p.delayed.spike);
-        same_line_for("shown step", 200);
-        ImGui::SetNextItemWidth(200);
+        beside("shown step", 200);
         ImGui::SliderInt("shown step", &p.shown_step, 0, DelayedRun::kSteps - 1);
     }
 }
@@ -477,81 +412,36 @@ void draw_delayed(const Fp8Panel& p, float width) {
     draw::lines("delayed_sat", s2, 2, ImVec2(width * 0.5f - 8, 120), true, "step", nullptr);
 }
 
-void draw_accumulation(AccumExperiment& e, float width) {
+void draw_accumulation(Fp8AccumulationSweep& e, float width) {
     ImGui::Text("GEMM accumulation (DeepSeek-V3 sec. 3.3.2): C = A.B^T, A %zux K, B %zux K ~ N(0,1) in E4M3, error "
-                "||C - R|| / ||R|| against R = the double product of the same FP8 inputs",
-                AccumExperiment::M, AccumExperiment::N);
+                "||C - R|| / ||R|| against R = the double product of the same FP8 inputs", e.m, e.n);
     ImGui::SetNextItemWidth(160);
     const int bits = e.accum_bits;
     ImGui::SliderInt("accumulator mantissa bits", &e.accum_bits, 8, 23);
     if (bits != e.accum_bits) e.restart();
     ImGui::SameLine();
-    ImGui::Text(e.finished() ? "done: 7 values of K" : "computing K = %d ... (a slice per frame)", 128 << e.done_k);
+    const int done = int(e.never.size());
+    if (e.finished()) ImGui::Text("done: %d values of K", done);
+    else ImGui::Text("computing K = %zu ... (a slice per frame)", e.k(done));
+    std::vector<float> log2_k, never(e.never.begin(), e.never.end()), promoted(e.promoted.begin(), e.promoted.end());
+    for (int i = 0; i < done; ++i) log2_k.push_back(std::log2(float(e.k(i))));
     const draw::Series s[] = {
-        {"accumulator over all of K (no promotion)", e.errors_never, e.done_k, IM_COL32(240, 110, 90, 255), e.k_values},
-        {"promoted to fp32 every N_C = 128", e.errors_promoted, e.done_k, IM_COL32(110, 200, 140, 255), e.k_values}};
+        {"accumulator over all of K (no promotion)", never.data(), done, IM_COL32(240, 110, 90, 255), log2_k.data()},
+        {"promoted to fp32 every N_C = 128", promoted.data(), done, IM_COL32(110, 200, 140, 255), log2_k.data()}};
     const float h = std::max(130.0f, ImGui::GetContentRegionAvail().y - 4);  // the rest of the frame
     draw::lines("accum", s, 2, ImVec2(width, h), true, "log2 K", "relative error");
 }
 
 }  // namespace
 
-// ------------------------------------------------------------------------------ the accumulation experiment
+// ---------------------------------------------------------------------------------- delayed scaling
 float DelayedRun::gain(int step, bool spike) {
     // A slow 3% growth per step (weights and activations drift during training), and a x4 outlier step.
     return std::pow(1.03f, float(step)) * (spike && step == kSpikeStep ? 4.0f : 1.0f);
 }
 
-void AccumExperiment::restart() {
-    done_k = 0;
-    next_row = 0;
-    sums[0] = sums[1] = {};
-    ops = {};
-}
-
-void AccumExperiment::step(std::size_t budget) {
-    std::size_t products = 0;
-    while (!finished() && products < budget) {
-        const std::size_t K = std::size_t(128) << done_k;
-        if (ops.k != K) {  // the operands of this K: one scale each, so that promotion may also be "never"
-            Fp8QuantConfig cfg;
-            cfg.granularity = Fp8Granularity::Tensor;
-            ops = fp8_gemm_operands(M, N, K, kSeed, std::uint64_t(done_k), cfg, cfg);
-        }
-        // One work unit: row `next_row` of C, with and without promotion.
-        for (int v = 0; v < 2; ++v) {
-            Fp8GemmConfig g;
-            g.accum_bits = accum_bits;
-            g.promote_every = v == 0 ? 0 : 128;
-            sums[v].add(fp8_gemm_errors(ops, g, next_row, next_row + 1));
-        }
-        products += N * K;
-        if (++next_row == M) {  // this K is done
-            k_values[done_k] = float(std::log2(double(K)));
-            errors_never[done_k] = float(sums[0].accumulation.relative());
-            errors_promoted[done_k] = float(sums[1].accumulation.relative());
-            ++done_k;
-            next_row = 0;
-            sums[0] = sums[1] = {};
-            ops = {};
-        }
-    }
-}
-
 // ------------------------------------------------------------------------------------------ the panel
-namespace {
-void draw_panel(Fp8Panel& p, Pretrained& ck);
-}
-
 void fp8_panel(Fp8Panel& p, Pretrained& ck) {
-    const auto t0 = std::chrono::steady_clock::now();
-    draw_panel(p, ck);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    p.panel_ms = p.panel_ms == 0 ? ms : 0.9 * p.panel_ms + 0.1 * ms;
-}
-
-namespace {
-void draw_panel(Fp8Panel& p, Pretrained& ck) {
     explain("FP8 keeps 8 bits per number: E4M3 has 3 mantissa bits (neighbours 7-12.5% apart) up to 448, E5M2 only 2 but "
             "reaches 57344. Each group of values is divided by a scale s = amax/max before rounding, so the "
             "histogram shows |x|/s against the format's grid (the yellow comb): values in the left red region "
@@ -565,32 +455,33 @@ void draw_panel(Fp8Panel& p, Pretrained& ck) {
     draw_controls(p, ck);
     update(p, ck);
     if (!p.accum.finished()) {  // bounded work per frame: 65536 products per accumulator variant
-        const auto t0 = std::chrono::steady_clock::now();
+        const auto t0 = Clock::now();
         p.accum.step(65536);
         ++p.accum_frames;
-        p.accum_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        p.accum_ms = ms_since(t0);
     }
     const float width = ImGui::GetContentRegionAvail().x;
     if (!p.tensor_error.empty()) {
         ImGui::TextUnformatted(p.tensor_error.c_str());
-    } else if (p.granularity == Fp8Panel::Delayed && p.hist.empty()) {
+    } else if (p.granularity == Fp8Panel::Delayed && p.hist.counts.empty()) {
         ImGui::Text("delayed scaling: computing step %d of %d (one per frame) ...", p.delayed.done, DelayedRun::kSteps);
-    } else if (!p.x.empty() && !p.hist.empty()) {
+    } else if (!p.x.empty() && !p.hist.counts.empty()) {
         draw_metrics(p);
         const float left = width * 0.58f;
         const float hw = width - left - 10;
         begin_block(left);
-        ImGui::Text("histogram of log2(|x|/s), bar height log10(1 + count); %zu exact zeros", p.hist_zero);
+        ImGui::Text("histogram of log2(|x|/s), bar height log10(1 + count); %zu exact zeros", p.hist.zeros);
         draw_histogram(p, ImVec2(left, 190));
         end_block();
         ImGui::SameLine();
         begin_block(hw);
         ImGui::Checkbox("relative error |x-q|/|x|", &p.relative_heatmap);
-        ImGui::Text("log10 of the mean error per cell of %dx%d elements:", p.cell_rows, p.cell_cols);
-        ImGui::Text("%.2f dark .. %.2f bright; box: saturated/flushed", p.grid_lo, p.grid_hi);
-        const float hh = std::min(170.0f, hw * float(p.grid_rows) / float(std::max(p.grid_cols, 1)));
-        draw::heatmap("fp8_err", p.grid.data(), p.grid_rows, p.grid_cols, p.grid_lo, p.grid_hi, ImVec2(hw, hh), false,
-                      p.grid_mark.data());
+        const Fp8ErrorGrid& g = p.grid;
+        ImGui::Text("log10 of the mean error per cell of %zux%zu elements:", g.cell_rows, g.cell_cols);
+        ImGui::Text("%.2f dark .. %.2f bright; box: saturated/flushed", g.lo, g.hi);
+        const float hh = std::min(170.0f, hw * float(g.rows) / float(std::max<std::size_t>(g.cols, 1)));
+        draw::heatmap("fp8_err", g.log10_mean.data(), int(g.rows), int(g.cols), g.lo, g.hi, ImVec2(hw, hh), false,
+                      g.marked.data());
         end_block();
         if (p.granularity == Fp8Panel::Delayed) draw_delayed(p, width);
         if (p.source == Fp8Panel::Weight && !p.stored.name.empty()) {
@@ -601,15 +492,17 @@ void draw_panel(Fp8Panel& p, Pretrained& ck) {
     ImGui::Separator();
     draw_accumulation(p.accum, width);
 }
+
+namespace {
+// The names of the source and granularity choices in the state and the query string.
+const char* const kSources[] = {"weight", "activation", "synthetic"};
+const char* const kGranularities[] = {"tensor", "tile", "block", "delayed"};
 }  // namespace
 
 nlohmann::json fp8_state(const Fp8Panel& p) {
-    static const char* sources[] = {"weight", "activation", "synthetic"};
-    static const char* grans[] = {"tensor", "tile", "block", "delayed"};
     nlohmann::json accum = nlohmann::json::array();
-    for (int i = 0; i < p.accum.done_k; ++i)
-        accum.push_back({{"k", 128 << i}, {"never", p.accum.errors_never[i]},
-                         {"promoted", p.accum.errors_promoted[i]}});
+    for (std::size_t i = 0; i < p.accum.never.size(); ++i)
+        accum.push_back({{"k", p.accum.k(int(i))}, {"never", p.accum.never[i]}, {"promoted", p.accum.promoted[i]}});
     nlohmann::json stored = nullptr;
     if (!p.stored.name.empty()) {
         const Fp8Matrix& q = p.stored.q;
@@ -619,33 +512,20 @@ nlohmann::json fp8_state(const Fp8Panel& p) {
                   {"scales", q.scales}, {"codes_head", head}, {"counts", p.stored.counts},
                   {"max_rel_diff_loaded", p.stored.check.max_rel_error}, {"block", p.stored.block}};
     }
-    return {{"source", sources[p.source]}, {"tensor", p.tensor_name}, {"error", p.tensor_error}, {"stored", stored},
+    return {{"source", kSources[p.source]}, {"tensor", p.tensor_name}, {"error", p.tensor_error}, {"stored", stored},
             {"rows", p.rows}, {"cols", p.cols},
-            {"format", fp8_format_name(format_of(p))}, {"granularity", grans[p.granularity]}, {"pow2", p.pow2},
+            {"format", fp8_format_name(format_of(p))}, {"granularity", kGranularities[p.granularity]}, {"pow2", p.pow2},
             {"scales", p.q.scales.size()}, {"snr_db", p.metrics.snr_db}, {"mean_rel_error", p.metrics.mean_rel_error},
             {"max_rel_error", p.metrics.max_rel_error}, {"underflow", p.metrics.underflow},
             {"saturated", p.metrics.saturated}, {"count", p.metrics.count},
-            {"grid", {p.grid_rows, p.grid_cols}}, {"cell", {p.cell_rows, p.cell_cols}},
-            {"accum_bits", p.accum.accum_bits}, {"accum", accum}, {"accum_ms", p.accum_ms}, {"accum_frames", p.accum_frames}, {"panel_ms", p.panel_ms},
+            {"grid", {p.grid.rows, p.grid.cols}}, {"cell", {p.grid.cell_rows, p.grid.cell_cols}},
+            {"accum_bits", p.accum.accum_bits}, {"accum", accum}, {"accum_ms", p.accum_ms}, {"accum_frames", p.accum_frames},
             {"ui", {{"e5m2", p.e5m2_rect.to_json()}, {"block", p.block_rect.to_json()},
                     {"delayed", p.delayed_rect.to_json()}}},
             {"delayed", {{"done", p.delayed.done}, {"history_length", p.delayed.history_length},
                          {"saturated", std::vector<float>(p.delayed.saturated, p.delayed.saturated + p.delayed.done)},
                          {"snr_db", std::vector<float>(p.delayed.snr_db, p.delayed.snr_db + p.delayed.done)}}}};
 }
-
-namespace {
-const char* const kSources[] = {"weight", "activation", "synthetic"};
-const char* const kGranularities[] = {"tensor", "tile", "block", "delayed"};
-// The index of `q[key]` in `names`, else `fallback`.
-template <std::size_t N>
-int query_choice(const Query& q, const char* key, const char* const (&names)[N], int fallback) {
-    const auto it = q.find(key);
-    for (std::size_t i = 0; it != q.end() && i < N; ++i)
-        if (it->second == names[i]) return int(i);
-    return fallback;
-}
-}  // namespace
 
 void fp8_from_query(Fp8Panel& p, const Query& q) {
     static const char* const formats[] = {"e4m3", "e5m2"};
@@ -669,11 +549,11 @@ std::string fp8_summary(const Fp8Panel& p) {
                   p.tensor_name.c_str(), p.metrics.snr_db, p.metrics.mean_rel_error, p.metrics.saturated,
                   p.metrics.underflow, p.metrics.count);
     std::string out = buf;
-    for (int i = 0; i < p.accum.done_k; ++i)
-        if ((128 << i) == 4096) {
+    for (std::size_t i = 0; i < p.accum.never.size(); ++i)
+        if (p.accum.k(int(i)) == 4096) {
             std::snprintf(buf, sizeof buf, " GEMM accumulation at K = 4096 with a %d-bit accumulator: %.2f%% without "
                           "promotion, %.3f%% promoted every 128.", p.accum.accum_bits,
-                          100.0 * p.accum.errors_never[i], 100.0 * p.accum.errors_promoted[i]);
+                          100.0 * p.accum.never[i], 100.0 * p.accum.promoted[i]);
             out += buf;
         }
     return out;

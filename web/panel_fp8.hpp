@@ -16,27 +16,6 @@
 
 namespace eva::web {
 
-/// The accumulation experiment of eva/fp8.hpp (fp8_gemm_operands, fp8_gemm_errors — what `eva fp8
-/// gemm-error` runs): C = A·Bᵀ with A [M, K], B [N, K] standard normal in E4M3 (one scale each), for
-/// K = 128 … 8192, summed in a limited-precision accumulator either over all of K or promoted to fp32
-/// every N_C = 128. It runs a bounded number of rows of C per frame; `errors_*[i]` is valid for i < done_k.
-struct AccumExperiment {
-    static constexpr int kCount = 7;           // K = 128·2^i, i < kCount (128 … 8192)
-    static constexpr std::size_t M = 16, N = 16;
-    static constexpr std::uint64_t kSeed = 2024;  // operands of K = 128·2^i: Rng(kSeed, stream i)
-    int accum_bits = 14;                       // mantissa bits of the tensor-core accumulator
-    int done_k = 0;                            // K values finished
-    std::size_t next_row = 0;                  // next row of C of the current K
-    Fp8GemmErrors sums[2];                     // the current K's error sums: (never, every 128)
-    float k_values[kCount] = {} /* log2 K */, errors_never[kCount] = {}, errors_promoted[kCount] = {};
-    Fp8GemmOperands ops;                       // the current K's operands (empty between values of K)
-
-    void restart();
-    bool finished() const { return done_k == kCount; }
-    /// Work until about `budget` products (per accumulator variant) are done or the experiment ends.
-    void step(std::size_t budget);
-};
-
 /// Delayed scaling over a run of steps: step t quantizes the chosen tensor times a gain g_t (slowly
 /// growing, with an optional ×4 spike) using the scale from the amax history of the previous steps.
 struct DelayedRun {
@@ -71,21 +50,16 @@ struct Fp8Panel {
     // The chosen tensor (row-major) and what quantization made of it.
     std::string tensor_name, tensor_error;
     std::size_t rows = 0, cols = 0;
-    std::vector<float> x, xq;                        // original and dequantized (the shown step's, if delayed)
+    std::vector<float> x;                            // the tensor (row-major)
     Fp8Matrix q;
     Fp8ErrorMetrics metrics;
-    bool dirty = true, tensor_dirty = true;
     std::string key, tensor_key;                     // settings the current results belong to
 
-    // Views computed from (x, xq, q): histogram of |x|/s and the downsampled error grid.
+    // Views of (x, q) from eva/fp8.hpp: the histogram of |x|/s and the error per cell (empty histogram: none
+    // built yet).
     static constexpr int kBinsPerOctave = 4;
-    float hist_lo = 0;                               // log2 of the first bin's left edge
-    std::vector<float> hist;                         // counts per bin
-    std::size_t hist_zero = 0;                       // x = 0 exactly (no magnitude to place)
-    int cell_rows = 1, cell_cols = 1, grid_rows = 0, grid_cols = 0;
-    std::vector<float> grid;                         // log10 of the mean error per cell
-    std::vector<unsigned char> grid_mark;            // cell holds a saturated or flushed element
-    float grid_lo = 0, grid_hi = 0;
+    Fp8ScaledHistogram hist;
+    Fp8ErrorGrid grid;
 
     // The chosen trained weight as the checkpoint file stores it, when it is stored in FP8 (the V3
     // release's format): the codes and 128×128 scales themselves, not a re-quantization.
@@ -98,10 +72,9 @@ struct Fp8Panel {
     } stored;
 
     DelayedRun delayed;
-    AccumExperiment accum;
+    Fp8AccumulationSweep accum;                      // eva/fp8.hpp's error-vs-K experiment, a slice per frame
     double accum_ms = 0;                             // time of the last frame's slice of the experiment
     long accum_frames = 0;                           // frames that did a slice of the experiment
-    double panel_ms = 0;                             // rolling mean of the time spent in fp8_panel per frame
     Rect e5m2_rect, block_rect, delayed_rect;        // radio buttons the browser tests click
 };
 

@@ -8,7 +8,6 @@
 #include <emscripten.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iterator>
@@ -25,9 +24,6 @@
 
 namespace eva::web {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 // ------------------------------------------------------------------------------ memory comparison
 
@@ -262,8 +258,7 @@ std::string printable(const std::vector<Token>& tokens) {
 void decode_controls(KvPanel& s, const Model<float>& m) {
     ImGui::SetNextItemWidth(280);
     const bool entered = ImGui::InputText("prompt", s.prompt, sizeof s.prompt, ImGuiInputTextFlags_EnterReturnsTrue);
-    same_line_if_fits(260);
-    ImGui::SetNextItemWidth(200);
+    beside("sample", 200);
     if (ImGui::BeginCombo("sample", kSamples[s.sample])) {
         for (int i = 0; i < int(std::size(kSamples)); ++i)
             if (ImGui::Selectable(kSamples[i], i == s.sample)) {
@@ -273,16 +268,14 @@ void decode_controls(KvPanel& s, const Model<float>& m) {
             }
         ImGui::EndCombo();
     }
-    same_line_if_fits(60);
+    same_line_for("Restart");
     if (ImGui::Button("Restart") || entered) s.restart = true;
     s.restart_rect.record();
-    same_line_if_fits(70);
+    same_line_for("pause", kBox);
     ImGui::Checkbox("pause", &s.paused);
-    same_line_if_fits(290);
-    ImGui::SetNextItemWidth(120);
+    beside("temperature (0: greedy)", 120);
     ImGui::SliderFloat("temperature (0: greedy)", &s.temperature, 0.0f, 1.5f, "%.2f");
-    same_line_if_fits(150);
-    ImGui::SetNextItemWidth(100);
+    beside("layer", 100);
     ImGui::SliderInt("layer", &s.layer, 0, int(m.args.n_layers) - 1);
     s.layer = std::clamp(s.layer, 0, int(m.args.n_layers) - 1);
 }
@@ -391,7 +384,6 @@ KvPanel* g_shown = nullptr;  // the panel last drawn, for eva_kv_speculative()
 
 void kv_panel(KvPanel& s, Pretrained& pretrained) {
     g_shown = &s;
-    const auto t0 = Clock::now();
     explain("Each generated token attends to every earlier one, so a decoder caches their keys and values: "
             "multi-head attention (MHA) keeps a key and a value per head, per token, per layer, and GQA and MQA "
             "share them among query heads. DeepSeek's Multi-head Latent Attention (MLA) caches one compressed "
@@ -404,7 +396,6 @@ void kv_panel(KvPanel& s, Pretrained& pretrained) {
     memory_section(s);
     ImGui::Separator();
     decode_section(s, pretrained);
-    s.panel_ms = ms_since(t0);
 }
 
 nlohmann::json kv_state(const KvPanel& s) {
@@ -414,7 +405,7 @@ nlohmann::json kv_state(const KvPanel& s) {
             {"tokens", r.fed_naive}, {"prompt_len", r.prompt_len}, {"runs", r.runs},
             {"decoding", r.model && !s.paused && !finished(r)}, {"layer", s.layer},
             {"max_diff", r.max_diff}, {"ms_absorbed", r.ms_absorbed}, {"ms_naive", r.ms_naive},
-            {"panel_ms", s.panel_ms}, {"speculative", spec_state(s.spec)},
+            {"speculative", spec_state(s.spec)},
             {"preset_v2_rect", s.preset_v2_rect.to_json()}, {"restart_rect", s.restart_rect.to_json()}};
 }
 
@@ -423,9 +414,7 @@ const char* const kPresetKeys[] = {"mini", "v2-lite", "v2", "v3", "llama3-8b"}; 
 }
 
 void kv_from_query(KvPanel& s, const Query& q) {
-    const auto it = q.find("model");
-    for (int i = 0; it != q.end() && i < int(std::size(kPresetKeys)); ++i)
-        if (it->second == kPresetKeys[i]) s.preset = i;
+    s.preset = query_choice(q, "model", kPresetKeys, s.preset);
     s.seq_len = query_int(q, "tokens", s.seq_len, 1, 131072);
 }
 

@@ -48,7 +48,6 @@ struct KvPanel {
     KvDecode run;
     SpecDecode spec;              // the same prompt and temperature decoded speculatively (MTP drafts)
     unsigned long frame = 0;      // frames decoded: odd ones go to the speculative run while it has work
-    double panel_ms = 0;          // this panel's share of the last frame: decoding + building its UI
     // Screen rectangles of two controls, for the browser test to click (x0, y0, x1, y1).
     Rect preset_v2_rect, restart_rect;  // controls the browser tests click
 };

@@ -5,7 +5,6 @@
 #include "panel_mtp.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
@@ -17,12 +16,7 @@
 
 namespace eva::web {
 
-void explain(const char* text);
-
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 // The slider's float as the decimal the CLI would be given (0.8f is 0.800000011920929 as a double; the
 // command line's --temperature 0.8 is 0.8), so both sample with the same temperature.
@@ -150,11 +144,9 @@ void coloured_text(const SpecDecode& s, float width, float height) {
 void speculative_section(SpecDecode& s, const Model<float>* m, const std::string& prompt, float temperature,
                          bool work) {
     ImGui::TextUnformatted("Speculative decoding with the MTP head:");
-    same_line_for("seed", 90);
-    ImGui::SetNextItemWidth(90);
+    beside("seed", 90);
     ImGui::InputInt("seed", &s.seed);
-    same_line_for("new tokens", 150);
-    ImGui::SetNextItemWidth(150);
+    beside("new tokens", 150);
     ImGui::SliderInt("new tokens", &s.max_new_tokens, 8, 240);
     s.max_new_tokens = std::clamp(s.max_new_tokens, 1, 240);
     same_line_for("Restart##mtp");

@@ -20,7 +20,6 @@
 #include "panel_routing.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -93,12 +92,12 @@ void StagedForward::start(const Model<float>& m, std::vector<Token> t) {
 
 void StagedForward::advance(const Model<float>& m) {
     if (tokens.empty() || done(m)) return;
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = Clock::now();
     LayerActivations<float> L;
     x = block_forward(m, next, x, 1, tokens.size(), L);
     if (!m.w.layers[next].dense) moe_inputs.insert(moe_inputs.end(), L.hn.begin(), L.hn.end());
     ++next;
-    ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    ms += ms_since(t0);
 }
 
 namespace {
@@ -139,14 +138,13 @@ void apply_query(RoutingPanel& s, const Model<float>& m) {
     std::snprintf(s.text, sizeof s.text, "%s", kSamples[s.sample]);
     s.layer = query_int(q, "moe_layer", s.layer, 0, int(n_moe_layers(m)) - 1);
     MoeConfig c = s.cfg;
-    if (q.count("score")) c.score_func = q.at("score") == "softmax" ? ScoreFunc::softmax : q.at("score") == "sigmoid" ? ScoreFunc::sigmoid : c.score_func;
+    static const char* const kScores[] = {"softmax", "sigmoid"};             // ScoreFunc's order
+    static const char* const kBalances[] = {"none", "aux-free", "seq-loss"};  // Balance's order (the panel's choices)
+    c.score_func = ScoreFunc(query_choice(q, "score", kScores, int(c.score_func)));
     c.n_expert_groups = std::size_t(query_int(q, "groups", int(c.n_expert_groups), 1, int(c.n_routed_experts)));
     c.n_limited_groups = std::size_t(query_int(q, "kept", int(c.n_limited_groups), 1, int(c.n_expert_groups)));
     c.n_activated_experts = std::size_t(query_int(q, "topk", int(c.n_activated_experts), 1, 8));
-    if (q.count("balance")) {
-        const std::string& b = q.at("balance");
-        c.balance = b == "none" ? Balance::none : b == "aux-free" ? Balance::aux_free : b == "seq-loss" ? Balance::seq_loss : c.balance;
-    }
+    c.balance = Balance(query_choice(q, "balance", kBalances, int(c.balance)));
     c.gamma = query_float(q, "route_gamma", float(c.gamma), 1e-4f, 0.05f);
     try {  // the one layout rule of the model and the layer (eva/config.hpp)
         validate_expert_groups(std::int64_t(c.n_routed_experts), std::int64_t(c.n_activated_experts),
@@ -163,10 +161,8 @@ void draw_controls(RoutingPanel& s, const Model<float>& m) {
     ImGui::PushItemWidth(sample_w + ImGui::GetFrameHeight() + 2 * ImGui::GetStyle().FramePadding.x);
     if (ImGui::Combo("sample", &s.sample, kSamples, int(IM_ARRAYSIZE(kSamples))))
         std::snprintf(s.text, sizeof s.text, "%s", kSamples[s.sample]);
-    same_line_for("text (bytes = tokens)", 420);
-    ImGui::PushItemWidth(420);
+    beside("text (bytes = tokens)", 420);
     ImGui::InputText("text (bytes = tokens)", s.text, sizeof s.text);
-    ImGui::PopItemWidth();
     const int n_layers = int(n_moe_layers(m));
     char layer_fmt[48];
     std::snprintf(layer_fmt, sizeof layer_fmt, "model layer %d", int(m.args.n_dense_layers) + s.layer);
@@ -320,8 +316,7 @@ void draw_routing(const RoutingPanel& s, const Model<float>& m) {
     ImGui::Text("MaxVio %.3f   CV %.3f   load entropy %.3f (1 = even)", s.stats.max_vio, s.stats.cv, s.stats.entropy);
     if (s.cfg.balance == Balance::aux_free) {
         std::vector<float> b(s.stats.bias.begin(), s.stats.bias.end());
-        float mx = 1e-6f;
-        for (float v : b) mx = std::max(mx, std::abs(v));
+        const float mx = draw::max_abs(b);
         ImGui::Text("selection bias b (blue < 0 < red, |b| up to %.4f)", double(mx));
         draw::heatmap("bias", b.data(), 1, E, -mx, mx, ImVec2(right_w, 20), true);
         ImGui::TextWrapped("b only chooses experts (top-k of s + b); the weights use s.");
@@ -396,11 +391,10 @@ void run_unit(BalancingRun& r, const Model<float>& m) {
 
 void advance_run(BalancingRun& r, const Model<float>& m) {
     if (!r.running) return;
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = Clock::now();
     do {  // at least one unit, then more while the frame's share lasts
         run_unit(r, m);
-    } while (r.running && std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() <
-                              kStepBudgetMs);
+    } while (r.running && ms_since(t0) < kStepBudgetMs);
 }
 
 void draw_run(RoutingPanel& s, const Model<float>& m) {
@@ -414,10 +408,8 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
     ImGui::RadioButton("synthetic skewed router", &source, 1);
     const auto chosen = source == 0 ? BalancingRun::Source::text : BalancingRun::Source::synthetic;
     if (chosen != r.source && !r.running) r.source = chosen;
-    same_line_for("steps", 120);
-    ImGui::PushItemWidth(120);
+    beside("steps", 120);
     ImGui::SliderInt("steps", &r.max_steps, 20, 2000);
-    ImGui::PopItemWidth();
     same_line_for(r.running ? "stop" : "run balancing");
     if (ImGui::Button(r.running ? "stop" : "run balancing")) {
         if (r.running) r.running = false;
@@ -450,8 +442,7 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
     std::vector<float> load(r.last.tokens_per_expert.begin(), r.last.tokens_per_expert.end());
     draw::bars("runload", load.data(), int(load.size()), *std::max_element(load.begin(), load.end()), ImVec2(300, 70));
     if (!r.bias.empty()) {
-        float mx = 1e-6f;
-        for (float v : r.bias) mx = std::max(mx, std::abs(v));
+        const float mx = draw::max_abs(r.bias);
         ImGui::Text("bias (|b| up to %.4f)", double(mx));
         draw::heatmap("runbias", r.bias.data(), 1, int(r.bias.size()), -mx, mx, ImVec2(300, 16), true);
     }
@@ -462,7 +453,6 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
 }  // namespace
 
 void routing_panel(RoutingPanel& s, Pretrained& p) {
-    const auto t0 = std::chrono::steady_clock::now();
     explain("Each token (here: each byte of the text) is sent to only a few of the 16 routed experts of a MoE "
             "layer: the gate scores every expert, adds a per-expert bias, and keeps the top-k. Left, the gate's "
             "scores for every token with its chosen experts boxed; right, how many tokens each expert received. "
@@ -488,8 +478,6 @@ void routing_panel(RoutingPanel& s, Pretrained& p) {
     route_text(s, *m);
     draw_routing(s, *m);
     draw_run(s, *m);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    s.panel_ms = 0.9 * s.panel_ms + 0.1 * ms;
 }
 
 nlohmann::json routing_state(const RoutingPanel& s) {
@@ -504,7 +492,6 @@ nlohmann::json routing_state(const RoutingPanel& s) {
             {"error", s.error},
             {"softmax_rect", s.softmax_rect.to_json()},
             {"run_rect", s.run_rect.to_json()},
-            {"panel_ms", s.panel_ms},
             {"forward_ms", s.forward.ms},
             {"run", {{"running", r.running},
                      {"source", r.source == BalancingRun::Source::text ? "text" : "synthetic"},
@@ -545,24 +532,14 @@ nlohmann::json routing_self_test() {
     // Exactly `eva moe route --config mini --tokens 512 --seed 3 --json` with --balance aux-free
     // --steps 100, --balance seq-loss --steps 10 --seq-len 128, and a softmax variant of mini (config
     // file) --balance none: the synthetic router routed and balanced by the wasm core.
-    auto route = [](MoeConfig c, std::size_t steps) {
-        const std::size_t tokens = 512, seed = 3;
-        c.validate();
-        Rng rng(seed);
-        Matrix<float> gate = skewed_gate(c, 1.0, rng);
-        std::vector<float> bias(c.balance == Balance::aux_free ? c.n_routed_experts : 0, 0.0f);
-        std::vector<double> max_vio, loss;
-        RoutingStats first, last;
+    auto route = [](const MoeConfig& c, std::size_t steps) {
         Routing<float> r;
-        std::vector<std::int32_t> first_indices;  // the chosen experts of the first 4 tokens at step 0
-        for (std::size_t step = 0; step <= steps; ++step) {
-            const auto x = skewed_hidden_states(c, tokens, seed, step);
-            last = balancing_step(c, gate, bias, x.data(), tokens, 128, 1000.0, r);
-            if (step == 0) first = last, first_indices.assign(r.indices.begin(), r.indices.begin() + 4 * std::ptrdiff_t(c.n_activated_experts));
-            max_vio.push_back(last.max_vio);
-            loss.push_back(last.balance_loss);
-        }
-        return nlohmann::json{{"first", first.to_json()}, {"last", last.to_json()}, {"max_vio", max_vio},
+        const std::vector<RoutingStats> run = synthetic_balancing_run(c, 1.0, 3, 512, steps, 128, 1000.0, {}, &r);
+        std::vector<double> max_vio, loss;
+        for (const RoutingStats& st : run) max_vio.push_back(st.max_vio), loss.push_back(st.balance_loss);
+        // The chosen experts of the first 4 tokens at step 0.
+        const std::vector<std::int32_t> first_indices(r.indices.begin(), r.indices.begin() + 4 * std::ptrdiff_t(c.n_activated_experts));
+        return nlohmann::json{{"first", run.front().to_json()}, {"last", run.back().to_json()}, {"max_vio", max_vio},
                               {"balance_loss", loss}, {"first_indices", first_indices}};
     };
     MoeConfig aux = MoeConfig::preset("mini"), seq = aux, soft = aux;

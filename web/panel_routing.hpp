@@ -75,7 +75,6 @@ struct RoutingPanel {
     BalancingRun run;
     // Where two controls were last drawn (screen px: x0, y0, x1, y1), so browser tests can click them.
     Rect softmax_rect, run_rect;  // controls the browser tests click
-    double panel_ms = 0;  // rolling mean of this panel's own compute + UI building time per frame
 };
 
 void routing_panel(RoutingPanel& state, Pretrained& pretrained);

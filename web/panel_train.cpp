@@ -39,23 +39,25 @@ nlohmann::json parse_answer(char* data, int size) {
     }
 }
 
-// Every answer frees the worker for the next call; an error answer ends the run with its message.
-nlohmann::json receive(TrainRun& r, char* data, int size) {
+void pump(TrainRun& r);
+
+// The worker's answer to a call on run `arg`: it frees the worker for the next call; an error answer ends
+// the run with its message, any other is taken in by `use` and the next call goes out.
+template <void (*use)(TrainRun&, const nlohmann::json&)>
+void on_answer(char* data, int size, void* arg) {
+    TrainRun& r = *static_cast<TrainRun*>(arg);
     r.busy = false;
-    nlohmann::json j = parse_answer(data, size);
+    const nlohmann::json j = parse_answer(data, size);
     if (j.contains("error")) {
         r.state = TrainRun::State::failed;
         r.error = j["error"].get<std::string>();
+        return;
     }
-    return j;
+    use(r, j);
+    pump(r);
 }
 
-void pump(TrainRun& r);
-
-void on_step(char* data, int size, void* arg) {
-    TrainRun& r = *static_cast<TrainRun*>(arg);
-    const nlohmann::json j = receive(r, data, size);
-    if (j.contains("error")) return;
+void took_step(TrainRun& r, const nlohmann::json& j) {
     const float loss = j["loss"].get<float>();
     r.steps.push_back(j["step"].get<float>());
     r.loss.push_back(loss);
@@ -87,28 +89,19 @@ void on_step(char* data, int size, void* arg) {
         r.val_steps.push_back(r.steps.back());
         r.val_loss.push_back(j["val_loss"].get<float>());
     }
-    pump(r);
 }
 
-void on_sample(char* data, int size, void* arg) {
-    TrainRun& r = *static_cast<TrainRun*>(arg);
-    const nlohmann::json j = receive(r, data, size);
-    if (j.contains("error")) return;
+void took_sample(TrainRun& r, const nlohmann::json& j) {
     r.sample = j["text"].get<std::string>();
     r.sample_step = j["step"].get<int>();
     r.next_sample_ms = emscripten_get_now() + kSampleEveryMs;
-    pump(r);
 }
 
-void on_started(char* data, int size, void* arg) {
-    TrainRun& r = *static_cast<TrainRun*>(arg);
-    const nlohmann::json j = receive(r, data, size);
-    if (j.contains("error")) return;
+void started(TrainRun& r, const nlohmann::json& j) {
     r.state = TrainRun::State::ready;
     r.params = j["params"].get<long long>();
     r.experts = j["experts"].get<int>();
     r.next_sample_ms = emscripten_get_now() + kSampleEveryMs;
-    pump(r);
 }
 
 void call(TrainRun& r, const char* fn, const std::string& payload, em_worker_callback_func cb) {
@@ -121,11 +114,11 @@ void pump(TrainRun& r) {
     if (!r.panel->running || r.state != TrainRun::State::ready || r.busy) return;
     if (emscripten_get_now() >= r.next_sample_ms) {
         call(r, tp::kSample, nlohmann::json{{"prompt", "The "}, {"tokens", 100}, {"seed", r.steps.size() + 1}}.dump(),
-             on_sample);
+             on_answer<took_sample>);
         return;
     }
     const bool eval = (r.steps.size() + 1) % kEvalEvery == 0;
-    call(r, tp::kStep, nlohmann::json{{"eval", eval}}.dump(), on_step);
+    call(r, tp::kStep, nlohmann::json{{"eval", eval}}.dump(), on_answer<took_step>);
 }
 
 // A trainer whose worker died is reported as failed with the browser's message (else it would look
@@ -164,7 +157,7 @@ void launch(TrainPanel& p) {
                                                      e.message || "the worker stopped"; });
         }, r.worker);
         r.state = TrainRun::State::starting;
-        call(r, tp::kStart, tp::pack_start(s, p.corpus.bytes, ckpt), on_started);
+        call(r, tp::kStart, tp::pack_start(s, p.corpus.bytes, ckpt), on_answer<started>);
     }
     p.start_pending = false;
     p.running = true;
@@ -335,8 +328,7 @@ void balance_charts(TrainPanel& p, ImVec2 size) {
     // underloaded one's rises (red), until the load evens out.
     if (int(r.bias.size()) == steps * E && steps > 0) {
         const std::vector<float> bias = history(r.bias);
-        float top = 1e-6f;
-        for (float b : bias) top = std::max(top, std::fabs(b));
+        const float top = draw::max_abs(bias);
         ImGui::Text("its selection bias b_i (gamma %.4f per step): blue < 0 < red, |b| up to %.3f", double(p.gamma), double(top));
         draw::heatmap("bias", bias.data(), E, cols, -top, top, ImVec2(size.x, size.y * 0.2f), true);
     }
@@ -363,7 +355,7 @@ void balance_charts(TrainPanel& p, ImVec2 size) {
                        "few text windows favour some experts, whatever the bias) and of the load over the last %d "
                        "steps (bright: the balance the bias reaches)", tp::kVioWindow);
     draw::lines("maxvio", series.data(), int(series.size()),
-                ImVec2(size.x, size.y * 0.45f - 3 * ImGui::GetTextLineHeightWithSpacing()), false, "step");
+                ImVec2(size.x, std::max(100.0f, size.y * 0.45f - 3 * ImGui::GetTextLineHeightWithSpacing())), false, "step");
 }
 
 // FP8 against fp32 at the latest step both have reached. DeepSeek-V3 reports FP8 training within
@@ -451,9 +443,7 @@ void TrainPanel::reset() {
     message.clear();
 }
 
-namespace {
-
-void draw_panel(TrainPanel& p) {
+void train_panel(TrainPanel& p, Pretrained&) {
     explain("eva-mini (11.3 M parameters, 3 MoE layers of 16 experts) learns from a few hundred KB of Debian's "
             "fortunes, byte by byte, right here: fp32 and DeepSeek-V3's FP8 recipe (E4M3 GEMM inputs with 1x128 "
             "activation and 128x128 weight scales) start from the same weights and see the same batches, so their "
@@ -490,29 +480,19 @@ void draw_panel(TrainPanel& p) {
     const ImVec2 avail = ImGui::GetContentRegionAvail();
     const float h = std::max(220.0f, avail.y - 6 * ImGui::GetTextLineHeightWithSpacing());
     const float w = avail.x * 0.5f - 4;
-    ImGui::BeginGroup();
+    begin_block(w);  // each chart's text wraps within its half (the loss chart's title ran into the other)
     loss_chart(p, ImVec2(w, h));
-    ImGui::EndGroup();
+    end_block();
     ImGui::SameLine();
-    ImGui::BeginGroup();
+    begin_block(w);
     balance_charts(p, ImVec2(w, h - ImGui::GetFrameHeightWithSpacing()));
-    ImGui::EndGroup();
+    end_block();
     samples(p);
-}
-
-}  // namespace
-
-void train_panel(TrainPanel& p, Pretrained&) {
-    const double t0 = emscripten_get_now();
-    draw_panel(p);
-    // The panel's own share of the frame (building its widgets and charts), apart from rendering.
-    const double ms = emscripten_get_now() - t0;
-    p.draw_ms = p.draw_ms == 0 ? ms : 0.9 * p.draw_ms + 0.1 * ms;
 }
 
 // Per trainer its steps, losses, speed and sample; and where the start/pause and reset buttons are.
 nlohmann::json train_state(const TrainPanel& p) {
-    nlohmann::json j = {{"running", p.running}, {"draw_ms", p.draw_ms}, {"gamma", p.gamma},
+    nlohmann::json j = {{"running", p.running}, {"gamma", p.gamma},
                         {"button", p.button_rect.to_json()}, {"reset", p.reset_rect.to_json()},
                         {"runs", nlohmann::json::array()}};
     for (const auto& r : p.runs) {

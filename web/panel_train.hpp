@@ -63,7 +63,6 @@ struct TrainPanel {
     std::string message;
     Rect button_rect;                     // the start/pause button, for tests driving the page
     Rect reset_rect;                      // the reset button
-    double draw_ms = 0;                   // rolling mean of the time to build this panel per frame
 
     TrainPanel();
     void start();  // fetch what is missing, then start a worker per enabled trainer

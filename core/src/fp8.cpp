@@ -540,6 +540,99 @@ Fp8ErrorMetrics quantization_metrics(const float* x, std::size_t ld, const Fp8Ma
     return m;
 }
 
+// ------------------------------------------------------------------------- the accumulation sweep
+void Fp8AccumulationSweep::restart() {
+    never.clear();
+    promoted.clear();
+    next_row_ = 0;
+    sums_[0] = sums_[1] = {};
+    ops_ = {};
+}
+
+void Fp8AccumulationSweep::step(std::size_t budget) {
+    std::size_t products = 0;
+    while (!finished() && (products == 0 || products < budget)) {
+        const int i = int(never.size());
+        if (ops_.k != k(i)) {
+            Fp8QuantConfig cfg;
+            cfg.granularity = Fp8Granularity::Tensor;
+            ops_ = fp8_gemm_operands(m, n, k(i), seed, std::uint64_t(i), cfg, cfg);
+        }
+        for (int v = 0; v < 2; ++v) {  // row next_row_ of C, without and with promotion
+            Fp8GemmConfig g;
+            g.accum_bits = accum_bits;
+            g.promote_every = v == 0 ? 0 : 128;
+            sums_[v].add(fp8_gemm_errors(ops_, g, next_row_, next_row_ + 1));
+        }
+        products += n * k(i);
+        if (++next_row_ == m) {  // this K is done
+            never.push_back(sums_[0].accumulation.relative());
+            promoted.push_back(sums_[1].accumulation.relative());
+            next_row_ = 0;
+            sums_[0] = sums_[1] = {};
+            ops_ = {};
+        }
+    }
+}
+
+// --------------------------------------------------------------------------- views of a quantization
+Fp8ScaledHistogram fp8_scaled_histogram(const float* x, std::size_t ld, const Fp8Matrix& q, int bins_per_octave) {
+    if (bins_per_octave < 1) throw ConfigError("bins_per_octave: must be at least 1");
+    Fp8ScaledHistogram h;
+    h.bins_per_octave = bins_per_octave;
+    h.lo = std::floor(std::log2(fp8_decode(0x01, q.format))) - 3;  // code 0x01: the smallest subnormal
+    const float hi = std::ceil(std::log2(fp8_max(q.format))) + 3;
+    const int bins = int(hi - h.lo) * bins_per_octave;
+    h.counts.assign(std::size_t(bins), 0.0f);
+    for (std::size_t r = 0; r < q.rows; ++r)
+        for (std::size_t c = 0; c < q.cols; ++c) {
+            const float u = std::fabs(x[r * ld + c]) / q.scale(r, c);
+            if (u == 0) {
+                ++h.zeros;
+                continue;
+            }
+            const int b = int(std::floor((std::log2(u) - h.lo) * float(bins_per_octave)));
+            h.counts[std::size_t(std::clamp(b, 0, bins - 1))] += 1;
+        }
+    return h;
+}
+
+Fp8ErrorGrid fp8_error_grid(const float* x, std::size_t ld, const Fp8Matrix& q, bool relative, std::size_t max_cells) {
+    if (max_cells == 0) throw ConfigError("max_cells: must be at least 1");
+    Fp8ErrorGrid g;
+    g.cell_rows = std::max<std::size_t>(1, (q.rows + max_cells - 1) / max_cells);
+    g.cell_cols = std::max<std::size_t>(1, (q.cols + max_cells - 1) / max_cells);
+    g.rows = (q.rows + g.cell_rows - 1) / g.cell_rows;
+    g.cols = (q.cols + g.cell_cols - 1) / g.cell_cols;
+    const std::size_t cells = g.rows * g.cols;
+    std::vector<float> xq(q.rows * q.cols);
+    dequantize(q, xq.data(), q.cols);
+    std::vector<double> sum(cells, 0.0);
+    std::vector<std::size_t> count(cells, 0);
+    g.marked.assign(cells, 0);
+    for (std::size_t r = 0; r < q.rows; ++r)
+        for (std::size_t c = 0; c < q.cols; ++c) {
+            const std::size_t cell = (r / g.cell_rows) * g.cols + c / g.cell_cols;
+            const float v = x[r * ld + c], vq = xq[r * q.cols + c], e = std::fabs(v - vq);
+            if (overflows(v / q.scale(r, c), q.format) || (v != 0 && vq == 0)) g.marked[cell] = 1;
+            if (relative && v == 0) continue;  // the relative error is undefined at 0
+            sum[cell] += relative ? e / std::fabs(v) : e;
+            ++count[cell];
+        }
+    g.log10_mean.assign(cells, NAN);
+    float lo = INFINITY, hi = -INFINITY;
+    for (std::size_t i = 0; i < cells; ++i)
+        if (count[i] && sum[i] > 0) {
+            g.log10_mean[i] = float(std::log10(sum[i] / double(count[i])));
+            lo = std::min(lo, g.log10_mean[i]);
+            hi = std::max(hi, g.log10_mean[i]);
+        }
+    if (lo <= hi) g.lo = lo, g.hi = hi;
+    for (float& v : g.log10_mean)
+        if (std::isnan(v)) v = g.lo;
+    return g;
+}
+
 // ------------------------------------------------------------------------------ text input (CLI stdin)
 namespace {
 

@@ -408,6 +408,22 @@ std::vector<float> skewed_hidden_states(const MoeConfig& cfg, std::size_t n, std
     return x;
 }
 
+std::vector<RoutingStats> synthetic_balancing_run(const MoeConfig& cfg, double skew, std::uint64_t seed,
+                                                  std::size_t tokens, std::size_t steps, std::size_t seq_len, double lr,
+                                                  const std::vector<float>& given, Routing<float>* first) {
+    Rng rng(seed);
+    Matrix<float> gate = skewed_gate(cfg, skew, rng);
+    std::vector<float> bias(cfg.balance == Balance::aux_free ? cfg.n_routed_experts : 0, 0.0f);
+    std::vector<RoutingStats> stats;
+    Routing<float> r;
+    for (std::size_t step = 0; step <= steps; ++step) {
+        const auto x = given.empty() ? skewed_hidden_states(cfg, tokens, seed, step) : given;
+        stats.push_back(balancing_step(cfg, gate, bias, x.data(), tokens, seq_len, lr, r));
+        if (step == 0 && first) *first = r;
+    }
+    return stats;
+}
+
 // ------------------------------------------------------------------------------------------ the layer
 
 template <class T>

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { setup, open, nextFrames, root } from "./lib.mjs";
+import { setup, open, nextFrames, root, click } from "./lib.mjs";
 
 setup();
 
@@ -47,28 +47,46 @@ const ready = {
   gemm: () => window.eva.state("gemm").drawn,
 };
 
+// Resizes the frame to each size and checks it whole, at the top and scrolled to its end; `name` names the
+// screenshots.
+async function assertWholeAtEverySize(page, name, ratio) {
+  for (const size of sizes) {
+    await page.setViewportSize(size);  // the iframe resized: the canvas and ImGui follow
+    await page.waitForFunction(([w, r]) => document.getElementById("canvas").width === w * r &&
+                                           window.eva.layout().display[0] === w, [size.width, ratio], { timeout: 30000 });
+    await nextFrames(page);
+    const what = `${name} ${size.width}x${size.height}@${ratio}`;
+    await page.screenshot({ path: join(shots, `${name}-${size.width}x${size.height}@${ratio}.png`) });
+    await assertWhole(page, what, size, ratio);
+    // What lies below the fold is whole too: scroll the panel to its end and look again.
+    await page.mouse.move(size.width / 2, size.height / 2);
+    await page.mouse.wheel(0, 20000);
+    await nextFrames(page);
+    await nextFrames(page);
+    await page.screenshot({ path: join(shots, `${name}-${size.width}x${size.height}@${ratio}-end.png`) });
+    await assertWhole(page, `${what} scrolled to the end`, size, ratio);
+    await page.mouse.wheel(0, -20000);
+  }
+}
+
 for (const ratio of [1, 2])
   for (const id of Object.keys(ready))
     test(`${id} is whole at 1280x800 and 800x600, devicePixelRatio ${ratio}`, async () => {
       const { page, errors } = await open(`?panel=${id}&embed=1`, sizes[0], ratio);
       await page.waitForFunction(ready[id], null, { timeout: 60000 });
-      for (const size of sizes) {
-        await page.setViewportSize(size);  // the iframe resized: the canvas and ImGui follow
-        await page.waitForFunction(([w, r]) => document.getElementById("canvas").width === w * r &&
-                                               window.eva.layout().display[0] === w, [size.width, ratio], { timeout: 30000 });
-        await nextFrames(page);
-        const what = `${id} ${size.width}x${size.height}@${ratio}`;
-        await page.screenshot({ path: join(shots, `${id}-${size.width}x${size.height}@${ratio}.png`) });
-        await assertWhole(page, what, size, ratio);
-        // What lies below the fold is whole too: scroll the panel to its end and look again.
-        await page.mouse.move(size.width / 2, size.height / 2);
-        await page.mouse.wheel(0, 20000);
-        await nextFrames(page);
-        await nextFrames(page);
-        await page.screenshot({ path: join(shots, `${id}-${size.width}x${size.height}@${ratio}-end.png`) });
-        await assertWhole(page, `${what} scrolled to the end`, size, ratio);
-        await page.mouse.wheel(0, -20000);
-      }
+      await assertWholeAtEverySize(page, id, ratio);
       assert.deepEqual(errors, []);
       await page.close();
     });
+
+// The Train panel while it trains: run status lines, the loss chart and the expert-load charts on screen.
+test("train is whole while training, at 1280x800 and 800x600", async () => {
+  const { page, errors } = await open("?panel=train&embed=1", sizes[0], 1);
+  await page.waitForFunction(() => window.eva.frames >= 5, null, { timeout: 30000 });
+  await click(page, await page.evaluate(() => window.eva.state("train").button));
+  await page.waitForFunction(() => window.eva.state("train").runs.every((r) => r.steps >= 2), null,
+                             { timeout: 300000, polling: 500 });
+  await assertWholeAtEverySize(page, "train-training", 1);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

@@ -172,6 +172,31 @@ inline Fp8GemmErrors fp8_gemm_errors(const Fp8GemmOperands& ops, const Fp8GemmCo
     return fp8_gemm_errors(ops, cfg, 0, ops.m);
 }
 
+/// The accumulation experiment over K (DeepSeek-V3 §3.3.2; the FP8 panel's error-vs-K chart): for
+/// K = 128·2^i, i < count, the operands fp8_gemm_operands(m, n, K, seed, stream i) with one E4M3 scale
+/// each (so that never promoting is possible), C summed with `accum_bits` mantissa bits over all of K
+/// (`never`) or promoted to fp32 every N_C = 128 (`promoted`), and the accumulation error ‖C − R‖/‖R‖ of each.
+/// It advances a row of C at a time, so that a front end can spread it over frames.
+struct Fp8AccumulationSweep {
+    std::size_t m = 16, n = 16;
+    int count = 7;                     // values of K: 128 … 128·2^(count−1)
+    std::uint64_t seed = 2024;
+    int accum_bits = 14;
+    std::vector<double> never, promoted;  // one per finished K, in order
+
+    std::size_t k(int i) const { return std::size_t(128) << i; }
+    bool finished() const { return int(never.size()) >= count; }
+    void restart();  // forgets every result (after a change of the settings)
+    /// Computes rows of C until about `budget` products per variant are done (at least one row) or the
+    /// sweep ends.
+    void step(std::size_t budget);
+
+private:
+    std::size_t next_row_ = 0;   // of the current K
+    Fp8GemmErrors sums_[2];      // the current K's error sums: never, promoted
+    Fp8GemmOperands ops_;        // the current K's operands (empty between values of K)
+};
+
 // ------------------------------------------------------------------------------------------ metrics
 struct Fp8ErrorMetrics {
     std::size_t count = 0;
@@ -186,6 +211,33 @@ struct Fp8ErrorMetrics {
 Fp8ErrorMetrics error_metrics(const float* ref, const float* approx, std::size_t n);
 /// The metrics of x [rows, cols] (stride ld) against its dequantized q, with q's saturation count.
 Fp8ErrorMetrics quantization_metrics(const float* x, std::size_t ld, const Fp8Matrix& q);
+
+// --------------------------------------------------------------------------- views of a quantization
+/// The histogram of |x|/s over log2 bins: every element divided by its own group's scale — the number the
+/// encoder rounds — so that all groups meet the same grid of the format, which can be drawn under it (the
+/// FP8 panel). `bins_per_octave` bins per power of two, from lo = floor(log2 min_subnormal) − 3 to
+/// ceil(log2 max) + 3; magnitudes beyond either end count in the end bins, exact zeros apart.
+struct Fp8ScaledHistogram {
+    int bins_per_octave = 4;
+    float lo = 0;               // log2 of the first bin's left edge
+    std::vector<float> counts;  // elements per bin
+    std::size_t zeros = 0;      // x = 0: no magnitude to place
+};
+Fp8ScaledHistogram fp8_scaled_histogram(const float* x, std::size_t ld, const Fp8Matrix& q, int bins_per_octave = 4);
+
+/// The error of x [q.rows, q.cols] (stride ld) against dequantize(q) per element — |x − q|, or relative
+/// |x − q| / |x| leaving out x = 0 — averaged over cells of cell_rows × cell_cols elements, the smallest
+/// cells that leave at most max_cells × max_cells of them, as log10 of each cell's mean error. A cell is
+/// marked when it holds an element that saturated (the plain cast of x/s overflows: what
+/// Fp8Matrix::saturated counts) or was flushed to zero (x ≠ 0, q = 0).
+struct Fp8ErrorGrid {
+    std::size_t cell_rows = 1, cell_cols = 1;  // elements per cell
+    std::size_t rows = 0, cols = 0;            // cells down and across
+    std::vector<float> log10_mean;             // rows·cols, row-major; an exact cell (mean 0) gets lo
+    std::vector<unsigned char> marked;         // rows·cols
+    float lo = -8, hi = -8;                    // range over the inexact cells (both −8 when all are exact)
+};
+Fp8ErrorGrid fp8_error_grid(const float* x, std::size_t ld, const Fp8Matrix& q, bool relative, std::size_t max_cells = 64);
 
 /// The text `eva fp8 encode` reads: one number per line, blanks trimmed — a decimal float (also inf,
 /// nan) or a float32 bit pattern 0x + 8 hex digits. ConfigError naming the first bad line.

@@ -166,6 +166,15 @@ Matrix<float> skewed_gate(const MoeConfig& cfg, double skew, Rng& rng);
 /// Its hidden states for one step: N(0, 1) plus 1 on feature 0, a fresh batch per step (stream step+1).
 std::vector<float> skewed_hidden_states(const MoeConfig& cfg, std::size_t n, std::uint64_t seed, std::uint64_t step);
 
+/// `eva moe route`'s run (the page's selfTest repeats it): the synthetic router skewed_gate(cfg, skew,
+/// Rng(seed)) and a bias of zeros when cfg balances aux-free, then steps + 1 balancing_steps, step t on
+/// `tokens` fresh skewed_hidden_states(cfg, tokens, seed, t) — or on `given` [tokens, dim], the same batch
+/// every step, if it is not empty. Returns each step's statistics (measured before its update);
+/// `first`, if given, receives step 0's routing.
+std::vector<RoutingStats> synthetic_balancing_run(const MoeConfig& cfg, double skew, std::uint64_t seed,
+                                                  std::size_t tokens, std::size_t steps, std::size_t seq_len, double lr,
+                                                  const std::vector<float>& given = {}, Routing<float>* first = nullptr);
+
 /// The whole layer's parameters (also the container of its gradients, where `bias` stays unused).
 template <class T>
 struct Moe {
