@@ -154,3 +154,24 @@ TEST_CASE("gemm rejects inconsistent strides and shapes", "[gemm]") {
     CHECK_THROWS_AS(eva::matmul(x, y), eva::ShapeError);
     CHECK(eva::matmul(x, w, Op::N, Op::T).shape(1) == 4);
 }
+
+TEST_CASE("gemm_error: the largest error against the double product, absolute and relative, by hand", "[gemm]") {
+    // A = [[1, 2], [3, 4]], B = [[5, 6], [7, 8]]: A·B = [[19, 22], [43, 50]] exactly (small integers are
+    // exact in float). C is that product with 0.25 added to one entry and 0.5 taken from another.
+    const std::vector<float> A = {1, 2, 3, 4}, B = {5, 6, 7, 8};
+    std::vector<float> C = {19, 22.25f, 42.5f, 50};
+    eva::GemmError e = eva::gemm_error(eva::Op::N, eva::Op::N, 2, 2, 2, A.data(), 2, B.data(), 2, C.data());
+    CHECK(e.max_abs == 0.5);
+    CHECK(e.max_rel == 0.5 / 50);
+    // Transposed operands: Aᵀ·Bᵀ = [[1·5 + 3·6, 1·7 + 3·8], [2·5 + 4·6, 2·7 + 4·8]] = [[23, 31], [34, 46]].
+    C = {23, 31, 34, 46};
+    e = eva::gemm_error(eva::Op::T, eva::Op::T, 2, 2, 2, A.data(), 2, B.data(), 2, C.data());
+    CHECK(e.max_abs == 0);
+    CHECK(e.max_rel == 0);
+    // An all-zero product: relative error 0, not a division by zero.
+    const std::vector<float> Z = {0, 0, 0, 0};
+    C = {0, 0.125f, 0, 0};
+    e = eva::gemm_error(eva::Op::N, eva::Op::N, 2, 2, 2, Z.data(), 2, B.data(), 2, C.data());
+    CHECK(e.max_abs == 0.125);
+    CHECK(e.max_rel == 0);
+}

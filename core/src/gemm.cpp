@@ -1,6 +1,8 @@
 // eva — GEMM entry points: argument checks, workspace, and the run-time choice of SIMD architecture.
 #include "eva/gemm.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -154,6 +156,22 @@ void gemm_reference(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t 
                 s += (op_a == Op::N ? A[i * lda + k] : A[k * lda + i]) * (op_b == Op::N ? B[k * ldb + j] : B[j * ldb + k]);
             C[i * ldc + j] = s;
         }
+}
+
+GemmError gemm_error(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda,
+                     const float* B, std::size_t ldb, const float* C) {
+    const std::size_t rows_a = op_a == Op::N ? M : K, rows_b = op_b == Op::N ? K : N;
+    const std::vector<double> Ad(A, A + rows_a * lda), Bd(B, B + rows_b * ldb);
+    std::vector<double> ref(M * N);
+    gemm_reference<double>(op_a, op_b, M, N, K, Ad.data(), lda, Bd.data(), ldb, ref.data(), N);
+    GemmError e;
+    double largest = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+        e.max_abs = std::max(e.max_abs, std::abs(double(C[i]) - ref[i]));
+        largest = std::max(largest, std::abs(ref[i]));
+    }
+    e.max_rel = largest > 0 ? e.max_abs / largest : 0.0;
+    return e;
 }
 
 std::string gemm_arch() {

@@ -61,4 +61,13 @@ Matrix<T> matmul(const Matrix<T>& A, const Matrix<T>& B, Op op_a = Op::N, Op op_
 /// Name of the SIMD instruction set the GEMM kernel uses on this machine (e.g. "avx512f").
 std::string gemm_arch();
 
+/// How far a float product C = op(A)·op(B) (C[M×N], leading dimension N) is from the exact one, computed
+/// by gemm_reference in double from the same operands: the largest |C − C_ref| entry, and that divided by
+/// the largest |C_ref| entry (0 when C_ref is all zero). `eva gemm --check` and the GEMM panel show it.
+struct GemmError {
+    double max_abs = 0, max_rel = 0;
+};
+GemmError gemm_error(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda,
+                     const float* B, std::size_t ldb, const float* C);
+
 }  // namespace eva
