@@ -73,11 +73,15 @@ void bm_openblas(benchmark::State& st, Shape s) {
 extern "C" char* openblas_get_corename(void);
 
 int main(int argc, char** argv) {
-    // OpenBLAS 0.3.21 does not recognise recent Xeons behind a hypervisor and falls back to its
-    // Prescott (SSE3) kernels, about 5x slower than its best. A fair baseline is its best kernel for
-    // this CPU, so re-run once with OPENBLAS_CORETYPE set (it is read when the library loads).
-    if (!std::getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx512f") &&
-        std::string(openblas_get_corename()) == "Prescott") {
+    // OpenBLAS 0.3.21 does not recognise recent CPUs behind a hypervisor: on Xeons it falls back to
+    // its Prescott (SSE3) kernels, about 5x slower than its best, and on an AMD EPYC with AVX-512
+    // (family 26) to its Haswell (AVX2) kernels, half the speed of its SkylakeX ones there (measured:
+    // 107 vs 207 GFLOP/s at 512³). A fair baseline is its best kernel for this CPU, so on any AVX-512
+    // CPU not already given an AVX-512 kernel, re-run once with OPENBLAS_CORETYPE set (it is read
+    // when the library loads).
+    const std::string core = openblas_get_corename();
+    if (!std::getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx512f") && core != "SkylakeX" &&
+        core != "Cooperlake" && core != "SapphireRapids") {
         setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
         execv("/proc/self/exe", argv);
     }

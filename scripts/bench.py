@@ -83,6 +83,10 @@ class Runner:
         print(f"  $ {shown}", file=sys.stderr, flush=True)
         threads = {} if name == "train" or name.startswith("train-") else ONE_THREAD
         env = dict(os.environ, **threads, **(env or {}))
+        # An OPENBLAS_CORETYPE inherited from the environment (some machines set one, e.g. Haswell on
+        # an AVX-512 CPU, which halves OpenBLAS's speed) would pin the baselines to that kernel; the
+        # benchmarks give OpenBLAS (and PyTorch over it) the best kernel for the CPU themselves.
+        env.pop("OPENBLAS_CORETYPE", None)
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
         with open(log, "w") as f:
             f.write(p.stdout)
