@@ -220,6 +220,27 @@ int default_shards(int batch) { return batch % 4 == 0 ? 4 : batch % 2 == 0 ? 2 :
 
 namespace {
 
+// The model's MoE blocks run their routed experts through `ep` (nullptr: all of them here) for one
+// scope; `count_traffic`: whether the exchanges are a training step's (a forward without its backward
+// is not).
+class ExpertParallelScope {
+public:
+    ExpertParallelScope(Model<float>& m, ExpertParallel* ep, bool count_traffic) : m_(m), ep_(ep) {
+        m.expert_parallel = ep;
+        if (ep) ep->count_traffic = count_traffic;
+    }
+    ~ExpertParallelScope() {
+        m_.expert_parallel = nullptr;
+        if (ep_) ep_->count_traffic = true;
+    }
+    ExpertParallelScope(const ExpertParallelScope&) = delete;
+    ExpertParallelScope& operator=(const ExpertParallelScope&) = delete;
+
+private:
+    Model<float>& m_;
+    ExpertParallel* ep_;
+};
+
 // FNV-1a over bytes: a fingerprint that tells whether two ranks start from the same run.
 std::uint64_t fnv1a(const void* data, std::size_t n, std::uint64_t h = 0xcbf29ce484222325ull) {
     const auto* p = static_cast<const unsigned char*>(data);
@@ -404,12 +425,7 @@ void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level,
     const auto first_t = b.targets.begin() + std::ptrdiff_t(std::size_t(lo) * per * T);
     const std::vector<Token> in(first, first + std::ptrdiff_t(per * T)), out(first_t, first_t + std::ptrdiff_t(per * T));
     ModelWeights<float>& target = level == 0 ? grad_ : partial_[level - 1];
-    // Expert parallelism for this forward and backward only (evaluation runs every expert here).
-    struct Use {
-        Model<float>& m;
-        ~Use() { m.expert_parallel = nullptr; }
-    } use{m_};
-    m_.expert_parallel = ep_.get();
+    const ExpertParallelScope use(m_, ep_.get(), true);  // for this forward and backward only
     const Loss l = model_loss_and_grad(m_, in, out, per, T, target, &acts_);
     if (emulator_) emulator_->add_shard(moe_caches(m_, acts_));  // this shard's MoE blocks
     losses.push_back(l.cross_entropy);
@@ -506,16 +522,7 @@ Trainer::Evaluation Trainer::evaluation(bool validation) {
     const std::size_t windows = std::size_t(cfg_.batch) * std::size_t(cfg_.eval_batches);
     const std::size_t T = std::size_t(cfg_.seq_len), span = tokens.size() - T - 1;
     // A rank's experts are the only ones it has: the forward passes dispatch as in training.
-    struct Use {
-        Model<float>& m;
-        ExpertParallel* ep;
-        ~Use() {
-            m.expert_parallel = nullptr;
-            if (ep) ep->count_traffic = true;
-        }
-    } use{m_, ep_.get()};
-    m_.expert_parallel = ep_.get();
-    if (ep_) ep_->count_traffic = false;
+    const ExpertParallelScope use(m_, ep_.get(), false);
     Evaluation r;
     r.mtp_loss.assign(m_.w.mtp.size(), 0.0);
     r.mtp_accuracy.assign(m_.w.mtp.size(), 0.0);
