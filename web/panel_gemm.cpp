@@ -1,7 +1,6 @@
 // The GEMM panel: the matrix product every eva layer is built on, run live in WebAssembly SIMD.
 #include "panel_gemm.hpp"
 
-#include <algorithm>
 #include <vector>
 
 #include <imgui.h>
@@ -14,15 +13,9 @@ namespace eva::web {
 
 void GemmPanel::run() {
     const std::size_t n = std::size_t(size);
-    std::vector<float> a(n * n), b(n * n), c(n * n);
-    Rng rng(1);
-    rng.fill_normal(a.data(), a.size(), 0, 1);
-    rng.fill_normal(b.data(), b.size(), 0, 1);
-    const auto t0 = Clock::now();
-    gemm<float>(Op::N, Op::N, n, n, n, a.data(), n, b.data(), n, c.data(), n);
-    const double s = ms_since(t0) / 1000;
-    gflops = 2.0 * double(n) * double(n) * double(n) / std::max(s, 1e-9) * 1e-9;
-    max_rel_error = gemm_error(Op::N, Op::N, n, n, n, a.data(), n, b.data(), n, c.data()).max_rel;
+    const GemmExperiment r = gemm_random_run(Op::N, Op::N, n, n, n, 1, 1, true);  // `eva gemm --m n --n n --k n --repeat 1`
+    gflops = r.gflops;
+    max_rel_error = r.error.max_rel;
     done = true;
 }
 
