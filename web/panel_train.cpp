@@ -64,7 +64,7 @@ void took_sample(TrainRun& r, const nlohmann::json& j) {
     r.next_sample_ms = emscripten_get_now() + kSampleEveryMs;
 }
 
-void started(TrainRun& r, const nlohmann::json& j) {
+void started(TrainRun& r, const nlohmann::json&) {
     r.state = TrainRun::State::ready;
     r.next_sample_ms = emscripten_get_now() + kSampleEveryMs;
 }
