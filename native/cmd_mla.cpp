@@ -119,7 +119,7 @@ void run_decode_check(const DecodeCheckOptions& o) {
 void add_mla_command(CLI::App& app) {
     auto* cmd = app.add_subcommand("mla", "Multi-head Latent Attention: KV-cache memory and a decoding self-check");
     cmd->require_subcommand(1);
-    const std::string config_help = "Config: a preset (v2-lite, v2, v3, mini) or a ModelArgs JSON file";
+    const std::string config_help = "Config: a preset (v2-lite, v2, v3, mini, baby) or a ModelArgs JSON file";
 
     auto m = std::make_shared<MemoryOptions>();
     auto* mem = cmd->add_subcommand("memory", "KV-cache size of MLA vs MHA vs GQA vs MQA for a config");

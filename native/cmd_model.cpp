@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <unistd.h>
@@ -203,12 +204,15 @@ void run_train(TrainOptions o) {
         require_same(o, "--nodes", std::to_string(o.t.nodes), std::to_string(c.nodes));
         require_same(o, "--max-nodes", std::to_string(o.t.max_nodes), std::to_string(c.max_nodes));
         // The stored total is the target; --steps, when given, is a new total (the schedule follows it).
+        // --eval-batches only changes what is measured, never the training, so it may differ too.
         const int steps = o.given.count("--steps") ? o.t.steps : c.steps;
+        const int eval_batches = o.given.count("--eval-batches") ? o.t.eval_batches : c.eval_batches;
         if (steps <= st.step)
             throw ConfigError("--steps " + std::to_string(steps) + ": the checkpoint " + o.resume + " has done " +
                               std::to_string(st.step) + " steps already; give a larger total");
         o.t = c;
         o.t.steps = steps;
+        o.t.eval_batches = eval_batches;
         o.t.schedule.total_steps = steps;
     }
     // Under mpirun every rank runs this function and takes part in the collective calls (step, traffic,
@@ -263,6 +267,7 @@ void run_train(TrainOptions o) {
                     corpus.train.size(), corpus.validation.size(), o.t.steps, o.t.batch, o.t.seq_len);
     const double tokens_per_step = double(o.t.batch) * o.t.seq_len;
     double elapsed = 0;
+    std::optional<Trainer::Evaluation> evaluated;  // the latest step's evaluation, if it had one
     while (tr.steps_done() < stop_at) {
         const StepStats s = tr.step();
         elapsed += s.seconds;
@@ -285,7 +290,8 @@ void run_train(TrainOptions o) {
         nlohmann::json line = {{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
                                {"tokens_per_s", tokens_per_step / s.seconds}, {"max_vio", s.max_vio},
                                {"balance_loss", s.balance_loss}};
-        if (eval) add_evaluation(line, tr.evaluation());  // collective
+        evaluated.reset();
+        if (eval) add_evaluation(line, evaluated.emplace(tr.evaluation()));  // collective
         std::string sample;
         if (o.sample_every > 0 && s.step % o.sample_every == 0 && !o.json)
             tr.with_full_model([&](const Model<float>& full) { sample = sample_text(full, "The ", o.sample_tokens, o.t.seed + s.step); });
@@ -313,7 +319,8 @@ void run_train(TrainOptions o) {
         if (save) tr.save(o.out);
     }
     if (!o.out.empty()) tr.save(o.out);
-    const Trainer::Evaluation ev = tr.evaluation();
+    // The last step's evaluation when it had one (the model has not changed since), else a new one.
+    const Trainer::Evaluation ev = evaluated ? *evaluated : tr.evaluation();
     std::string sample;
     tr.with_full_model([&](const Model<float>& full) { sample = sample_text(full, "The ", o.sample_tokens, o.t.seed); });
     if (!lead) return;
@@ -443,7 +450,7 @@ void add_model_commands(CLI::App& app) {
     {
         auto o = std::make_shared<InitOptions>();
         auto* c = app.add_subcommand("init", "Write a freshly initialized model (safetensors, official tensor names)");
-        c->add_option("--config", o->config, "Preset (mini, v2-lite, v2, v3) or ModelArgs JSON file")->capture_default_str();
+        c->add_option("--config", o->config, "Preset (mini, baby, v2-lite, v2, v3) or ModelArgs JSON file")->capture_default_str();
         c->add_option("--seed", o->seed, "Initialization seed")->capture_default_str();
         c->add_option("--std", o->std, "Std of the normal init of Linear weights (DeepSeek-V3: 0.006)")->capture_default_str();
         c->add_option("--balance", o->balance, "MoE balancing the model will train with")->capture_default_str()->check(balance_check);
@@ -509,6 +516,10 @@ void add_model_commands(CLI::App& app) {
                       "their K/M best affinities (0: unlimited)")
             ->capture_default_str()->check(CLI::Range(0, 4096));
         c->add_option("--eval-every", o->eval_every, "Validation loss every N steps")->capture_default_str()->check(kPositive);
+        c->add_option("--eval-batches", o->t.eval_batches,
+                      "Batches per validation loss: batch x N windows spread evenly over the validation text "
+                      "(enough to cover it gives the loss of the whole text)")
+            ->capture_default_str()->check(CLI::Range(1, 4096));
         c->add_option("--sample-every", o->sample_every, "Print a sample every N steps (0: only at the end)")->capture_default_str();
         c->add_option("--out", o->out, "Save a resumable checkpoint here at the end (and with --save-every)");
         c->add_option("--save-every", o->save_every, "Also save the checkpoint every N steps (needs --out)")

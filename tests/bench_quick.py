@@ -5,7 +5,8 @@ Checks the JSON holds every section with finite, positive medians and ratios, th
 and that the Markdown generated from it holds every table row. No timing is asserted (the machine is
 shared; a quick run's figures are noisy). The PyTorch part is skipped when /usr/bin/python3 cannot
 import torch, the wasm part when the wasm build has no eva_speed.js, the MPI part when there is no
-release-mpi build beside BUILD_DIR: each says so on stdout.
+release-mpi build beside BUILD_DIR: each says so on stdout. The Shakespeare part trains on a stand-in
+text (quick mode does not check that it is tinyshakespeare).
 Also checks the clear error for a missing build. Run by ctest (eva_bench_quick):
   tests/bench_quick.py BUILD_DIR WASM_BUILD_DIR
 """
@@ -18,7 +19,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "..", "scripts", "bench.py")
-SECTIONS = ["gemm", "fp8", "mla", "moe", "train", "decode", "wasm", "mpi"]
+SECTIONS = ["gemm", "fp8", "mla", "moe", "train", "decode", "wasm", "mpi", "shakespeare"]
 MACHINE = ["cpu_model", "cores", "compiler", "gemm_simd", "openblas", "peak_gflops", "date", "git_commit"]
 failures = []
 
@@ -41,7 +42,7 @@ def check_table(key, t, md_lines):
         for v, c in zip(row, t["columns"]):
             if c["kind"] == "median":
                 check(positive(v), f"{key}: {c['name']} of {row[0]} is a finite positive median ({v})")
-            elif c["kind"] in ("ratio", "size", "fraction") and v is not None:
+            elif c["kind"] in ("ratio", "size", "fraction", "loss") and v is not None:
                 check(positive(v), f"{key}: {c['name']} of {row[0]} is finite and positive ({v})")
         # The Markdown row: the case first, then one cell per column.
         line = next((l for l in md_lines if l.startswith(f"| {row[0]} |")), None)
@@ -59,8 +60,13 @@ def main():
         check(p.returncode == 2 and "build the release preset first" in p.stderr,
               f"missing build: status 2 and a hint (got {p.returncode}: {p.stderr.strip()})")
 
+        # A stand-in for tinyshakespeare (quick mode trains a few steps on whatever text it is given).
+        text = os.path.join(tmp, "text.txt")
+        with open(text, "w") as f:
+            f.write("".join(f"Line {i}: to be, or not to be, that is the question.\n" for i in range(800)))
         p = subprocess.run([sys.executable, SCRIPT, "--quick", "--build", build, "--wasm-build", wasm_build,
-                            "--out-dir", tmp], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            "--out-dir", tmp, "--shakespeare", text],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         print(p.stdout)
         if p.returncode != 0:
             print("FAIL: scripts/bench.py --quick exited with", p.returncode)

@@ -10,6 +10,7 @@
 
 #include "eva/config.hpp"
 #include "eva/error.hpp"
+#include "eva/model.hpp"
 
 using nlohmann::json;
 
@@ -54,6 +55,24 @@ TEST_CASE("config presets match the official configs", "[config]") {
              m.n_limited_groups == 2 && m.score_func == "sigmoid" && m.route_scale == 1.0 && m.max_seq_len == 256 &&
              !m.yarn()));
     require_error_naming([] { eva::preset("v4"); }, "v4");
+}
+
+TEST_CASE("config preset baby: nanoGPT's CPU baby size with mini's structure", "[config]") {
+    const auto b = eva::preset("baby");
+    REQUIRE((b.vocab_size == 256 && b.dim == 128 && b.n_layers == 4 && b.n_dense_layers == 1 && b.n_heads == 4 &&
+             b.max_seq_len == 64 && b.q_lora_rank == 64 && b.kv_lora_rank == 32 && b.qk_nope_head_dim == 16 &&
+             b.qk_rope_head_dim == 16 && b.v_head_dim == 32 && b.inter_dim == 512 && b.moe_inter_dim == 128 &&
+             b.n_routed_experts == 8 && b.n_shared_experts == 1 && b.n_activated_experts == 2 &&
+             b.n_expert_groups == 1 && b.score_func == "sigmoid" && !b.yarn()));
+    // Counted by hand. A block's attention: wq_a 64·128 + q_norm 64 + wq_b 128·64 + wkv_a 48·128 +
+    // kv_norm 32 + wkv_b 192·32 + wo 128·128 = 45,152, plus two norms of 128. The dense FFN 3·128·512 =
+    // 196,608; a MoE FFN: gate 8·128 + (8 routed + 1 shared)·3·128·128 = 443,392 (with 2 routed active:
+    // 148,480). Embedding + head 2·256·128 and the final norm 128: 65,664.
+    //   all:       65,664 + 4·45,408 + 196,608 + 3·443,392 = 1,774,080
+    //   activated: 65,664 + 4·45,408 + 196,608 + 3·148,480 =   889,344
+    REQUIRE(eva::parameter_count(b) == 1774080);
+    REQUIRE(eva::parameter_count(b, true) == 889344);
+    REQUIRE(eva::preset_or_file("baby").dim == 128);
 }
 
 TEST_CASE("config JSON: round trip, official files, and errors naming the field", "[config]") {

@@ -113,6 +113,33 @@ TEST_CASE("gemm: a row of C in a product of 2 rows equals that row computed alon
             }
 }
 
+TEST_CASE("gemm: op(A) = A read in place equals the same A packed from its transpose, bit for bit", "[gemm]") {
+    // The micro-kernel broadcasts op(A) = A straight from A's rows (only a last partial panel of rows is
+    // packed) and op(A) = Aᵀ from packed panels. Both do the same fused multiply-adds in the same order,
+    // so the same product stored either way must give identical bits: shapes with whole and partial row
+    // panels, several KC blocks (K > 384) and MC blocks (M > 192), padded rows, with and without
+    // accumulation, both op(B).
+    eva::Rng rng(17);
+    const std::array<std::size_t, 3> shapes[] = {{24, 64, 128}, {193, 97, 400}, {250, 33, 800}, {37, 130, 9}};
+    for (const auto& [M, N, K] : shapes)
+        for (Op op_b : {Op::N, Op::T})
+            for (bool acc : {false, true}) {
+                const std::size_t lda = K + 3, ldat = M + 1, ldb = (op_b == Op::N ? N : K) + 2;
+                const auto A = random_matrix<float>(M, lda, rng);
+                std::vector<float> At(K * ldat);  // Aᵀ stored [K, M]
+                for (std::size_t i = 0; i < M; ++i)
+                    for (std::size_t k = 0; k < K; ++k) At[k * ldat + i] = A[i * lda + k];
+                const auto B = random_matrix<float>(op_b == Op::N ? K : N, ldb, rng), C0 = random_matrix<float>(M, N, rng);
+                std::vector<float> in_place = C0, packed = C0;
+                eva::gemm<float>(Op::N, op_b, M, N, K, A.data(), lda, B.data(), ldb, in_place.data(), N, acc);
+                eva::gemm<float>(Op::T, op_b, M, N, K, At.data(), ldat, B.data(), ldb, packed.data(), N, acc);
+                std::size_t differ = 0;
+                for (std::size_t j = 0; j < M * N; ++j) differ += in_place[j] != packed[j];
+                INFO("M " << M << " N " << N << " K " << K << ", op_b " << (op_b == Op::N ? "N" : "T") << ", accumulate " << acc);
+                CHECK(differ == 0);
+            }
+}
+
 TEST_CASE("gemm beyond one cache block in every dimension", "[gemm]") {
     // K > KC (384), M > MC (≤ 192), N > NC for double on narrow SIMD (768): all block loops iterate.
     check<float>(Case<float>{300, 1100, 900, Op::N, Op::T, 0}, false, 99);

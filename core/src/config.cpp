@@ -187,7 +187,7 @@ ModelArgs load_model_args(const std::string& path) {
 }
 
 const std::vector<std::string>& preset_names() {
-    static const std::vector<std::string> names = {"v2-lite", "v2", "v3", "mini"};
+    static const std::vector<std::string> names = {"v2-lite", "v2", "v3", "mini", "baby"};
     return names;
 }
 
@@ -219,6 +219,16 @@ ModelArgs preset(const std::string& name) {
                                      {"n_expert_groups", 4}, {"n_limited_groups", 2}, {"score_func", "sigmoid"},
                                      {"route_scale", 1.0}, {"q_lora_rank", 128}, {"kv_lora_rank", 64},
                                      {"qk_nope_head_dim", 32}, {"qk_rope_head_dim", 16}, {"v_head_dim", 32}});
+    if (name == "baby")
+        // mini's structure at the size of nanoGPT's CPU "baby" run (4 layers, 128 wide, context 64), the
+        // small-model comparison on tinyshakespeare (docs/5-model.md, docs/performance.md): 1.77 M
+        // parameters, 0.89 M activated; one group of 8 experts, as 8 small experts need no group limit.
+        return model_args_from_json({{"max_seq_len", 64}, {"vocab_size", 256}, {"dim", 128}, {"inter_dim", 512},
+                                     {"moe_inter_dim", 128}, {"n_layers", 4}, {"n_dense_layers", 1}, {"n_heads", 4},
+                                     {"n_routed_experts", 8}, {"n_shared_experts", 1}, {"n_activated_experts", 2},
+                                     {"n_expert_groups", 1}, {"n_limited_groups", 1}, {"score_func", "sigmoid"},
+                                     {"route_scale", 1.0}, {"q_lora_rank", 64}, {"kv_lora_rank", 32},
+                                     {"qk_nope_head_dim", 16}, {"qk_rope_head_dim", 16}, {"v_head_dim", 32}});
     std::string known;
     for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
     throw ConfigError("unknown config preset '" + name + "' (presets: " + known + ", or a .json file)");
