@@ -30,16 +30,6 @@ std::string hex_byte(unsigned c) {
     return std::string{'0', 'x', digits[c >> 4], digits[c & 15]};
 }
 
-// A decoded FP8 value, exactly: every finite value has at most 12 significant decimal digits, so %.17g
-// prints it without rounding and without trailing zeros.
-std::string format_value(float v) {
-    if (std::isnan(v)) return "nan";
-    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%.17g", double(v));
-    return buf;
-}
-
 // All of stdin, at most kMaxStdinBytes. A device that is not a terminal (`< /dev/zero`) is refused up
 // front instead of read until memory runs out.
 constexpr std::size_t kMaxStdinBytes = std::size_t(64) << 20;
@@ -65,25 +55,13 @@ void write_stdout(const std::string& s) {
 }
 
 
-nlohmann::json metrics_json(const Fp8ErrorMetrics& m) {
-    return {{"count", m.count},
-            {"mse", m.mse},
-            {"snr_db", std::isinf(m.snr_db) ? nlohmann::json("inf") : nlohmann::json(m.snr_db)},
-            {"max_rel_error", m.max_rel_error},
-            {"mean_rel_error", m.mean_rel_error},
-            {"cosine", m.cosine},
-            {"underflow", m.underflow},
-            {"saturated", m.saturated},
-            {"nan", m.nan}};
-}
-
 // ------------------------------------------------------------------------------------ subcommands
 void run_table(const std::string& format, bool json) {
     const Fp8Format f = parse_fp8_format(format, "--format");
     std::string out;
     nlohmann::json j = nlohmann::json::array();
     for (unsigned c = 0; c < 256; ++c) {
-        const std::string v = format_value(fp8_decode(std::uint8_t(c), f));
+        const std::string v = fp8_value_text(fp8_decode(std::uint8_t(c), f));
         if (json) j.push_back({{"code", hex_byte(c)}, {"value", v}});
         else out += hex_byte(c) + ' ' + v + '\n';
     }
@@ -106,7 +84,7 @@ void run_encode(const std::string& format, bool saturate) {
 void run_decode(const std::string& format) {
     const Fp8Format f = parse_fp8_format(format, "--format");
     std::string text[256];
-    for (unsigned c = 0; c < 256; ++c) text[c] = format_value(fp8_decode(std::uint8_t(c), f)) + '\n';
+    for (unsigned c = 0; c < 256; ++c) text[c] = fp8_value_text(fp8_decode(std::uint8_t(c), f)) + '\n';
     const std::string input = read_stdin();
     std::string out;
     for (std::uint8_t c : parse_fp8_codes(input)) out += text[c];
@@ -135,7 +113,7 @@ void run_quantize(const QuantizeOptions& o) {
     if (!o.output.empty()) write_npy(o.output, x.shape, y.data());
     nlohmann::json j = {{"input", o.input}, {"rows", rows}, {"cols", cols}, {"format", fp8_format_name(cfg.format)},
                         {"granularity", fp8_granularity_name(cfg.granularity)}, {"group", cfg.group},
-                        {"pow2_scales", cfg.pow2_scales}, {"scales", q.scales.size()}, {"metrics", metrics_json(m)}};
+                        {"pow2_scales", cfg.pow2_scales}, {"scales", q.scales.size()}, {"metrics", m.to_json()}};
     if (!o.output.empty()) j["output"] = o.output;
     if (o.json) return print_json(j);
     std::cout << "quantize-dequantize " << rows << "×" << cols << " float32 as " << fp8_format_name(cfg.format) << ", "
@@ -162,31 +140,21 @@ void run_gemm_error(const GemmErrorOptions& o) {
     if (checked_mul(o.m, o.k, "--m × --k") > kMax || checked_mul(o.n, o.k, "--n × --k") > kMax ||
         checked_mul(o.m, o.n, "--m × --n") > kMax)
         throw ConfigError("--m × --k, --n × --k and --m × --n must each be at most 2^26 elements");
-    Fp8QuantConfig qa, qb;
-    qa.format = qb.format = parse_fp8_format(o.format, "--format");
-    if (o.granularity == "tensor") {
-        qa.granularity = qb.granularity = Fp8Granularity::Tensor;
-    } else if (o.granularity == "deepseek") {
-        qa.granularity = Fp8Granularity::Tile;
-        qb.granularity = Fp8Granularity::Block;
-    } else {
-        throw ConfigError("--granularity: unknown value '" + o.granularity + "' (allowed: tensor, deepseek)");
-    }
+    const Fp8Format format = parse_fp8_format(o.format, "--format");
     Fp8GemmConfig cfg;
     cfg.promote_every = o.promote_every;
     cfg.accum_bits = o.accum_bits;
     cfg.fused_width = o.fused_width;
-    const Fp8GemmOperands ops = fp8_gemm_operands(o.m, o.n, o.k, o.seed, 0, qa, qb);
-    const Fp8GemmErrors e = fp8_gemm_errors(ops, cfg);
+    const Fp8GemmErrors e = fp8_gemm_error_experiment(o.m, o.n, o.k, o.seed, o.granularity, format, cfg, "--granularity");
     const double acc_fro = e.accumulation.relative(), acc_max = e.accumulation.max_relative(),
                  tot_fro = e.total.relative(), tot_max = e.total.max_relative();
-    nlohmann::json j = {{"m", o.m}, {"n", o.n}, {"k", o.k}, {"format", fp8_format_name(qa.format)},
+    nlohmann::json j = {{"m", o.m}, {"n", o.n}, {"k", o.k}, {"format", fp8_format_name(format)},
                         {"granularity", o.granularity}, {"accum_bits", o.accum_bits},
                         {"promote_every", o.promote_every}, {"fused_width", o.fused_width}, {"seed", o.seed},
                         {"accumulation_rel_error", acc_fro}, {"accumulation_max_rel_error", acc_max},
                         {"total_rel_error", tot_fro}, {"total_max_rel_error", tot_max}};
     if (o.json) return print_json(j);
-    std::cout << "C[" << o.m << "×" << o.n << "] = A·Bᵀ, K = " << o.k << ", " << fp8_format_name(qa.format) << " inputs ("
+    std::cout << "C[" << o.m << "×" << o.n << "] = A·Bᵀ, K = " << o.k << ", " << fp8_format_name(format) << " inputs ("
               << o.granularity << " scales), accumulator: "
               << (o.accum_bits == 0 ? std::string("exact fp32") : std::to_string(o.accum_bits) + " mantissa bits, truncating")
               << ", fused width " << o.fused_width << ", promotion "

@@ -1,15 +1,13 @@
 // `eva gemm`: runs the GEMM kernel on random matrices, checks it against the plain triple loop in
 // double precision, and reports its speed. A learner's first look at the kernel every layer uses.
-#include <algorithm>
-#include <chrono>
 #include <iostream>
 #include <memory>
-#include <vector>
+#include <string>
+#include <tuple>
 
 #include "cli.hpp"
 #include "eva/checked.hpp"
 #include "eva/gemm.hpp"
-#include "eva/rng.hpp"
 
 namespace eva::cli {
 namespace {
@@ -30,30 +28,16 @@ void run(const GemmOptions& o) {
             throw ConfigError(std::string(name) + " = " + std::to_string(n) + " elements; at most " +
                               std::to_string(kMaxElements) + " are allowed");
     }
-    const Op op_a = o.trans_a ? Op::T : Op::N, op_b = o.trans_b ? Op::T : Op::N;
-    Rng rng(o.seed);
-    std::vector<float> A(o.m * o.k), B(o.k * o.n), C(o.m * o.n);
-    rng.fill_normal(A.data(), A.size(), 0, 1);
-    rng.fill_normal(B.data(), B.size(), 0, 1);
-    const std::size_t lda = o.trans_a ? o.m : o.k, ldb = o.trans_b ? o.k : o.n;
-
-    std::vector<double> seconds;
-    for (int r = 0; r < o.repeat; ++r) {
-        const auto t0 = std::chrono::steady_clock::now();
-        gemm<float>(op_a, op_b, o.m, o.n, o.k, A.data(), lda, B.data(), ldb, C.data(), o.n);
-        seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(seconds.begin(), seconds.end());
-    const double median = seconds[seconds.size() / 2];
-    const double gflops = 2.0 * double(o.m) * double(o.n) * double(o.k) / median * 1e-9;
+    const GemmExperiment r = gemm_random_run(o.trans_a ? Op::T : Op::N, o.trans_b ? Op::T : Op::N, o.m, o.n, o.k, o.seed,
+                                      o.repeat, o.check);
+    const double median = r.median_seconds, gflops = r.gflops;
 
     nlohmann::json j = {{"m", o.m}, {"n", o.n}, {"k", o.k}, {"op_a", o.trans_a ? "T" : "N"},
                         {"op_b", o.trans_b ? "T" : "N"}, {"simd", gemm_arch()}, {"repeat", o.repeat},
                         {"median_seconds", median}, {"gflops", gflops}};
     if (o.check) {
-        const GemmError e = gemm_error(op_a, op_b, o.m, o.n, o.k, A.data(), lda, B.data(), ldb, C.data());
-        j["max_abs_error"] = e.max_abs;
-        j["max_rel_error"] = e.max_rel;
+        j["max_abs_error"] = r.error.max_abs;
+        j["max_rel_error"] = r.error.max_rel;
     }
     if (o.json) return print_json(j);
     std::cout << "C[" << o.m << "×" << o.n << "] = " << (o.trans_a ? "Aᵀ" : "A") << "·" << (o.trans_b ? "Bᵀ" : "B")

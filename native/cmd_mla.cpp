@@ -26,10 +26,13 @@ struct MemoryOptions {
 };
 
 void run_memory(const MemoryOptions& o) {
-    const ModelArgs a = preset_or_file(o.config);
+    // A named model (the presets, llama3-8b: eva/mla.hpp's kv_cache_models, the KV panel's), or a file.
+    const KVCacheModel* named = find_kv_cache_model(o.config);
+    KVCacheModel model = named ? *named : KVCacheModel{o.config, o.config, preset_or_file(o.config), 0, true, "MLA"};
+    const ModelArgs& a = model.args;
     const CacheDType dt = parse_cache_dtype(o.dtype, "--dtype");
-    const std::int64_t groups = o.gqa_groups == 0 ? default_gqa_groups(a) : o.gqa_groups;
-    const auto rows = kv_cache_memory(a, o.seq_len, dt, groups);
+    model.gqa_groups = o.gqa_groups == 0 ? default_gqa_groups(a) : o.gqa_groups;
+    const auto rows = model.memory(o.seq_len, dt);
     if (o.json) {
         nlohmann::json j = {{"config", o.config}, {"dtype", o.dtype}, {"seq_len", o.seq_len},
                             {"n_layers", a.n_layers}, {"n_heads", a.n_heads}, {"schemes", nlohmann::json::array()}};
@@ -53,6 +56,7 @@ void run_memory(const MemoryOptions& o) {
                     (long long)r.elements_per_token_layer, (long long)r.bytes_per_token_layer,
                     format_bytes_binary(double(r.bytes_per_token)).c_str(), format_bytes_binary(double(r.bytes_sequence)).c_str(),
                     r.ratio_to_mla);
+    if (!model.mla) std::printf("%s has no latent: no MLA row; \"vs MLA\" compares with the default kv_lora_rank.\n", o.config.c_str());
     std::printf("MLA caches kv_lora_rank + qk_rope_head_dim per token for all heads; MHA caches n_heads·"
                 "(nope + rope) keys + n_heads·v values.\n");
 }
@@ -123,7 +127,8 @@ void add_mla_command(CLI::App& app) {
 
     auto m = std::make_shared<MemoryOptions>();
     auto* mem = cmd->add_subcommand("memory", "KV-cache size of MLA vs MHA vs GQA vs MQA for a config");
-    mem->add_option("--config", m->config, config_help)->capture_default_str();
+    mem->add_option("--config", m->config, "Config: a preset (v2-lite, v2, v3, mini, baby), llama3-8b (Llama-3-8B's "
+                    "attention shape, GQA-8 without a latent) or a ModelArgs JSON file")->capture_default_str();
     mem->add_option("--seq-len", m->seq_len, "Tokens in the sequence")->capture_default_str()->check(kPositive);
     mem->add_option("--dtype", m->dtype, "Cache element type: fp32, bf16 or fp8")->capture_default_str();
     mem->add_option("--gqa-groups", m->gqa_groups, "K/V heads of the GQA comparison (must divide n_heads; default: the largest divisor <= 8)")

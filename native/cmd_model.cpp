@@ -380,23 +380,10 @@ Decoded decode_plain(const Model<float>& m, const GenerateOptions& o, std::size_
     return d;
 }
 
-// Speculative decoding: the MTP modules draft, one forward of the main model verifies (eva/mtp.hpp).
-Decoded decode_speculative(const Model<float>& m, const GenerateOptions& o, std::size_t capacity, SpeculativeStats& stats) {
-    SpeculativeGenerator<float> gen(m, capacity);
-    Rng rng(o.seed);
-    Decoded d;
-    const auto t0 = std::chrono::steady_clock::now();
-    d.tokens.push_back(gen.start(encode_bytes(o.prompt), o.sampling, rng));
-    while (int(d.tokens.size()) < o.max_new_tokens) {
-        const auto t = gen.step(o.sampling, rng);
-        if (t.empty()) break;
-        d.tokens.insert(d.tokens.end(), t.begin(), t.end());
-    }
-    if (int(d.tokens.size()) > o.max_new_tokens) d.tokens.resize(std::size_t(o.max_new_tokens));
-    d.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    d.cache_floats = gen.main().cache_floats();
-    stats = gen.stats();
-    return d;
+// Speculative decoding and plain decoding beside it, each run to its end (eva/mtp.hpp).
+void finish(SpeculativeRun& r) {
+    while (r.step_speculative()) continue;
+    while (r.step_plain()) continue;
 }
 
 void run_generate(const GenerateOptions& o) {
@@ -419,27 +406,31 @@ void run_generate(const GenerateOptions& o) {
                     d.cache_floats * sizeof(float));
         return;
     }
-    // Speculative and plain decoding of the same prompt in the same run, alternating twice; each keeps
-    // its faster run (the first pass also warms the caches), so the ratio compares like with like.
-    SpeculativeStats st;
-    Decoded spec = decode_speculative(m, o, capacity, st), plain = decode_plain(m, o, capacity, false);
-    spec.seconds = std::min(spec.seconds, decode_speculative(m, o, capacity, st).seconds);
-    plain.seconds = std::min(plain.seconds, decode_plain(m, o, capacity, false).seconds);
-    const double tps = double(spec.tokens.size()) / spec.seconds, plain_tps = double(plain.tokens.size()) / plain.seconds;
+    // Speculative and plain decoding of the same prompt in the same run, twice; each keeps its faster
+    // time (the first pass also warms the caches), so the ratio compares like with like.
+    SpeculativeRun run(m, encode_bytes(o.prompt), std::size_t(o.max_new_tokens), o.sampling, o.seed);
+    finish(run);
+    SpeculativeRun again(m, encode_bytes(o.prompt), std::size_t(o.max_new_tokens), o.sampling, o.seed);
+    finish(again);
+    const SpeculativeStats& st = again.stats();
+    const std::vector<Token>& spec = run.tokens;
+    const bool identical = spec == run.plain_tokens;
+    const double tps = double(spec.size()) / std::min(run.seconds, again.seconds),
+                 plain_tps = double(run.plain_tokens.size()) / std::min(run.plain_seconds, again.plain_seconds);
     const bool greedy = o.sampling.temperature == 0;
-    nlohmann::json j = {{"prompt", o.prompt}, {"text", decode_bytes(spec.tokens)}, {"new_tokens", spec.tokens.size()},
-                        {"tokens_per_s", tps}, {"attn", o.attn}, {"cache_bytes", spec.cache_floats * sizeof(float)},
+    nlohmann::json j = {{"prompt", o.prompt}, {"text", decode_bytes(spec)}, {"new_tokens", spec.size()},
+                        {"tokens_per_s", tps}, {"attn", o.attn}, {"cache_bytes", run.cache_floats() * sizeof(float)},
                         {"speculative", true}, {"mtp_depth", m.w.mtp.size()}, {"drafted", st.drafted},
                         {"accepted", st.accepted}, {"acceptance_rate", st.acceptance_rate()}, {"verify_forwards", st.rounds},
                         {"plain_tokens_per_s", plain_tps}, {"speedup", tps / plain_tps}};
     // Greedy speculative decoding is plain greedy decoding by construction; the run shows it.
-    if (greedy) j["identical_to_plain"] = spec.tokens == plain.tokens;
+    if (greedy) j["identical_to_plain"] = identical;
     if (o.json) return print_json(j);
-    std::cout << o.prompt << decode_bytes(spec.tokens) << '\n';
+    std::cout << o.prompt << decode_bytes(spec) << '\n';
     std::printf("[%zu tokens in %zu verifying forwards: %zu drafted, %zu accepted (acceptance %.1f%%); %.0f tokens/s vs "
                 "%.0f plain in the same run (%.2fx)%s]\n",
-                spec.tokens.size(), st.rounds, st.drafted, st.accepted, 100 * st.acceptance_rate(), tps, plain_tps,
-                tps / plain_tps, greedy ? (spec.tokens == plain.tokens ? "; identical to plain greedy" : "; DIFFERS from plain greedy") : "");
+                spec.size(), st.rounds, st.drafted, st.accepted, 100 * st.acceptance_rate(), tps, plain_tps,
+                tps / plain_tps, greedy ? (identical ? "; identical to plain greedy" : "; DIFFERS from plain greedy") : "");
 }
 
 }  // namespace

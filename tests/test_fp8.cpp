@@ -10,7 +10,11 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <string>
+#include <tuple>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "eva/error.hpp"
 #include "eva/fp8.hpp"
@@ -469,6 +473,103 @@ TEST_CASE("fp8: delayed scaling from an amax history", "[fp8]") {
     CHECK_THROWS_AS(eva::AmaxHistory(0), eva::ConfigError);
 }
 
+TEST_CASE("fp8: a delayed-scaling run saturates at the spike the history has not seen, and only there", "[fp8]") {
+    // x = 1..128 in one row, per-tensor E4M3. Step t's tensor is x·g_t with g_t = 1.03^t (×4 at step 16).
+    std::vector<float> x(128);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(i + 1);
+    eva::Fp8QuantConfig cfg;
+    eva::Fp8DelayedRun run(4, true, cfg);
+    while (!run.finished()) run.advance(x, 1, 128);
+    run.advance(x, 1, 128);  // past the end: nothing
+    REQUIRE(run.done() == eva::Fp8DelayedRun::kSteps);
+    const auto g = [](int t) { return std::pow(1.03f, float(t)) * (t == 16 ? 4.0f : 1.0f); };
+    for (int t = 0; t < run.done(); ++t) {
+        const std::size_t i = std::size_t(t);
+        CHECK(run.amax[i] == 128 * g(t));
+        // The history's amax: the step's own while the history is empty, then the largest of the previous
+        // four steps' (the growing gain makes that the last one, except for four steps after the spike).
+        const float used = t == 0 ? run.amax[0] : t >= 17 && t <= 20 ? run.amax[16] : run.amax[i - 1];
+        CHECK(run.used_amax[i] == used);
+        // s = used/448, so the largest x/s is 448·amax/used: 448·1.03 ≈ 461 between ordinary steps, below
+        // the 464 where E4M3's rounding overflows, so nothing saturates; at the spike x/s = x·4·1.03·448/128,
+        // above 464 for x ≥ 33: 96 values.
+        CHECK(run.saturated[i] == (t == 16 ? 96.0f : 0.0f));
+    }
+    // A replayed step is the run's own quantization: the scale from used_amax, the same SNR.
+    for (int t : {0, 5, 16}) {
+        const eva::Fp8Matrix q = run.replay(x, 1, 128, t);
+        CHECK(q.scales[0] == eva::fp8_scale(run.used_amax[std::size_t(t)], cfg));
+        const std::vector<float> xt = run.step_tensor(x, t);
+        CHECK(float(eva::quantization_metrics(xt.data(), 128, q).snr_db) == run.snr_db[std::size_t(t)]);
+    }
+    CHECK(run.snr_db[16] < run.snr_db[15] - 10);  // the clipped values dominate the error
+    CHECK_THROWS_AS(run.replay(x, 1, 128, 24), eva::ConfigError);
+    eva::Fp8DelayedRun calm(1, false, cfg);  // no spike: never saturates, the scale always one step behind
+    for (int t = 0; t < 20; ++t) calm.advance(x, 1, 128);
+    for (std::size_t t = 1; t < 20; ++t) {
+        CHECK(calm.saturated[t] == 0);
+        CHECK(calm.used_amax[t] == calm.amax[t - 1]);
+    }
+}
+
+TEST_CASE("fp8: the 256-code round trip and the exact value text", "[fp8]") {
+    const eva::Fp8CodeRoundTrip e4 = eva::fp8_code_round_trip(Fp8Format::E4M3);
+    CHECK(e4.mismatches == 0);
+    CHECK(e4.simd_scalar_mismatches == 0);
+    CHECK(e4.nans == 2);  // S.1111.111
+    CHECK(e4.values[0x01] == "0.001953125");  // 2^-9, the smallest subnormal
+    CHECK(e4.values[0x7E] == "448");
+    CHECK(e4.values[0xFE] == "-448");
+    CHECK(e4.values[0x80] == "-0");
+    CHECK(e4.values[0x7F] == "nan");
+    CHECK(e4.reencoded[0xFF] == 0xFF);
+    const eva::Fp8CodeRoundTrip e5 = eva::fp8_code_round_trip(Fp8Format::E5M2);
+    CHECK(e5.mismatches == 0);
+    CHECK(e5.simd_scalar_mismatches == 0);
+    CHECK(e5.nans == 6);  // S.11111.01/10/11
+    CHECK(e5.values[0x7B] == "57344");
+    CHECK(e5.values[0x7C] == "inf");
+    CHECK(e5.values[0xFC] == "-inf");
+    CHECK(e5.values[0x01] == "1.52587890625e-05");  // 2^-16
+    CHECK(e5.reencoded[0x7D] == 0x7F);  // a NaN comes back as its sign's canonical NaN
+    CHECK(e5.reencoded[0xFD] == 0xFF);
+    CHECK(eva::fp8_value_text(0.1f) == "0.10000000149011612");  // exact: float 0.1 has 17 significant digits
+}
+
+TEST_CASE("fp8: codes ordered by value", "[fp8]") {
+    for (const auto& [f, size, lowest, highest] : {std::tuple{Fp8Format::E4M3, 254, 0xFE, 0x7E},
+                                                   std::tuple{Fp8Format::E5M2, 250, 0xFC, 0x7C}}) {
+        const std::vector<std::uint8_t> order = eva::fp8_codes_by_value(f);
+        REQUIRE(int(order.size()) == size);  // 256 minus the NaN codes
+        CHECK(order.front() == lowest);
+        CHECK(order.back() == highest);
+        for (std::size_t i = 1; i < order.size(); ++i)
+            CHECK(eva::fp8_decode(order[i - 1], f) <= eva::fp8_decode(order[i], f));
+        const auto zero = std::find(order.begin(), order.end(), 0x00);
+        REQUIRE(zero + 1 != order.end());
+        CHECK(zero[1] == 0x80);  // +0 then −0: equal values keep the codes' order
+    }
+}
+
+TEST_CASE("fp8: the synthetic tensor with outliers", "[fp8]") {
+    std::size_t outliers = 0;
+    const std::vector<float> plain = eva::fp8_outlier_tensor(1000, 0, 1000, 7, &outliers);
+    CHECK(outliers == 0);
+    std::vector<float> normal(1000);
+    eva::Rng(7).fill_normal(normal.data(), normal.size(), 0, 1);
+    CHECK(plain == normal);
+    const std::vector<float> x = eva::fp8_outlier_tensor(1000, 0.01f, 1000, 7, &outliers);
+    CHECK(outliers == 10);  // round(0.01 · 1000)
+    std::size_t set = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        if (std::fabs(x[i]) == 1000) ++set;
+        else CHECK(x[i] == normal[i]);  // the normal part does not move
+    }
+    CHECK(set >= 1);
+    CHECK(set <= 10);  // positions may repeat
+    CHECK(eva::fp8_outlier_tensor(0, 0.5f, 10, 7).empty());
+}
+
 TEST_CASE("fp8: error metrics", "[fp8]") {
     const float ref[] = {1, 2, 3, 4, 1e-3f, 5};
     const float approx[] = {1, 2, 3, 5, 0, std::numeric_limits<float>::quiet_NaN()};
@@ -485,6 +586,9 @@ TEST_CASE("fp8: error metrics", "[fp8]") {
     CHECK(m.cosine == Approx((1 + 4 + 9 + 20) / std::sqrt(sig * 39)).epsilon(1e-12));
     const eva::Fp8ErrorMetrics exact = eva::error_metrics(ref, ref, 5);
     CHECK(std::isinf(exact.snr_db));
+    CHECK(exact.to_json()["snr_db"] == "inf");  // JSON has no infinity
+    CHECK(m.to_json()["underflow"] == 1);
+    CHECK(m.to_json()["snr_db"] == m.snr_db);
     CHECK(exact.cosine == Approx(1.0).epsilon(1e-12));
 }
 
@@ -761,4 +865,31 @@ TEST_CASE("fp8: GEMM configuration errors", "[fp8]") {
     CHECK_THROWS_AS(eva::fp8_gemm(A, B2, c.data(), 4, cfg), eva::ConfigError);
     CHECK_THROWS_AS(eva::parse_fp8_format("e3m4"), eva::ConfigError);
     CHECK_THROWS_AS(eva::parse_fp8_granularity("row"), eva::ConfigError);
+}
+
+TEST_CASE("fp8: eva fp8 gemm-error's experiment is the operands and errors built by hand", "[fp8]") {
+    eva::Fp8GemmConfig cfg;
+    cfg.accum_bits = 12;
+    eva::Fp8QuantConfig tile, block, tensor;
+    tile.granularity = eva::Fp8Granularity::Tile;
+    block.granularity = eva::Fp8Granularity::Block;
+    tensor.granularity = eva::Fp8Granularity::Tensor;
+    const auto same = [](const eva::Fp8GemmError& a, const eva::Fp8GemmError& b) {
+        return a.sq_error == b.sq_error && a.sq_ref == b.sq_ref && a.max_error == b.max_error && a.max_ref == b.max_ref;
+    };
+    const auto ds = eva::fp8_gemm_error_experiment(16, 8, 512, 5, "deepseek", Fp8Format::E4M3, cfg);
+    const auto ds_ref = eva::fp8_gemm_errors(eva::fp8_gemm_operands(16, 8, 512, 5, 0, tile, block), cfg);
+    CHECK(same(ds.accumulation, ds_ref.accumulation));
+    CHECK(same(ds.total, ds_ref.total));
+    tensor.format = eva::Fp8Format::E5M2;
+    const auto t = eva::fp8_gemm_error_experiment(16, 8, 512, 5, "tensor", Fp8Format::E5M2, cfg);
+    const auto t_ref = eva::fp8_gemm_errors(eva::fp8_gemm_operands(16, 8, 512, 5, 0, tensor, tensor), cfg);
+    CHECK(same(t.total, t_ref.total));
+    CHECK(t.total.relative() > ds.total.relative());  // E5M2 per tensor loses more than E4M3 per tile/block
+    try {
+        eva::fp8_gemm_error_experiment(16, 8, 512, 5, "tile", Fp8Format::E4M3, cfg, "--granularity");
+        FAIL("no error");
+    } catch (const eva::ConfigError& e) {
+        CHECK(std::string(e.what()).find("--granularity: unknown value 'tile'") != std::string::npos);
+    }
 }

@@ -2,12 +2,14 @@
 // transpose combination, accumulation, and operands that are sub-blocks of larger matrices.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
 #include <type_traits>
 #include <vector>
 
+#include "eva/error.hpp"
 #include "eva/gemm.hpp"
 #include "eva/rng.hpp"
 
@@ -201,4 +203,29 @@ TEST_CASE("gemm_error: the largest error against the double product, absolute an
     e = eva::gemm_error(eva::Op::N, eva::Op::N, 2, 2, 2, Z.data(), 2, B.data(), 2, C.data());
     CHECK(e.max_abs == 0.125);
     CHECK(e.max_rel == 0);
+}
+
+TEST_CASE("gemm_random_run: eva gemm's experiment on seeded operands, against the same steps by hand", "[gemm]") {
+    // The reference draws the operands itself (A then B from Rng(seed)), multiplies once and measures
+    // gemm_error: the run's error must be those bits (the GEMM is deterministic), for every op pair.
+    const std::size_t M = 7, N = 5, K = 9;
+    for (eva::Op op_a : {eva::Op::N, eva::Op::T})
+        for (eva::Op op_b : {eva::Op::N, eva::Op::T}) {
+            std::vector<float> A(M * K), B(K * N), C(M * N);
+            eva::Rng rng(3);
+            rng.fill_normal(A.data(), A.size(), 0, 1);
+            rng.fill_normal(B.data(), B.size(), 0, 1);
+            const std::size_t lda = op_a == eva::Op::T ? M : K, ldb = op_b == eva::Op::T ? K : N;
+            eva::gemm<float>(op_a, op_b, M, N, K, A.data(), lda, B.data(), ldb, C.data(), N);
+            const eva::GemmError e = eva::gemm_error(op_a, op_b, M, N, K, A.data(), lda, B.data(), ldb, C.data());
+            const eva::GemmExperiment run = eva::gemm_random_run(op_a, op_b, M, N, K, 3, 3, true);
+            CHECK(run.error.max_abs == e.max_abs);
+            CHECK(run.error.max_rel == e.max_rel);
+            CHECK(e.max_rel > 0);  // float rounding: the check has something to measure
+            CHECK(run.gflops == Approx(2.0 * M * N * K / std::max(run.median_seconds, 1e-9) * 1e-9).epsilon(1e-12));
+        }
+    const eva::GemmExperiment unchecked = eva::gemm_random_run(eva::Op::N, eva::Op::N, M, N, K, 3, 1, false);
+    CHECK(unchecked.error.max_abs == 0);
+    CHECK(unchecked.median_seconds > 0);
+    CHECK_THROWS_AS(eva::gemm_random_run(eva::Op::N, eva::Op::N, M, N, K, 3, 0, true), eva::ConfigError);
 }

@@ -240,7 +240,20 @@ TEST_CASE("hf_checkpoint: stored_fp8_weight returns the file's codes and scales 
         for (auto code : q.codes) of_first += code == q.codes[0];
         CHECK(total == q.codes.size());
         CHECK(counts[q.codes[0]] == of_first);
+        // The panel's view: the same codes, counts and check (0: the loaded weight is these codes).
+        const eva::StoredFp8View view = eva::stored_fp8_view(c, t.name, it->data);
+        CHECK(view.name == t.name);
+        CHECK(view.q.codes == q.codes);
+        CHECK(view.counts == counts);
+        CHECK(view.check.count == x.size());
+        CHECK(view.check.max_rel_error == 0);
+        const nlohmann::json j = view.to_json();
+        CHECK(j["dtype"] == "F8_E4M3");
+        CHECK(j["scale_shape"] == nlohmann::json::array({q.scale_rows(), q.scale_cols()}));
+        const std::size_t head = std::min<std::size_t>(64, q.codes.size());
+        CHECK(j["codes_head"].get<std::vector<int>>() == std::vector<int>(q.codes.begin(), q.codes.begin() + std::ptrdiff_t(head)));
     }
+    CHECK(eva::stored_fp8_view(c, "norm.weight", nullptr).name.empty());  // F32 in the file: no view
     CHECK(fp8_tensors > 0);
     CHECK_THROWS_AS(eva::stored_fp8_weight(c, "layers.0.attn.nonexistent.weight"), eva::FileError);
     std::filesystem::remove_all(path);

@@ -364,6 +364,34 @@ TEST_CASE("default_gqa_groups: the largest divisor of n_heads up to 8", "[mla]")
     CHECK_THROWS_AS(eva::default_gqa_groups(bad), eva::ConfigError);
 }
 
+TEST_CASE("the named cache models: DeepSeek's presets and Llama-3-8B's shape, hand-computed", "[mla]") {
+    std::vector<std::string> keys;
+    for (const auto& m : eva::kv_cache_models()) keys.push_back(m.key);
+    CHECK(keys == std::vector<std::string>{"mini", "v2-lite", "v2", "v3", "llama3-8b"});
+    // Llama-3-8B: 32 layers, 32 query heads, 8 K/V heads of key 128 + value 128, bf16 (2 bytes).
+    const eva::KVCacheModel* llama = eva::find_kv_cache_model("llama3-8b");
+    REQUIRE(llama);
+    CHECK(!llama->mla);
+    const auto rows = llama->memory(1, eva::CacheDType::bf16);  // no latent: no MLA row
+    REQUIRE(rows.size() == 3);
+    CHECK(rows[0].name == "MHA");
+    CHECK(rows[0].bytes_per_token == 32 * 256 * 2 * 32);  // 524288
+    CHECK(rows[1].name == "GQA-8");
+    CHECK(rows[1].bytes_per_token == 8 * 256 * 2 * 32);   // 131072
+    CHECK(rows[2].name == "MQA");
+    CHECK(rows[2].bytes_per_token == 256 * 2 * 32);       // 16384
+    CHECK(rows[1].name == llama->own_scheme);
+    // V3 keeps its MLA row first: 576 elements · 2 bytes · 61 layers.
+    const eva::KVCacheModel* v3 = eva::find_kv_cache_model("v3");
+    REQUIRE(v3);
+    const auto v3_rows = v3->memory(4096, eva::CacheDType::bf16);
+    REQUIRE(v3_rows.size() == 4);
+    CHECK(v3_rows[0].name == "MLA");
+    CHECK(v3_rows[0].bytes_per_token == 576 * 2 * 61);
+    CHECK(v3->gqa_groups == 8);
+    CHECK(eva::find_kv_cache_model("llama") == nullptr);
+}
+
 TEST_CASE("MLA decode: capacity growth is explicit and max_seq_len is a hard limit", "[mla]") {
     const auto a = tiny(0, false);  // max_seq_len 64
     const auto rope = eva::make_rope(a);

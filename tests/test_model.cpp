@@ -2,8 +2,10 @@
 // against central finite differences in double, and cached generation against the full forward.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 
+#include "eva/error.hpp"
 #include "eva/model.hpp"
 
 namespace {
@@ -175,6 +177,66 @@ TEST_CASE("Generator's views: newest token's attention and the latent cache equa
             REQUIRE(c.length == T);
             for (std::size_t i = 0; i < T * R; ++i)
                 REQUIRE(std::abs(c.kv[i] - acts.layers[l].mla.kv_n.data()[i]) <= 1e-5);
+            // The windows over positions first..T−1 are those views cut (and the latent transposed), exactly.
+            const std::size_t first = 3, n = T - first;
+            const auto att = gen.attention_window(l, first), lat = gen.latent_window(l, first);
+            REQUIRE(att.size() == H * n);
+            REQUIRE(lat.size() == R * n);
+            for (std::size_t t = 0; t < n; ++t) {
+                for (std::size_t h = 0; h < H; ++h) CHECK(att[h * n + t] == gen.attention(l)[h * T + first + t]);
+                for (std::size_t j = 0; j < R; ++j) CHECK(lat[j * n + t] == c.kv[(first + t) * R + j]);
+            }
+            CHECK(gen.attention_window(l, T).empty());
+            CHECK_THROWS_AS(gen.latent_window(l, T + 1), eva::ShapeError);
         }
     }
+}
+
+TEST_CASE("CacheLockstep: both caches fed token by token, compared, and sampled from the absorbed logits", "[model]") {
+    // The reference: two independent Generators fed the same tokens, the sampled ones drawn from the
+    // absorbed logits with the same Rng stream. The lockstep must give the same tokens and bit-identical
+    // logits (the same calls in the same order), and its differences and scale are maxima over them.
+    const auto args = tiny_args();
+    eva::Rng rng(7);
+    auto m = eva::model_init<float>(args, eva::moe_config(args, eva::Balance::aux_free), rng, 0.5);
+    const auto prompt = random_tokens(4, 11, rng);
+    const eva::SamplingConfig sampling{0.8, 0, 1.0};
+    const std::size_t cap = 10;
+    eva::CacheLockstep run(m, prompt, cap, 9);
+    std::size_t halves = 0;
+    while (run.step(sampling)) {
+        ++halves;
+        CHECK(run.naive_behind() == (halves % 2 == 1));
+    }
+    CHECK(halves == 2 * cap);
+    CHECK(run.finished());
+    CHECK(run.prompt_len == 4);
+    REQUIRE(run.tokens.size() == cap);
+    CHECK(std::equal(prompt.begin(), prompt.end(), run.tokens.begin()));
+
+    eva::Generator<float> absorbed(m, eva::AttentionCache::absorbed, cap), naive(m, eva::AttentionCache::naive, cap);
+    eva::Rng draw(9);
+    std::vector<eva::Token> tokens = prompt;
+    std::vector<float> la, ln;
+    double max_diff = 0, scale = 0;
+    for (std::size_t t = 0; t < cap; ++t) {
+        if (t == tokens.size()) tokens.push_back(eva::sample_token(la, sampling, draw));
+        la = absorbed.feed({tokens[t]});
+        ln = naive.feed({tokens[t]});
+        for (std::size_t v = 0; v < la.size(); ++v) {
+            max_diff = std::max(max_diff, double(std::abs(la[v] - ln[v])));
+            scale = std::max(scale, double(std::abs(la[v])));
+        }
+    }
+    CHECK(run.tokens == tokens);
+    CHECK(run.logits_absorbed == la);
+    CHECK(run.logits_naive == ln);
+    CHECK(run.max_diff == max_diff);
+    CHECK(run.logit_scale == scale);
+    CHECK(run.max_diff <= 1e-5 * scale);  // rounding only, as in "cached generation equals the full forward"
+    CHECK(run.ms_absorbed > 0);
+
+    // A prompt longer than the cache is cut so that one token can still be sampled.
+    eva::CacheLockstep cut(m, random_tokens(15, 11, rng), cap, 1);
+    CHECK(cut.prompt_len == cap - 1);
 }

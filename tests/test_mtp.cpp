@@ -3,11 +3,13 @@
 // decoding, sampled output distributed as the main model's (chi-square against the exact law).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
 
 #include "eva/checkpoint.hpp"
+#include "eva/error.hpp"
 #include "eva/model.hpp"
 
 namespace {
@@ -297,4 +299,50 @@ TEST_CASE("speculative sampling draws from exactly the main model's distribution
     std::size_t df2 = 0;
     const double x2 = chi2(exact({1.1, 4, 1.0}), df2);
     CHECK(x2 > critical(df2));
+}
+
+TEST_CASE("SpeculativeRun: speculative and plain decoding side by side, a unit at a time", "[mtp]") {
+    // The reference: SpeculativeGenerator and Generator driven directly (speculative_generate and
+    // plain_generate above, with the same seed). The run must give the same tokens and counts, mark the
+    // accepted drafts and list each rejected draft where it was replaced.
+    const auto args = tiny_args(1);
+    eva::Rng rng(4);
+    auto m = eva::model_init<float>(args, eva::moe_config(args), rng, 1.0);
+    const auto prompt = random_tokens(3, 11, rng);
+    const eva::SamplingConfig sampling{0.8, 5, 1.0};
+    const std::size_t n = 25;
+    eva::SpeculativeRun run(m, prompt, n, sampling, 6);
+    std::size_t rounds = 0;
+    while (run.step_speculative()) ++rounds;
+    CHECK(run.speculative_done());
+    CHECK(!run.step_speculative());
+    std::size_t plain_steps = 0;
+    while (run.step_plain()) ++plain_steps;
+    CHECK(plain_steps == n);  // every token of plain decoding is one step
+    CHECK(run.plain_done());
+
+    eva::SpeculativeGenerator<float> gen(m, prompt.size() + n);
+    eva::Rng r1(6), r2(6);
+    CHECK(run.tokens == speculative_generate(gen, prompt, n, sampling, r1));
+    CHECK(run.plain_tokens == plain_generate(m, prompt, n, sampling, r2));
+    CHECK(run.stats().drafted == gen.stats().drafted);
+    CHECK(run.stats().accepted == gen.stats().accepted);
+    CHECK(run.stats().rounds == rounds);
+    // One draft per round (depth 1): a round either accepts it (a drafted token) or rejects it.
+    CHECK(run.rejected.size() == run.stats().drafted - run.stats().accepted);
+    const auto accepted_shown = std::size_t(std::count(run.drafted.begin(), run.drafted.end(), 1));
+    CHECK(accepted_shown <= run.stats().accepted);
+    CHECK(accepted_shown + 1 >= run.stats().accepted);  // the last round may be cut at n
+    for (const auto& [at, draft] : run.rejected) {
+        REQUIRE(at < run.tokens.size());
+        CHECK(run.drafted[at] == 0);  // the main model's own token replaced the draft
+    }
+    CHECK(run.seconds > 0);
+    CHECK(run.plain_seconds > 0);
+
+    CHECK_THROWS_AS(eva::SpeculativeRun(m, {}, n, sampling, 1), eva::ConfigError);
+    CHECK_THROWS_AS(eva::SpeculativeRun(m, std::vector<eva::Token>(48, 1), n, sampling, 1), eva::ConfigError);
+    const auto no_mtp_args = tiny_args(0);
+    const auto no_mtp = eva::model_init<float>(no_mtp_args, eva::moe_config(no_mtp_args), rng, 1.0);
+    CHECK_THROWS_AS(eva::SpeculativeRun(no_mtp, prompt, n, sampling, 1), eva::ConfigError);
 }

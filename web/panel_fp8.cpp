@@ -6,18 +6,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <memory>
 
-#include <emscripten.h>
 #include <imgui.h>
 
 #include "draw.hpp"
 #include "panel.hpp"
-#include "eva/config.hpp"
 #include "eva/hf_checkpoint.hpp"
 #include "eva/model.hpp"
-#include "eva/moe.hpp"
-#include "eva/rng.hpp"
 
 namespace eva::web {
 
@@ -43,15 +38,8 @@ std::vector<std::string> matrix_names(Model<float>& m) {
 void synthetic(Fp8Panel& p) {
     p.rows = 256;
     p.cols = 512;
-    p.x.assign(p.rows * p.cols, 0.0f);
-    Rng rng(7);
-    rng.fill_normal(p.x.data(), p.x.size(), 0, 1);
-    Rng pick(7, 1);  // its own stream: moving the sliders does not change the normal part
-    const std::size_t outliers = std::size_t(std::lround(double(p.outlier_fraction) * double(p.x.size())));
-    for (std::size_t i = 0; i < outliers; ++i) {
-        const std::size_t at = std::min(p.x.size() - 1, std::size_t(pick.uniform() * float(p.x.size())));
-        p.x[at] = (pick.uniform() < 0.5f ? -1.0f : 1.0f) * p.outlier_magnitude;
-    }
+    std::size_t outliers = 0;
+    p.x = fp8_outlier_tensor(p.rows * p.cols, p.outlier_fraction, p.outlier_magnitude, 7, &outliers);
     char name[96];
     std::snprintf(name, sizeof name, "synthetic N(0,1) 256x512, %zu outliers at +-%.0f", outliers, p.outlier_magnitude);
     p.tensor_name = name;
@@ -62,21 +50,6 @@ std::string tensor_key(const Fp8Panel& p, Pretrained& ck) {
     std::snprintf(buf, sizeof buf, "%d|%d|%d|%d|%g|%g|", p.source, int(ck.state), p.layer, p.point,
                   p.outlier_fraction, p.outlier_magnitude);
     return buf + p.weight + "|" + p.text;
-}
-
-// The weight as the file stores it (FP8 codes + 128x128 scales), if it does; checked against the loaded
-// model: dequantizing the stored codes must give the loaded weight exactly (the loader's own path).
-void load_stored(Fp8Panel& p, Pretrained& ck, const std::string& name) {
-    Fp8Panel::Stored& st = p.stored;
-    st = {};
-    if (!ck.stored || !ck.model || ck.state != Pretrained::State::ready) return;
-    st.q = stored_fp8_weight(*ck.stored, name);
-    if (st.q.codes.empty()) return;  // stored in BF16/F32 (the gate, norms, embedding, head)
-    st.name = name;
-    st.counts = fp8_code_counts(st.q.codes.data(), st.q.codes.size());
-    std::vector<float> deq(st.q.rows * st.q.cols);
-    dequantize(st.q, deq.data(), st.q.cols);
-    st.check = error_metrics(p.x.data(), deq.data(), deq.size());
 }
 
 void load_tensor(Fp8Panel& p, Pretrained& ck) {
@@ -98,7 +71,8 @@ void load_tensor(Fp8Panel& p, Pretrained& ck) {
                 p.cols = t.shape[1];
                 p.x.assign(t.data, t.data + t.size());
                 p.tensor_name = t.name + " [" + std::to_string(p.rows) + "x" + std::to_string(p.cols) + "] of the " + note;
-                load_stored(p, ck, t.name);
+                if (ck.stored && ck.model && ck.state == Pretrained::State::ready)  // as stored, if in FP8
+                    p.stored = stored_fp8_view(*ck.stored, t.name, p.x.data());
                 return;
             }
         p.tensor_error = "no matrix named " + p.weight;
@@ -141,38 +115,6 @@ void finish_quantization(Fp8Panel& p, const std::vector<float>& shown) {
     if (p.grid.hi - p.grid.lo < 0.1f) p.grid.hi = p.grid.lo + 0.1f;  // a colour ramp at least 0.1 decades wide
 }
 
-std::vector<float> scaled(const std::vector<float>& x, float g) {
-    std::vector<float> y(x.size());
-    for (std::size_t i = 0; i < x.size(); ++i) y[i] = x[i] * g;
-    return y;
-}
-
-// Step t of the delayed-scaling run quantized with the scale its history gave (`used_amax`): a history
-// of length 1 holding exactly that amax reproduces the step's quantization.
-void show_delayed_step(Fp8Panel& p, int t) {
-    AmaxHistory h(1);
-    h.push(p.delayed.used_amax[t]);
-    const std::vector<float> shown = scaled(p.x, DelayedRun::gain(t, p.delayed.spike));
-    p.q = quantize_delayed(shown.data(), p.rows, p.cols, p.cols, h, quant_config(p));
-    finish_quantization(p, shown);
-}
-
-// One step of the delayed-scaling run per frame (each is a full quantization of the tensor).
-void advance_delayed(Fp8Panel& p, AmaxHistory& history) {
-    DelayedRun& d = p.delayed;
-    const int t = d.done;
-    const std::vector<float> xt = scaled(p.x, DelayedRun::gain(t, d.spike));
-    float amax = 0;
-    for (float v : xt) amax = std::max(amax, std::fabs(v));
-    d.amax[t] = amax;
-    d.used_amax[t] = history.amax(amax);  // what quantize_delayed is about to use
-    const Fp8Matrix q = quantize_delayed(xt.data(), p.rows, p.cols, p.cols, history, quant_config(p));
-    const Fp8ErrorMetrics m = quantization_metrics(xt.data(), p.cols, q);
-    d.snr_db[t] = float(m.snr_db);
-    d.saturated[t] = float(m.saturated);
-    ++d.done;
-}
-
 void update(Fp8Panel& p, Pretrained& ck) {
     const std::string tk = tensor_key(p, ck);
     if (tk != p.tensor_key) {
@@ -183,7 +125,7 @@ void update(Fp8Panel& p, Pretrained& ck) {
     if (p.x.empty()) return;
     char buf[96];
     std::snprintf(buf, sizeof buf, "%d|%d|%d|%d|%d|%d", p.format, p.granularity, int(p.pow2), int(p.relative_heatmap),
-                  p.delayed.history_length, int(p.delayed.spike));
+                  p.history_length, int(p.spike));
     const std::string k = tk + buf;
     const bool changed = k != p.key;
     p.key = k;
@@ -194,21 +136,19 @@ void update(Fp8Panel& p, Pretrained& ck) {
         }
         return;
     }
-    DelayedRun& d = p.delayed;
     if (changed) {
-        d.done = 0;
-        d.history = std::make_unique<AmaxHistory>(std::size_t(d.history_length));
-        d.built_step = -1;
+        p.delayed.emplace(std::size_t(p.history_length), p.spike, quant_config(p));
+        p.built_step = -1;
     }
-    if (d.done < DelayedRun::kSteps) advance_delayed(p, *d.history);
+    p.delayed->advance(p.x, p.rows, p.cols);  // one step per frame: each is a full quantization
     // The shown step's views are built once that step exists (not every frame while the run advances).
-    const int want = p.shown_step < d.done ? p.shown_step : -1;
-    if (want < 0) {  // nothing to show yet: the panel says which step it is computing
+    if (p.shown_step >= p.delayed->done()) {  // nothing to show yet: the panel says which step it computes
         p.hist = {};
-        d.built_step = -1;
-    } else if (want != d.built_step) {
-        show_delayed_step(p, want);
-        d.built_step = want;
+        p.built_step = -1;
+    } else if (p.shown_step != p.built_step) {
+        p.q = p.delayed->replay(p.x, p.rows, p.cols, p.shown_step);
+        finish_quantization(p, p.delayed->step_tensor(p.x, p.shown_step));
+        p.built_step = p.shown_step;
     }
 }
 
@@ -308,18 +248,18 @@ void draw_controls(Fp8Panel& p, Pretrained& ck) {
     }
     if (p.granularity == Fp8Panel::Delayed) {
         ImGui::SetNextItemWidth(160);
-        ImGui::SliderInt("history length", &p.delayed.history_length, 1, 16);
+        ImGui::SliderInt("history length", &p.history_length, 1, 16);
         same_line_for("x4 spike at step 16", kBox);
-        ImGui::Checkbox("x4 spike at step 16", &p.delayed.spike);
+        ImGui::Checkbox("x4 spike at step 16", &p.spike);
         beside("shown step", 200);
-        ImGui::SliderInt("shown step", &p.shown_step, 0, DelayedRun::kSteps - 1);
+        ImGui::SliderInt("shown step", &p.shown_step, 0, Fp8DelayedRun::kSteps - 1);
     }
 }
 
 // The stored weight: the scales grid (one weight_scale_inv per 128x128 block, click one to list its
 // codes), the first codes of that block in hex with their values, and how often each code occurs.
 void draw_stored(Fp8Panel& p, float width) {
-    Fp8Panel::Stored& st = p.stored;
+    const StoredFp8View& st = p.stored;
     const Fp8Matrix& q = st.q;
     const std::size_t sr = q.scale_rows(), sc = q.scale_cols();
     ImGui::Text("As stored in mini.safetensors: %s codes [%zu x %zu], 1 byte per weight, and weight_scale_inv "
@@ -328,7 +268,7 @@ void draw_stored(Fp8Panel& p, float width) {
     ImGui::Text("Dequantized, these codes are the weight the page loaded: max relative difference %.3g over %zu "
                 "elements (0: the model runs on exactly these numbers).",
                 st.check.max_rel_error, st.check.count);
-    st.block = std::clamp(st.block, 0, int(sr * sc) - 1);
+    p.stored_block = std::clamp(p.stored_block, 0, int(sr * sc) - 1);
     const float left = std::min(width * 0.34f, 90.0f * float(sc) + 40);
     ImGui::BeginGroup();
     ImGui::TextUnformatted("weight_scale_inv (click a block):");
@@ -339,17 +279,17 @@ void draw_stored(Fp8Panel& p, float width) {
                 const int b = int(r * sc + c);
                 char label[48];
                 std::snprintf(label, sizeof label, "%.4e##s%d", double(q.scales[std::size_t(b)]), b);
-                if (ImGui::Selectable(label, st.block == b)) st.block = b;
+                if (ImGui::Selectable(label, p.stored_block == b)) p.stored_block = b;
             }
         ImGui::EndTable();
     }
     ImGui::EndGroup();
     ImGui::SameLine(left + 20);
     ImGui::BeginGroup();
-    const std::size_t br = std::size_t(st.block) / sc, bc = std::size_t(st.block) % sc;
+    const std::size_t br = std::size_t(p.stored_block) / sc, bc = std::size_t(p.stored_block) % sc;
     const std::size_t r0 = br * 128, c0 = bc * 128, nr = std::min<std::size_t>(8, q.rows - r0),
                       nc = std::min<std::size_t>(16, q.cols - c0);
-    const float s = q.scales[std::size_t(st.block)];
+    const float s = q.scales[std::size_t(p.stored_block)];
     ImGui::Text("codes of block (%zu, %zu), rows %zu.., columns %zu.. (hover: value):", br, bc, r0, c0);
     for (std::size_t r = r0; r < r0 + nr; ++r) {
         for (std::size_t c = c0; c < c0 + nc; ++c) {
@@ -363,12 +303,7 @@ void draw_stored(Fp8Panel& p, float width) {
     }
     ImGui::EndGroup();
     // Code frequencies, codes in order of their value (negative to positive), bar height log10(1 + count).
-    std::vector<std::uint8_t> order;
-    for (int c = 0; c < 256; ++c)
-        if (!std::isnan(fp8_decode(std::uint8_t(c), q.format))) order.push_back(std::uint8_t(c));
-    std::stable_sort(order.begin(), order.end(), [&](std::uint8_t a, std::uint8_t b) {
-        return fp8_decode(a, q.format) < fp8_decode(b, q.format);
-    });
+    const std::vector<std::uint8_t> order = fp8_codes_by_value(q.format);
     std::vector<float> h;
     float top = 0;
     for (std::uint8_t c : order) top = std::max(top, h.emplace_back(std::log10(1.0f + float(st.counts[c]))));
@@ -392,21 +327,22 @@ void draw_metrics(const Fp8Panel& p) {
 }
 
 void draw_delayed(const Fp8Panel& p, float width) {
-    const DelayedRun& d = p.delayed;
+    const Fp8DelayedRun& d = *p.delayed;
     ImGui::TextWrapped("Delayed scaling: step t's scale comes from the largest amax of the previous %d step(s), "
                        "recorded after quantizing, so no extra pass over the data is needed; a sudden jump (the "
                        "x4 spike) is clipped at 448*s (or 57344*s) for as long as the history has not seen it.",
-                       d.history_length);
-    if (d.done == 0) return;
-    float steps[DelayedRun::kSteps], sat[DelayedRun::kSteps], ratio[DelayedRun::kSteps];
-    for (int t = 0; t < d.done; ++t) {
+                       p.history_length);
+    const int n = d.done();
+    if (n == 0) return;
+    float steps[Fp8DelayedRun::kSteps], sat[Fp8DelayedRun::kSteps], ratio[Fp8DelayedRun::kSteps];
+    for (int t = 0; t < n; ++t) {
         steps[t] = float(t);
-        sat[t] = std::max(d.saturated[t], 0.5f);  // log axis: 0.5 stands for "none"
-        ratio[t] = d.amax[t] / d.used_amax[t];
+        sat[t] = std::max(d.saturated[std::size_t(t)], 0.5f);  // log axis: 0.5 stands for "none"
+        ratio[t] = d.amax[std::size_t(t)] / d.used_amax[std::size_t(t)];
     }
-    const draw::Series s1[] = {{"SNR (dB)", d.snr_db, d.done, IM_COL32(110, 170, 240, 255), steps}};
-    const draw::Series s2[] = {{"saturated values (0.5 = none)", sat, d.done, IM_COL32(240, 110, 90, 255), steps},
-                               {"amax / history amax", ratio, d.done, IM_COL32(240, 200, 90, 255), steps}};
+    const draw::Series s1[] = {{"SNR (dB)", d.snr_db.data(), n, IM_COL32(110, 170, 240, 255), steps}};
+    const draw::Series s2[] = {{"saturated values (0.5 = none)", sat, n, IM_COL32(240, 110, 90, 255), steps},
+                               {"amax / history amax", ratio, n, IM_COL32(240, 200, 90, 255), steps}};
     draw::lines("delayed_snr", s1, 1, ImVec2(width * 0.5f - 8, 120), false, "step", "SNR dB");
     ImGui::SameLine();
     draw::lines("delayed_sat", s2, 2, ImVec2(width * 0.5f - 8, 120), true, "step", nullptr);
@@ -434,12 +370,6 @@ void draw_accumulation(Fp8AccumulationSweep& e, float width) {
 
 }  // namespace
 
-// ---------------------------------------------------------------------------------- delayed scaling
-float DelayedRun::gain(int step, bool spike) {
-    // A slow 3% growth per step (weights and activations drift during training), and a x4 outlier step.
-    return std::pow(1.03f, float(step)) * (spike && step == kSpikeStep ? 4.0f : 1.0f);
-}
-
 // ------------------------------------------------------------------------------------------ the panel
 void fp8_panel(Fp8Panel& p, Pretrained& ck) {
     explain("FP8 keeps 8 bits per number: E4M3 has 3 mantissa bits (neighbours 7-12.5% apart) up to 448, E5M2 only 2 but "
@@ -464,7 +394,8 @@ void fp8_panel(Fp8Panel& p, Pretrained& ck) {
     if (!p.tensor_error.empty()) {
         ImGui::TextUnformatted(p.tensor_error.c_str());
     } else if (p.granularity == Fp8Panel::Delayed && p.hist.counts.empty()) {
-        ImGui::Text("delayed scaling: computing step %d of %d (one per frame) ...", p.delayed.done, DelayedRun::kSteps);
+        ImGui::Text("delayed scaling: computing step %d of %d (one per frame) ...", p.delayed ? p.delayed->done() : 0,
+                    Fp8DelayedRun::kSteps);
     } else if (!p.x.empty() && !p.hist.counts.empty()) {
         draw_metrics(p);
         const float left = width * 0.58f;
@@ -505,26 +436,22 @@ nlohmann::json fp8_state(const Fp8Panel& p) {
         accum.push_back({{"k", p.accum.k(int(i))}, {"never", p.accum.never[i]}, {"promoted", p.accum.promoted[i]}});
     nlohmann::json stored = nullptr;
     if (!p.stored.name.empty()) {
-        const Fp8Matrix& q = p.stored.q;
-        std::vector<int> head(q.codes.begin(), q.codes.begin() + std::min<std::ptrdiff_t>(64, std::ptrdiff_t(q.codes.size())));
-        stored = {{"name", p.stored.name}, {"dtype", q.format == Fp8Format::E4M3 ? "F8_E4M3" : "F8_E5M2"},
-                  {"shape", {q.rows, q.cols}}, {"scale_shape", {q.scale_rows(), q.scale_cols()}},
-                  {"scales", q.scales}, {"codes_head", head}, {"counts", p.stored.counts},
-                  {"max_rel_diff_loaded", p.stored.check.max_rel_error}, {"block", p.stored.block}};
+        stored = p.stored.to_json();
+        stored["block"] = p.stored_block;
     }
-    return {{"source", kSources[p.source]}, {"tensor", p.tensor_name}, {"error", p.tensor_error}, {"stored", stored},
+    nlohmann::json j = {{"source", kSources[p.source]}, {"tensor", p.tensor_name}, {"error", p.tensor_error}, {"stored", stored},
             {"rows", p.rows}, {"cols", p.cols},
             {"format", fp8_format_name(format_of(p))}, {"granularity", kGranularities[p.granularity]}, {"pow2", p.pow2},
-            {"scales", p.q.scales.size()}, {"snr_db", p.metrics.snr_db}, {"mean_rel_error", p.metrics.mean_rel_error},
-            {"max_rel_error", p.metrics.max_rel_error}, {"underflow", p.metrics.underflow},
-            {"saturated", p.metrics.saturated}, {"count", p.metrics.count},
+            {"scales", p.q.scales.size()},
             {"grid", {p.grid.rows, p.grid.cols}}, {"cell", {p.grid.cell_rows, p.grid.cell_cols}},
             {"accum_bits", p.accum.accum_bits}, {"accum", accum}, {"accum_ms", p.accum_ms}, {"accum_frames", p.accum_frames},
             {"ui", {{"e5m2", p.e5m2_rect.to_json()}, {"block", p.block_rect.to_json()},
                     {"delayed", p.delayed_rect.to_json()}}},
-            {"delayed", {{"done", p.delayed.done}, {"history_length", p.delayed.history_length},
-                         {"saturated", std::vector<float>(p.delayed.saturated, p.delayed.saturated + p.delayed.done)},
-                         {"snr_db", std::vector<float>(p.delayed.snr_db, p.delayed.snr_db + p.delayed.done)}}}};
+            {"delayed", {{"done", p.delayed ? p.delayed->done() : 0}, {"history_length", p.history_length},
+                         {"saturated", p.delayed ? p.delayed->saturated : std::vector<float>{}},
+                         {"snr_db", p.delayed ? p.delayed->snr_db : std::vector<float>{}}}}};
+    j.update(p.metrics.to_json());  // snr_db, mean_rel_error, ..., count: the figures `eva fp8 quantize` prints
+    return j;
 }
 
 void fp8_from_query(Fp8Panel& p, const Query& q) {
@@ -562,52 +489,19 @@ std::string fp8_summary(const Fp8Panel& p) {
 // ------------------------------------------------------------------------------------------ self-test
 namespace {
 
-// A decoded value the way `eva fp8 table` prints it (exact: at most 12 significant digits).
-std::string value_text(float v) {
-    if (std::isnan(v)) return "nan";
-    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%.17g", double(v));
-    return buf;
-}
-
-// All 256 codes: decode, then encode back (non-saturating). A non-NaN code must come back unchanged, a
-// NaN code as the canonical NaN of its sign (0x7F / 0xFF) — the OFP8 rule eva's codec follows.
-nlohmann::json round_trip(Fp8Format f, const char* prefix) {
-    std::vector<std::string> values;
-    std::vector<int> reencoded;
-    int mismatches = 0, nans = 0, simd_mismatches = 0;
-    std::uint8_t codes[256], simd_codes[256];
-    float decoded[256], simd_decoded[256];
-    for (int c = 0; c < 256; ++c) codes[c] = std::uint8_t(c);
-    fp8_decode(codes, simd_decoded, 256, f);
-    for (int c = 0; c < 256; ++c) {
-        decoded[c] = fp8_decode(std::uint8_t(c), f);
-        const std::uint8_t back = fp8_encode(decoded[c], f);
-        const bool nan = std::isnan(decoded[c]);
-        nans += nan;
-        mismatches += back != (nan ? std::uint8_t((c & 0x80) | 0x7F) : std::uint8_t(c));
-        values.push_back(value_text(decoded[c]));
-        reencoded.push_back(back);
-        simd_mismatches += value_text(simd_decoded[c]) != values.back() ||
-                           std::signbit(simd_decoded[c]) != std::signbit(decoded[c]);
-    }
-    fp8_encode(decoded, simd_codes, 256, f);
-    for (int c = 0; c < 256; ++c) simd_mismatches += simd_codes[c] != reencoded[std::size_t(c)];
-    const std::string p = prefix;
-    return {{p + "_roundtrip_mismatches", mismatches}, {p + "_nan_codes", nans}, {p + "_values", values},
-            {p + "_reencoded", reencoded}, {p + "_simd_scalar_mismatches", simd_mismatches}};
+// All 256 codes decoded and encoded back, under the names the browser test compares with `eva fp8 table`.
+nlohmann::json round_trip(Fp8Format f, const std::string& p) {
+    const Fp8CodeRoundTrip r = fp8_code_round_trip(f);
+    return {{p + "_roundtrip_mismatches", r.mismatches}, {p + "_nan_codes", r.nans}, {p + "_values", r.values},
+            {p + "_reencoded", r.reencoded}, {p + "_simd_scalar_mismatches", r.simd_scalar_mismatches}};
 }
 
 // What `eva fp8 gemm-error --m 16 --n 16 --k 4096 --seed 1 --granularity G --promote-every P --json` prints
 // (accumulation and total error): the same core function, compiled to WebAssembly.
-Fp8GemmErrors gemm_errors(Fp8Granularity ga, Fp8Granularity gb, std::size_t promote_every) {
-    Fp8QuantConfig qa, qb;
-    qa.granularity = ga;
-    qb.granularity = gb;
+Fp8GemmErrors gemm_errors(const char* granularity, std::size_t promote_every) {
     Fp8GemmConfig cfg;
     cfg.promote_every = promote_every;
-    return fp8_gemm_errors(fp8_gemm_operands(16, 16, 4096, 1, 0, qa, qb), cfg);
+    return fp8_gemm_error_experiment(16, 16, 4096, 1, granularity, Fp8Format::E4M3, cfg);
 }
 
 }  // namespace
@@ -615,8 +509,7 @@ Fp8GemmErrors gemm_errors(Fp8Granularity ga, Fp8Granularity gb, std::size_t prom
 nlohmann::json fp8_self_test() {
     nlohmann::json j = round_trip(Fp8Format::E4M3, "fp8_e4m3");
     j.update(round_trip(Fp8Format::E5M2, "fp8_e5m2"));
-    const Fp8GemmErrors ds = gemm_errors(Fp8Granularity::Tile, Fp8Granularity::Block, 128);
-    const Fp8GemmErrors never = gemm_errors(Fp8Granularity::Tensor, Fp8Granularity::Tensor, 0);
+    const Fp8GemmErrors ds = gemm_errors("deepseek", 128), never = gemm_errors("tensor", 0);
     j["fp8_gemm_deepseek_accumulation_rel_error"] = ds.accumulation.relative();
     j["fp8_gemm_deepseek_total_rel_error"] = ds.total.relative();
     j["fp8_gemm_never_accumulation_rel_error"] = never.accumulation.relative();

@@ -4,30 +4,18 @@
 #pragma once
 
 #include <cstddef>
-#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "eva/fp8.hpp"
+#include "eva/hf_checkpoint.hpp"
 
 #include "panel.hpp"
 
 namespace eva::web {
-
-/// Delayed scaling over a run of steps: step t quantizes the chosen tensor times a gain g_t (slowly
-/// growing, with an optional ×4 spike) using the scale from the amax history of the previous steps.
-struct DelayedRun {
-    static constexpr int kSteps = 24, kSpikeStep = 16;
-    int history_length = 4;
-    bool spike = true;
-    int done = 0;                                 // steps computed (one per frame)
-    std::unique_ptr<AmaxHistory> history;         // the amaxes of the last history_length steps
-    int built_step = -1;                          // the step whose views are built (-1: none)
-    float amax[kSteps] = {}, used_amax[kSteps] = {}, snr_db[kSteps] = {}, saturated[kSteps] = {};
-    static float gain(int step, bool spike);
-};
 
 struct Fp8Panel {
     enum Source { Weight, Activation, Synthetic };
@@ -45,7 +33,9 @@ struct Fp8Panel {
     int granularity = Tile;
     bool pow2 = false;
     bool relative_heatmap = true;
-    int shown_step = DelayedRun::kSteps - 1;         // delayed scaling: the step whose tensor is shown
+    int history_length = 4;                          // delayed scaling: steps in the amax history
+    bool spike = true;                               // delayed scaling: a x4 outlier step
+    int shown_step = Fp8DelayedRun::kSteps - 1;      // delayed scaling: the step whose tensor is shown
 
     // The chosen tensor (row-major) and what quantization made of it.
     std::string tensor_name, tensor_error;
@@ -63,15 +53,11 @@ struct Fp8Panel {
 
     // The chosen trained weight as the checkpoint file stores it, when it is stored in FP8 (the V3
     // release's format): the codes and 128×128 scales themselves, not a re-quantization.
-    struct Stored {
-        std::string name;                  // weight the view belongs to ("": none built)
-        Fp8Matrix q;                       // stored_fp8_weight: codes and weight_scale_inv as in the file
-        std::vector<std::size_t> counts;   // fp8_code_counts of the codes (256)
-        Fp8ErrorMetrics check;             // dequantize(q) against the loaded weight: exact, or a bug
-        int block = 0;                     // the block whose first codes are listed (row-major index)
-    } stored;
+    StoredFp8View stored;
+    int stored_block = 0;                            // the block whose first codes are listed (row-major index)
 
-    DelayedRun delayed;
+    std::optional<Fp8DelayedRun> delayed;            // the run of the current settings, a step per frame
+    int built_step = -1;                             // the step whose views are built (-1: none)
     Fp8AccumulationSweep accum;                      // eva/fp8.hpp's error-vs-K experiment, a slice per frame
     double accum_ms = 0;                             // time of the last frame's slice of the experiment
     long accum_frames = 0;                           // frames that did a slice of the experiment

@@ -5,15 +5,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eva/gemm.hpp"
 #include "panel.hpp"
 
 namespace eva::web {
 
 struct GemmPanel {
     int size = 128;
-    double gflops = 0, max_rel_error = 0;
+    GemmExperiment last;  // the last product, as `eva gemm --m n --n n --k n --repeat 1` runs it
     bool done = false;
-    void run();
 };
 void gemm_panel(GemmPanel& state, Pretrained&);
 /// The panel's state (window.eva.state("gemm")): the size and the last product's figures.

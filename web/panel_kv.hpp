@@ -5,34 +5,15 @@
 
 #include <memory>
 #include <string>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "eva/model.hpp"
-#include "eva/rng.hpp"
 #include "panel_mtp.hpp"
 
 #include "panel.hpp"
 
 namespace eva::web {
-
-/// Live decoding of the mini model with both caches in lockstep: each token goes through the absorbed
-/// generator and the naive one, and their logits are compared.
-struct KvDecode {
-    const Model<float>* model = nullptr;       // the context's shown model (Pretrained::shown)
-    bool fresh = false;                        // it is the untrained fallback (no checkpoint beside the page)
-    std::unique_ptr<Generator<float>> absorbed, naive;
-    std::vector<Token> tokens;                 // prompt, then sampled tokens
-    std::size_t prompt_len = 0;
-    std::size_t fed_absorbed = 0, fed_naive = 0;  // tokens each generator has consumed
-    std::vector<float> logits_absorbed, logits_naive;  // of the last token both consumed
-    double max_diff = 0, last_diff = 0;        // max |logit_naive − logit_absorbed|: over the run, last token
-    double ms_absorbed = 0, ms_naive = 0;      // mean time per token of each cache's feed
-    double last_ms_absorbed = 0, last_ms_naive = 0;
-    Rng rng{1};
-    unsigned runs = 0;                         // restarts, seeds each run's sampling
-};
 
 struct KvPanel {
     // Memory comparison.
@@ -45,10 +26,13 @@ struct KvPanel {
     int layer = 0;                // layer whose cache and attention are shown
     bool paused = false;
     bool restart = true;          // (re)start decoding on the next frame
-    KvDecode run;
+    // The run: the mini model through both caches in lockstep (eva/model.hpp), on the shown model.
+    std::unique_ptr<CacheLockstep> run;
+    const Model<float>* model = nullptr;  // the context's shown model it decodes (Pretrained::shown)
+    bool fresh = false;                   // that is the untrained fallback (no checkpoint beside the page)
+    unsigned runs = 0;                    // restarts; each run samples from Rng(runs)
     SpecDecode spec;              // the same prompt and temperature decoded speculatively (MTP drafts)
     unsigned long frame = 0;      // frames decoded: odd ones go to the speculative run while it has work
-    // Screen rectangles of two controls, for the browser test to click (x0, y0, x1, y1).
     Rect preset_v2_rect, restart_rect;  // controls the browser tests click
 };
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <cmath>
@@ -153,6 +154,59 @@ void fp8_decode(const std::uint8_t* codes, float* x, std::size_t n, Fp8Format f)
     const std::size_t simd = n - n % detail::kFp8Multiple;
     if (simd) run_codec<DecodeRun>(codes, x, simd, f);
     for (std::size_t i = simd; i < n; ++i) x[i] = fp8_decode(codes[i], f);
+}
+
+std::string fp8_value_text(float v) {
+    if (std::isnan(v)) return "nan";
+    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", double(v));
+    return buf;
+}
+
+Fp8CodeRoundTrip fp8_code_round_trip(Fp8Format f) {
+    Fp8CodeRoundTrip r;
+    std::uint8_t codes[256], simd_codes[256];
+    float decoded[256], simd_decoded[256];
+    for (int c = 0; c < 256; ++c) codes[c] = std::uint8_t(c);
+    fp8_decode(codes, simd_decoded, 256, f);
+    for (int c = 0; c < 256; ++c) {
+        decoded[c] = fp8_decode(std::uint8_t(c), f);
+        const std::uint8_t back = fp8_encode(decoded[c], f);
+        const bool nan = std::isnan(decoded[c]);
+        r.nans += nan;
+        r.mismatches += back != (nan ? std::uint8_t((c & 0x80) | 0x7F) : std::uint8_t(c));
+        r.values.push_back(fp8_value_text(decoded[c]));
+        r.reencoded.push_back(back);
+        r.simd_scalar_mismatches += fp8_value_text(simd_decoded[c]) != r.values.back() ||
+                                    std::signbit(simd_decoded[c]) != std::signbit(decoded[c]);
+    }
+    fp8_encode(decoded, simd_codes, 256, f);
+    for (int c = 0; c < 256; ++c) r.simd_scalar_mismatches += simd_codes[c] != r.reencoded[std::size_t(c)];
+    return r;
+}
+
+std::vector<std::uint8_t> fp8_codes_by_value(Fp8Format f) {
+    std::vector<std::uint8_t> order;
+    for (int c = 0; c < 256; ++c)
+        if (!std::isnan(fp8_decode(std::uint8_t(c), f))) order.push_back(std::uint8_t(c));
+    std::stable_sort(order.begin(), order.end(),
+                     [f](std::uint8_t a, std::uint8_t b) { return fp8_decode(a, f) < fp8_decode(b, f); });
+    return order;
+}
+
+std::vector<float> fp8_outlier_tensor(std::size_t n, float fraction, float magnitude, std::uint64_t seed,
+                                      std::size_t* outliers) {
+    std::vector<float> x(n);
+    Rng(seed).fill_normal(x.data(), n, 0, 1);
+    Rng pick(seed, 1);
+    const std::size_t count = n == 0 ? 0 : std::size_t(std::lround(double(fraction) * double(n)));
+    for (std::size_t i = 0; i < count; ++i) {
+        const std::size_t at = std::min(n - 1, std::size_t(pick.uniform() * float(n)));
+        x[at] = (pick.uniform() < 0.5f ? -1.0f : 1.0f) * magnitude;
+    }
+    if (outliers) *outliers = count;
+    return x;
 }
 
 // ----------------------------------------------------------------------------- scaled quantization
@@ -358,6 +412,57 @@ Fp8Matrix quantize_delayed(const float* x, std::size_t rows, std::size_t cols, s
     return q;
 }
 
+Fp8GemmErrors fp8_gemm_error_experiment(std::size_t m, std::size_t n, std::size_t k, std::uint64_t seed,
+                                        const std::string& granularity, Fp8Format format, const Fp8GemmConfig& cfg,
+                                        const std::string& field) {
+    Fp8QuantConfig qa, qb;
+    qa.format = qb.format = format;
+    if (granularity == "tensor") {
+        qa.granularity = qb.granularity = Fp8Granularity::Tensor;
+    } else if (granularity == "deepseek") {
+        qa.granularity = Fp8Granularity::Tile;
+        qb.granularity = Fp8Granularity::Block;
+    } else {
+        throw ConfigError(field + ": unknown value '" + preview(granularity) + "' (allowed: tensor, deepseek)");
+    }
+    return fp8_gemm_errors(fp8_gemm_operands(m, n, k, seed, 0, qa, qb), cfg);
+}
+
+Fp8DelayedRun::Fp8DelayedRun(std::size_t history_length, bool spike, const Fp8QuantConfig& cfg)
+    : spike_(spike), cfg_(cfg), history_(history_length) {}
+
+float Fp8DelayedRun::gain(int t) const {
+    return std::pow(1.03f, float(t)) * (spike_ && t == kSpikeStep ? 4.0f : 1.0f);
+}
+
+std::vector<float> Fp8DelayedRun::step_tensor(const std::vector<float>& x, int t) const {
+    std::vector<float> y(x.size());
+    const float g = gain(t);
+    for (std::size_t i = 0; i < x.size(); ++i) y[i] = x[i] * g;
+    return y;
+}
+
+void Fp8DelayedRun::advance(const std::vector<float>& x, std::size_t rows, std::size_t cols) {
+    if (finished()) return;
+    const std::vector<float> xt = step_tensor(x, done());
+    float current = 0;
+    for (float v : xt) current = std::max(current, std::fabs(v));
+    used_amax.push_back(history_.amax(current));  // what quantize_delayed is about to use
+    amax.push_back(current);
+    const Fp8Matrix q = quantize_delayed(xt.data(), rows, cols, cols, history_, cfg_);
+    const Fp8ErrorMetrics m = quantization_metrics(xt.data(), cols, q);
+    snr_db.push_back(float(m.snr_db));
+    saturated.push_back(float(m.saturated));
+}
+
+Fp8Matrix Fp8DelayedRun::replay(const std::vector<float>& x, std::size_t rows, std::size_t cols, int t) const {
+    if (t < 0 || t >= done()) throw ConfigError("delayed scaling: step " + std::to_string(t) + " was not run");
+    AmaxHistory h(1);  // a history holding exactly the amax step t's scale came from
+    h.push(used_amax[std::size_t(t)]);
+    const std::vector<float> xt = step_tensor(x, t);
+    return quantize_delayed(xt.data(), rows, cols, cols, h, cfg_);
+}
+
 // -------------------------------------------------------------------------------------------- GEMM
 float fp8_accumulate(float acc, double sum, int bits) {
     // The exact sum of an fp32 value and a few FP8 products fits a double in practice (rounding there is
@@ -498,6 +603,18 @@ Fp8GemmErrors fp8_gemm_errors(const Fp8GemmOperands& ops, const Fp8GemmConfig& c
             compare(e.total, ops.x, ops.w, i, j);
         }
     return e;
+}
+
+nlohmann::json Fp8ErrorMetrics::to_json() const {
+    return {{"count", count},
+            {"mse", mse},
+            {"snr_db", std::isinf(snr_db) ? nlohmann::json("inf") : nlohmann::json(snr_db)},
+            {"max_rel_error", max_rel_error},
+            {"mean_rel_error", mean_rel_error},
+            {"cosine", cosine},
+            {"underflow", underflow},
+            {"saturated", saturated},
+            {"nan", nan}};
 }
 
 Fp8ErrorMetrics error_metrics(const float* ref, const float* approx, std::size_t n) {

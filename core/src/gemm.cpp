@@ -2,10 +2,14 @@
 #include "eva/gemm.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "eva/error.hpp"
+#include "eva/rng.hpp"
 #include "gemm_kernel.hpp"
 #include "parallel.hpp"
 
@@ -172,6 +176,28 @@ GemmError gemm_error(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t
     }
     e.max_rel = largest > 0 ? e.max_abs / largest : 0.0;
     return e;
+}
+
+GemmExperiment gemm_random_run(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, std::uint64_t seed, int repeat,
+                        bool check) {
+    if (repeat < 1) throw ConfigError("gemm: repeat must be at least 1, got " + std::to_string(repeat));
+    Rng rng(seed);
+    std::vector<float> A(M * K), B(K * N), C(M * N);
+    rng.fill_normal(A.data(), A.size(), 0, 1);
+    rng.fill_normal(B.data(), B.size(), 0, 1);
+    const std::size_t lda = op_a == Op::T ? M : K, ldb = op_b == Op::T ? K : N;
+    std::vector<double> seconds;
+    for (int r = 0; r < repeat; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        gemm<float>(op_a, op_b, M, N, K, A.data(), lda, B.data(), ldb, C.data(), N);
+        seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(seconds.begin(), seconds.end());
+    GemmExperiment run;
+    run.median_seconds = seconds[seconds.size() / 2];
+    run.gflops = 2.0 * double(M) * double(N) * double(K) / std::max(run.median_seconds, 1e-9) * 1e-9;
+    if (check) run.error = gemm_error(op_a, op_b, M, N, K, A.data(), lda, B.data(), ldb, C.data());
+    return run;
 }
 
 std::string gemm_arch() {

@@ -578,6 +578,26 @@ Fp8Matrix stored_fp8_weight(const Checkpoint& c, const std::string& eva_name) {
     return q;
 }
 
+StoredFp8View stored_fp8_view(const Checkpoint& c, const std::string& eva_name, const float* loaded) {
+    StoredFp8View v;
+    v.q = stored_fp8_weight(c, eva_name);
+    if (v.q.codes.empty()) return v;  // stored in BF16/F32 (the gate, norms, embedding, head)
+    v.name = eva_name;
+    v.counts = fp8_code_counts(v.q.codes.data(), v.q.codes.size());
+    std::vector<float> deq(v.q.rows * v.q.cols);
+    dequantize(v.q, deq.data(), v.q.cols);
+    v.check = error_metrics(loaded, deq.data(), deq.size());
+    return v;
+}
+
+json StoredFp8View::to_json() const {
+    const std::size_t head = std::min<std::size_t>(64, q.codes.size());
+    return {{"name", name}, {"dtype", q.format == Fp8Format::E4M3 ? "F8_E4M3" : "F8_E5M2"},
+            {"shape", {q.rows, q.cols}}, {"scale_shape", {q.scale_rows(), q.scale_cols()}}, {"scales", q.scales},
+            {"codes_head", std::vector<int>(q.codes.begin(), q.codes.begin() + std::ptrdiff_t(head))},
+            {"counts", counts}, {"max_rel_diff_loaded", check.max_rel_error}};
+}
+
 Model<float> load_checkpoint(const std::string& path, json* metadata_out) {
     const Checkpoint c = Checkpoint::open(path);
     if (metadata_out) *metadata_out = c.metadata();

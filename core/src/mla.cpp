@@ -450,6 +450,36 @@ std::int64_t default_gqa_groups(const ModelArgs& args) {
         if (args.n_heads % g == 0) return g;
 }
 
+std::vector<KVCacheScheme> KVCacheModel::memory(std::int64_t seq_len, CacheDType dtype) const {
+    std::vector<KVCacheScheme> rows = kv_cache_memory(args, seq_len, dtype, gqa_groups);
+    if (!mla) rows.erase(std::remove_if(rows.begin(), rows.end(), [](const KVCacheScheme& r) { return r.name == "MLA"; }),
+                         rows.end());
+    return rows;
+}
+
+const std::vector<KVCacheModel>& kv_cache_models() {
+    static const std::vector<KVCacheModel> models = [] {
+        std::vector<KVCacheModel> m;
+        const char* const names[][2] = {{"mini", "mini"}, {"v2-lite", "V2-Lite"}, {"v2", "V2"}, {"v3", "V3"}};
+        for (const auto& n : names) {
+            const ModelArgs a = preset(n[0]);
+            m.push_back({n[0], n[1], a, default_gqa_groups(a), true, "MLA"});
+        }
+        const ModelArgs llama = model_args_from_json({{"dim", 4096}, {"n_layers", 32}, {"n_heads", 32},
+                                                      {"qk_nope_head_dim", 64}, {"qk_rope_head_dim", 64},
+                                                      {"v_head_dim", 128}, {"vocab_size", 128256}, {"max_seq_len", 8192}});
+        m.push_back({"llama3-8b", "Llama-3-8B shape", llama, 8, false, "GQA-8"});
+        return m;
+    }();
+    return models;
+}
+
+const KVCacheModel* find_kv_cache_model(const std::string& key) {
+    for (const KVCacheModel& m : kv_cache_models())
+        if (m.key == key) return &m;
+    return nullptr;
+}
+
 std::vector<KVCacheScheme> kv_cache_memory(const ModelArgs& args, std::int64_t seq_len, CacheDType dtype,
                                            std::int64_t gqa_groups) {
     args.validate();

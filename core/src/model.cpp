@@ -2,6 +2,7 @@
 #include "eva/model.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 
@@ -400,6 +401,29 @@ const MLAAbsorbedCache<T>& Generator<T>::absorbed_cache(std::size_t layer) const
 }
 
 template <class T>
+std::vector<T> Generator<T>::attention_window(std::size_t layer, std::size_t first) const {
+    const std::size_t L = length();
+    if (first > L) throw ShapeError("Generator::attention_window: first position beyond the cache");
+    const std::vector<T>& p = attention_.at(layer);  // [H, L]
+    const std::size_t H = p.size() / std::max<std::size_t>(L, 1), n = L - first;
+    std::vector<T> w(H * n);
+    for (std::size_t h = 0; h < H; ++h)
+        std::copy(p.begin() + std::ptrdiff_t(h * L + first), p.begin() + std::ptrdiff_t(h * L + L), w.begin() + std::ptrdiff_t(h * n));
+    return w;
+}
+
+template <class T>
+std::vector<T> Generator<T>::latent_window(std::size_t layer, std::size_t first) const {
+    const MLAAbsorbedCache<T>& c = absorbed_cache(layer);
+    if (first > c.length) throw ShapeError("Generator::latent_window: first position beyond the cache");
+    const std::size_t R = c.kv_lora_rank, n = c.length - first;
+    std::vector<T> w(R * n);
+    for (std::size_t t = 0; t < n; ++t)
+        for (std::size_t j = 0; j < R; ++j) w[j * n + t] = c.kv[(first + t) * R + j];
+    return w;
+}
+
+template <class T>
 std::size_t Generator<T>::length() const {
     return kind_ == AttentionCache::naive ? naive_.front().length : absorbed_.front().length;
 }
@@ -558,6 +582,42 @@ std::string sample_text(const Model<float>& m, const std::string& prompt, int n,
         logits = gen.feed({out.back()});
     }
     return decode_bytes(out);
+}
+
+// ------------------------------------------------------------------------------- caches in lockstep
+CacheLockstep::CacheLockstep(const Model<float>& m, std::vector<Token> given, std::size_t capacity, std::uint64_t seed)
+    : absorbed(m, AttentionCache::absorbed, capacity), naive(m, AttentionCache::naive, capacity),
+      tokens(std::move(given)), capacity_(capacity), rng_(seed) {
+    if (capacity == 0) throw ConfigError("lockstep decoding: capacity must be at least 1");
+    if (tokens.empty()) tokens = encode_bytes("\n");
+    if (tokens.size() > capacity - 1) tokens.resize(std::max<std::size_t>(capacity - 1, 1));
+    prompt_len = tokens.size();
+}
+
+bool CacheLockstep::step(const SamplingConfig& s) {
+    using ms = std::chrono::duration<double, std::milli>;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!naive_behind()) {
+        if (fed_absorbed == tokens.size()) {
+            if (finished()) return false;
+            tokens.push_back(sample_token(logits_absorbed, s, rng_));
+        }
+        logits_absorbed = absorbed.feed({tokens[fed_absorbed]});
+        last_ms_absorbed = ms(std::chrono::steady_clock::now() - t0).count();
+        ++fed_absorbed;
+        ms_absorbed += (last_ms_absorbed - ms_absorbed) / double(fed_absorbed);  // running mean
+        for (float v : logits_absorbed) logit_scale = std::max(logit_scale, double(std::abs(v)));
+        return true;
+    }
+    logits_naive = naive.feed({tokens[fed_naive]});
+    last_ms_naive = ms(std::chrono::steady_clock::now() - t0).count();
+    ++fed_naive;
+    ms_naive += (last_ms_naive - ms_naive) / double(fed_naive);
+    last_diff = 0;
+    for (std::size_t v = 0; v < logits_naive.size(); ++v)
+        last_diff = std::max(last_diff, double(std::abs(logits_naive[v] - logits_absorbed[v])));
+    max_diff = std::max(max_diff, last_diff);
+    return true;
 }
 
 #define EVA_MODEL_INSTANCES(T)                                                                                    \

@@ -3,6 +3,8 @@
 #include "eva/mtp.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <string>
 
 #include <xtensor/xview.hpp>
 
@@ -286,6 +288,75 @@ std::vector<Token> SpeculativeGenerator<T>::step(const SamplingConfig& s, Rng& r
     stats_.rounds += 1;
     last_accepted_ = a;
     return out;
+}
+
+// ----------------------------------------------------------------- speculative and plain side by side
+namespace {
+using Seconds = std::chrono::duration<double>;
+
+std::size_t speculative_capacity(const Model<float>& m, const std::vector<Token>& prompt, std::size_t max_new_tokens) {
+    const std::size_t max_len = std::size_t(m.args.max_seq_len);
+    if (prompt.empty()) throw ConfigError("speculative decoding: the prompt is empty");
+    if (prompt.size() >= max_len)
+        throw ConfigError("speculative decoding: the prompt (" + std::to_string(prompt.size()) +
+                          " tokens) fills the context (max_seq_len " + std::to_string(max_len) + ")");
+    return std::min(max_len, prompt.size() + max_new_tokens);
+}
+}  // namespace
+
+SpeculativeRun::SpeculativeRun(const Model<float>& m, const std::vector<Token>& prompt, std::size_t max_new_tokens,
+                               const SamplingConfig& sampling, std::uint64_t seed)
+    : sampling_(sampling), max_new_tokens_(max_new_tokens),
+      capacity_(speculative_capacity(m, prompt, max_new_tokens)), gen_(m, capacity_),
+      plain_(m, AttentionCache::absorbed, capacity_), rng_(seed), plain_rng_(seed) {
+    auto t0 = std::chrono::steady_clock::now();
+    tokens.push_back(gen_.start(prompt, sampling_, rng_));
+    drafted.push_back(0);
+    seconds += Seconds(std::chrono::steady_clock::now() - t0).count();
+    t0 = std::chrono::steady_clock::now();
+    plain_logits_ = plain_.feed(prompt);
+    plain_seconds += Seconds(std::chrono::steady_clock::now() - t0).count();
+    if (max_new_tokens_ <= 1) {  // start() drew every token asked for (or one more than 0)
+        tokens.resize(max_new_tokens_);
+        drafted.resize(max_new_tokens_);
+        done_ = true;
+    }
+}
+
+bool SpeculativeRun::step_speculative() {
+    if (done_) return false;
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<Token> t = gen_.step(sampling_, rng_);
+    seconds += Seconds(std::chrono::steady_clock::now() - t0).count();
+    if (t.empty()) {  // the cache is full
+        done_ = true;
+        return false;
+    }
+    const std::size_t a = gen_.last_accepted();
+    if (a < gen_.last_drafts().size()) rejected.emplace_back(tokens.size() + a, gen_.last_drafts()[a]);
+    for (std::size_t i = 0; i < t.size(); ++i) {
+        tokens.push_back(t[i]);
+        drafted.push_back(i < a ? 1 : 0);
+    }
+    if (tokens.size() >= max_new_tokens_) {  // the round may overshoot: keep the first max_new_tokens
+        tokens.resize(max_new_tokens_);
+        drafted.resize(max_new_tokens_);
+        done_ = true;
+    }
+    return true;
+}
+
+bool SpeculativeRun::plain_done() const {
+    return plain_tokens.size() >= max_new_tokens_ || plain_.length() >= capacity_;
+}
+
+bool SpeculativeRun::step_plain() {
+    if (plain_done()) return false;
+    const auto t0 = std::chrono::steady_clock::now();
+    plain_tokens.push_back(sample_token(plain_logits_, sampling_, plain_rng_));
+    plain_logits_ = plain_.feed({plain_tokens.back()});
+    plain_seconds += Seconds(std::chrono::steady_clock::now() - t0).count();
+    return true;
 }
 
 #define EVA_MTP_INSTANCES(T)                                                                                   \

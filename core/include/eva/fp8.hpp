@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace eva {
 
 enum class Fp8Format { E4M3, E5M2 };
@@ -41,6 +43,9 @@ float fp8_max(Fp8Format f);
 /// Scalar codec: the definition the vectorized one is tested against.
 std::uint8_t fp8_encode(float x, Fp8Format f, bool saturate = false);
 float fp8_decode(std::uint8_t code, Fp8Format f);
+/// A decoded value as `eva fp8 table` prints it: exact (a finite FP8 value has at most 12 significant
+/// digits, so %.17g neither rounds nor pads), or nan, inf, -inf.
+std::string fp8_value_text(float v);
 
 /// Vectorized codec (xsimd): bit-identical to the scalar one, for n values.
 void fp8_encode(const float* x, std::uint8_t* codes, std::size_t n, Fp8Format f, bool saturate = false);
@@ -96,6 +101,28 @@ void dequantize(const Fp8Matrix& q, float* x, std::size_t ld);
 void quantize_dequantize(const float* x, std::size_t rows, std::size_t cols, std::size_t ld, const Fp8QuantConfig& cfg,
                          float* y, std::size_t ldy);
 
+/// The 256 codes decoded and encoded back (non-saturating), by the scalar codec and the SIMD one: the
+/// page's selfTest compares it with `eva fp8 table`. A non-NaN code must come back unchanged, a NaN code
+/// as the canonical NaN of its sign (0x7F / 0xFF), the OFP8 rule eva's codec follows.
+struct Fp8CodeRoundTrip {
+    std::vector<std::string> values;  // fp8_value_text of each code's scalar decode
+    std::vector<int> reencoded;       // each decoded value encoded again (scalar)
+    int mismatches = 0;               // codes not coming back as the rule says
+    int nans = 0;                     // codes that decode to NaN
+    int simd_scalar_mismatches = 0;   // decodes (text or sign) and re-encodes where SIMD and scalar differ
+};
+Fp8CodeRoundTrip fp8_code_round_trip(Fp8Format f);
+
+/// The codes of a format that are not NaN, in the order of their values (−max … +max, −inf … +inf for
+/// E5M2; −0 after +0): the axis of the FP8 panel's chart of code frequencies.
+std::vector<std::uint8_t> fp8_codes_by_value(Fp8Format f);
+
+/// n standard normal values from Rng(seed) with round(fraction·n) elements set to ±magnitude, positions
+/// and signs from the seed's stream 1 (so the normal part does not move with the outlier settings):
+/// what activations with outlier channels look like to a quantizer. `outliers` gets how many were set.
+std::vector<float> fp8_outlier_tensor(std::size_t n, float fraction, float magnitude, std::uint64_t seed,
+                                      std::size_t* outliers = nullptr);
+
 /// Delayed (Transformer-Engine-style) per-tensor scaling: the scale of step t comes from the largest
 /// amax seen in the previous `length` steps; the current amax is recorded after quantizing, so a sudden
 /// outlier saturates for one step instead of being seen in advance.
@@ -116,6 +143,34 @@ private:
 /// Per-tensor quantization with the scale from `history`, then records this tensor's amax in it.
 Fp8Matrix quantize_delayed(const float* x, std::size_t rows, std::size_t cols, std::size_t ld, AmaxHistory& history,
                            Fp8QuantConfig cfg);
+
+/// Delayed scaling over a run of kSteps steps (the FP8 panel's chart): step t quantizes x·gain(t) with
+/// quantize_delayed, the scale from the largest amax of the previous `history_length` steps. The gain
+/// grows 3% a step (weights and activations drift during training) and, with `spike`, is ×4 at
+/// kSpikeStep: an outlier the history has not seen, clipped at max·s until the history holds it.
+class Fp8DelayedRun {
+public:
+    static constexpr int kSteps = 24, kSpikeStep = 16;
+    Fp8DelayedRun(std::size_t history_length, bool spike, const Fp8QuantConfig& cfg);  // length ≥ 1
+
+    float gain(int t) const;
+    std::vector<float> step_tensor(const std::vector<float>& x, int t) const;  // x·gain(t)
+    /// Quantizes the next step of x [rows, cols] and records its figures; nothing once finished.
+    void advance(const std::vector<float>& x, std::size_t rows, std::size_t cols);
+    /// Step t < done() of x [rows, cols] quantized again with the scale its history gave it.
+    Fp8Matrix replay(const std::vector<float>& x, std::size_t rows, std::size_t cols, int t) const;
+    int done() const { return int(amax.size()); }
+    bool finished() const { return done() >= kSteps; }
+
+    // Per finished step: the tensor's own amax, the history's amax its scale came from, and
+    // quantization_metrics' SNR (dB) and count of saturated values (as floats, for charts).
+    std::vector<float> amax, used_amax, snr_db, saturated;
+
+private:
+    bool spike_;
+    Fp8QuantConfig cfg_;
+    AmaxHistory history_;
+};
 
 // -------------------------------------------------------------------------------------------- GEMM
 struct Fp8GemmConfig {
@@ -171,6 +226,13 @@ Fp8GemmErrors fp8_gemm_errors(const Fp8GemmOperands& ops, const Fp8GemmConfig& c
 inline Fp8GemmErrors fp8_gemm_errors(const Fp8GemmOperands& ops, const Fp8GemmConfig& cfg) {
     return fp8_gemm_errors(ops, cfg, 0, ops.m);
 }
+/// The experiment as `eva fp8 gemm-error` runs it (and the page's selfTest, to compare): the operands
+/// fp8_gemm_operands(m, n, k, seed, stream 0) in `format`, scaled per `granularity` — "tensor" (one scale
+/// each) or "deepseek" (1×128 tiles of x, 128×128 blocks of w); ConfigError naming `field` otherwise —
+/// and their errors with cfg.
+Fp8GemmErrors fp8_gemm_error_experiment(std::size_t m, std::size_t n, std::size_t k, std::uint64_t seed,
+                                        const std::string& granularity, Fp8Format format, const Fp8GemmConfig& cfg,
+                                        const std::string& field = "granularity");
 
 /// The accumulation experiment over K (DeepSeek-V3 §3.3.2; the FP8 panel's error-vs-K chart): for
 /// K = 128·2^i, i < count, the operands fp8_gemm_operands(m, n, K, seed, stream i) with one E4M3 scale
@@ -204,6 +266,7 @@ struct Fp8ErrorMetrics {
     std::size_t underflow = 0;  // reference ≠ 0 but approximation = 0
     std::size_t saturated = 0;  // clipped at ±max (filled by quantization_metrics)
     std::size_t nan = 0;        // NaN in the approximation
+    nlohmann::json to_json() const;  // every field by name; an infinite SNR (exact) as "inf"
 };
 
 /// Error of `approx` against `ref` over n values. SNR = 10·log10(Σref² / Σ(ref−approx)²) (+inf when

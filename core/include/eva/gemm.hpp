@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "eva/tensor.hpp"
@@ -69,5 +70,15 @@ struct GemmError {
 };
 GemmError gemm_error(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const float* A, std::size_t lda,
                      const float* B, std::size_t ldb, const float* C);
+
+/// The experiment of `eva gemm` and the GEMM panel: C = op(A)·op(B) [M×N] with A then B drawn standard
+/// normal from Rng(seed) (stored M×K or K×M, K×N or N×K as the ops say), multiplied `repeat` ≥ 1 times;
+/// the median time, its GFLOP/s (2·M·N·K per product) and, with `check`, the product's gemm_error.
+struct GemmExperiment {
+    double median_seconds = 0, gflops = 0;
+    GemmError error;  // zero without check
+};
+GemmExperiment gemm_random_run(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, std::uint64_t seed, int repeat,
+                        bool check);
 
 }  // namespace eva

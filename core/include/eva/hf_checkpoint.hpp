@@ -122,6 +122,21 @@ private:
 /// checkpoint lacks or a scale of the wrong shape or dtype.
 Fp8Matrix stored_fp8_weight(const Checkpoint& c, const std::string& eva_name);
 
+/// A stored FP8 weight beside the loaded one (the FP8 panel's stored view): the codes and scales as the
+/// file has them, how often each code occurs, and dequantize(q) against the loaded weight. That check is
+/// exact, since load() dequantized the same bytes: any difference is a loader bug.
+struct StoredFp8View {
+    std::string name;                 // "" when the weight is not stored in FP8
+    Fp8Matrix q;                      // stored_fp8_weight
+    std::vector<std::size_t> counts;  // fp8_code_counts of the codes
+    Fp8ErrorMetrics check;            // dequantize(q) against the loaded weight
+    /// name, dtype (F8_E4M3 / F8_E5M2), shape, scale_shape, scales, codes_head (the first 64 codes),
+    /// counts, max_rel_diff_loaded.
+    nlohmann::json to_json() const;
+};
+/// The view of `eva_name`; `loaded` is the model's weight [q.rows, q.cols] (read only when stored in FP8).
+StoredFp8View stored_fp8_view(const Checkpoint& c, const std::string& eva_name, const float* loaded);
+
 /// Checkpoint::open(path).load(); `metadata_out` receives the eva layout's __metadata__ (empty for hf).
 Model<float> load_checkpoint(const std::string& path, nlohmann::json* metadata_out = nullptr);
 

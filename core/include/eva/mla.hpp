@@ -179,4 +179,23 @@ std::vector<KVCacheScheme> kv_cache_memory(const ModelArgs& args, std::int64_t s
 /// up to 8 (GQA-8 is a common production choice, e.g. Llama-3's). n_heads ≥ 1, else ConfigError.
 std::int64_t default_gqa_groups(const ModelArgs& args);
 
+/// A model whose KV cache `eva mla memory --config NAME` and the KV panel compare by name: DeepSeek's
+/// presets (mini, v2-lite, v2, v3), which cache MLA's latent, and llama3-8b, Meta-Llama-3-8B's attention
+/// shape (its config.json: 32 layers, 32 query heads, 8 K/V heads, head_dim 4096 / 32 = 128), a GQA
+/// model without a latent. Only the cache's shape is Llama's: the key of 128 per K/V head is written as
+/// nope 64 + rope 64 because ModelArgs splits the key (Llama rotates all of it; the size is the same).
+struct KVCacheModel {
+    std::string key, label;   // "v3", "V3"; "llama3-8b", "Llama-3-8B shape"
+    ModelArgs args;
+    std::int64_t gqa_groups;  // K/V heads of its GQA row (default_gqa_groups)
+    bool mla;                 // it has an MLA latent (else its MLA row describes no real cache)
+    std::string own_scheme;   // the scheme the real model uses: "MLA" or "GQA-8"
+    /// kv_cache_memory with gqa_groups, without the MLA row when the model has no latent.
+    std::vector<KVCacheScheme> memory(std::int64_t seq_len, CacheDType dtype) const;
+};
+/// mini, v2-lite, v2, v3, llama3-8b, in that order.
+const std::vector<KVCacheModel>& kv_cache_models();
+/// The model named `key`, or nullptr.
+const KVCacheModel* find_kv_cache_model(const std::string& key);
+
 }  // namespace eva

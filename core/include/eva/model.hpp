@@ -28,6 +28,7 @@
 #include "eva/mla.hpp"
 #include "eva/mlp.hpp"
 #include "eva/moe.hpp"
+#include "eva/rng.hpp"
 #include "eva/rope.hpp"
 #include "eva/tensor.hpp"
 
@@ -223,6 +224,11 @@ public:
     /// if this generator keeps the naive cache.
     const std::vector<T>& attention(std::size_t layer) const { return attention_.at(layer); }
     const MLAAbsorbedCache<T>& absorbed_cache(std::size_t layer) const;
+    /// The same views over the newest positions [first, length()) only, as heatmaps draw them: the
+    /// attention weights [H, length() − first], and the absorbed cache's c_KV rows transposed to one
+    /// column per position, [kv_lora_rank, length() − first]. first ≤ length(), else ShapeError.
+    std::vector<T> attention_window(std::size_t layer, std::size_t first) const;
+    std::vector<T> latent_window(std::size_t layer, std::size_t first) const;
 
 private:
     Matrix<T> hidden_states(const std::vector<Token>& tokens);  // the blocks over new tokens: x [n, dim]
@@ -250,6 +256,37 @@ Token sample_from(const std::vector<double>& p, Rng& rng);
 /// each drawn at temperature 0.8 from the 40 most likely (Rng(seed, 7)), through the absorbed MLA
 /// cache, within max_seq_len; returns the drawn bytes (not the prompt).
 std::string sample_text(const Model<float>& m, const std::string& prompt, int n, std::uint64_t seed);
+
+/// One model decoding through both caches in lockstep (the KV panel's live decoding and its selfTest):
+/// each token goes through the absorbed generator, then the naive one, and their logits are compared.
+/// They differ by float rounding only (the absorbed path computes q·(W_UK c) as (q W_UK)·c). The work
+/// comes in halves, one generator's feed each and timed, so that a page can spread a token over frames.
+/// The given tokens are fed first; after them each token is sampled from the absorbed logits.
+class CacheLockstep {
+public:
+    /// `tokens` (empty: one newline) are cut to capacity − 1 so that at least one is sampled; the
+    /// samples draw from Rng(seed). capacity ≤ the model's max_seq_len.
+    CacheLockstep(const Model<float>& m, std::vector<Token> tokens, std::size_t capacity, std::uint64_t seed);
+    /// The next half step: the absorbed generator's feed of the next token (drawn first once the given
+    /// ones are used up), or the naive generator's feed of the same token. False (nothing done) when full.
+    bool step(const SamplingConfig& s);
+    bool finished() const { return tokens.size() >= capacity_ && fed_naive == tokens.size(); }
+    bool naive_behind() const { return fed_naive < fed_absorbed; }
+
+    Generator<float> absorbed, naive;
+    std::vector<Token> tokens;                  // the given ones, then the sampled ones
+    std::size_t prompt_len = 0;
+    std::size_t fed_absorbed = 0, fed_naive = 0;
+    std::vector<float> logits_absorbed, logits_naive;  // of each one's last fed token
+    double last_diff = 0, max_diff = 0;  // max |naive − absorbed logit|: last token both fed, whole run
+    double logit_scale = 0;              // max |absorbed logit| over the run (the scale max_diff is small against)
+    double last_ms_absorbed = 0, last_ms_naive = 0;  // each one's last feed, milliseconds
+    double ms_absorbed = 0, ms_naive = 0;            // their means per token
+
+private:
+    std::size_t capacity_;
+    Rng rng_;
+};
 
 }  // namespace eva
 

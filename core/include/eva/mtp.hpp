@@ -125,4 +125,39 @@ private:
     SpeculativeStats stats_;
 };
 
+/// `eva generate --speculative`'s run, a unit of work at a time so that a page can spread it over frames
+/// (the KV panel's MTP view runs it too, so for the same settings both give the same text and counts):
+/// speculative decoding of the prompt (the first token from start(), then rounds until max_new_tokens,
+/// the first max_new_tokens kept) and, beside it, plain decoding of the same prompt with the same seed
+/// through the absorbed cache, for the speed ratio. Each is timed around its own calls only, prompt
+/// included. Both caches hold the prompt and the new tokens, within max_seq_len.
+class SpeculativeRun {
+public:
+    /// ConfigError for an empty prompt, one that fills max_seq_len, or a model without MTP modules.
+    SpeculativeRun(const Model<float>& m, const std::vector<Token>& prompt, std::size_t max_new_tokens,
+                   const SamplingConfig& sampling, std::uint64_t seed);
+    /// One draft-and-verify round; false (nothing done) once finished.
+    bool step_speculative();
+    /// Plain decoding's next token; false (nothing done) once it has max_new_tokens or its cache is full.
+    bool step_plain();
+    bool speculative_done() const { return done_; }
+    bool plain_done() const;
+    const SpeculativeStats& stats() const { return gen_.stats(); }
+    std::size_t cache_floats() const { return gen_.main().cache_floats(); }  // the speculative main cache
+
+    std::vector<Token> tokens, plain_tokens;              // generated after the prompt by each
+    std::vector<unsigned char> drafted;                   // per token: 1 an accepted draft, 0 the main model's
+    std::vector<std::pair<std::size_t, Token>> rejected;  // (position, draft): rejected just before that token
+    double seconds = 0, plain_seconds = 0;                // wall time of each
+
+private:
+    SamplingConfig sampling_;
+    std::size_t max_new_tokens_, capacity_;
+    SpeculativeGenerator<float> gen_;
+    Generator<float> plain_;
+    Rng rng_, plain_rng_;
+    std::vector<float> plain_logits_;
+    bool done_ = false;
+};
+
 }  // namespace eva
