@@ -116,19 +116,6 @@ struct TrainOptions {
     std::set<std::string> given;  // the options the user gave explicitly (filled by the callback)
 };
 
-std::string sample_text(const Model<float>& m, const std::string& prompt, int n, std::uint64_t seed) {
-    const std::size_t capacity = std::min(std::size_t(m.args.max_seq_len), prompt.size() + std::size_t(n));
-    Generator<float> gen(m, AttentionCache::absorbed, capacity);
-    Rng rng(seed, 7);
-    auto logits = gen.feed(encode_bytes(prompt));
-    std::vector<Token> out;
-    for (int i = 0; i < n && gen.length() < std::size_t(m.args.max_seq_len); ++i) {
-        out.push_back(sample_token(logits, {0.8, 40, 1.0}, rng));
-        logits = gen.feed({out.back()});
-    }
-    return decode_bytes(out);
-}
-
 // Validation figures into a JSON line: val_loss, and with MTP modules each module's loss and accuracy
 // (module 1's accuracy: how often its argmax is the token after next).
 void add_evaluation(nlohmann::json& j, const Trainer::Evaluation& e) {
@@ -191,8 +178,7 @@ void run_train(TrainOptions o) {
                                ModelArgs args = preset_or_file(o.config);
                                if (o.mtp >= 0) args.n_mtp_layers = o.mtp;
                                args.validate();
-                               Rng rng(o.t.seed);
-                               return model_init<float>(args, moe_config(args, balance_option(o.balance), o.gamma, o.alpha), rng);
+                               return fresh_model(args, o.t.seed, balance_option(o.balance), o.gamma, o.alpha);
                            }()
                          : load_model(SafetensorsFile::read(o.resume), &meta);
     TrainingState st;

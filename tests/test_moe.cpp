@@ -426,6 +426,31 @@ TEST_CASE("the synthetic balancing run: step 0 is the skewed router as drawn, ea
     CHECK(fixed[0].max_vio > 0.5);  // the skewed router's imbalance (2 favoured experts of 8)
 }
 
+TEST_CASE("BalancingRun steps balancing_step on its own router and keeps every step's statistics", "[moe]") {
+    MoeConfig c = small_config(ScoreFunc::sigmoid, 1, 1);
+    c.balance = Balance::aux_free, c.gamma = 0.01;
+    const std::size_t n = 64;
+    eva::Rng rng(5);
+    const eva::Matrix<float> gate = eva::skewed_gate(c, 1.0, rng);
+    eva::BalancingRun run(c, gate);
+    CHECK(run.bias == std::vector<float>(c.n_routed_experts, 0.0f));  // aux-free: a bias from 0
+    // The reference: balancing_step by hand on a copy of the same router and the same batches.
+    eva::Matrix<float> g = gate;
+    std::vector<float> b(c.n_routed_experts, 0.0f);
+    eva::Routing<float> r;
+    for (std::uint64_t step = 0; step < 3; ++step) {
+        const std::vector<float> x = eva::skewed_hidden_states(c, n, 9, step);
+        const eva::RoutingStats want = eva::balancing_step(c, g, b, x.data(), n, n, 0.0, r);
+        CHECK(run.step(x.data(), n, n, 0.0).to_json() == want.to_json());
+    }
+    CHECK(run.stats.size() == 3);
+    CHECK(run.bias == b);
+    CHECK(run.routing.indices == r.indices);
+    c.balance = Balance::none;
+    CHECK(eva::BalancingRun(c, gate).bias.empty());  // no bias to route with
+    CHECK_THROWS_AS(eva::BalancingRun(c, eva::Matrix<float>::from_shape({2, c.dim})), eva::ShapeError);
+}
+
 TEST_CASE("bias update follows the sign rule", "[moe]") {
     std::vector<double> bias = {0.0, 0.5, -0.5, 0.0};
     eva::update_bias(bias, {10, 2, 4, 4}, 0.01);  // mean 5: above, below, below, below

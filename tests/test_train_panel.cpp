@@ -1,5 +1,5 @@
 // The Train panel's balancing lesson, checked on the panel's own default run (web/train_worker.hpp:
-// default_settings, fresh_model — the code the panel's workers run) natively: from the untrained gate's
+// default_config, kPanelGamma; eva::fresh_model — the code the panel's workers run) natively: from the untrained gate's
 // collapse onto a few experts, the aux-free bias must bring every MoE layer's load over the last 20
 // steps within MaxVio 1 by step 200, as the panel's text says.
 #include <catch2/catch.hpp>
@@ -12,6 +12,7 @@
 
 #include "eva/data.hpp"
 #include "eva/error.hpp"
+#include "eva/train_history.hpp"
 #include "eva/trainer.hpp"
 #include "../web/train_worker.hpp"
 
@@ -32,36 +33,20 @@ std::string panel_corpus() {
     return text;
 }
 
-// Per MoE layer and step: the batch's MaxVio and the windowed one the panel draws (the load summed over
-// the last kVioWindow steps, eva::max_vio), over the first `steps` steps of the panel's default fp32 run.
-struct Vio {
-    std::vector<std::vector<double>> batch, window;
-};
-Vio run(const eva::Corpus& corpus, int steps) {
-    const nlohmann::json s = eva::web::train_protocol::default_settings();
-    const eva::TrainConfig cfg = eva::web::train_protocol::train_config(s);
-    eva::Model<float> m = eva::web::train_protocol::fresh_model(eva::preset("mini"), cfg.seed, s["gamma"].get<double>());
+// The first `steps` steps of the panel's default fp32 run, as the panel records them (eva::TrainHistory:
+// per MoE layer the batch's MaxVio and the windowed one it draws).
+eva::TrainHistory run(const eva::Corpus& corpus, int steps) {
+    namespace tp = eva::web::train_protocol;
+    const eva::TrainConfig cfg = tp::default_config();
+    eva::Model<float> m = eva::fresh_model(eva::preset("mini"), cfg.seed, eva::Balance::aux_free, tp::kPanelGamma);
     eva::Trainer tr(m, corpus, cfg);
-    Vio v;
-    std::vector<std::vector<double>> shares;
-    for (int i = 0; i < steps; ++i) {
-        const eva::StepStats st = tr.step();
-        v.batch.resize(st.max_vio.size());
-        v.window.resize(st.max_vio.size());
-        shares.resize(st.max_vio.size());
-        for (std::size_t l = 0; l < st.max_vio.size(); ++l) {
-            const std::size_t E = st.expert_load[l].size();
-            v.batch[l].push_back(st.max_vio[l]);
-            shares[l].insert(shares[l].end(), st.expert_load[l].begin(), st.expert_load[l].end());
-            const std::size_t n = shares[l].size() / E, w = std::min<std::size_t>(n, eva::web::train_protocol::kVioWindow);
-            v.window[l].push_back(eva::max_vio(shares[l].data() + (n - w) * E, w, E));
-        }
-    }
-    return v;
+    eva::TrainHistory h;
+    for (int i = 0; i < steps; ++i) h.add(tr.step());
+    return h;
 }
 
 // Mean of steps [from, to) of a layer's series.
-double mean(const std::vector<double>& v, std::size_t from, std::size_t to) {
+double mean(const std::vector<float>& v, std::size_t from, std::size_t to) {
     double s = 0;
     for (std::size_t i = from; i < to; ++i) s += v[i];
     return s / double(to - from);
@@ -87,20 +72,19 @@ TEST_CASE("train panel: the default run's aux-free bias evens the load out withi
     WARN("SKIPPED under AddressSanitizer: 200 training steps (the release and wasm suites run it)");
     return;
 #endif
-    REQUIRE(eva::web::train_protocol::default_settings()["gamma"].get<double>() == eva::web::train_protocol::kPanelGamma);
     const eva::Corpus corpus = eva::corpus_from_text(panel_corpus(), "corpus.txt");
-    const Vio v = run(corpus, 200);
-    REQUIRE(v.batch.size() == 3);  // mini: 3 MoE layers
-    for (std::size_t l = 0; l < v.batch.size(); ++l) {
-        INFO("MoE layer " << l + 1 << ": batch MaxVio, mean of steps 1-25 " << mean(v.batch[l], 0, 25) << ", 176-200 "
-                          << mean(v.batch[l], 175, 200) << "; windowed MaxVio, steps 181-200 " << mean(v.window[l], 180, 200));
+    const eva::TrainHistory v = run(corpus, 200);
+    REQUIRE(v.max_vio.size() == 3);  // mini: 3 MoE layers
+    for (std::size_t l = 0; l < v.max_vio.size(); ++l) {
+        INFO("MoE layer " << l + 1 << ": batch MaxVio, mean of steps 1-25 " << mean(v.max_vio[l], 0, 25) << ", 176-200 "
+                          << mean(v.max_vio[l], 175, 200) << "; windowed MaxVio, steps 181-200 " << mean(v.max_vio_window[l], 180, 200));
         // The untrained gate sends a batch's tokens to a few experts (MaxVio 7 = every top-2 slot on 2 of 16).
-        CHECK(mean(v.batch[l], 0, 25) > 3.0);
+        CHECK(mean(v.max_vio[l], 0, 25) > 3.0);
         // By step 200 the load over the last 20 steps is even within MaxVio 1 (the panel's bright curves)...
-        CHECK(mean(v.window[l], 180, 200) < 1.0);
+        CHECK(mean(v.max_vio_window[l], 180, 200) < 1.0);
         // ...and one batch's own MaxVio has fallen by more than half (its floor is set by the batch's
         // content: four 64-byte windows of text; chance alone gives ~0.4).
-        CHECK(mean(v.batch[l], 175, 200) < 1.5);
+        CHECK(mean(v.max_vio[l], 175, 200) < 1.5);
     }
 }
 

@@ -294,7 +294,6 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_layout() { return answer(eva::we
 // core opens and validates it like any other checkpoint (headers, shapes, FP8 scale shapes), keeps the
 // stored tensors for the FP8 panel, and loads the model by dequantizing each FP8 weight with its
 // 128x128 scales (weight_dequant), exactly as `eva generate --weights mini.safetensors` does natively.
-constexpr const char* kPretrainedFile = "/mini.safetensors";
 
 std::string stored_summary(const nlohmann::json& inspect) {
     const auto& d = inspect["stored_by_dtype"];
@@ -373,7 +372,7 @@ int main() {
     ImGui_ImplGlfw_InitForOpenGL(window, true);
     ImGui_ImplOpenGL3_Init("#version 300 es");
     eva::web::publish_panels();
-    emscripten_async_wget2("mini.safetensors", kPretrainedFile, "GET", "", &app.pretrained, pretrained_loaded,
+    emscripten_async_wget2("mini.safetensors", eva::web::Pretrained::kFile, "GET", "", &app.pretrained, pretrained_loaded,
                            pretrained_failed, nullptr);
     emscripten_set_main_loop_arg(frame, &app, 0, true);
 }

@@ -4,21 +4,27 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 
 #include <imgui.h>
 #include <imgui_internal.h>
 
 #include "eva/data.hpp"
-#include "train_worker.hpp"
 
 namespace eva::web {
 
 Model<float>* Pretrained::shown() {
     if (state == State::ready) return model.get();
     if (state == State::loading) return nullptr;
-    if (!fallback_)  // the same construction `eva init` and `eva train` use (train_protocol::fresh_model)
-        fallback_ = std::make_unique<Model<float>>(train_protocol::fresh_model(preset("mini"), 1));
+    if (!fallback_)  // the same construction `eva init` and `eva train` use (eva::fresh_model)
+        fallback_ = std::make_unique<Model<float>>(fresh_model(preset("mini"), 1));
     return fallback_.get();
+}
+
+std::string Pretrained::file_bytes() const {
+    std::ifstream in(kFile, std::ios::binary);
+    return state == State::ready ? std::string(std::istreambuf_iterator<char>(in), {}) : std::string();
 }
 
 const char* Pretrained::shown_name() const {

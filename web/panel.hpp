@@ -39,6 +39,11 @@ struct Pretrained {
     /// The model the panels show: the checkpoint once loaded, nullptr while it is loading, and without one
     /// the untrained mini model that `eva init --config mini --seed 1` writes, built once here.
     Model<float>* shown();
+    /// The checkpoint file as the page's in-memory file system holds it (kFile), for the Train panel's
+    /// workers to continue from; empty unless loaded.
+    std::string file_bytes() const;
+    /// Where main.cpp has the page's file system keep mini.safetensors.
+    static constexpr const char* kFile = "/mini.safetensors";
     /// shown() is the untrained fallback (the panels say so).
     bool fresh() const { return state == State::missing; }
     /// "pretrained mini model" or "untrained mini model (no checkpoint beside the page)".

@@ -358,7 +358,7 @@ nlohmann::json kv_self_test() {
 
     // Naive vs absorbed logits over a fixed 40-byte decode of the seeded mini model that `eva init
     // --config mini --seed 1` writes (deterministic: Philox stream, no sampling — the tokens are given).
-    const Model<float> m = train_protocol::fresh_model(preset("mini"), 1);
+    const Model<float> m = fresh_model(preset("mini"), 1);
     const std::vector<Token> tokens = encode_bytes("MLA caches one latent per token, not K+V.");
     CacheLockstep run(m, tokens, tokens.size() + 1, 0);
     while (run.fed_naive < tokens.size()) run.step({});

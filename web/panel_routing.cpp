@@ -1,6 +1,6 @@
 // The routing panel: DeepSeekMoE's gate (eva/moe.hpp) on the hidden states of the mini model.
 //
-// A text's bytes run through the model's blocks (eva::block_forward, one block a frame so no frame
+// A text's bytes run through the model's blocks (eva::StagedForward, one block a frame so no frame
 // stalls) to a chosen MoE layer; that layer's input ffn_norm(h) goes through the trained gate: s = score_func(h·gateᵀ), groups limited, top-k on s + b.
 // The learner may change the routing settings (score function, groups, top-k, balancing): the same hidden
 // states are then re-routed with the trained gate weights under the changed MoeConfig — a "what if", the
@@ -12,7 +12,8 @@
 //              chosen layer: the trained gate on real hidden states, its selection bias started at 0
 //              (aux-free must find it again) or, for the sequence-wise loss, SGD on a copy of the gate.
 //              A forward of a window is the costly part, so the windows are computed a block a frame
-//              into a pool of kPoolWindows, and each step routes kBatchWindows of them drawn at random.
+//              into a pool of kPoolWindows (eva::WindowPool), and each step routes kBatchWindows of them
+//              drawn at random.
 //   synthetic  `eva moe route`'s skewed router (eva::skewed_gate / skewed_hidden_states): the first
 //              top-k experts start favoured by every token, a strong imbalance to undo (kSyntheticTokens
 //              fresh tokens a step).
@@ -78,29 +79,6 @@ std::size_t n_moe_layers(const Model<float>& m) {
 const Block<float>& moe_block(const Model<float>& m, int layer) {
     return m.w.layers[std::size_t(m.args.n_dense_layers) + std::size_t(layer)];
 }
-
-}  // namespace
-
-// The blocks of model_forward one at a time (eva::block_forward), so no frame runs more than one.
-void StagedForward::start(const Model<float>& m, std::vector<Token> t) {
-    tokens = std::move(t);
-    next = 0;
-    moe_inputs.clear();
-    ms = 0;
-    if (!tokens.empty()) x = embed_tokens(m, tokens);
-}
-
-void StagedForward::advance(const Model<float>& m) {
-    if (tokens.empty() || done(m)) return;
-    const auto t0 = Clock::now();
-    LayerActivations<float> L;
-    x = block_forward(m, next, x, 1, tokens.size(), L);
-    if (!m.w.layers[next].dense) moe_inputs.insert(moe_inputs.end(), L.hn.begin(), L.hn.end());
-    ++next;
-    ms += ms_since(t0);
-}
-
-namespace {
 
 // The selection bias the routing uses under cfg: aux-free has one (the trained one, or the run's),
 // the other modes route without.
@@ -236,14 +214,12 @@ void update_hidden(RoutingPanel& s, const Model<float>& m) {
     if (text != s.hidden_text || s.hidden_model != &m) {
         s.hidden_text = text, s.hidden_model = &m;
         s.forward.start(m, encode_bytes(text));
+        s.forward_ms = 0;
     }
+    const auto t0 = Clock::now();
     s.forward.advance(m);
+    s.forward_ms += ms_since(t0);
     s.n_tokens = s.forward.done(m) ? text.size() : 0;
-}
-
-// The hidden states of `layer` (0 = the first MoE layer) within a StagedForward's output.
-const float* layer_inputs(const StagedForward& f, const Model<float>& m, int layer) {
-    return f.moe_inputs.data() + std::size_t(layer) * f.tokens.size() * std::size_t(m.args.dim);
 }
 
 // The gate and bias that route the text: the balancing run's when one exists on text of this layer
@@ -252,13 +228,14 @@ void route_text(RoutingPanel& s, const Model<float>& m) {
     s.error.clear();
     if (s.n_tokens == 0) return;
     const Moe<float>& moe = moe_block(m, s.layer).moe;
-    const bool use_run = s.run.active() && s.run.source == BalancingRun::Source::text && s.run.layer == s.layer;
-    const Matrix<float>& gate = use_run ? s.run.gate : moe.gate;
-    std::vector<float> bias = use_run ? s.run.bias : moe.bias;
+    const bool use_run = s.run.active() && s.run.source == RunSection::Source::text && s.run.layer == s.layer;
+    const Matrix<float>& gate = use_run ? s.run.router->gate : moe.gate;
+    std::vector<float> bias = use_run ? s.run.router->bias : moe.bias;
     if (bias.empty()) bias.assign(s.cfg.n_routed_experts, 0.0f);  // a model trained without a bias
     try {
         s.cfg.validate();
-        gate_forward(s.cfg, gate, selection_bias(s.cfg, bias), layer_inputs(s.forward, m, s.layer), s.n_tokens, s.routing);
+        const float* x = s.forward.moe_input(m, std::size_t(s.layer));
+        gate_forward(s.cfg, gate, selection_bias(s.cfg, bias), x, s.n_tokens, s.routing);
         s.stats = routing_stats(s.cfg, s.routing, s.cfg.balance == Balance::aux_free ? bias : std::vector<float>{});
         s.text_balance_loss = double(balance_loss<float>(s.cfg, s.routing, s.n_tokens, nullptr));
     } catch (const Error& e) {
@@ -331,65 +308,45 @@ void draw_routing(const RoutingPanel& s, const Model<float>& m) {
     if (!changes.empty())
         ImGui::TextColored(ImVec4(1, 0.8f, 0.3f, 1), "Re-routed with %s:\nthe trained gate weights under settings\nthe model was not trained with.",
                            changes.c_str());
-    ImGui::TextDisabled("the text's forward: %.1f ms over %zu frames", s.forward.ms, m.w.layers.size());
+    ImGui::TextDisabled("the text's forward: %.1f ms over %zu frames", s.forward_ms, m.w.layers.size());
     ImGui::EndGroup();
 }
 
 // --------------------------------------------------------------------------------- balancing run
 
 void start_run(RoutingPanel& s, const Model<float>& m) {
-    BalancingRun& r = s.run;
-    r.max_vio.clear(), r.balance_loss.clear();
-    r.cfg = s.cfg;
+    RunSection& r = s.run;
+    r.max_vio.clear();
     r.layer = s.layer;
-    if (r.source == BalancingRun::Source::text) {
-        r.gate = moe_block(m, s.layer).moe.gate;  // a copy: SGD (seq-loss) moves it, the model keeps its own
-    } else {
-        Rng rng(kSyntheticSeed);  // the synthetic router of `eva moe route --seed 1` (skew 1)
-        r.gate = skewed_gate(r.cfg, 1.0, rng);
-    }
-    // Aux-free starts from b = 0 so the learner watches the bias find balance; the others route without.
-    r.bias.assign(r.cfg.balance == Balance::aux_free ? r.cfg.n_routed_experts : 0, 0.0f);
+    Rng rng(kSyntheticSeed);  // the synthetic router of `eva moe route --seed 1` (skew 1)
+    // Text: a copy of the gate (SGD for the seq-loss moves it, the model keeps its own), and aux-free starts
+    // from b = 0 so the learner watches the bias find balance.
+    const bool text = r.source == RunSection::Source::text;
+    r.router.emplace(s.cfg, text ? moe_block(m, s.layer).moe.gate : skewed_gate(s.cfg, 1.0, rng));
     r.running = true;
 }
 
 // One unit of the run's work: while the text pool lacks windows, one block of a window's forward; then
 // one balancing step on the next batch.
-void run_unit(BalancingRun& r, const Model<float>& m) {
-    const std::size_t D = r.cfg.dim;
+void run_unit(RunSection& r, const Model<float>& m) {
     std::size_t n = kBatchWindows * kWindow;
     std::vector<float> x;
-    if (r.source == BalancingRun::Source::text) {
-        if (r.pool.size() < kPoolWindows) {  // one block of the forward of a random window of the sample text
-            static const std::vector<Token> text = encode_bytes(kSampleText);
-            if (r.window.tokens.empty()) r.window.start(m, sample_batch(text, 1, int(kWindow), r.window_rng).inputs);
-            r.window.advance(m);
-            if (r.window.done(m)) {
-                r.pool.push_back(std::move(r.window.moe_inputs));
-                r.window = StagedForward{};
-            }
+    if (r.source == RunSection::Source::text) {
+        if (!r.pool) r.pool.emplace(encode_bytes(kSampleText), kWindow, kPoolWindows);
+        if (!r.pool->full()) {  // one block of the forward of a window of the sample text
+            r.pool->advance(m);
             return;
         }
-        Rng pick(7, r.max_vio.size());  // which windows form this step's batch
-        x.reserve(n * D);
-        const std::size_t per_layer = kWindow * D;
-        for (std::size_t w = 0; w < kBatchWindows; ++w) {
-            const auto& win = r.pool[pick.next_u32() % kPoolWindows];
-            x.insert(x.end(), win.begin() + std::ptrdiff_t(per_layer * std::size_t(r.layer)),
-                     win.begin() + std::ptrdiff_t(per_layer * std::size_t(r.layer + 1)));
-        }
+        x = r.pool->batch(m, std::size_t(r.layer), kBatchWindows, r.max_vio.size());
     } else {
         n = kSyntheticTokens;
-        x = skewed_hidden_states(r.cfg, n, kSyntheticSeed, r.max_vio.size());
+        x = skewed_hidden_states(r.router->cfg, n, kSyntheticSeed, r.max_vio.size());
     }
-    Routing<float> routing;
-    r.last = balancing_step(r.cfg, r.gate, r.bias, x.data(), n, kWindow, kSeqLossLr, routing);
-    r.max_vio.push_back(float(r.last.max_vio));
-    r.balance_loss.push_back(float(r.last.balance_loss));
+    r.max_vio.push_back(float(r.router->step(x.data(), n, kWindow, kSeqLossLr).max_vio));
     if (int(r.max_vio.size()) >= r.max_steps) r.running = false;
 }
 
-void advance_run(BalancingRun& r, const Model<float>& m) {
+void advance_run(RunSection& r, const Model<float>& m) {
     if (!r.running) return;
     const auto t0 = Clock::now();
     do {  // at least one unit, then more while the frame's share lasts
@@ -398,15 +355,15 @@ void advance_run(BalancingRun& r, const Model<float>& m) {
 }
 
 void draw_run(RoutingPanel& s, const Model<float>& m) {
-    BalancingRun& r = s.run;
+    RunSection& r = s.run;
     ImGui::Separator();
-    int source = r.source == BalancingRun::Source::text ? 0 : 1;
+    int source = r.source == RunSection::Source::text ? 0 : 1;
     ImGui::Text("Run balancing on:");
     ImGui::SameLine();
     ImGui::RadioButton("text windows (this layer's trained gate)", &source, 0);
     same_line_for("synthetic skewed router", kBox);
     ImGui::RadioButton("synthetic skewed router", &source, 1);
-    const auto chosen = source == 0 ? BalancingRun::Source::text : BalancingRun::Source::synthetic;
+    const auto chosen = source == 0 ? RunSection::Source::text : RunSection::Source::synthetic;
     if (chosen != r.source && !r.running) r.source = chosen;
     beside("steps", 120);
     ImGui::SliderInt("steps", &r.max_steps, 20, 2000);
@@ -417,16 +374,19 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
     }
     s.run_rect.record();
     same_line_for("reset");
-    if (ImGui::Button("reset")) r.max_vio.clear(), r.balance_loss.clear(), r.running = false;
+    if (ImGui::Button("reset")) {
+        r.max_vio.clear();
+        r.running = false;
+    }
     advance_run(r, m);
     if (r.running && r.max_vio.empty())
-        ImGui::Text("computing hidden states of sample windows: %zu / %zu", r.pool.size(), kPoolWindows);
+        ImGui::Text("computing hidden states of sample windows: %zu / %zu", r.pool ? r.pool->windows() : 0, kPoolWindows);
     if (r.max_vio.empty()) {
         ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
         ImGui::TextWrapped("Each step routes a batch of %zu tokens with the settings above, then balances: aux-free "
                            "moves b by gamma against each expert's load (starting from b = 0); the sequence-wise "
                            "loss takes one SGD step (rate %g) on a copy of the gate; none only measures.",
-                           r.source == BalancingRun::Source::text ? kBatchWindows * kWindow : kSyntheticTokens, kSeqLossLr);
+                           r.source == RunSection::Source::text ? kBatchWindows * kWindow : kSyntheticTokens, kSeqLossLr);
         ImGui::PopStyleColor();
         return;
     }
@@ -435,20 +395,20 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
     draw::lines("maxvio", &series, 1, ImVec2(520, chart_h), false, "step", "MaxVio = max load / mean load - 1");
     ImGui::SameLine(0, 20);
     ImGui::BeginGroup();
-    ImGui::Text("%s, %s: step %zu, MaxVio %.3f -> %.3f", r.source == BalancingRun::Source::text ? "text" : "synthetic",
-                to_string(r.cfg.balance).c_str(), r.max_vio.size(), double(r.max_vio.front()), double(r.max_vio.back()));
-    if (r.cfg.balance == Balance::seq_loss)
-        ImGui::Text("balance loss %.4g -> %.4g", double(r.balance_loss.front()), double(r.balance_loss.back()));
-    std::vector<float> load(r.last.tokens_per_expert.begin(), r.last.tokens_per_expert.end());
+    const BalancingRun& b = *r.router;
+    ImGui::Text("%s, %s: step %zu, MaxVio %.3f -> %.3f", r.source == RunSection::Source::text ? "text" : "synthetic",
+                to_string(b.cfg.balance).c_str(), r.max_vio.size(), double(r.max_vio.front()), double(r.max_vio.back()));
+    if (b.cfg.balance == Balance::seq_loss)
+        ImGui::Text("balance loss %.4g -> %.4g", b.stats.front().balance_loss, b.stats.back().balance_loss);
+    std::vector<float> load(b.stats.back().tokens_per_expert.begin(), b.stats.back().tokens_per_expert.end());
     draw::bars("runload", load.data(), int(load.size()), *std::max_element(load.begin(), load.end()), ImVec2(300, 70));
-    if (!r.bias.empty()) {
-        const float mx = draw::max_abs(r.bias);
+    if (!b.bias.empty()) {
+        const float mx = draw::max_abs(b.bias);
         ImGui::Text("bias (|b| up to %.4f)", double(mx));
-        draw::heatmap("runbias", r.bias.data(), 1, int(r.bias.size()), -mx, mx, ImVec2(300, 16), true);
+        draw::heatmap("runbias", b.bias.data(), 1, int(b.bias.size()), -mx, mx, ImVec2(300, 16), true);
     }
     ImGui::EndGroup();
 }
-
 
 }  // namespace
 
@@ -481,7 +441,7 @@ void routing_panel(RoutingPanel& s, Pretrained& p) {
 }
 
 nlohmann::json routing_state(const RoutingPanel& s) {
-    const BalancingRun& r = s.run;
+    const RunSection& r = s.run;
     return {{"model", s.model == nullptr ? "none" : s.fresh ? "fresh" : "pretrained"},
             {"config", s.cfg.to_json()},
             {"layer", s.layer},
@@ -492,10 +452,10 @@ nlohmann::json routing_state(const RoutingPanel& s) {
             {"error", s.error},
             {"softmax_rect", s.softmax_rect.to_json()},
             {"run_rect", s.run_rect.to_json()},
-            {"forward_ms", s.forward.ms},
+            {"forward_ms", s.forward_ms},
             {"run", {{"running", r.running},
-                     {"source", r.source == BalancingRun::Source::text ? "text" : "synthetic"},
-                     {"pool", r.pool.size()},
+                     {"source", r.source == RunSection::Source::text ? "text" : "synthetic"},
+                     {"pool", r.pool ? r.pool->windows() : 0},
                      {"steps", r.max_vio.size()},
                      {"max_vio", r.max_vio}}}};
 }

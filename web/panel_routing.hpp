@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,43 +14,26 @@
 #include "eva/model.hpp"
 #include "eva/moe.hpp"
 #include "eva/rng.hpp"
+#include "eva/staged_forward.hpp"
 
 #include "panel.hpp"
 
 namespace eva::web {
 
-/// A forward of one sequence through the model spread over frames, one block per advance(): the
-/// inputs ffn_norm(h) of every MoE layer are kept (layer-major, [tokens, dim] each).
-struct StagedForward {
-    std::vector<Token> tokens;
-    Matrix<float> x;         // the residual stream after `next` blocks
-    std::size_t next = 0;    // the next block to run
-    std::vector<float> moe_inputs;
-    double ms = 0;           // compute time so far
-    void start(const Model<float>& m, std::vector<Token> t);
-    bool done(const Model<float>& m) const { return !tokens.empty() && next == m.w.layers.size(); }
-    void advance(const Model<float>& m);
-};
-
-/// "Run balancing": successive batches routed by a copy of the gate, balanced after each step by
-/// eva::balancing_step (the same function as `eva moe route --steps`), MaxVio recorded per step.
-struct BalancingRun {
+/// "Run balancing": an eva::BalancingRun (the steps of `eva moe route --steps`) on successive batches,
+/// a few steps a frame, MaxVio recorded per step.
+struct RunSection {
     enum class Source { text, synthetic } source = Source::text;
     bool running = false;
     int max_steps = 300;
-    // Text source: hidden states of random 64-byte windows of the built-in sample text at the chosen
-    // layer, computed one window per frame into a pool; each step routes 8 windows drawn from it.
-    std::vector<std::vector<float>> pool;  // per window: [kWindow, dim] for every MoE layer, layer-major
-    StagedForward window;                  // the window being forwarded into the pool
-    Rng window_rng{11};                    // which windows of the sample text enter the pool
-    // The router being balanced: for text, the trained gate with the bias started at 0; for synthetic,
-    // eva moe route's skewed gate (eva::skewed_gate) and its hidden states.
-    Matrix<float> gate;
-    std::vector<float> bias;
-    MoeConfig cfg;
+    // Text source: hidden states of random 64-byte windows of the built-in sample text, forwarded a
+    // block a frame into a pool; each step routes 8 windows drawn from it.
+    std::optional<WindowPool> pool;  // made on the first text run
+    // The router being balanced: for text, a copy of the layer's trained gate, its bias from 0; for
+    // synthetic, eva moe route's skewed gate (eva::skewed_gate) on its hidden states.
+    std::optional<BalancingRun> router;
     int layer = -1;
-    std::vector<float> max_vio, balance_loss;  // per step
-    RoutingStats last;                         // the latest batch
+    std::vector<float> max_vio;  // per step, for the chart
     bool active() const { return !max_vio.empty() || running; }
 };
 
@@ -66,13 +50,14 @@ struct RoutingPanel {
     std::string hidden_text;
     const Model<float>* hidden_model = nullptr;
     StagedForward forward;
+    double forward_ms = 0;  // its compute time so far
     std::size_t n_tokens = 0;
     // The current routing of the text.
     Routing<float> routing;
     RoutingStats stats;
     double text_balance_loss = 0;
     std::string error;
-    BalancingRun run;
+    RunSection run;
     // Where two controls were last drawn (screen px: x0, y0, x1, y1), so browser tests can click them.
     Rect softmax_rect, run_rect;  // controls the browser tests click
 };

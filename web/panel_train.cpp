@@ -14,10 +14,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <deque>
+#include <stdexcept>
 
 #include "app.hpp"
 #include "draw.hpp"
-#include "eva/trainer.hpp"
 #include "train_worker.hpp"
 
 namespace eva::web {
@@ -31,64 +32,30 @@ constexpr double kSampleEveryMs = 5000;  // a new sample every few seconds of tr
 constexpr int kHeatSteps = 200;          // the expert-load heatmap shows the latest steps
 constexpr int kMaxPlotPoints = 500;      // longer curves are averaged into this many points
 
-nlohmann::json parse_answer(char* data, int size) {
-    try {
-        return nlohmann::json::parse(std::string(data, std::size_t(size)));
-    } catch (const std::exception& e) {
-        return {{"error", std::string("unreadable worker answer: ") + e.what()}};
-    }
-}
-
 void pump(TrainRun& r);
 
-// The worker's answer to a call on run `arg`: it frees the worker for the next call; an error answer ends
-// the run with its message, any other is taken in by `use` and the next call goes out.
+// The worker's answer to a call on run `arg`: it frees the worker for the next call; an error answer (or
+// one that cannot be read) ends the run with its message, any other is taken in by `use` and the next
+// call goes out.
 template <void (*use)(TrainRun&, const nlohmann::json&)>
 void on_answer(char* data, int size, void* arg) {
     TrainRun& r = *static_cast<TrainRun*>(arg);
     r.busy = false;
-    const nlohmann::json j = parse_answer(data, size);
-    if (j.contains("error")) {
+    try {
+        const nlohmann::json j = nlohmann::json::parse(std::string(data, std::size_t(size)));
+        if (j.contains("error")) throw std::runtime_error(j["error"].get<std::string>());
+        use(r, j);
+    } catch (const std::exception& e) {
         r.state = TrainRun::State::failed;
-        r.error = j["error"].get<std::string>();
+        r.error = e.what();
         return;
     }
-    use(r, j);
     pump(r);
 }
 
 void took_step(TrainRun& r, const nlohmann::json& j) {
-    const float loss = j["loss"].get<float>();
-    r.steps.push_back(j["step"].get<float>());
-    r.loss.push_back(loss);
-    // An exponential moving average (weight 0.9 on the past) shows the trend through the noise of
-    // small batches; it starts at the first loss rather than at 0.
-    r.loss_ema.push_back(r.loss_ema.empty() ? loss : 0.9f * r.loss_ema.back() + 0.1f * loss);
-    r.grad_norm.push_back(j["grad_norm"].get<float>());
-    r.seconds.push_back(j["seconds"].get<float>());
-    r.tokens_per_step = j["tokens"].get<int>();
-    const auto& vio = j["max_vio"];
-    r.max_vio.resize(vio.size());
-    for (std::size_t l = 0; l < vio.size(); ++l) r.max_vio[l].push_back(vio[l].get<float>());
-    const auto& loads = j["expert_load"];
-    r.shares.resize(loads.size());
-    r.max_vio_window.resize(loads.size());
-    for (std::size_t l = 0; l < loads.size(); ++l) {
-        const std::size_t E = loads[l].size();
-        for (const auto& f : loads[l]) r.shares[l].push_back(f.get<double>());
-        const std::size_t steps = r.shares[l].size() / E, w = std::min<std::size_t>(steps, tp::kVioWindow);
-        r.max_vio_window[l].push_back(float(max_vio(r.shares[l].data() + (steps - w) * E, w, E)));
-    }
-    if (!loads.empty()) {
-        const auto& last = loads.back();
-        for (const auto& f : last) r.load.push_back(f.get<float>() * float(last.size()));  // share / even share
-    }
-    if (j.contains("bias"))
-        for (const auto& b : j["bias"]) r.bias.push_back(b.get<float>());
-    if (j.contains("val_loss")) {
-        r.val_steps.push_back(r.steps.back());
-        r.val_loss.push_back(j["val_loss"].get<float>());
-    }
+    r.h.add(StepStats::from_json(j));
+    if (j.contains("val_loss")) r.h.add_validation(j["val_loss"].get<double>());
 }
 
 void took_sample(TrainRun& r, const nlohmann::json& j) {
@@ -97,10 +64,8 @@ void took_sample(TrainRun& r, const nlohmann::json& j) {
     r.next_sample_ms = emscripten_get_now() + kSampleEveryMs;
 }
 
-void started(TrainRun& r, const nlohmann::json& j) {
+void started(TrainRun& r, const nlohmann::json&) {
     r.state = TrainRun::State::ready;
-    r.params = j["params"].get<long long>();
-    r.experts = j["experts"].get<int>();
     r.next_sample_ms = emscripten_get_now() + kSampleEveryMs;
 }
 
@@ -113,11 +78,11 @@ void call(TrainRun& r, const char* fn, const std::string& payload, em_worker_cal
 void pump(TrainRun& r) {
     if (!r.panel->running || r.state != TrainRun::State::ready || r.busy) return;
     if (emscripten_get_now() >= r.next_sample_ms) {
-        call(r, tp::kSample, nlohmann::json{{"prompt", "The "}, {"tokens", 100}, {"seed", r.steps.size() + 1}}.dump(),
+        call(r, tp::kSample, nlohmann::json{{"prompt", "The "}, {"tokens", 100}, {"seed", r.h.steps.size() + 1}}.dump(),
              on_answer<took_sample>);
         return;
     }
-    const bool eval = (r.steps.size() + 1) % kEvalEvery == 0;
+    const bool eval = (r.h.steps.size() + 1) % kEvalEvery == 0;
     call(r, tp::kStep, nlohmann::json{{"eval", eval}}.dump(), on_answer<took_step>);
 }
 
@@ -138,16 +103,14 @@ void check_alive(TrainRun& r) {
     r.error = std::string("its worker died (") + message + "; out of memory?)";
 }
 
-void launch(TrainPanel& p) {
-    const nlohmann::json base = {{"batch", p.batch}, {"seq_len", p.seq_len}, {"steps", p.schedule_steps},
-                                 {"lr", double(p.lr)}, {"warmup", p.warmup}, {"seed", p.seed},
-                                 {"gamma", double(p.gamma)}};
-    const std::string& ckpt = p.from_pretrained ? p.checkpoint.bytes : std::string();
+// Starts a worker per enabled trainer, each from the corpus and, to continue it, the checkpoint's bytes.
+void launch(TrainPanel& p, const std::string& ckpt) {
     for (TrainRun& r : p.runs) {
         const bool on = (&r == &p.runs[0]) ? p.train_fp32 : p.train_fp8;
         if (!on) continue;
-        nlohmann::json s = base;
-        s["precision"] = r.precision;
+        TrainConfig c = p.cfg;
+        c.precision = parse_linear_precision(r.precision);
+        const nlohmann::json s = {{"train", c.to_json()}, {"gamma", double(p.gamma)}};
         r.worker = emscripten_create_worker(tp::kScript);
         // A worker that dies (out of memory, an abort in its wasm) never answers: its Worker object gets an
         // "error" event instead, which is noted here and turned into a failed run by check_alive.
@@ -157,45 +120,32 @@ void launch(TrainPanel& p) {
                                                      e.message || "the worker stopped"; });
         }, r.worker);
         r.state = TrainRun::State::starting;
-        call(r, tp::kStart, tp::pack_start(s, p.corpus.bytes, ckpt), on_answer<started>);
+        call(r, tp::kStart, tp::pack_start(s, p.corpus, ckpt), on_answer<started>);
     }
     p.start_pending = false;
     p.running = true;
 }
 
 void fetched(void* arg, void* data, int size) {
-    auto& f = *static_cast<FetchedFile*>(arg);
-    f.bytes.assign(static_cast<const char*>(data), std::size_t(size));
-    f.state = FetchedFile::State::ready;
+    auto& p = *static_cast<TrainPanel*>(arg);
+    p.corpus.assign(static_cast<const char*>(data), std::size_t(size));
+    p.corpus_state = TrainPanel::Fetch::ready;
 }
-void fetch_failed(void* arg) { static_cast<FetchedFile*>(arg)->state = FetchedFile::State::failed; }
+void fetch_failed(void* arg) { static_cast<TrainPanel*>(arg)->corpus_state = TrainPanel::Fetch::failed; }
 
-// Starts the download if needed; true once the bytes are here.
-bool ensure(FetchedFile& f) {
-    if (f.state == FetchedFile::State::none) {
-        f.state = FetchedFile::State::loading;
-        emscripten_async_wget_data(f.url, &f, fetched, fetch_failed);
+// A chart's curves (thinned to kMaxPlotPoints) and their names, which its draw::Series point into: a
+// deque, so adding one moves none of the others.
+struct Chart {
+    std::deque<std::string> names;
+    std::deque<Curve> curves;
+    std::vector<draw::Series> series;
+    void add(std::string name, const std::vector<float>& x, const std::vector<float>& y, ImU32 colour) {
+        names.push_back(std::move(name));
+        curves.push_back(thin_curve(x, y, kMaxPlotPoints));
+        const Curve& c = curves.back();
+        series.push_back({names.back().c_str(), c.y.data(), int(c.y.size()), colour, c.x.data()});
     }
-    return f.state == FetchedFile::State::ready;
-}
-
-// A curve of at most kMaxPlotPoints points: consecutive steps averaged in equal buckets.
-struct Curve {
-    std::vector<float> x, y;
 };
-Curve thin(const std::vector<float>& x, const std::vector<float>& y) {
-    const std::size_t n = y.size(), k = (n + kMaxPlotPoints - 1) / kMaxPlotPoints;
-    if (k <= 1) return {x, y};
-    Curve c;
-    for (std::size_t i = 0; i < n; i += k) {
-        const std::size_t e = std::min(n, i + k);
-        float sx = 0, sy = 0;
-        for (std::size_t j = i; j < e; ++j) sx += x[j], sy += y[j];
-        c.x.push_back(sx / float(e - i));
-        c.y.push_back(sy / float(e - i));
-    }
-    return c;
-}
 
 ImU32 dimmed(ImU32 c) { return (c & 0x00FFFFFFu) | (0x60u << IM_COL32_A_SHIFT); }
 
@@ -208,13 +158,14 @@ void settings(TrainPanel& p) {
     ImGui::Checkbox("FP8 (E4M3, 1x128 / 128x128 scales)", &p.train_fp8);
     same_line_for("continue the pretrained checkpoint", kBox);
     ImGui::Checkbox("continue the pretrained checkpoint", &p.from_pretrained);
-    ImGui::SliderInt("batch", &p.batch, 1, 16);
+    ImGui::SliderInt("batch", &p.cfg.batch, 1, 16);
     same_line_for("sequence length", 120);
-    ImGui::SliderInt("sequence length", &p.seq_len, 16, 256);
+    ImGui::SliderInt("sequence length", &p.cfg.seq_len, 16, 256);
     same_line_for("peak lr", 120);
-    ImGui::SliderFloat("peak lr", &p.lr, 1e-4f, 1e-2f, "%.4f", ImGuiSliderFlags_Logarithmic);
+    float lr = float(p.cfg.schedule.lr);
+    if (ImGui::SliderFloat("peak lr", &lr, 1e-4f, 1e-2f, "%.4f", ImGuiSliderFlags_Logarithmic)) p.cfg.schedule.lr = lr;
     same_line_for("warmup", 120);
-    ImGui::SliderInt("warmup", &p.warmup, 0, 200);
+    ImGui::SliderInt("warmup", &p.cfg.schedule.warmup_steps, 0, 200);
     same_line_for("bias speed gamma", 120);
     ImGui::SliderFloat("bias speed gamma", &p.gamma, 1e-4f, 0.1f, "%.4f", ImGuiSliderFlags_Logarithmic);
     if (ImGui::IsItemHovered())
@@ -241,11 +192,13 @@ void controls(TrainPanel& p) {
     p.reset_rect.record();
     same_line_if_fits(200);
     if (!p.message.empty()) ImGui::TextUnformatted(p.message.c_str());
-    else ImGui::TextDisabled("one step = %d sequences x %d bytes; lr warmup %d steps, cosine to %.0e at step %d", p.batch,
-                             p.seq_len, p.warmup, double(p.lr) * 0.1, p.schedule_steps);
+    else ImGui::TextDisabled("one step = %d sequences x %d bytes; lr warmup %d steps, cosine to %.0e at step %d",
+                             p.cfg.batch, p.cfg.seq_len, p.cfg.schedule.warmup_steps,
+                             p.cfg.schedule.lr * p.cfg.schedule.min_lr_ratio, p.cfg.steps);
 }
 
 void run_status(const TrainRun& r) {
+    const TrainHistory& h = r.h;
     ImGui::TextColored(ImColor(r.colour), "%s", r.label);
     ImGui::SameLine(90);
     switch (r.state) {
@@ -253,49 +206,32 @@ void run_status(const TrainRun& r) {
     case TrainRun::State::starting: ImGui::TextUnformatted("starting its worker..."); break;
     case TrainRun::State::failed: ImGui::TextColored(ImVec4(1, 0.5f, 0.45f, 1), "failed: %s", r.error.c_str()); break;
     case TrainRun::State::ready:
-        if (r.loss.empty()) {
+        if (h.loss.empty()) {
             ImGui::TextUnformatted("first step running...");
             break;
         }
         ImGui::Text("step %d  loss %.3f (smoothed %.3f) nats/byte  grad norm %.2f  %.0f tokens/s  (%.2f s/step)",
-                    int(r.steps.back()), double(r.loss.back()), double(r.loss_ema.back()), double(r.grad_norm.back()),
-                    r.tokens_per_s(), double(r.seconds.back()));
-        if (!r.val_loss.empty()) {
+                    int(h.steps.back()), double(h.loss.back()), double(h.loss_ema.back()), double(h.grad_norm.back()),
+                    h.tokens_per_s(), double(h.seconds.back()));
+        if (!h.val_loss.empty()) {
             ImGui::SameLine();
-            ImGui::Text(" validation %.3f (%.2f bits/byte)", double(r.val_loss.back()),
-                        double(r.val_loss.back()) / std::log(2.0));
+            ImGui::Text(" validation %.3f (%.2f bits/byte)", double(h.val_loss.back()),
+                        double(h.val_loss.back()) / std::log(2.0));
         }
     }
 }
 
 void loss_chart(const TrainPanel& p, ImVec2 size) {
-    std::vector<Curve> curves;
-    std::vector<draw::Series> series;
-    curves.reserve(6);
-    std::vector<std::string> names;
-    names.reserve(6);
+    Chart c;
     for (const TrainRun& r : p.runs) {
-        if (r.loss.empty()) continue;
-        curves.push_back(thin(r.steps, r.loss));
-        names.push_back(std::string(r.label) + " batch");
-        series.push_back({nullptr, nullptr, 0, dimmed(r.colour)});
-        curves.push_back(thin(r.steps, r.loss_ema));
-        names.push_back(std::string(r.label) + " EMA");
-        series.push_back({nullptr, nullptr, 0, r.colour});
-        if (!r.val_loss.empty()) {
-            curves.push_back({r.val_steps, r.val_loss});
-            names.push_back(std::string(r.label) + " validation");
-            series.push_back({nullptr, nullptr, 0, IM_COL32(240, 240, 240, 255)});
-        }
-    }
-    for (std::size_t i = 0; i < series.size(); ++i) {
-        series[i].label = names[i].c_str();
-        series[i].x = curves[i].x.data();
-        series[i].y = curves[i].y.data();
-        series[i].n = int(curves[i].y.size());
+        if (r.h.loss.empty()) continue;
+        c.add(std::string(r.label) + " batch", r.h.steps, r.h.loss, dimmed(r.colour));
+        c.add(std::string(r.label) + " EMA", r.h.steps, r.h.loss_ema, r.colour);
+        if (!r.h.val_loss.empty())
+            c.add(std::string(r.label) + " validation", r.h.val_steps, r.h.val_loss, IM_COL32(240, 240, 240, 255));
     }
     ImGui::TextUnformatted("training loss per batch and its moving average (EMA 0.9), validation loss (white), nats/byte");
-    draw::lines("loss", series.data(), int(series.size()), ImVec2(size.x, size.y - ImGui::GetTextLineHeightWithSpacing()),
+    draw::lines("loss", c.series.data(), int(c.series.size()), ImVec2(size.x, size.y - ImGui::GetTextLineHeightWithSpacing()),
                 false, "step");
 }
 
@@ -303,7 +239,7 @@ void balance_charts(TrainPanel& p, ImVec2 size) {
     const TrainRun* shown[2];
     int n = 0;
     for (const TrainRun& r : p.runs)
-        if (!r.loss.empty()) shown[n++] = &r;
+        if (!r.h.loss.empty()) shown[n++] = &r;
     if (n == 0) return;
     if (n == 2) {
         ImGui::RadioButton("fp32##load", &p.load_run, 0);
@@ -312,49 +248,32 @@ void balance_charts(TrainPanel& p, ImVec2 size) {
         ImGui::SameLine();
     }
     const TrainRun& r = n == 2 ? p.runs[p.load_run] : *shown[0];
-    const int E = r.experts, steps = int(r.load.size()) / std::max(1, E);
-    const int first = std::max(0, steps - kHeatSteps), cols = steps - first;
-    ImGui::Text("%s, last MoE layer: load / even share, %d experts x steps %d-%d", r.label, E, first + 1, steps);
+    const TrainHistory& h = r.h;
+    const int E = int(h.experts()), steps = int(h.steps.size()), cols = std::min(steps, kHeatSteps);
+    ImGui::Text("%s, last MoE layer: load / even share, %d experts x steps %d-%d", r.label, E, steps - cols + 1, steps);
     // Experts as rows and steps as columns, so time runs left to right as in the loss chart.
-    auto history = [&](const std::vector<float>& v) {
-        std::vector<float> cells(std::size_t(E) * std::size_t(cols));
-        for (int s = 0; s < cols; ++s)
-            for (int e = 0; e < E; ++e) cells[std::size_t(e) * cols + s] = v[std::size_t(first + s) * E + e];
-        return cells;
-    };
-    const std::vector<float> load = history(r.load);
+    const std::vector<float> load = h.expert_rows(h.load, kHeatSteps);
     draw::heatmap("load", load.data(), E, cols, 0.0f, 2.0f, ImVec2(size.x, size.y * 0.3f));
     // The bias that does the balancing: an overloaded expert's falls by gamma per step (blue), an
     // underloaded one's rises (red), until the load evens out.
-    if (int(r.bias.size()) == steps * E && steps > 0) {
-        const std::vector<float> bias = history(r.bias);
+    if (h.bias.size() == h.load.size() && steps > 0) {
+        const std::vector<float> bias = h.expert_rows(h.bias, kHeatSteps);
         const float top = draw::max_abs(bias);
         ImGui::Text("its selection bias b_i (gamma %.4f per step): blue < 0 < red, |b| up to %.3f", double(p.gamma), double(top));
         draw::heatmap("bias", bias.data(), E, cols, -top, top, ImVec2(size.x, size.y * 0.2f), true);
     }
-    std::vector<std::string> names;
-    std::vector<draw::Series> series;
     static const ImU32 shades[] = {IM_COL32(120, 200, 255, 255), IM_COL32(255, 190, 90, 255),
                                    IM_COL32(170, 255, 150, 255), IM_COL32(255, 130, 200, 255)};
-    names.reserve(2 * r.max_vio.size());
-    std::vector<Curve> curves;
-    curves.reserve(2 * r.max_vio.size());
-    for (std::size_t l = 0; l < r.max_vio.size(); ++l) {  // each step's batch, dimmed
-        names.push_back("layer " + std::to_string(l + 1) + " batch");
-        curves.push_back(thin(r.steps, r.max_vio[l]));
-        series.push_back({names.back().c_str(), curves.back().y.data(), int(curves.back().y.size()),
-                          dimmed(shades[l % 4]), curves.back().x.data()});
-    }
-    for (std::size_t l = 0; l < r.max_vio_window.size(); ++l) {  // the last tp::kVioWindow steps' load, bright
-        names.push_back("layer " + std::to_string(l + 1) + " last " + std::to_string(tp::kVioWindow));
-        curves.push_back(thin(r.steps, r.max_vio_window[l]));
-        series.push_back({names.back().c_str(), curves.back().y.data(), int(curves.back().y.size()), shades[l % 4],
-                          curves.back().x.data()});
-    }
+    const std::string window = std::to_string(TrainHistory::kVioWindow);
+    Chart c;
+    for (std::size_t l = 0; l < h.max_vio.size(); ++l)  // each step's batch, dimmed
+        c.add("layer " + std::to_string(l + 1) + " batch", h.steps, h.max_vio[l], dimmed(shades[l % 4]));
+    for (std::size_t l = 0; l < h.max_vio_window.size(); ++l)  // the last kVioWindow steps' load, bright
+        c.add("layer " + std::to_string(l + 1) + " last " + window, h.steps, h.max_vio_window[l], shades[l % 4]);
     ImGui::TextWrapped("MaxVio = max load / mean load - 1 (0: perfectly even), of each 256-token batch (dim: its "
-                       "few text windows favour some experts, whatever the bias) and of the load over the last %d "
-                       "steps (bright: the balance the bias reaches)", tp::kVioWindow);
-    draw::lines("maxvio", series.data(), int(series.size()),
+                       "few text windows favour some experts, whatever the bias) and of the load over the last %s "
+                       "steps (bright: the balance the bias reaches)", window.c_str());
+    draw::lines("maxvio", c.series.data(), int(c.series.size()),
                 ImVec2(size.x, std::max(100.0f, size.y * 0.45f - 3 * ImGui::GetTextLineHeightWithSpacing())), false, "step");
 }
 
@@ -365,11 +284,11 @@ void balance_charts(TrainPanel& p, ImVec2 size) {
 // the arithmetic; the moving averages are compared because a single batch's loss is noisy.
 void compare(const TrainPanel& p) {
     const TrainRun &a = p.runs[0], &b = p.runs[1];
-    const std::size_t n = std::min(a.loss_ema.size(), b.loss_ema.size());
+    const std::size_t n = std::min(a.h.loss_ema.size(), b.h.loss_ema.size());
     if (n == 0) return;
-    const double d = double(b.loss_ema[n - 1]) - double(a.loss_ema[n - 1]);
+    const double d = double(b.h.loss_ema[n - 1]) - double(a.h.loss_ema[n - 1]);
     ImGui::Text("FP8 - fp32 at step %zu: %+.4f nats/byte (%+.2f%% of the fp32 moving average)", n, d,
-                100.0 * d / double(a.loss_ema[n - 1]));
+                100.0 * d / double(a.h.loss_ema[n - 1]));
     ImGui::TextWrapped("%s", "One pair of runs cannot show a gap as small as DeepSeek-V3's 0.25 percent: over five "
                              "seeds eva's paired FP8 - fp32 gap varied about as much as two fp32 runs with different "
                              "seeds do, with a mean indistinguishable from zero (docs/fp8-gap.md), so a gap of a "
@@ -401,13 +320,6 @@ std::string selftest_text() {
 
 }  // namespace
 
-double TrainRun::tokens_per_s() const {
-    if (seconds.empty()) return 0;
-    std::vector<float> last(seconds.end() - std::min<std::ptrdiff_t>(20, std::ptrdiff_t(seconds.size())), seconds.end());
-    std::nth_element(last.begin(), last.begin() + last.size() / 2, last.end());
-    return double(tokens_per_step) / std::max(1e-9, double(last[last.size() / 2]));
-}
-
 void TrainRun::clear() {
     TrainRun fresh;
     fresh.label = label, fresh.precision = precision, fresh.colour = colour, fresh.panel = panel;
@@ -418,11 +330,8 @@ TrainPanel::TrainPanel() {
     runs[0].label = "fp32", runs[0].precision = "fp32", runs[0].colour = IM_COL32(110, 180, 255, 255);
     runs[1].label = "FP8", runs[1].precision = "fp8", runs[1].colour = IM_COL32(255, 160, 70, 255);
     for (TrainRun& r : runs) r.panel = this;
-    const nlohmann::json d = tp::default_settings();  // one place for the default run (the test trains it)
-    batch = d["batch"], seq_len = d["seq_len"], schedule_steps = d["steps"], warmup = d["warmup"], seed = d["seed"];
-    lr = d["lr"].get<float>(), gamma = d["gamma"].get<float>();
-    corpus.url = "corpus.txt";
-    checkpoint.url = "mini.safetensors";
+    cfg = tp::default_config();
+    gamma = float(tp::kPanelGamma);
 }
 
 void TrainPanel::start() {
@@ -443,7 +352,7 @@ void TrainPanel::reset() {
     message.clear();
 }
 
-void train_panel(TrainPanel& p, Pretrained&) {
+void train_panel(TrainPanel& p, Pretrained& pretrained) {
     explain("eva-mini (11.3 M parameters, 3 MoE layers of 16 experts) learns from a few hundred KB of Debian's "
             "fortunes, byte by byte, right here: fp32 and DeepSeek-V3's FP8 recipe (E4M3 GEMM inputs with 1x128 "
             "activation and 128x128 weight scales) start from the same weights and see the same batches, so their "
@@ -453,22 +362,26 @@ void train_panel(TrainPanel& p, Pretrained&) {
             "a run this short needs a faster bias (0.02), or a few experts keep most tokens. Each trainer runs in "
             "its own worker thread, so the page stays smooth.");
     settings(p);
-    if (p.start_pending) {  // waiting for the corpus (and the checkpoint) to arrive
-        const bool have_corpus = ensure(p.corpus), have_ckpt = !p.from_pretrained || ensure(p.checkpoint);
-        if (p.corpus.state == FetchedFile::State::failed || p.checkpoint.state == FetchedFile::State::failed) {
+    if (p.start_pending) {  // waiting for the corpus (and the pretrained checkpoint the page loads) to arrive
+        if (p.corpus_state == TrainPanel::Fetch::none) {
+            p.corpus_state = TrainPanel::Fetch::loading;
+            emscripten_async_wget_data("corpus.txt", &p, fetched, fetch_failed);
+        }
+        const bool ckpt_missing = p.from_pretrained && pretrained.fresh();
+        const bool ckpt_ready = !p.from_pretrained || pretrained.state == Pretrained::State::ready;
+        if (p.corpus_state == TrainPanel::Fetch::failed || ckpt_missing) {
             p.start_pending = false;
-            p.message = p.corpus.state == FetchedFile::State::failed
-                            ? "corpus.txt is missing beside the page (scripts/web.sh writes it)"
-                            : "mini.safetensors is missing beside the page (scripts/web.sh writes it)";
-        } else if (have_corpus && have_ckpt) {
-            launch(p);
+            p.message = ckpt_missing ? "mini.safetensors is missing beside the page (scripts/web.sh writes it)"
+                                     : "corpus.txt is missing beside the page (scripts/web.sh writes it)";
+        } else if (p.corpus_state == TrainPanel::Fetch::ready && ckpt_ready) {
+            launch(p, p.from_pretrained ? pretrained.file_bytes() : std::string());
         }
     }
     controls(p);
     for (TrainRun& r : p.runs) check_alive(r);
     for (const TrainRun& r : p.runs) run_status(r);
     compare(p);
-    if (p.runs[0].loss.empty() && p.runs[1].loss.empty()) {
+    if (p.runs[0].h.loss.empty() && p.runs[1].h.loss.empty()) {
         ImGui::Spacing();
         ImGui::TextWrapped("Start training: each trainer loads the model (fresh from the seed, or the pretrained "
                            "checkpoint), then reports every optimizer step. An untrained byte model predicts all 256 "
@@ -496,28 +409,28 @@ nlohmann::json train_state(const TrainPanel& p) {
                         {"button", p.button_rect.to_json()}, {"reset", p.reset_rect.to_json()},
                         {"runs", nlohmann::json::array()}};
     for (const auto& r : p.runs) {
-        const bool any = !r.loss.empty();
+        const TrainHistory& h = r.h;
         j["runs"].push_back({{"label", r.label},
                              {"state", int(r.state)},
                              {"error", r.error},
-                             {"steps", r.loss.size()},
-                             {"losses", r.loss},
-                             {"val_loss", r.val_loss},
-                             {"tokens_per_s", r.tokens_per_s()},
-                             {"seconds_last", any ? r.seconds.back() : 0.0f},
-                             {"max_vio_layers", r.max_vio.size()},
-                             {"max_vio", r.max_vio},
-                             {"max_vio_window", r.max_vio_window},
+                             {"steps", h.loss.size()},
+                             {"losses", h.loss},
+                             {"val_loss", h.val_loss},
+                             {"tokens_per_s", h.tokens_per_s()},
+                             {"seconds_last", h.seconds.empty() ? 0.0f : h.seconds.back()},
+                             {"max_vio_layers", h.max_vio.size()},
+                             {"max_vio", h.max_vio},
+                             {"max_vio_window", h.max_vio_window},
                              {"sample", r.sample}});
     }
     return j;
 }
 
 void train_from_query(TrainPanel& p, const Query& q) {  // the ranges of the settings' sliders
-    p.batch = query_int(q, "batch", p.batch, 1, 16);
-    p.seq_len = query_int(q, "seq_len", p.seq_len, 16, 256);
-    p.lr = query_float(q, "lr", p.lr, 1e-4f, 1e-2f);
-    p.warmup = query_int(q, "warmup", p.warmup, 0, 200);
+    p.cfg.batch = query_int(q, "batch", p.cfg.batch, 1, 16);
+    p.cfg.seq_len = query_int(q, "seq_len", p.cfg.seq_len, 16, 256);
+    p.cfg.schedule.lr = query_float(q, "lr", float(p.cfg.schedule.lr), 1e-4f, 1e-2f);
+    p.cfg.schedule.warmup_steps = query_int(q, "warmup", p.cfg.schedule.warmup_steps, 0, 200);
     p.gamma = query_float(q, "gamma", p.gamma, 1e-4f, 0.1f);
     p.train_fp32 = query_int(q, "fp32", p.train_fp32, 0, 1) == 1;
     p.train_fp8 = query_int(q, "fp8", p.train_fp8, 0, 1) == 1;
@@ -525,10 +438,10 @@ void train_from_query(TrainPanel& p, const Query& q) {  // the ranges of the set
 
 Query train_to_query(const TrainPanel& p) {
     char lr[32], gamma[32];
-    std::snprintf(lr, sizeof lr, "%g", double(p.lr));
+    std::snprintf(lr, sizeof lr, "%g", p.cfg.schedule.lr);
     std::snprintf(gamma, sizeof gamma, "%g", double(p.gamma));
-    return {{"batch", std::to_string(p.batch)}, {"seq_len", std::to_string(p.seq_len)}, {"lr", lr},
-            {"warmup", std::to_string(p.warmup)}, {"gamma", gamma}, {"fp32", p.train_fp32 ? "1" : "0"},
+    return {{"batch", std::to_string(p.cfg.batch)}, {"seq_len", std::to_string(p.cfg.seq_len)}, {"lr", lr},
+            {"warmup", std::to_string(p.cfg.schedule.warmup_steps)}, {"gamma", gamma}, {"fp32", p.train_fp32 ? "1" : "0"},
             {"fp8", p.train_fp8 ? "1" : "0"}};
 }
 
@@ -540,11 +453,12 @@ std::string train_summary(const TrainPanel& p) {
             out += " " + std::string(r.label) + " failed: " + r.error + ".";
             continue;
         }
-        if (r.loss.empty()) continue;
-        std::snprintf(buf, sizeof buf, " %s step %d, loss %.3f nats/byte (smoothed %.3f); MaxVio over the last %d steps:",
-                      r.label, int(r.steps.back()), double(r.loss.back()), double(r.loss_ema.back()), tp::kVioWindow);
+        const TrainHistory& h = r.h;
+        if (h.loss.empty()) continue;
+        std::snprintf(buf, sizeof buf, " %s step %d, loss %.3f nats/byte (smoothed %.3f); MaxVio over the last %zu steps:",
+                      r.label, int(h.steps.back()), double(h.loss.back()), double(h.loss_ema.back()), TrainHistory::kVioWindow);
         out += buf;
-        for (const auto& v : r.max_vio_window) {
+        for (const auto& v : h.max_vio_window) {
             std::snprintf(buf, sizeof buf, " %.2f", double(v.back()));
             out += buf;
         }
@@ -572,10 +486,9 @@ nlohmann::json train_self_test() {
     nlohmann::json j = {{"train_selftest_text", text}, {"train_selftest_config", to_json(args)},
                         {"train_selftest_params", parameter_count(args)}};
     for (const char* precision : {"fp32", "fp8"}) {
-        const nlohmann::json s = {{"batch", 2}, {"seq_len", 32}, {"steps", 4}, {"lr", 3e-3},
-                                  {"warmup", 1}, {"seed", 1},   {"precision", precision}};
-        const TrainConfig cfg = train_protocol::train_config(s);
-        Model<float> m = train_protocol::fresh_model(args, cfg.seed);
+        const TrainConfig cfg = TrainConfig::from_json({{"batch", 2}, {"seq_len", 32}, {"steps", 4}, {"warmup_steps", 1},
+                                                        {"shards", 0}, {"precision", precision}});  // lr 3e-3, seed 1
+        Model<float> m = fresh_model(args, cfg.seed);
         Trainer tr(m, corpus, cfg);
         std::vector<double> losses;
         for (int i = 0; i < cfg.steps; ++i) losses.push_back(tr.step().loss);

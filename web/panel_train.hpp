@@ -9,16 +9,10 @@
 #include <imgui.h>
 #include <nlohmann/json.hpp>
 
+#include "eva/train_history.hpp"
 #include "panel.hpp"
 
 namespace eva::web {
-
-/// Bytes fetched from beside the page (the corpus, the pretrained checkpoint), once, on demand.
-struct FetchedFile {
-    enum class State { none, loading, ready, failed } state = State::none;
-    const char* url = "";
-    std::string bytes;
-};
 
 struct TrainPanel;
 
@@ -32,32 +26,22 @@ struct TrainRun {
     enum class State { off, starting, ready, failed } state = State::off;
     bool busy = false;           // a call is in flight (at most one per worker)
     std::string error;
-    long long params = 0;
-    int experts = 0, tokens_per_step = 0;
-    std::vector<float> steps, loss, loss_ema, grad_norm, seconds;  // one entry per optimizer step
-    std::vector<std::vector<float>> max_vio;  // [MoE layer][step] of each step's batch
-    std::vector<std::vector<float>> max_vio_window;  // [MoE layer][step] of the load over the last train_protocol::kVioWindow steps
-    std::vector<std::vector<double>> shares;  // [MoE layer][step][expert] each expert's share of the top-k slots
-    std::vector<float> load;                  // [step][expert] of the last MoE layer, load / mean load
-    std::vector<float> bias;                  // [step][expert] the last MoE layer's selection bias after each step
-    std::vector<float> val_steps, val_loss;
+    TrainHistory h;  // its figures, step by step
     std::string sample;
     int sample_step = 0;
     double next_sample_ms = 0;
-    double tokens_per_s() const;  // median over the last 20 steps
     void clear();
 };
 
 struct TrainPanel {
-    // Settings, applied when training (re)starts; their defaults are train_protocol::default_settings().
-    int batch = 0, seq_len = 0, warmup = 0, schedule_steps = 0;
-    float lr = 0;
+    // Settings, applied when training (re)starts, from train_protocol::default_config() and kPanelGamma.
+    TrainConfig cfg;
     float gamma = 0;  // the aux-free bias update speed (V3: 0.001; see train_protocol::kPanelGamma)
     bool train_fp32 = true, train_fp8 = true, from_pretrained = false;
-    int seed = 1;
     // Run state.
     bool running = false, start_pending = false;
-    FetchedFile corpus, checkpoint;  // corpus.txt and mini.safetensors beside the page
+    enum class Fetch { none, loading, ready, failed } corpus_state = Fetch::none;
+    std::string corpus;  // corpus.txt beside the page, fetched at the first start
     TrainRun runs[2];
     int load_run = 0;  // whose expert loads the heatmap shows
     std::string message;

@@ -76,20 +76,13 @@ EMSCRIPTEN_KEEPALIVE void eva_train_start(char* data, int size) {
         const tp::Start start = tp::unpack_start(data, std::size_t(size));
         auto s = std::make_unique<Session>();
         s->corpus = eva::corpus_from_text(start.corpus, "corpus.txt");
-        const eva::TrainConfig cfg = tp::train_config(start.settings);
-        s->model = std::make_unique<eva::Model<float>>(start.checkpoint.empty() ? tp::fresh_model(eva::preset("mini"), cfg.seed)
+        const eva::TrainConfig cfg = eva::TrainConfig::from_json(start.settings.at("train"));
+        s->model = std::make_unique<eva::Model<float>>(start.checkpoint.empty() ? eva::fresh_model(eva::preset("mini"), cfg.seed)
                                                                               : load_pretrained(start.checkpoint));
-        tp::set_gamma(*s->model, start.settings.value("gamma", 0.001));
+        eva::set_gamma(*s->model, start.settings.at("gamma").get<double>());
         s->trainer = std::make_unique<eva::Trainer>(*s->model, s->corpus, cfg);
         session = std::move(s);
-        const auto& args = session->model->args;
-        return nlohmann::json{{"ok", true},
-                              {"params", eva::parameter_count(args)},
-                              {"active_params", eva::parameter_count(args, true)},
-                              {"train_bytes", session->corpus.train.size()},
-                              {"validation_bytes", session->corpus.validation.size()},
-                              {"experts", args.n_routed_experts},
-                              {"precision", eva::to_string(cfg.precision)}};
+        return nlohmann::json{{"ok", true}, {"experts", session->model->args.n_routed_experts}};
     });
 }
 
@@ -98,47 +91,22 @@ EMSCRIPTEN_KEEPALIVE void eva_train_step(char* data, int size) {
     answer([&] {
         if (!session) throw eva::ConfigError("eva_train_step before eva_train_start");
         const nlohmann::json req = request(data, size);
-        const eva::StepStats s = session->trainer->step();
-        const auto& cfg = session->trainer->config();
-        nlohmann::json out = {{"step", s.step},
-                              {"loss", s.loss},
-                              {"balance_loss", s.balance_loss},
-                              {"lr", s.lr},
-                              {"grad_norm", s.grad_norm},
-                              {"seconds", s.seconds},
-                              {"tokens", cfg.batch * cfg.seq_len},
-                              {"max_vio", s.max_vio},
-                              {"expert_load", s.expert_load}};
-        // The selection bias of the last MoE layer, which the aux-free rule has just moved.
-        for (auto it = session->model->w.layers.rbegin(); it != session->model->w.layers.rend(); ++it)
-            if (!it->dense) {
-                out["bias"] = it->moe.bias;
-                break;
-            }
+        nlohmann::json out = session->trainer->step().to_json();
         if (req.value("eval", false)) out["val_loss"] = session->trainer->evaluate();
         return out;
     });
 }
 
-// Text from the model as it is now: the prompt, then `tokens` bytes drawn at temperature 0.8 from the
-// 40 most likely, through the absorbed MLA cache (as `eva train` prints its samples).
+// Text from the model as it is now: the prompt and `tokens` bytes after it, drawn as `eva train` draws
+// its samples (eva::sample_text).
 EMSCRIPTEN_KEEPALIVE void eva_train_sample(char* data, int size) {
     answer([&] {
         if (!session) throw eva::ConfigError("eva_train_sample before eva_train_start");
         const nlohmann::json req = request(data, size);
         const std::string prompt = req.value("prompt", std::string("The "));
-        const eva::Model<float>& m = *session->model;
-        const std::size_t capacity =
-            std::min<std::size_t>(std::size_t(m.args.max_seq_len), prompt.size() + req.value("tokens", 120));
-        eva::Generator<float> gen(m, eva::AttentionCache::absorbed, capacity);
-        eva::Rng rng(req.value("seed", std::uint64_t(1)), 7);
-        auto logits = gen.feed(eva::encode_bytes(prompt));
-        std::vector<eva::Token> out;
-        while (gen.length() < capacity) {
-            out.push_back(eva::sample_token(logits, {0.8, 40, 1.0}, rng));
-            logits = gen.feed({out.back()});
-        }
-        return nlohmann::json{{"text", prompt + eva::decode_bytes(out)}, {"step", session->trainer->steps_done()}};
+        const std::string text =
+            eva::sample_text(*session->model, prompt, req.value("tokens", 120), req.value("seed", std::uint64_t(1)));
+        return nlohmann::json{{"text", prompt + text}, {"step", session->trainer->steps_done()}};
     });
 }
 

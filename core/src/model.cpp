@@ -137,6 +137,22 @@ Model<T> model_init(const ModelArgs& args, const MoeConfig& moe, Rng& rng, doubl
     return m;
 }
 
+Model<float> fresh_model(const ModelArgs& args, std::uint64_t seed, Balance balance, double gamma, double alpha) {
+    Rng rng(seed);
+    return model_init<float>(args, moe_config(args, balance, gamma, alpha), rng);
+}
+
+void set_gamma(Model<float>& m, double gamma) {
+    MoeConfig c = m.moe;
+    c.gamma = gamma;
+    c.validate();
+    m.moe = c;
+    for (auto& b : m.w.layers)
+        if (!b.dense) b.moe.cfg.gamma = gamma;
+    for (auto& k : m.w.mtp)
+        if (!k.block.dense) k.block.moe.cfg.gamma = gamma;
+}
+
 template <class T>
 ModelWeights<T> model_zeros(const Model<T>& m) {
     ModelWeights<T> g = model_alloc<T>(m.args, m.moe).w;
@@ -553,6 +569,19 @@ Token sample_from(const std::vector<double>& p, Rng& rng) {
         if ((u -= p[i]) < 0) return Token(i);
     }
     return Token(last);  // u landed in the rounding slack above the total: the last possible token
+}
+
+std::string sample_text(const Model<float>& m, const std::string& prompt, int n, std::uint64_t seed) {
+    const std::size_t capacity = std::min(std::size_t(m.args.max_seq_len), prompt.size() + std::size_t(n));
+    Generator<float> gen(m, AttentionCache::absorbed, capacity);
+    Rng rng(seed, 7);
+    auto logits = gen.feed(encode_bytes(prompt));
+    std::vector<Token> out;
+    for (int i = 0; i < n && gen.length() < std::size_t(m.args.max_seq_len); ++i) {
+        out.push_back(sample_token(logits, {0.8, 40, 1.0}, rng));
+        logits = gen.feed({out.back()});
+    }
+    return decode_bytes(out);
 }
 
 // ------------------------------------------------------------------------------- caches in lockstep

@@ -408,20 +408,28 @@ std::vector<float> skewed_hidden_states(const MoeConfig& cfg, std::size_t n, std
     return x;
 }
 
+BalancingRun::BalancingRun(const MoeConfig& c, Matrix<float> g)
+    : cfg(c), gate(std::move(g)), bias(c.balance == Balance::aux_free ? c.n_routed_experts : 0, 0.0f) {
+    if (gate.shape(0) != cfg.n_routed_experts || gate.shape(1) != cfg.dim)
+        throw ShapeError("BalancingRun: the gate is not [n_routed_experts, dim]");
+}
+
+const RoutingStats& BalancingRun::step(const float* x, std::size_t n, std::size_t seq_len, double lr) {
+    stats.push_back(balancing_step(cfg, gate, bias, x, n, seq_len, lr, routing));
+    return stats.back();
+}
+
 std::vector<RoutingStats> synthetic_balancing_run(const MoeConfig& cfg, double skew, std::uint64_t seed,
                                                   std::size_t tokens, std::size_t steps, std::size_t seq_len, double lr,
                                                   const std::vector<float>& given, Routing<float>* first) {
     Rng rng(seed);
-    Matrix<float> gate = skewed_gate(cfg, skew, rng);
-    std::vector<float> bias(cfg.balance == Balance::aux_free ? cfg.n_routed_experts : 0, 0.0f);
-    std::vector<RoutingStats> stats;
-    Routing<float> r;
+    BalancingRun run(cfg, skewed_gate(cfg, skew, rng));
     for (std::size_t step = 0; step <= steps; ++step) {
         const auto x = given.empty() ? skewed_hidden_states(cfg, tokens, seed, step) : given;
-        stats.push_back(balancing_step(cfg, gate, bias, x.data(), tokens, seq_len, lr, r));
-        if (step == 0 && first) *first = r;
+        run.step(x.data(), tokens, seq_len, lr);
+        if (step == 0 && first) *first = run.routing;
     }
-    return stats;
+    return std::move(run.stats);
 }
 
 // ------------------------------------------------------------------------------------------ the layer

@@ -31,6 +31,28 @@ double max_vio(const double* loads, std::size_t steps, std::size_t experts) {
     return total > 0 ? top / (total / double(experts)) - 1 : 0.0;
 }
 
+nlohmann::json StepStats::to_json() const {
+    return {{"step", step},         {"loss", loss},         {"balance_loss", balance_loss}, {"lr", lr},
+            {"grad_norm", grad_norm}, {"seconds", seconds}, {"mtp_loss", mtp_loss},         {"max_vio", max_vio},
+            {"expert_load", expert_load}, {"bias", bias}, {"tokens", tokens}};
+}
+
+StepStats StepStats::from_json(const nlohmann::json& j) {
+    StepStats s;
+    j.at("step").get_to(s.step);
+    j.at("loss").get_to(s.loss);
+    j.at("balance_loss").get_to(s.balance_loss);
+    j.at("lr").get_to(s.lr);
+    j.at("grad_norm").get_to(s.grad_norm);
+    j.at("seconds").get_to(s.seconds);
+    j.at("mtp_loss").get_to(s.mtp_loss);
+    j.at("max_vio").get_to(s.max_vio);
+    j.at("expert_load").get_to(s.expert_load);
+    j.at("bias").get_to(s.bias);
+    j.at("tokens").get_to(s.tokens);
+    return s;
+}
+
 void TrainConfig::validate(const ModelArgs& args) const {
     auto require = [](bool ok, const std::string& msg) {
         if (!ok) throw ConfigError(msg);
@@ -489,7 +511,9 @@ StepStats Trainer::step() {
             const RoutingStats r = load_statistics(block_counts[blk++]);
             s.max_vio.push_back(r.max_vio);
             s.expert_load.push_back(r.load_fraction);
+            s.bias.push_back(m_.w.layers[l].moe.bias);
         }
+    s.tokens = std::size_t(cfg_.batch) * std::size_t(cfg_.seq_len);
     // Means over the shards, added in shard order.
     const std::size_t width = 2 + m_.w.mtp.size();
     s.mtp_loss.assign(m_.w.mtp.size(), 0.0);

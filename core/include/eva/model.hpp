@@ -101,6 +101,14 @@ Model<T> model_alloc(const ModelArgs& args, const MoeConfig& moe);
 /// A model with Linear weights ~ N(0, std²) (DeepSeek-V3: 0.006), norm gains 1, biases 0.
 template <class T>
 Model<T> model_init(const ModelArgs& args, const MoeConfig& moe, Rng& rng, double std = 0.006);
+/// A freshly initialized float model as `eva train --config C --seed S` starts it (and the page's untrained
+/// fallback, `eva init --config mini --seed 1`): model_init from Rng(seed), MoE settings moe_config(args,
+/// balance, gamma, alpha).
+Model<float> fresh_model(const ModelArgs& args, std::uint64_t seed, Balance balance = Balance::aux_free,
+                         double gamma = 0.001, double alpha = 1e-4);
+/// Sets the aux-free bias update speed γ of every MoE layer of `m` (its config and each block's copy, MTP
+/// modules included), e.g. to continue a checkpoint at another speed. ConfigError for a γ out of range.
+void set_gamma(Model<float>& m, double gamma);
 /// Zero tensors with the shapes of `m`'s (a gradient accumulator).
 template <class T>
 ModelWeights<T> model_zeros(const Model<T>& m);
@@ -244,6 +252,10 @@ Token sample_token(const std::vector<float>& logits, const SamplingConfig& s, Rn
 std::vector<double> sampling_distribution(const std::vector<float>& logits, const SamplingConfig& s);
 /// Draws a token from probabilities `p` (summing to 1) with one uniform draw.
 Token sample_from(const std::vector<double>& p, Rng& rng);
+/// The samples `eva train` prints and the browser's Train panel shows: up to `n` bytes after `prompt`,
+/// each drawn at temperature 0.8 from the 40 most likely (Rng(seed, 7)), through the absorbed MLA
+/// cache, within max_seq_len; returns the drawn bytes (not the prompt).
+std::string sample_text(const Model<float>& m, const std::string& prompt, int n, std::uint64_t seed);
 
 /// One model decoding through both caches in lockstep (the KV panel's live decoding and its selfTest):
 /// each token goes through the absorbed generator, then the naive one, and their logits are compared.

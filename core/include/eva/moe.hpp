@@ -166,6 +166,22 @@ Matrix<float> skewed_gate(const MoeConfig& cfg, double skew, Rng& rng);
 /// Its hidden states for one step: N(0, 1) plus 1 on feature 0, a fresh batch per step (stream step+1).
 std::vector<float> skewed_hidden_states(const MoeConfig& cfg, std::size_t n, std::uint64_t seed, std::uint64_t step);
 
+/// A balancing run step by step: a router — `gate` [E, dim] and, when cfg balances aux-free, a bias
+/// starting at 0 — balanced by balancing_step on each batch it is given, every step's statistics kept
+/// (measured before its update). synthetic_balancing_run is one on the synthetic router; the browser's
+/// Routing panel steps one a few times a frame, on a model's hidden states or on the synthetic router.
+struct BalancingRun {
+    MoeConfig cfg;
+    Matrix<float> gate;
+    std::vector<float> bias;
+    std::vector<RoutingStats> stats;  // per step
+    Routing<float> routing;           // the latest step's
+
+    BalancingRun(const MoeConfig& cfg, Matrix<float> gate);
+    /// One balancing_step on x [n, dim] (sequences of seq_len tokens and SGD rate lr for the loss modes).
+    const RoutingStats& step(const float* x, std::size_t n, std::size_t seq_len, double lr);
+};
+
 /// `eva moe route`'s run (the page's selfTest repeats it): the synthetic router skewed_gate(cfg, skew,
 /// Rng(seed)) and a bias of zeros when cfg balances aux-free, then steps + 1 balancing_steps, step t on
 /// `tokens` fresh skewed_hidden_states(cfg, tokens, seed, t) — or on `given` [tokens, dim], the same batch

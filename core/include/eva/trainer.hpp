@@ -95,6 +95,13 @@ struct StepStats {
     std::vector<double> mtp_loss;  // per MTP module: its cross-entropy CE_k on this step's batch
     std::vector<double> max_vio;  // per MoE layer, this step's batch
     std::vector<std::vector<double>> expert_load;  // per MoE layer: each routed expert's share of the top-k slots
+    std::vector<std::vector<float>> bias;  // per MoE layer: its selection bias after this step's update (aux-free)
+    std::size_t tokens = 0;                // tokens in the step's batch (batch × seq_len)
+
+    /// Every field by name (what the browser's training worker sends the page after each step).
+    nlohmann::json to_json() const;
+    /// The inverse of to_json; nlohmann::json's exception for a missing field or a wrong type.
+    static StepStats from_json(const nlohmann::json& j);
 };
 
 /// MaxVio of a MoE layer's load summed over `steps` steps: max_i Σ_t load_{t,i} / mean_i Σ_t load_{t,i} − 1,
