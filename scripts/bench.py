@@ -16,7 +16,8 @@
 Each benchmark measures its named baseline in the same run; this script only runs them, keeps what they
 print (their --json output, kept verbatim under "raw"), reshapes it into tables of medians and ratios,
 and renders the tables as Markdown. The Markdown is never edited by hand: `--render` re-renders it from
-the JSON, and the full default run regenerates both docs/performance.json and docs/performance.md.
+the JSON, and the full default run regenerates both docs/performance.json and docs/performance.md;
+`--only SECTIONS` re-measures some sections in place (the report says when each section was measured).
 
 The PyTorch baseline needs /usr/bin/python3 with torch (Debian's python3-torch) and the wasm figures need
 the wasm preset's eva_speed.js and node, the MPI figures the release-mpi preset's eva and mpirun; without
@@ -677,16 +678,18 @@ def measure(a):
     steps = {"gemm": bench_gemm, "fp8": bench_fp8, "mla": bench_mla, "moe": bench_moe,
              "train": lambda r: bench_train(r, torch), "decode": lambda r: bench_decode(r, torch), "wasm": bench_wasm,
              "mpi": bench_mpi, "shakespeare": bench_shakespeare}
+    chosen = a.only or SECTIONS
     try:
-        for i, key in enumerate(SECTIONS, 1):
+        for i, key in enumerate(chosen, 1):
             t0 = time.monotonic()
-            print(f"[{i}/{len(SECTIONS)}] {key}", file=sys.stderr, flush=True)
+            print(f"[{i}/{len(chosen)}] {key}", file=sys.stderr, flush=True)
             try:
                 section = steps[key](runner)
             except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as e:
                 raise BenchError(f"{key}: the benchmark's output is not what this script reads ({e!r}); "
                                  f"its log is in {rel(log_dir)}/")
             section["seconds"] = round(time.monotonic() - t0, 1)
+            section["measured"] = {k: out["machine"][k] for k in ("date", "git_commit")}
             out["machine"].update(section.pop("machine", {}))
             for why in section.get("skipped", []):
                 print(f"  skipped: {why}", file=sys.stderr)
@@ -694,6 +697,21 @@ def measure(a):
     finally:
         shutil.rmtree(runner.tmp, ignore_errors=True)
     return out
+
+
+def merge(old, new):
+    """The report `old` with the sections of `new` (an --only run) in their place. Each section keeps the
+    date and commit it was measured at; the machine must be the same CPU, or the figures would not compare."""
+    if old.get("schema") != new["schema"] or old.get("mode") != new["mode"]:
+        raise BenchError("--only: the existing report is of another schema or mode; run every section")
+    if old["machine"].get("cpu_model") != new["machine"].get("cpu_model"):
+        raise BenchError(f"--only: the existing report was measured on {old['machine'].get('cpu_model')}, this is "
+                         f"{new['machine'].get('cpu_model')}: run every section")
+    for s in old["benchmarks"].values():  # reports written before sections were stamped
+        s.setdefault("measured", {k: old["machine"].get(k) for k in ("date", "git_commit")})
+    machine = dict(old["machine"], **new["machine"])
+    sections = dict(old["benchmarks"], **new["benchmarks"])
+    return dict(old, machine=machine, benchmarks={k: sections[k] for k in SECTIONS if k in sections})
 
 
 # ----------------------------------------------------------------------------------------- Markdown
@@ -758,6 +776,9 @@ def render(data, json_name, json_path):
     for s in data["benchmarks"].values():
         lines += ["", "## " + s["title"], "", s["what"], "", f"Baseline: {s['baseline']}.  ",
                   f"Command: `{s['command']}`"]
+        when = s.get("measured", {})
+        if when and when.get("git_commit") != m.get("git_commit"):
+            lines += ["", f"_Measured in an earlier run of this report: {when.get('date')}, commit {when.get('git_commit')}._"]
         for why in s.get("skipped", []):
             lines += ["", f"_Not measured in this run — {why}._"]
         for t in s["tables"]:
@@ -794,6 +815,10 @@ def main():
                          "nanoGPT's Shakespeare result (skipped without it)")
     ap.add_argument("--note", default="", help="a sentence about the machine, printed in the report's header")
     ap.add_argument("--render", metavar="JSON", help="only re-render the Markdown beside JSON from it")
+    ap.add_argument("--only", metavar="SECTIONS", type=lambda v: v.split(","),
+                    help="measure only these sections (comma separated: " + ",".join(SECTIONS) + ") and put them "
+                         "in place in the existing DIR/performance.json; the others keep their figures, and the "
+                         "report says when each was measured")
     a = ap.parse_args()
     try:
         if a.render:
@@ -807,9 +832,20 @@ def main():
         out_dir = a.out_dir or default_dir
         a.build, a.wasm_build = os.path.abspath(a.build), os.path.abspath(a.wasm_build)
         t0 = time.monotonic()
-        data = measure(a)
-        os.makedirs(out_dir, exist_ok=True)
         json_path, md_path = os.path.join(out_dir, "performance.json"), os.path.join(out_dir, "performance.md")
+        if a.only:
+            unknown = [k for k in a.only if k not in SECTIONS]
+            if unknown:
+                raise BenchError(f"--only: no section {', '.join(unknown)} (sections: {', '.join(SECTIONS)})")
+            try:
+                with open(json_path) as f:
+                    old = json.load(f)
+            except (OSError, ValueError) as e:
+                raise BenchError(f"--only: {rel(json_path)} cannot be read ({e}); run every section first")
+        data = measure(a)
+        if a.only:
+            data = merge(old, data)
+        os.makedirs(out_dir, exist_ok=True)
         with open(json_path, "w") as f:
             json.dump(data, f, indent=1)
             f.write("\n")

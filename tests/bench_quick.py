@@ -75,6 +75,19 @@ def main():
             data = json.load(f)
         with open(os.path.join(tmp, "performance.md")) as f:
             md = f.read()
+        # --only re-measures one section in place: the others are kept as they were.
+        p = subprocess.run([sys.executable, SCRIPT, "--quick", "--build", build, "--wasm-build", wasm_build,
+                            "--out-dir", tmp, "--only", "fp8"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        check(p.returncode == 0, f"--only fp8 runs ({p.stdout[-300:]})")
+        with open(os.path.join(tmp, "performance.json")) as f:
+            merged = json.load(f)
+        check(list(merged["benchmarks"]) == list(data["benchmarks"]), "--only keeps every section, in order")
+        check(all(merged["benchmarks"][k] == data["benchmarks"][k] for k in data["benchmarks"] if k != "fp8"),
+              "--only leaves the other sections' figures as they were")
+        check(merged["benchmarks"]["fp8"]["measured"]["date"] is not None, "--only stamps the section it measured")
+        p = subprocess.run([sys.executable, SCRIPT, "--quick", "--build", build, "--out-dir", tmp, "--only", "nope"],
+                           stderr=subprocess.PIPE, text=True)
+        check(p.returncode == 2 and "no section nope" in p.stderr, f"--only with an unknown section: status 2 ({p.stderr.strip()})")
     md_lines = md.splitlines()
 
     check(data["mode"] == "quick", "mode is quick")
