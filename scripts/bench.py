@@ -585,12 +585,13 @@ def bench_shakespeare(r):
     runs = [shakespeare_run(r, path, steps, f"train-shakespeare-{i + 1}") for i in range(1 if r.quick else 3)]
     wall = statistics.median(w for w, _ in runs)
     final = runs[0][1]  # the losses are the same in every run
-    speed = statistics.median(steps * tokens / f["seconds"] for _, f in runs)
-    rows = [[f"{steps} steps", wall, final["seconds"], speed, final["val_loss"]]]
+    seconds = statistics.median(f["seconds"] for _, f in runs)  # the training steps alone
+    speed = steps * tokens / seconds
+    rows = [[f"{steps} steps", wall, seconds, speed, final["val_loss"]]]
     # The longer run: as many whole hundreds of steps as fit in the time at the first run's speed, after
     # the same start-up and final evaluation (its wall time beyond the training steps).
     budget = 1.0 if r.quick else SHAKESPEARE_SECONDS
-    long_steps = 20 if r.quick else int((budget - (wall - final["seconds"])) * speed / tokens / 100) * 100
+    long_steps = 20 if r.quick else int((budget - (wall - seconds)) * speed / tokens / 100) * 100
     lw, lf = shakespeare_run(r, path, long_steps, "train-shakespeare-long")
     rows.append([f"{long_steps} steps", lw, lf["seconds"], long_steps * tokens / lf["seconds"], lf["val_loss"]])
     section["tables"] = [table([("run", "case"), ("wall s", "median"), ("training s", "median"), ("tokens/s", "median"),
