@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <string>
 
@@ -27,6 +28,17 @@ const ImU32 axis_colour = IM_COL32(120, 125, 135, 255);
 const ImU32 label_colour = IM_COL32(170, 175, 185, 255);
 
 }  // namespace
+
+void tooltip(const char* fmt, ...) {
+    char text[1024];
+    va_list args;
+    va_start(args, fmt);
+    std::vsnprintf(text, sizeof text, fmt, args);
+    va_end(args);
+    const ImVec2 fit = ImGui::CalcTextSize(text), pad = ImGui::GetStyle().WindowPadding;
+    ImGui::SetNextWindowSize(ImVec2(fit.x + 2 * pad.x, fit.y + 2 * pad.y));  // overrides the late auto-fit
+    ImGui::SetTooltip("%s", text);
+}
 
 float max_abs(const std::vector<float>& values) {
     float m = 1e-6f;
@@ -67,7 +79,7 @@ void heatmap(const char* id, const float* values, int rows, int cols, float lo, 
     if (ImGui::IsItemHovered()) {
         const ImVec2 m = ImGui::GetIO().MousePos;
         const int c = std::clamp(int((m.x - p.x) / cw), 0, cols - 1), r = std::clamp(int((m.y - p.y) / ch), 0, rows - 1);
-        ImGui::SetTooltip("row %d, col %d: %.5g", r, c, double(values[r * cols + c]));
+        tooltip("row %d, col %d: %.5g", r, c, double(values[r * cols + c]));
     }
 }
 
@@ -91,7 +103,7 @@ void bars(const char* id, const float* values, int n, float top, ImVec2 size, co
     dl->AddLine(ImVec2(p.x, p.y + plot_h), ImVec2(p.x + size.x, p.y + plot_h), axis_colour);
     if (ImGui::IsItemHovered()) {
         const int i = std::clamp(int((ImGui::GetIO().MousePos.x - p.x) / slot), 0, n - 1);
-        ImGui::SetTooltip("%s%s%.5g", labels && labels[i] ? labels[i] : "", labels && labels[i] ? ": " : "",
+        tooltip("%s%s%.5g", labels && labels[i] ? labels[i] : "", labels && labels[i] ? ": " : "",
                           double(values[i]));
     }
 }
@@ -169,7 +181,7 @@ void lines(const char* id, const Series* series, int count, ImVec2 size, bool lo
             std::snprintf(buf, sizeof buf, "%.5g\n", double(se.y[best]));
             tip += buf;
         }
-        if (!tip.empty()) ImGui::SetTooltip("%s", tip.c_str());
+        if (!tip.empty()) tooltip("%s", tip.c_str());
     }
 }
 

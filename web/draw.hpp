@@ -9,6 +9,11 @@
 
 namespace eva::web::draw {
 
+/// ImGui::SetTooltip sized from this frame's text. ImGui sizes a tooltip from the previous frame's
+/// content, so a text whose width changes as the mouse moves, or as a live chart grows, is clipped for a
+/// frame; every tooltip of the page goes through this.
+void tooltip(const char* fmt, ...) IM_FMTARGS(1);
+
 /// t in [0,1] → a dark-to-bright ramp (blue → teal → yellow) whose brightness grows with t.
 ImU32 sequential(float t);
 /// t in [-1,1] → blue (negative) / dark neutral (0) / red (positive).

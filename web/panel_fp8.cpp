@@ -197,7 +197,7 @@ void draw_histogram(const Fp8Panel& p, ImVec2 size) {
         const int b = int((ImGui::GetIO().MousePos.x - o.x) / bw);
         if (b >= 0 && b < bins) {
             const float l = H.lo + float(b) / float(H.bins_per_octave);
-            ImGui::SetTooltip("|x|/s in [%.3g, %.3g): %.0f values", std::exp2(l), std::exp2(l + 1.0f / float(H.bins_per_octave)),
+            draw::tooltip("|x|/s in [%.3g, %.3g): %.0f values", std::exp2(l), std::exp2(l + 1.0f / float(H.bins_per_octave)),
                               H.counts[std::size_t(b)]);
         }
     }
@@ -297,7 +297,7 @@ void draw_stored(Fp8Panel& p, float width) {
             const std::uint8_t code = q.codes[r * q.cols + c];
             ImGui::Text("%02X", code);
             if (ImGui::IsItemHovered())
-                ImGui::SetTooltip("code 0x%02X = %g, x scale %.4e = %.6g", code, double(fp8_decode(code, q.format)),
+                draw::tooltip("code 0x%02X = %g, x scale %.4e = %.6g", code, double(fp8_decode(code, q.format)),
                                   double(s), double(fp8_decode(code, q.format) * s));
         }
     }
