@@ -543,21 +543,34 @@ std::pair<std::vector<ExpertTraffic>, std::vector<Traffic>> Trainer::take_traffi
 
 Trainer::Evaluation Trainer::evaluation(bool validation) {
     const std::vector<Token>& tokens = validation ? corpus_.validation : corpus_.train;
-    const std::size_t windows = std::size_t(cfg_.batch) * std::size_t(cfg_.eval_batches);
+    const std::size_t batches = std::size_t(cfg_.eval_batches), windows = std::size_t(cfg_.batch) * batches;
     const std::size_t T = std::size_t(cfg_.seq_len), span = tokens.size() - T - 1;
     // A rank's experts are the only ones it has: the forward passes dispatch as in training.
     const ExpertParallelScope use(m_, ep_.get(), false);
-    Evaluation r;
-    r.mtp_loss.assign(m_.w.mtp.size(), 0.0);
-    r.mtp_accuracy.assign(m_.w.mtp.size(), 0.0);
-    for (int e = 0; e < cfg_.eval_batches; ++e) {
+    // The batches are independent forward passes of a model that does not change, so they run side by
+    // side, one per thread (a forward alone uses the threads only inside its GEMMs). Each batch's loss
+    // has the same bits whichever thread computes it, and the sum below is in batch order, so the result
+    // does not depend on the thread count. Under expert parallelism a forward is collective (every rank
+    // exchanges tokens batch after batch), so the batches go one at a time.
+    std::vector<Loss> losses(batches);
+    auto evaluate_batch = [&](std::size_t e) {
         std::vector<Token> in, out;
         for (std::size_t w = 0; w < std::size_t(cfg_.batch); ++w) {
-            const std::size_t start = (std::size_t(e) * cfg_.batch + w) * span / std::max<std::size_t>(1, windows - 1);
+            const std::size_t start = (e * cfg_.batch + w) * span / std::max<std::size_t>(1, windows - 1);
             in.insert(in.end(), tokens.begin() + start, tokens.begin() + start + T);
             out.insert(out.end(), tokens.begin() + start + 1, tokens.begin() + start + T + 1);
         }
-        const Loss l = model_loss(m_, in, out, cfg_.batch, cfg_.seq_len);  // (every rank the same windows)
+        losses[e] = model_loss(m_, in, out, cfg_.batch, cfg_.seq_len);  // (every rank the same windows)
+    };
+    if (ep_) {
+        for (std::size_t e = 0; e < batches; ++e) evaluate_batch(e);
+    } else {
+        detail::parallel_for(batches, evaluate_batch);
+    }
+    Evaluation r;
+    r.mtp_loss.assign(m_.w.mtp.size(), 0.0);
+    r.mtp_accuracy.assign(m_.w.mtp.size(), 0.0);
+    for (const Loss& l : losses) {
         r.loss += l.cross_entropy;
         for (std::size_t k = 0; k < l.mtp_cross_entropy.size(); ++k) {
             r.mtp_loss[k] += l.mtp_cross_entropy[k];
