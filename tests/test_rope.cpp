@@ -126,3 +126,37 @@ TEST_CASE("rope backward is the inverse rotation (finite differences)", "[rope]"
         REQUIRE(std::abs(dx[i] - want) <= 1e-6 * std::abs(want) + 1e-9);
     }
 }
+
+TEST_CASE("rope's angle table gives the bits of angles computed on the fly", "[rope]") {
+    // make_rope tabulates cos and sin for the context's positions; positions past the table (and a table
+    // left empty) compute them as they go. Both paths must agree exactly, forward and inverse, in float
+    // (the model's type) and double, with and without YaRN.
+    const bool yarn = GENERATE(false, true);
+    const auto tabled = eva::make_rope(small(yarn));
+    REQUIRE(tabled.cos_table.size() == 256 * 8);  // mini: max_seq_len 256 positions of 8 pairs
+    eva::RopeTable plain = tabled;
+    plain.cos_table.clear();
+    plain.sin_table.clear();
+    eva::Rng rng(3);
+    const std::size_t rows = 300, ld = 40, n_vec = 2, stride = 16;  // rows 256…299 lie past the table
+    for (const bool inverse : {false, true}) {
+        std::vector<float> a(rows * ld), b;
+        rng.fill_normal(a.data(), a.size(), 0, 1);
+        b = a;
+        eva::rope_apply(tabled, a.data(), rows, ld, n_vec, stride, rows, 0, inverse);
+        eva::rope_apply(plain, b.data(), rows, ld, n_vec, stride, rows, 0, inverse);
+        CHECK(a == b);
+        std::vector<double> c = random_vec(rows * ld, rng), d = c;
+        eva::rope_apply(tabled, c.data(), rows, ld, n_vec, stride, rows, 0, inverse);
+        eva::rope_apply(plain, d.data(), rows, ld, n_vec, stride, rows, 0, inverse);
+        CHECK(c == d);
+    }
+}
+
+TEST_CASE("rope's angle table is bounded whatever the config says", "[rope]") {
+    eva::ModelArgs a = small(false);
+    a.max_seq_len = 1 << 30;  // a config may claim any context: the table stops at 2^16 angles
+    const auto t = eva::make_rope(a);
+    CHECK(t.cos_table.size() == (std::size_t(1) << 16));
+    CHECK(t.sin_table.size() == t.cos_table.size());
+}

@@ -77,7 +77,7 @@ TEST_CASE("GEMM results are bit-identical for 1 and 2 threads", "[threads][gemm]
                 }
 }
 
-TEST_CASE("training is bit-identical for 1 and 2 threads", "[threads][trainer]") {
+TEST_CASE("training and evaluation are bit-identical for 1 and 2 threads", "[threads][trainer]") {
     ThreadGuard guard;
     // Large enough that the GEMMs split (n = 8·64 = 512 tokens, dim 64), with MoE experts and groups;
     // once without and once with a multi-token-prediction module (its loss is part of what must match).
@@ -99,6 +99,7 @@ TEST_CASE("training is bit-identical for 1 and 2 threads", "[threads][trainer]")
     t.seq_len = 64;
     t.steps = 3;
     t.schedule = {1e-2, 1, 3, 0.1};
+    t.eval_batches = 3;  // with 2 threads, evaluation's batches run side by side
     auto run = [&](int threads, std::vector<double>& losses) {
         eva::set_num_threads(threads);
         eva::Rng rng(4);
@@ -109,6 +110,10 @@ TEST_CASE("training is bit-identical for 1 and 2 threads", "[threads][trainer]")
             losses.push_back(st.loss);
             losses.insert(losses.end(), st.mtp_loss.begin(), st.mtp_loss.end());
         }
+        const auto ev = tr.evaluation();
+        losses.push_back(ev.loss);
+        losses.insert(losses.end(), ev.mtp_loss.begin(), ev.mtp_loss.end());
+        losses.insert(losses.end(), ev.mtp_accuracy.begin(), ev.mtp_accuracy.end());
         std::vector<float> weights;
         for (const auto& w : eva::named_tensors(m.w)) weights.insert(weights.end(), w.data, w.data + w.size());
         return weights;
@@ -118,6 +123,6 @@ TEST_CASE("training is bit-identical for 1 and 2 threads", "[threads][trainer]")
     CHECK(loss1 == loss2);  // exact: every sum is taken in the same order
     CHECK(same_bits(w1, w2));
     INFO("n_mtp_layers " << mtp);
-    CHECK(loss1.size() == std::size_t(t.steps * (1 + mtp)));
-    CHECK(loss1[loss1.size() - 1 - std::size_t(mtp)] < loss1.front());  // and it did train
+    CHECK(loss1.size() == std::size_t((t.steps + 1) * (1 + mtp) + mtp));
+    CHECK(loss1[std::size_t((t.steps - 1) * (1 + mtp))] < loss1.front());  // and it did train
 }

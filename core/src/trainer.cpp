@@ -420,41 +420,68 @@ double Trainer::clip_sharded() {
 void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level, float scale,
                               std::vector<double>& losses, std::vector<std::uint64_t>& counts) {
     const std::vector<Param>& g = levels_.at(level);
-    if (hi - lo > 1) {
-        const int mid = lo + (hi - lo) / 2;
-        shard_gradients(b, lo, mid, level, 1.0f, losses, counts);
-        shard_gradients(b, mid, hi, level + 1, 1.0f, losses, counts);
-        // g = (g + right)·scale, and right back to zero for the next leaf that fills it: one pass over
-        // both buffers while they stream through the cache, instead of a memset of `right` later. The
-        // rounding is that of an addition followed by a multiplication, as in separate passes.
-        const std::vector<Param>& right = levels_.at(level + 1);
-        detail::parallel_for(g.size(), [&](std::size_t k) {
-            float* x = g[k].grad;
-            float* r = right[k].grad;
-            if (scale == 1.0f)
-                for (std::size_t i = 0; i < g[k].size; ++i) x[i] = x[i] + r[i], r[i] = 0.0f;
-            else
-                for (std::size_t i = 0; i < g[k].size; ++i) x[i] = (x[i] + r[i]) * scale, r[i] = 0.0f;
-        });
-        if (ep_) ep_->add_level(level);  // the held experts' gradients, per source, follow the same tree
+    if (hi - lo == 1) {
+        const ExpertParallelScope use(m_, ep_.get(), true);  // for this forward and backward only
+        shard_leaf(b, lo, level, acts_, losses, counts);
+        if (emulator_) emulator_->add_shard(moe_caches(m_, acts_));  // this shard's MoE blocks
         return;
     }
-    // One leaf: shard `lo`'s sequences alone, from zero (the partial buffers are kept zero between uses).
+    const int mid = lo + (hi - lo) / 2;
+    if (hi - lo == 2 && !ep_ && detail::available_threads() > 1) {
+        // Two sibling leaves fill two different buffers (levels `level` and `level + 1`), so they can run
+        // side by side, each shard's forward and backward whole on one thread: for a small model that
+        // beats splitting each GEMM and loop of one shard over the threads. A shard's gradient has the
+        // same bits on any number of threads, and the leaves' losses and counts are recorded in shard
+        // order, so the step is the sequential one bit for bit. (Under expert parallelism a shard's
+        // forward is collective: the leaves go one after the other.)
+        std::vector<double> leaf_losses[2];
+        std::vector<std::uint64_t> leaf_counts[2];
+        ModelActivations<float>* acts[2] = {&acts_, &sibling_acts_};
+        detail::parallel_for(2, [&](std::size_t i) {
+            shard_leaf(b, lo + int(i), level + i, *acts[i], leaf_losses[i], leaf_counts[i]);
+        });
+        for (std::size_t i = 0; i < 2; ++i) {
+            if (emulator_) emulator_->add_shard(moe_caches(m_, *acts[i]));  // in shard order
+            losses.insert(losses.end(), leaf_losses[i].begin(), leaf_losses[i].end());
+            counts.resize(std::max(counts.size(), leaf_counts[i].size()), 0);
+            for (std::size_t k = 0; k < leaf_counts[i].size(); ++k) counts[k] += leaf_counts[i][k];
+        }
+    } else {
+        shard_gradients(b, lo, mid, level, 1.0f, losses, counts);
+        shard_gradients(b, mid, hi, level + 1, 1.0f, losses, counts);
+    }
+    // g = (g + right)·scale, and right back to zero for the next leaf that fills it: one pass over
+    // both buffers while they stream through the cache, instead of a memset of `right` later. The
+    // rounding is that of an addition followed by a multiplication, as in separate passes.
+    const std::vector<Param>& right = levels_.at(level + 1);
+    detail::parallel_for(g.size(), [&](std::size_t k) {
+        float* x = g[k].grad;
+        float* r = right[k].grad;
+        if (scale == 1.0f)
+            for (std::size_t i = 0; i < g[k].size; ++i) x[i] = x[i] + r[i], r[i] = 0.0f;
+        else
+            for (std::size_t i = 0; i < g[k].size; ++i) x[i] = (x[i] + r[i]) * scale, r[i] = 0.0f;
+    });
+    if (ep_) ep_->add_level(level);  // the held experts' gradients, per source, follow the same tree
+}
+
+void Trainer::shard_leaf(const Batch& b, int shard, std::size_t level, ModelActivations<float>& acts,
+                         std::vector<double>& losses, std::vector<std::uint64_t>& counts) {
+    // Shard `shard`'s sequences alone, from zero (the partial buffers are kept zero between uses).
+    const std::vector<Param>& g = levels_.at(level);
     if (level == 0) detail::parallel_for(g.size(), [&](std::size_t k) { std::fill(g[k].grad, g[k].grad + g[k].size, 0.0f); });
     if (ep_) ep_->start_leaf(level);
     const std::size_t per = std::size_t(cfg_.batch / cfg_.shards), T = std::size_t(cfg_.seq_len);
-    const auto first = b.inputs.begin() + std::ptrdiff_t(std::size_t(lo) * per * T);
-    const auto first_t = b.targets.begin() + std::ptrdiff_t(std::size_t(lo) * per * T);
+    const auto first = b.inputs.begin() + std::ptrdiff_t(std::size_t(shard) * per * T);
+    const auto first_t = b.targets.begin() + std::ptrdiff_t(std::size_t(shard) * per * T);
     const std::vector<Token> in(first, first + std::ptrdiff_t(per * T)), out(first_t, first_t + std::ptrdiff_t(per * T));
     ModelWeights<float>& target = level == 0 ? grad_ : partial_[level - 1];
-    const ExpertParallelScope use(m_, ep_.get(), true);  // for this forward and backward only
-    const Loss l = model_loss_and_grad(m_, in, out, per, T, target, &acts_);
-    if (emulator_) emulator_->add_shard(moe_caches(m_, acts_));  // this shard's MoE blocks
+    const Loss l = model_loss_and_grad(m_, in, out, per, T, target, &acts);
     losses.push_back(l.cross_entropy);
     losses.push_back(l.balance);
     for (double x : l.mtp_cross_entropy) losses.push_back(x);
     std::size_t i = 0;
-    for (const auto& c : balance_counts(m_, acts_))
+    for (const auto& c : balance_counts(m_, acts))
         for (std::size_t x : c) {
             if (counts.size() <= i) counts.push_back(0);
             counts[i++] += x;
@@ -543,21 +570,34 @@ std::pair<std::vector<ExpertTraffic>, std::vector<Traffic>> Trainer::take_traffi
 
 Trainer::Evaluation Trainer::evaluation(bool validation) {
     const std::vector<Token>& tokens = validation ? corpus_.validation : corpus_.train;
-    const std::size_t windows = std::size_t(cfg_.batch) * std::size_t(cfg_.eval_batches);
+    const std::size_t batches = std::size_t(cfg_.eval_batches), windows = std::size_t(cfg_.batch) * batches;
     const std::size_t T = std::size_t(cfg_.seq_len), span = tokens.size() - T - 1;
     // A rank's experts are the only ones it has: the forward passes dispatch as in training.
     const ExpertParallelScope use(m_, ep_.get(), false);
-    Evaluation r;
-    r.mtp_loss.assign(m_.w.mtp.size(), 0.0);
-    r.mtp_accuracy.assign(m_.w.mtp.size(), 0.0);
-    for (int e = 0; e < cfg_.eval_batches; ++e) {
+    // The batches are independent forward passes of a model that does not change, so they run side by
+    // side, one per thread (a forward alone uses the threads only inside its GEMMs). Each batch's loss
+    // has the same bits whichever thread computes it, and the sum below is in batch order, so the result
+    // does not depend on the thread count. Under expert parallelism a forward is collective (every rank
+    // exchanges tokens batch after batch), so the batches go one at a time.
+    std::vector<Loss> losses(batches);
+    auto evaluate_batch = [&](std::size_t e) {
         std::vector<Token> in, out;
         for (std::size_t w = 0; w < std::size_t(cfg_.batch); ++w) {
-            const std::size_t start = (std::size_t(e) * cfg_.batch + w) * span / std::max<std::size_t>(1, windows - 1);
+            const std::size_t start = (e * cfg_.batch + w) * span / std::max<std::size_t>(1, windows - 1);
             in.insert(in.end(), tokens.begin() + start, tokens.begin() + start + T);
             out.insert(out.end(), tokens.begin() + start + 1, tokens.begin() + start + T + 1);
         }
-        const Loss l = model_loss(m_, in, out, cfg_.batch, cfg_.seq_len);  // (every rank the same windows)
+        losses[e] = model_loss(m_, in, out, cfg_.batch, cfg_.seq_len);  // (every rank the same windows)
+    };
+    if (ep_) {
+        for (std::size_t e = 0; e < batches; ++e) evaluate_batch(e);
+    } else {
+        detail::parallel_for(batches, evaluate_batch);
+    }
+    Evaluation r;
+    r.mtp_loss.assign(m_.w.mtp.size(), 0.0);
+    r.mtp_accuracy.assign(m_.w.mtp.size(), 0.0);
+    for (const Loss& l : losses) {
         r.loss += l.cross_entropy;
         for (std::size_t k = 0; k < l.mtp_cross_entropy.size(); ++k) {
             r.mtp_loss[k] += l.mtp_cross_entropy[k];

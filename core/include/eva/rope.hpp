@@ -30,6 +30,10 @@ struct RopeTable {
     std::size_t dim = 0;          // qk_rope_head_dim
     std::vector<double> freqs;    // dim/2 angular frequencies, YaRN-corrected when active
     double attention_scale = 1;   // mscale² with YaRN, else 1: the factor on the softmax scale
+    // cos θ and sin θ of every pair at the first positions (row p: p·dim/2 … (p+1)·dim/2 − 1), computed
+    // once by make_rope so that a training step does not call cos and sin for every row of every layer
+    // again; later positions compute them as they go, with the same double arithmetic (the same bits).
+    std::vector<double> cos_table, sin_table;
 };
 
 /// Frequencies for `args` (qk_rope_head_dim, rope_theta, and YaRN fields when args.yarn()).

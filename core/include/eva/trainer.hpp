@@ -174,6 +174,10 @@ private:
     // multiplied by `scale` in the same pass as the last addition (1: none).
     void shard_gradients(const Batch& b, int lo, int hi, std::size_t level, float scale, std::vector<double>& losses,
                          std::vector<std::uint64_t>& counts);
+    // One leaf of that tree: shard `shard`'s gradient into levels_[level], its activations in `acts`,
+    // its losses and balancing counts appended to `losses` and `counts`.
+    void shard_leaf(const Batch& b, int shard, std::size_t level, ModelActivations<float>& acts,
+                    std::vector<double>& losses, std::vector<std::uint64_t>& counts);
     // Expert sharding (ep_ only): keep this rank's experts, and the parameter lists that point into them.
     void shard_experts();
     void bind_params();
@@ -202,6 +206,7 @@ private:
     bool partial_zero_ = true;                // every partial_ buffer is zero (between steps)
     std::vector<float> flat_, scratch_;       // the gradients packed for the all-reduce
     ModelActivations<float> acts_;
+    ModelActivations<float> sibling_acts_;  // the right leaf's, when two sibling leaves run side by side
     ExpertLayout layout_;
     std::unique_ptr<ExpertParallel> ep_;          // several ranks with ep > 1
     std::unique_ptr<TrafficEmulator> emulator_;  // one process with ep > 1
