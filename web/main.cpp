@@ -298,14 +298,12 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_layout() { return answer(eva::we
 std::string stored_summary(const nlohmann::json& inspect) {
     const auto& d = inspect["stored_by_dtype"];
     const bool fp8 = d.contains("F8_E4M3");
-    char buf[320];
-    std::snprintf(buf, sizeof buf, "%s, %s (float32 would be %s)",
-                  fp8 ? "weights stored as DeepSeek-V3 stores them: FP8 E4M3 Linear weights with 128x128 "
-                        "scales (weight_scale_inv), the rest BF16"
-                      : "weights stored in float32",
-                  eva::format_bytes(inspect["file_bytes"].get<std::uint64_t>()).c_str(),
-                  eva::format_bytes(4 * inspect["parameters"]["stored_elements"].get<std::uint64_t>()).c_str());
-    return buf;
+    return eva::web::format("%s, %s (float32 would be %s)",
+                            fp8 ? "weights stored as DeepSeek-V3 stores them: FP8 E4M3 Linear weights with 128x128 "
+                                  "scales (weight_scale_inv), the rest BF16"
+                                : "weights stored in float32",
+                            eva::format_bytes(inspect["file_bytes"].get<std::uint64_t>()).c_str(),
+                            eva::format_bytes(4 * inspect["parameters"]["stored_elements"].get<std::uint64_t>()).c_str());
 }
 
 static void pretrained_loaded(unsigned, void* arg, const char* path) {

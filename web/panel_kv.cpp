@@ -337,10 +337,8 @@ std::string kv_summary(const KvPanel& s) {
     std::string out = std::string("KV cache of ") + mm.label + " for " + std::to_string(s.seq_len) + " tokens in bf16:";
     for (const auto& row : mm.memory(s.seq_len, CacheDType::bf16))
         out += " " + row.name + " " + format_bytes_binary(double(row.bytes_sequence)) + ";";
-    char buf[160];
-    std::snprintf(buf, sizeof buf, " decoding: %zu tokens, naive vs absorbed max logit difference %.1e.",
-                  s.run ? s.run->fed_naive : 0, s.run ? s.run->max_diff : 0);
-    return out + buf;
+    return out + format(" decoding: %zu tokens, naive vs absorbed max logit difference %.1e.", s.run ? s.run->fed_naive : 0,
+                        s.run ? s.run->max_diff : 0);
 }
 
 nlohmann::json kv_self_test() {

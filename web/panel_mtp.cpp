@@ -19,9 +19,7 @@ namespace {
 // The slider's float as the decimal the CLI would be given (0.8f is 0.800000011920929 as a double; the
 // command line's --temperature 0.8 is 0.8), so both sample with the same temperature.
 SamplingConfig sampling(const SpecDecode& s, float temperature) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.6g", double(temperature));
-    return {std::strtod(text, nullptr), s.top_k, 1.0};
+    return {std::strtod(format("%.6g", double(temperature)).c_str(), nullptr), s.top_k, 1.0};
 }
 
 void restart(SpecDecode& s, const Model<float>& m, const std::string& prompt, float temperature) {
@@ -93,11 +91,10 @@ void speculative_section(SpecDecode& s, const Model<float>* m, const std::string
     same_line_for("Restart##mtp");
     const bool again = ImGui::Button("Restart##mtp");
     if (!m) return;
-    char key[96];
-    std::snprintf(key, sizeof key, "%p|%d|%d|%d|%.6g|", static_cast<const void*>(m), s.seed, s.max_new_tokens, s.top_k,
-                  double(temperature));
-    if (again || s.key != key + prompt) {
-        s.key = key + prompt;
+    const std::string key = format("%p|%d|%d|%d|%.6g|", static_cast<const void*>(m), s.seed, s.max_new_tokens, s.top_k,
+                                   double(temperature)) + prompt;
+    if (again || s.key != key) {
+        s.key = key;
         restart(s, *m, prompt, temperature);
     }
     if (!s.error.empty()) {

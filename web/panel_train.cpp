@@ -242,9 +242,7 @@ void balance_charts(TrainPanel& p, ImVec2 size) {
         if (!r.h.loss.empty()) shown[n++] = &r;
     if (n == 0) return;
     if (n == 2) {
-        ImGui::RadioButton("fp32##load", &p.load_run, 0);
-        ImGui::SameLine();
-        ImGui::RadioButton("FP8##load", &p.load_run, 1);
+        radio_row(nullptr, p.load_run, {"fp32##load", "FP8##load"});
         ImGui::SameLine();
     }
     const TrainRun& r = n == 2 ? p.runs[p.load_run] : *shown[0];
@@ -437,17 +435,13 @@ void train_from_query(TrainPanel& p, const Query& q) {  // the ranges of the set
 }
 
 Query train_to_query(const TrainPanel& p) {
-    char lr[32], gamma[32];
-    std::snprintf(lr, sizeof lr, "%g", p.cfg.schedule.lr);
-    std::snprintf(gamma, sizeof gamma, "%g", double(p.gamma));
-    return {{"batch", std::to_string(p.cfg.batch)}, {"seq_len", std::to_string(p.cfg.seq_len)}, {"lr", lr},
-            {"warmup", std::to_string(p.cfg.schedule.warmup_steps)}, {"gamma", gamma}, {"fp32", p.train_fp32 ? "1" : "0"},
-            {"fp8", p.train_fp8 ? "1" : "0"}};
+    return {{"batch", std::to_string(p.cfg.batch)}, {"seq_len", std::to_string(p.cfg.seq_len)},
+            {"lr", format("%g", p.cfg.schedule.lr)}, {"warmup", std::to_string(p.cfg.schedule.warmup_steps)},
+            {"gamma", format("%g", double(p.gamma))}, {"fp32", p.train_fp32 ? "1" : "0"}, {"fp8", p.train_fp8 ? "1" : "0"}};
 }
 
 std::string train_summary(const TrainPanel& p) {
     std::string out = "Train:";
-    char buf[160];
     for (const TrainRun& r : p.runs) {
         if (r.state == TrainRun::State::failed) {
             out += " " + std::string(r.label) + " failed: " + r.error + ".";
@@ -455,13 +449,9 @@ std::string train_summary(const TrainPanel& p) {
         }
         const TrainHistory& h = r.h;
         if (h.loss.empty()) continue;
-        std::snprintf(buf, sizeof buf, " %s step %d, loss %.3f nats/byte (smoothed %.3f); MaxVio over the last %zu steps:",
-                      r.label, int(h.steps.back()), double(h.loss.back()), double(h.loss_ema.back()), TrainHistory::kVioWindow);
-        out += buf;
-        for (const auto& v : h.max_vio_window) {
-            std::snprintf(buf, sizeof buf, " %.2f", double(v.back()));
-            out += buf;
-        }
+        out += format(" %s step %d, loss %.3f nats/byte (smoothed %.3f); MaxVio over the last %zu steps:", r.label,
+                      int(h.steps.back()), double(h.loss.back()), double(h.loss_ema.back()), TrainHistory::kVioWindow);
+        for (const auto& v : h.max_vio_window) out += format(" %.2f", double(v.back()));
         out += ".";
     }
     if (out == "Train:") out += " not started (bias speed gamma " + std::to_string(p.gamma).substr(0, 6) + ").";
