@@ -459,22 +459,16 @@ std::string train_summary(const TrainPanel& p) {
 }
 
 nlohmann::json train_self_test() {
-    // Four steps of a tiny model with mini's structure (2 layers, the second MoE with 8 experts,
-    // 134 K parameters; mini itself takes seconds per step in wasm) from seed 1 on the fixed text,
-    // 2 × 32 tokens per step, peak lr 3e-3 with one warmup step: the exact run that
-    //   eva train --config CONFIG.json --data TEXT --steps 4 --batch 2 --seq-len 32 --lr 0.003 --warmup 1
+    // Four steps of the `tiny` preset (mini's structure at 134 K parameters; mini itself takes seconds
+    // per step in wasm) from seed 1 on the fixed text, 2 × 32 tokens per step, peak lr 3e-3 with one
+    // warmup step: the exact run that
+    //   eva train --config tiny --data TEXT --steps 4 --batch 2 --seq-len 32 --lr 0.003 --warmup 1
     //             --seed 1 --precision fp32|fp8
     // performs natively (tests/browser/train.test.mjs runs it and compares the losses).
-    const ModelArgs args = model_args_from_json(
-        {{"vocab_size", 256}, {"dim", 64}, {"inter_dim", 128}, {"moe_inter_dim", 32}, {"n_layers", 2},
-         {"n_dense_layers", 1}, {"n_heads", 2}, {"n_routed_experts", 8}, {"n_shared_experts", 1},
-         {"n_activated_experts", 2}, {"n_expert_groups", 2}, {"n_limited_groups", 1}, {"score_func", "sigmoid"},
-         {"route_scale", 1.0}, {"q_lora_rank", 32}, {"kv_lora_rank", 32}, {"qk_nope_head_dim", 16},
-         {"qk_rope_head_dim", 8}, {"v_head_dim", 16}, {"max_seq_len", 64}});
+    const ModelArgs args = preset("tiny");
     const std::string text = selftest_text();
     const Corpus corpus = corpus_from_text(text, "selftest");
-    nlohmann::json j = {{"train_selftest_text", text}, {"train_selftest_config", to_json(args)},
-                        {"train_selftest_params", parameter_count(args)}};
+    nlohmann::json j = {{"train_selftest_text", text}, {"train_selftest_params", parameter_count(args)}};
     for (const char* precision : {"fp32", "fp8"}) {
         const TrainConfig cfg = TrainConfig::from_json({{"batch", 2}, {"seq_len", 32}, {"steps", 4}, {"warmup_steps", 1},
                                                         {"shards", 0}, {"precision", precision}});  // lr 3e-3, seed 1

@@ -60,8 +60,8 @@ nlohmann::json train_state(const TrainPanel& state);
 void train_from_query(TrainPanel& p, const Query& q);
 Query train_to_query(const TrainPanel& p);
 std::string train_summary(const TrainPanel& state);
-/// Figures for window.eva.selfTest(): a few steps of mini training from a fixed seed on fixed text,
-/// computed by the wasm core (the browser test repeats them with the native `eva train`).
+/// Figures for window.eva.selfTest(): a few steps of training the `tiny` preset from a fixed seed on fixed
+/// text, computed by the wasm core (the browser test repeats them with the native `eva train --config tiny`).
 nlohmann::json train_self_test();
 
 }  // namespace eva::web
