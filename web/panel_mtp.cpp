@@ -128,19 +128,9 @@ bool spec_busy(const SpecDecode& s) {
 }
 
 nlohmann::json spec_state(const SpecDecode& s) {
-    nlohmann::json j = {{"seed", s.seed}, {"max_new_tokens", s.max_new_tokens}, {"top_k", s.top_k}, {"temperature", s.temperature},
-                        {"prompt", s.prompt}, {"error", s.error},
-                        {"done", s.run && !spec_busy(s)}};
-    if (!s.run) return j;
-    const SpeculativeRun& r = *s.run;
-    const SpeculativeStats& st = r.stats();
-    const double tps = double(r.tokens.size()) / r.seconds, plain_tps = double(r.plain_tokens.size()) / r.plain_seconds;
-    j.update({{"text", decode_bytes(r.tokens)}, {"new_tokens", r.tokens.size()}, {"drafted", st.drafted},
-              {"accepted", st.accepted}, {"acceptance_rate", st.acceptance_rate()}, {"verify_forwards", st.rounds},
-              {"rejected", r.rejected.size()}, {"accepted_shown", std::count(r.drafted.begin(), r.drafted.end(), 1)},
-              {"spec_ms", 1000 * r.seconds}, {"plain_ms", 1000 * r.plain_seconds}, {"plain_tokens", r.plain_tokens.size()},
-              {"tokens_per_s", tps}, {"plain_tokens_per_s", plain_tps}, {"speedup", tps / plain_tps},
-              {"identical_to_plain", r.plain_tokens == r.tokens}});
+    nlohmann::json j = s.run ? s.run->to_json() : nlohmann::json::object();  // the run's figures, as the CLI's
+    j.update({{"seed", s.seed}, {"max_new_tokens", s.max_new_tokens}, {"top_k", s.top_k}, {"temperature", s.temperature},
+              {"prompt", s.prompt}, {"error", s.error}, {"done", s.run && !spec_busy(s)}});
     return j;
 }
 
