@@ -176,14 +176,9 @@ void decode_controls(KvPanel& s, const Model<float>& m) {
     ImGui::SetNextItemWidth(280);
     const bool entered = ImGui::InputText("prompt", s.prompt, sizeof s.prompt, ImGuiInputTextFlags_EnterReturnsTrue);
     beside("sample", 200);
-    if (ImGui::BeginCombo("sample", kSamples[s.sample])) {
-        for (int i = 0; i < int(std::size(kSamples)); ++i)
-            if (ImGui::Selectable(kSamples[i], i == s.sample)) {
-                s.sample = i;
-                std::snprintf(s.prompt, sizeof s.prompt, "%s", kSamples[i]);
-                s.restart = true;
-            }
-        ImGui::EndCombo();
+    if (ImGui::Combo("sample", &s.sample, kSamples, int(std::size(kSamples)))) {  // a choice restarts the run
+        std::snprintf(s.prompt, sizeof s.prompt, "%s", kSamples[s.sample]);
+        s.restart = true;
     }
     same_line_for("Restart");
     if (ImGui::Button("Restart") || entered) s.restart = true;
