@@ -17,7 +17,6 @@
 #include "eva/checked.hpp"
 #include "eva/data.hpp"
 #include "eva/mla.hpp"
-#include "train_worker.hpp"
 
 namespace eva::web {
 namespace {

@@ -171,7 +171,7 @@ void settings(TrainPanel& p) {
     if (ImGui::IsItemHovered())
         draw::tooltip("Aux-free balancing moves each expert's bias by gamma per step. DeepSeek-V3 uses 0.001 over "
                           "~2e5 steps; a run of a few hundred steps needs a faster bias (default %.2f).",
-                          tp::kPanelGamma);
+                          kTrainPanelGamma);
     ImGui::PopItemWidth();
     if (locked) ImGui::EndDisabled();
 }
@@ -328,8 +328,8 @@ TrainPanel::TrainPanel() {
     runs[0].label = "fp32", runs[0].precision = "fp32", runs[0].colour = IM_COL32(110, 180, 255, 255);
     runs[1].label = "FP8", runs[1].precision = "fp8", runs[1].colour = IM_COL32(255, 160, 70, 255);
     for (TrainRun& r : runs) r.panel = this;
-    cfg = tp::default_config();
-    gamma = float(tp::kPanelGamma);
+    cfg = train_panel_config();
+    gamma = float(kTrainPanelGamma);
 }
 
 void TrainPanel::start() {

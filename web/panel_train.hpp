@@ -34,9 +34,9 @@ struct TrainRun {
 };
 
 struct TrainPanel {
-    // Settings, applied when training (re)starts, from train_protocol::default_config() and kPanelGamma.
+    // Settings, applied when training (re)starts, from train_panel_config() and kTrainPanelGamma.
     TrainConfig cfg;
-    float gamma = 0;  // the aux-free bias update speed (V3: 0.001; see train_protocol::kPanelGamma)
+    float gamma = 0;  // the aux-free bias update speed (V3: 0.001; see eva::kTrainPanelGamma)
     bool train_fp32 = true, train_fp8 = true, from_pretrained = false;
     // Run state.
     bool running = false, start_pending = false;

@@ -46,7 +46,7 @@ test("?panel=train&embed=1 renders the panel alone, without console errors", asy
   const s = await trainState(page);
   assert.equal(s.drawn, true);
   assert.equal(s.running, false);
-  assert.equal(s.gamma.toFixed(4), "0.0200");  // train_protocol::kPanelGamma (tests/test_train_panel.cpp checks its run)
+  assert.equal(s.gamma.toFixed(4), "0.0200");  // eva::kTrainPanelGamma (tests/test_train_panel.cpp checks its run)
   const shot = await page.screenshot({ path: join(root, "build", "wasm", "train.png") });
   const colours = distinctColours(shot);
   // Measured: ~25 colours before training starts (text, widgets), hundreds with the charts; blank: 1.
