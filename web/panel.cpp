@@ -86,10 +86,14 @@ void Rect::record() {
     r[0] = a.x, r[1] = a.y, r[2] = b.x, r[3] = b.y;
 }
 
-void explain(const char* text) {
+void dim_text(const std::string& text) {
     ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
-    ImGui::TextWrapped("%s", text);
+    ImGui::TextWrapped("%s", text.c_str());
     ImGui::PopStyleColor();
+}
+
+void explain(const char* text) {
+    dim_text(text);
     ImGui::Separator();
 }
 

@@ -95,7 +95,9 @@ inline double ms_since(Clock::time_point t0) { return std::chrono::duration<doub
 std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 std::string vformat(const char* fmt, va_list args);
 
-/// Draws the panel's explanation in a wrapped, dimmed paragraph.
+/// Draws `text` as a wrapped, dimmed paragraph (a note beside the figures).
+void dim_text(const std::string& text);
+/// Draws the panel's explanation: a dimmed paragraph (dim_text) and a separator under it.
 void explain(const char* text);
 
 /// A block of the panel `width` pixels wide (an ImGui group) whose text wraps at its right edge, so two

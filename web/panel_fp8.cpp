@@ -357,11 +357,7 @@ void fp8_panel(Fp8Panel& p, Pretrained& ck) {
             "histogram shows |x|/s against the format's grid (the yellow comb): values in the left red region "
             "flush to zero, and an outlier in a group pushes the rest down into the sparse subnormal end of the "
             "grid - which is why DeepSeek-V3 scales per 1x128 tile and 128x128 block.");
-    if (ck.state == Pretrained::State::ready) {  // how the file stores the model, and its size
-        ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
-        ImGui::TextWrapped("%s", ck.message.c_str());
-        ImGui::PopStyleColor();
-    }
+    if (ck.state == Pretrained::State::ready) dim_text(ck.message);  // how the file stores the model, and its size
     draw_controls(p, ck);
     update(p, ck);
     if (!p.accum.finished()) {  // bounded work per frame: 65536 products per accumulator variant

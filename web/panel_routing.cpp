@@ -153,22 +153,20 @@ void draw_controls(RoutingPanel& s, const Model<float>& m) {
     int groups = int(c.n_expert_groups), gi = 0;
     for (int i = 0; i < 4; ++i)
         if (kGroupChoices[i] == groups) gi = i;
-    same_line_for("groups", 90);
-    ImGui::PushItemWidth(90);
+    beside("groups", 90);
     if (ImGui::Combo("groups", &gi, "1\0" "2\0" "4\0" "8\0")) {
         c.n_expert_groups = std::size_t(kGroupChoices[gi]);
         c.n_limited_groups = std::min(c.n_limited_groups, c.n_expert_groups);
     }
-    same_line_for("kept groups", 90);
+    beside("kept groups", 90);
     int kept = int(c.n_limited_groups);
     ImGui::SliderInt("kept groups", &kept, 1, int(c.n_expert_groups));
     c.n_limited_groups = std::size_t(std::clamp(kept, 1, int(c.n_expert_groups)));
-    same_line_for("top-k", 90);
+    beside("top-k", 90);
     const int reachable = int(c.n_limited_groups) * (E / int(c.n_expert_groups));
     int k = std::min(int(c.n_activated_experts), reachable);
     ImGui::SliderInt("top-k", &k, 1, std::min(8, reachable));
     c.n_activated_experts = std::size_t(std::clamp(k, 1, reachable));
-    ImGui::PopItemWidth();
 
     int balance = c.balance == Balance::aux_loss ? 0 : int(c.balance);  // Balance's first three, in its order
     radio_row("balancing:", balance, {"none", "aux-free bias", "sequence-wise loss"});
@@ -363,12 +361,10 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
     if (r.running && r.max_vio.empty())
         ImGui::Text("computing hidden states of sample windows: %zu / %zu", r.pool ? r.pool->windows() : 0, kPoolWindows);
     if (r.max_vio.empty()) {
-        ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
-        ImGui::TextWrapped("Each step routes a batch of %zu tokens with the settings above, then balances: aux-free "
-                           "moves b by gamma against each expert's load (starting from b = 0); the sequence-wise "
-                           "loss takes one SGD step (rate %g) on a copy of the gate; none only measures.",
-                           r.source == RunSection::Source::text ? kBatchWindows * kWindow : kSyntheticTokens, kSeqLossLr);
-        ImGui::PopStyleColor();
+        dim_text(format("Each step routes a batch of %zu tokens with the settings above, then balances: aux-free moves b "
+                        "by gamma against each expert's load (starting from b = 0); the sequence-wise loss takes one SGD "
+                        "step (rate %g) on a copy of the gate; none only measures.",
+                        r.source == RunSection::Source::text ? kBatchWindows * kWindow : kSyntheticTokens, kSeqLossLr));
         return;
     }
     const draw::Series series{"MaxVio", r.max_vio.data(), int(r.max_vio.size()), IM_COL32(250, 200, 80, 255)};

@@ -152,27 +152,26 @@ ImU32 dimmed(ImU32 c) { return (c & 0x00FFFFFFu) | (0x60u << IM_COL32_A_SHIFT); 
 void settings(TrainPanel& p) {
     const bool locked = p.runs[0].worker >= 0 || p.runs[1].worker >= 0;
     if (locked) ImGui::BeginDisabled();
-    ImGui::PushItemWidth(120);
     ImGui::Checkbox("fp32", &p.train_fp32);
     same_line_for("FP8 (E4M3, 1x128 / 128x128 scales)", kBox);
     ImGui::Checkbox("FP8 (E4M3, 1x128 / 128x128 scales)", &p.train_fp8);
     same_line_for("continue the pretrained checkpoint", kBox);
     ImGui::Checkbox("continue the pretrained checkpoint", &p.from_pretrained);
+    ImGui::SetNextItemWidth(120);
     ImGui::SliderInt("batch", &p.cfg.batch, 1, 16);
-    same_line_for("sequence length", 120);
+    beside("sequence length", 120);
     ImGui::SliderInt("sequence length", &p.cfg.seq_len, 16, 256);
-    same_line_for("peak lr", 120);
+    beside("peak lr", 120);
     float lr = float(p.cfg.schedule.lr);
     if (ImGui::SliderFloat("peak lr", &lr, 1e-4f, 1e-2f, "%.4f", ImGuiSliderFlags_Logarithmic)) p.cfg.schedule.lr = lr;
-    same_line_for("warmup", 120);
+    beside("warmup", 120);
     ImGui::SliderInt("warmup", &p.cfg.schedule.warmup_steps, 0, 200);
-    same_line_for("bias speed gamma", 120);
+    beside("bias speed gamma", 120);
     ImGui::SliderFloat("bias speed gamma", &p.gamma, 1e-4f, 0.1f, "%.4f", ImGuiSliderFlags_Logarithmic);
     if (ImGui::IsItemHovered())
         draw::tooltip("Aux-free balancing moves each expert's bias by gamma per step. DeepSeek-V3 uses 0.001 over "
                           "~2e5 steps; a run of a few hundred steps needs a faster bias (default %.2f).",
                           kTrainPanelGamma);
-    ImGui::PopItemWidth();
     if (locked) ImGui::EndDisabled();
 }
 
