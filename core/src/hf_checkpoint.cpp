@@ -839,10 +839,10 @@ std::string storage_summary(const nlohmann::json& inspect) {
                                                      "with 128x128 scales (weight_scale_inv), the rest BF16"
                             : by.contains("BF16") ? "weights stored in BF16"
                                                   : "weights stored in float32";
-    // The file's own tensors in float32: every stored element but the FP8 scales, which float32 needs not.
+    // The file's own tensors in float32 (stored_by_dtype counts every tensor once; an FP8 weight's scales
+    // are part of it, not elements of their own, and float32 needs none).
     std::uint64_t elements = 0;
     for (const auto& [dtype, d] : by.items()) elements = checked_add(elements, d.at("elements").get<std::uint64_t>(), "elements");
-    if (inspect.contains("fp8_scales")) elements -= std::min(elements, inspect["fp8_scales"].at("blocks").get<std::uint64_t>());
     const std::uint64_t f32_bytes = checked_mul(4, elements, "float32 bytes of the stored elements");
     return how + ", " + format_bytes(inspect.at("file_bytes").get<std::uint64_t>()) + " (float32 would be " +
            format_bytes(f32_bytes) + ")";
