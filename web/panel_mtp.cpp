@@ -3,7 +3,6 @@
 #include "panel_mtp.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 
 #include <imgui.h>

@@ -21,11 +21,9 @@
 #include "panel_routing.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <string>
 
-#include <emscripten.h>
 #include <imgui.h>
 
 #include "app.hpp"
@@ -404,9 +402,8 @@ void routing_panel(RoutingPanel& s, Pretrained& p) {
     if (!s.configured) {
         s.cfg = m->moe;
         if (s.cfg.gamma < 0.005) s.cfg.gamma = 0.005;  // a visible bias speed for the run (V3: 0.001)
-        std::snprintf(s.text, sizeof s.text, "%s", kSamples[0]);
         s.configured = true;
-        apply_query(s, *m);
+        apply_query(s, *m);  // also sets the text from the chosen sample
     }
     if (p.state != Pretrained::State::ready)
         ImGui::TextColored(ImVec4(1, 0.8f, 0.3f, 1), "%s: a fresh seeded model (untrained gate)", p.message.c_str());
