@@ -73,6 +73,7 @@ void print_inspect(const nlohmann::json& r) {
         std::printf("  files: %zu, %s\n", r["files"].size(), format_bytes(r["file_bytes"].get<std::uint64_t>()).c_str());
     if (r.contains("index_tensors"))
         std::printf("  index: %" PRIu64 " tensors named (shards not present)\n", r["index_tensors"].get<std::uint64_t>());
+    if (r.contains("stored_by_dtype")) std::printf("  %s\n", storage_summary(r).c_str());
     if (r.contains("stored_by_dtype"))
         for (const auto& [dt, d] : r["stored_by_dtype"].items())
             std::printf("  %-8s %6" PRIu64 " tensors, %s elements, %s\n", dt.c_str(), d["tensors"].get<std::uint64_t>(),

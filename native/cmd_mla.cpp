@@ -123,11 +123,11 @@ void run_decode_check(const DecodeCheckOptions& o) {
 void add_mla_command(CLI::App& app) {
     auto* cmd = app.add_subcommand("mla", "Multi-head Latent Attention: KV-cache memory and a decoding self-check");
     cmd->require_subcommand(1);
-    const std::string config_help = "Config: a preset (v2-lite, v2, v3, mini, baby) or a ModelArgs JSON file";
+    const std::string config_help = "Config: a preset (v2-lite, v2, v3, mini, baby, tiny) or a ModelArgs JSON file";
 
     auto m = std::make_shared<MemoryOptions>();
     auto* mem = cmd->add_subcommand("memory", "KV-cache size of MLA vs MHA vs GQA vs MQA for a config");
-    mem->add_option("--config", m->config, "Config: a preset (v2-lite, v2, v3, mini, baby), llama3-8b (Llama-3-8B's "
+    mem->add_option("--config", m->config, "Config: a preset (v2-lite, v2, v3, mini, baby, tiny), llama3-8b (Llama-3-8B's "
                     "attention shape, GQA-8 without a latent) or a ModelArgs JSON file")->capture_default_str();
     mem->add_option("--seq-len", m->seq_len, "Tokens in the sequence")->capture_default_str()->check(kPositive);
     mem->add_option("--dtype", m->dtype, "Cache element type: fp32, bf16 or fp8")->capture_default_str();

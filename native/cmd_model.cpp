@@ -412,19 +412,16 @@ void run_generate(const GenerateOptions& o) {
     finish(run);
     SpeculativeRun again(m, encode_bytes(o.prompt), std::size_t(o.max_new_tokens), o.sampling, o.seed);
     finish(again);
-    const SpeculativeStats& st = again.stats();
+    run.seconds = std::min(run.seconds, again.seconds);
+    run.plain_seconds = std::min(run.plain_seconds, again.plain_seconds);
+    const SpeculativeStats& st = run.stats();
     const std::vector<Token>& spec = run.tokens;
     const bool identical = spec == run.plain_tokens;
-    const double tps = double(spec.size()) / std::min(run.seconds, again.seconds),
-                 plain_tps = double(run.plain_tokens.size()) / std::min(run.plain_seconds, again.plain_seconds);
+    const double tps = double(spec.size()) / run.seconds, plain_tps = double(run.plain_tokens.size()) / run.plain_seconds;
     const bool greedy = o.sampling.temperature == 0;
-    nlohmann::json j = {{"prompt", o.prompt}, {"text", decode_bytes(spec)}, {"new_tokens", spec.size()},
-                        {"tokens_per_s", tps}, {"attn", o.attn}, {"cache_bytes", run.cache_floats() * sizeof(float)},
-                        {"speculative", true}, {"mtp_depth", m.w.mtp.size()}, {"drafted", st.drafted},
-                        {"accepted", st.accepted}, {"acceptance_rate", st.acceptance_rate()}, {"verify_forwards", st.rounds},
-                        {"plain_tokens_per_s", plain_tps}, {"speedup", tps / plain_tps}};
-    // Greedy speculative decoding is plain greedy decoding by construction; the run shows it.
-    if (greedy) j["identical_to_plain"] = identical;
+    nlohmann::json j = run.to_json();  // the figures the KV panel shows for the same run
+    j.update({{"prompt", o.prompt}, {"attn", o.attn}, {"cache_bytes", run.cache_floats() * sizeof(float)},
+              {"speculative", true}, {"mtp_depth", m.w.mtp.size()}});
     if (o.json) return print_json(j);
     std::cout << o.prompt << decode_bytes(spec) << '\n';
     std::printf("[%zu tokens in %zu verifying forwards: %zu drafted, %zu accepted (acceptance %.1f%%); %.0f tokens/s vs "
@@ -441,7 +438,7 @@ void add_model_commands(CLI::App& app) {
     {
         auto o = std::make_shared<InitOptions>();
         auto* c = app.add_subcommand("init", "Write a freshly initialized model (safetensors, official tensor names)");
-        c->add_option("--config", o->config, "Preset (mini, baby, v2-lite, v2, v3) or ModelArgs JSON file")->capture_default_str();
+        c->add_option("--config", o->config, "Preset (mini, baby, tiny, v2-lite, v2, v3) or ModelArgs JSON file")->capture_default_str();
         c->add_option("--seed", o->seed, "Initialization seed")->capture_default_str();
         c->add_option("--std", o->std, "Std of the normal init of Linear weights (DeepSeek-V3: 0.006)")->capture_default_str();
         c->add_option("--balance", o->balance, "MoE balancing the model will train with")->capture_default_str()->check(balance_check);

@@ -24,6 +24,7 @@
 #include "eva/gemm.hpp"
 #include "eva/peak.hpp"
 #include "eva/rng.hpp"
+#include "eva/train_history.hpp"
 #include "eva/trainer.hpp"
 
 namespace {
@@ -111,7 +112,7 @@ int main() {
     const eva::Corpus corpus = training_corpus();
     out["train"] = nlohmann::json::array();
     for (auto precision : {eva::LinearPrecision::fp32, eva::LinearPrecision::fp8}) {
-        const int batch = 4, seq_len = 64;  // the Train panel's default step
+        const int batch = eva::train_panel_config().batch, seq_len = eva::train_panel_config().seq_len;
         const double s = median_step_seconds(corpus, batch, seq_len, precision, 5);
         out["train"].push_back({{"config", "mini " + std::to_string(batch) + "x" + std::to_string(seq_len)},
                                 {"precision", eva::to_string(precision)},

@@ -75,6 +75,24 @@ TEST_CASE("config preset baby: nanoGPT's CPU baby size with mini's structure", "
     REQUIRE(eva::preset_or_file("baby").dim == 128);
 }
 
+TEST_CASE("config preset tiny: mini's structure at 134 K parameters", "[config]") {
+    const auto t = eva::preset("tiny");
+    REQUIRE((t.vocab_size == 256 && t.dim == 64 && t.n_layers == 2 && t.n_dense_layers == 1 && t.n_heads == 2 &&
+             t.max_seq_len == 64 && t.q_lora_rank == 32 && t.kv_lora_rank == 32 && t.qk_nope_head_dim == 16 &&
+             t.qk_rope_head_dim == 8 && t.v_head_dim == 16 && t.inter_dim == 128 && t.moe_inter_dim == 32 &&
+             t.n_routed_experts == 8 && t.n_shared_experts == 1 && t.n_activated_experts == 2 &&
+             t.n_expert_groups == 2 && t.n_limited_groups == 1 && t.score_func == "sigmoid" && !t.yarn()));
+    // Counted by hand. A block's attention: wq_a 32·64 + q_norm 32 + wq_b 48·32 + wkv_a 40·64 + kv_norm 32
+    // + wkv_b 64·32 + wo 64·32 = 10,304, plus two norms of 64. The dense FFN 3·64·128 = 24,576; the MoE
+    // FFN: gate 8·64 + (8 routed + 1 shared)·3·32·64 = 55,808 (with 2 routed active: 18,944). Embedding +
+    // head 2·256·64 and the final norm 64: 32,832.
+    //   all:       32,832 + 2·10,432 + 24,576 + 55,808 = 134,080
+    //   activated: 32,832 + 2·10,432 + 24,576 + 18,944 =  97,216
+    REQUIRE(eva::parameter_count(t) == 134080);
+    REQUIRE(eva::parameter_count(t, true) == 97216);
+    REQUIRE(eva::preset_or_file("tiny").dim == 64);
+}
+
 TEST_CASE("config JSON: round trip, official files, and errors naming the field", "[config]") {
     const auto v3 = eva::preset("v3");
     const auto back = eva::model_args_from_json(eva::to_json(v3));

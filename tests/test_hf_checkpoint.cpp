@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "eva/checked.hpp"
 #include "eva/error.hpp"
 #include "eva/hf_checkpoint.hpp"
 #include "eva/rng.hpp"
@@ -257,4 +258,25 @@ TEST_CASE("hf_checkpoint: stored_fp8_weight returns the file's codes and scales 
     CHECK(fp8_tensors > 0);
     CHECK_THROWS_AS(eva::stored_fp8_weight(c, "layers.0.attn.nonexistent.weight"), eva::FileError);
     std::filesystem::remove_all(path);
+}
+
+TEST_CASE("hf_checkpoint: storage_summary says how a file stores its weights and what float32 would take",
+          "[hf_checkpoint]") {
+    eva::Model<float> m = tiny_model(true, "sigmoid", eva::Balance::aux_free);
+    // float32 bytes counted here from the model's own tensors: the main model, the MTP module and the
+    // gate biases, as the file holds them (an eva file stores no copies of the embedding and head).
+    std::uint64_t elements = 0;
+    for (const auto& t : eva::named_tensors(m.w)) elements += t.size();
+    const std::string path = tmp_path("summary.safetensors");
+    for (auto [dtype, how] : {std::pair{eva::StoreDType::f32, "weights stored in float32, "},
+                              {eva::StoreDType::bf16, "weights stored in BF16, "},
+                              {eva::StoreDType::fp8, "weights stored as DeepSeek-V3 stores them: FP8 E4M3 Linear "
+                                                     "weights with 128x128 scales (weight_scale_inv), the rest BF16, "}}) {
+        eva::CheckpointWriteOptions o;
+        o.dtype = dtype;
+        eva::save_checkpoint(m, path, o);
+        CHECK(eva::storage_summary(eva::inspect_checkpoint(path)) == how + eva::format_bytes(std::filesystem::file_size(path)) +
+                                                                         " (float32 would be " + eva::format_bytes(4 * elements) + ")");
+        std::filesystem::remove(path);
+    }
 }

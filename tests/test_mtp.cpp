@@ -8,9 +8,13 @@
 #include <cstdio>
 #include <map>
 
+#include <nlohmann/json.hpp>
+
 #include "eva/checkpoint.hpp"
+#include "eva/data.hpp"
 #include "eva/error.hpp"
 #include "eva/model.hpp"
+#include "eva/mtp.hpp"
 
 namespace {
 
@@ -339,6 +343,22 @@ TEST_CASE("SpeculativeRun: speculative and plain decoding side by side, a unit a
     }
     CHECK(run.seconds > 0);
     CHECK(run.plain_seconds > 0);
+    // Its figures by name (what `eva generate --speculative --json` and the KV panel report), each against
+    // the members and the stats they come from.
+    const nlohmann::json j = run.to_json();
+    CHECK(j["text"] == eva::decode_bytes(run.tokens));
+    CHECK(j["new_tokens"] == n);
+    CHECK(j["drafted"] == gen.stats().drafted);
+    CHECK(j["accepted"] == gen.stats().accepted);
+    CHECK(j["acceptance_rate"] == double(gen.stats().accepted) / double(gen.stats().drafted));
+    CHECK(j["verify_forwards"] == rounds);
+    CHECK(j["rejected"] == run.rejected.size());
+    CHECK(j["accepted_shown"] == accepted_shown);
+    CHECK(j["plain_tokens"] == n);
+    CHECK(j["spec_ms"] == 1000 * run.seconds);
+    CHECK(j["tokens_per_s"].get<double>() == Approx(double(n) / run.seconds));
+    CHECK(j["speedup"].get<double>() == Approx(run.plain_seconds / run.seconds));  // same token counts
+    CHECK(j["identical_to_plain"] == (run.tokens == run.plain_tokens));
 
     CHECK_THROWS_AS(eva::SpeculativeRun(m, {}, n, sampling, 1), eva::ConfigError);
     CHECK_THROWS_AS(eva::SpeculativeRun(m, std::vector<eva::Token>(48, 1), n, sampling, 1), eva::ConfigError);

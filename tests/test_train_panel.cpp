@@ -1,5 +1,5 @@
-// The Train panel's balancing lesson, checked on the panel's own default run (web/train_worker.hpp:
-// default_config, kPanelGamma; eva::fresh_model — the code the panel's workers run) natively: from the untrained gate's
+// The Train panel's balancing lesson, checked on the panel's own default run (eva/train_history.hpp:
+// train_panel_config, kTrainPanelGamma; eva::fresh_model — the code the panel's workers run) natively: from the untrained gate's
 // collapse onto a few experts, the aux-free bias must bring every MoE layer's load over the last 20
 // steps within MaxVio 1 by step 200, as the panel's text says.
 #include <catch2/catch.hpp>
@@ -14,7 +14,6 @@
 #include "eva/error.hpp"
 #include "eva/train_history.hpp"
 #include "eva/trainer.hpp"
-#include "../web/train_worker.hpp"
 
 #ifndef __EMSCRIPTEN__  // the fortunes files are not in the wasm test's file system; 200 mini steps take minutes there
 
@@ -36,9 +35,8 @@ std::string panel_corpus() {
 // The first `steps` steps of the panel's default fp32 run, as the panel records them (eva::TrainHistory:
 // per MoE layer the batch's MaxVio and the windowed one it draws).
 eva::TrainHistory run(const eva::Corpus& corpus, int steps) {
-    namespace tp = eva::web::train_protocol;
-    const eva::TrainConfig cfg = tp::default_config();
-    eva::Model<float> m = eva::fresh_model(eva::preset("mini"), cfg.seed, eva::Balance::aux_free, tp::kPanelGamma);
+    const eva::TrainConfig cfg = eva::train_panel_config();
+    eva::Model<float> m = eva::fresh_model(eva::preset("mini"), cfg.seed, eva::Balance::aux_free, eva::kTrainPanelGamma);
     eva::Trainer tr(m, corpus, cfg);
     eva::TrainHistory h;
     for (int i = 0; i < steps; ++i) h.add(tr.step());

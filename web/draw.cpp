@@ -3,8 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
-#include <cstdio>
 #include <string>
+
+#include "panel.hpp"
 
 namespace eva::web::draw {
 namespace {
@@ -30,14 +31,13 @@ const ImU32 label_colour = IM_COL32(170, 175, 185, 255);
 }  // namespace
 
 void tooltip(const char* fmt, ...) {
-    char text[1024];
     va_list args;
     va_start(args, fmt);
-    std::vsnprintf(text, sizeof text, fmt, args);
+    const std::string text = vformat(fmt, args);
     va_end(args);
-    const ImVec2 fit = ImGui::CalcTextSize(text), pad = ImGui::GetStyle().WindowPadding;
+    const ImVec2 fit = ImGui::CalcTextSize(text.c_str()), pad = ImGui::GetStyle().WindowPadding;
     ImGui::SetNextWindowSize(ImVec2(fit.x + 2 * pad.x, fit.y + 2 * pad.y));  // overrides the late auto-fit
-    ImGui::SetTooltip("%s", text);
+    ImGui::SetTooltip("%s", text.c_str());
 }
 
 float max_abs(const std::vector<float>& values) {
@@ -134,17 +134,15 @@ void lines(const char* id, const Series* series, int count, ImVec2 size, bool lo
     auto to_screen = [&](float x, float y) {
         return ImVec2(a.x + (x - x_lo) / (x_hi - x_lo) * (b.x - a.x), b.y - (ty(y) - y_lo) / (y_hi - y_lo) * (b.y - a.y));
     };
-    char buf[32];
     for (int k = 0; k <= 4; ++k) {  // five y ticks; on a log axis they are labelled with 10^value
         const float v = y_lo + (y_hi - y_lo) * float(k) / 4.0f, sy = b.y - (b.y - a.y) * float(k) / 4.0f;
-        std::snprintf(buf, sizeof buf, "%.3g", log_y ? std::pow(10.0, double(v)) : double(v));
-        dl->AddText(ImVec2(p.x, sy - text_h * 0.5f), label_colour, buf);
+        const std::string tick = format("%.3g", log_y ? std::pow(10.0, double(v)) : double(v));
+        dl->AddText(ImVec2(p.x, sy - text_h * 0.5f), label_colour, tick.c_str());
         dl->AddLine(ImVec2(a.x, sy), ImVec2(a.x + 4, sy), axis_colour);
     }
-    std::snprintf(buf, sizeof buf, "%.4g", double(x_lo));
-    dl->AddText(ImVec2(a.x, b.y + 1), label_colour, buf);
-    std::snprintf(buf, sizeof buf, "%.4g", double(x_hi));
-    dl->AddText(ImVec2(b.x - ImGui::CalcTextSize(buf).x, b.y + 1), label_colour, buf);
+    const std::string lo_label = format("%.4g", double(x_lo)), hi_label = format("%.4g", double(x_hi));
+    dl->AddText(ImVec2(a.x, b.y + 1), label_colour, lo_label.c_str());
+    dl->AddText(ImVec2(b.x - ImGui::CalcTextSize(hi_label.c_str()).x, b.y + 1), label_colour, hi_label.c_str());
     if (x_label) dl->AddText(ImVec2((a.x + b.x - ImGui::CalcTextSize(x_label).x) * 0.5f, b.y + text_h + 1), label_colour, x_label);
     if (y_label) dl->AddText(ImVec2(a.x + 6, a.y + 2), label_colour, y_label);
     float legend_x = b.x - 6, legend_y = a.y + 2;
@@ -176,10 +174,7 @@ void lines(const char* id, const Series* series, int count, ImVec2 size, bool lo
                                                         std::abs((se.x ? se.x[best] : float(best)) - mx)))
                     best = i;
             if (best < 0) continue;
-            std::snprintf(buf, sizeof buf, "%.5g", double(se.x ? se.x[best] : float(best)));
-            tip += std::string(se.label) + " @ " + buf + ": ";
-            std::snprintf(buf, sizeof buf, "%.5g\n", double(se.y[best]));
-            tip += buf;
+            tip += format("%s @ %.5g: %.5g\n", se.label, double(se.x ? se.x[best] : float(best)), double(se.y[best]));
         }
         if (!tip.empty()) tooltip("%s", tip.c_str());
     }

@@ -19,7 +19,6 @@
 #include <nlohmann/json.hpp>
 
 #include "app.hpp"
-#include "eva/checked.hpp"
 #include "eva/hf_checkpoint.hpp"
 
 namespace eva::web {
@@ -294,20 +293,6 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_layout() { return answer(eva::we
 // core opens and validates it like any other checkpoint (headers, shapes, FP8 scale shapes), keeps the
 // stored tensors for the FP8 panel, and loads the model by dequantizing each FP8 weight with its
 // 128x128 scales (weight_dequant), exactly as `eva generate --weights mini.safetensors` does natively.
-
-std::string stored_summary(const nlohmann::json& inspect) {
-    const auto& d = inspect["stored_by_dtype"];
-    const bool fp8 = d.contains("F8_E4M3");
-    char buf[320];
-    std::snprintf(buf, sizeof buf, "%s, %s (float32 would be %s)",
-                  fp8 ? "weights stored as DeepSeek-V3 stores them: FP8 E4M3 Linear weights with 128x128 "
-                        "scales (weight_scale_inv), the rest BF16"
-                      : "weights stored in float32",
-                  eva::format_bytes(inspect["file_bytes"].get<std::uint64_t>()).c_str(),
-                  eva::format_bytes(4 * inspect["parameters"]["stored_elements"].get<std::uint64_t>()).c_str());
-    return buf;
-}
-
 static void pretrained_loaded(unsigned, void* arg, const char* path) {
     auto& p = *static_cast<eva::web::Pretrained*>(arg);
     try {
@@ -316,7 +301,7 @@ static void pretrained_loaded(unsigned, void* arg, const char* path) {
         p.inspect = eva::inspect_checkpoint(path);
         p.stored = std::move(stored);
         p.state = eva::web::Pretrained::State::ready;
-        p.message = "pretrained mini model loaded; " + stored_summary(p.inspect);
+        p.message = "pretrained mini model loaded; " + eva::storage_summary(p.inspect);
     } catch (const std::exception& e) {
         p.model.reset();
         p.state = eva::web::Pretrained::State::missing;

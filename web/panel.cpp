@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -62,15 +63,37 @@ float query_float(const Query& q, const char* key, float fallback, float lo, flo
     return end && *end == 0 && !it->second.empty() && std::isfinite(v) && v >= lo && v <= hi ? v : fallback;
 }
 
+std::string vformat(const char* fmt, va_list args) {
+    va_list again;
+    va_copy(again, args);  // the first pass measures, the second writes
+    const int n = std::vsnprintf(nullptr, 0, fmt, args);
+    std::string out(std::size_t(std::max(n, 0)), '\0');
+    std::vsnprintf(out.data(), out.size() + 1, fmt, again);
+    va_end(again);
+    return out;
+}
+
+std::string format(const char* fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    std::string out = vformat(fmt, args);
+    va_end(args);
+    return out;
+}
+
 void Rect::record() {
     const ImVec2 a = ImGui::GetItemRectMin(), b = ImGui::GetItemRectMax();
     r[0] = a.x, r[1] = a.y, r[2] = b.x, r[3] = b.y;
 }
 
-void explain(const char* text) {
+void dim_text(const std::string& text) {
     ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
-    ImGui::TextWrapped("%s", text);
+    ImGui::TextWrapped("%s", text.c_str());
     ImGui::PopStyleColor();
+}
+
+void explain(const char* text) {
+    dim_text(text);
     ImGui::Separator();
 }
 
@@ -181,6 +204,21 @@ float control_width(const char* label, float item) {
 }
 
 void same_line_for(const char* label, float item) { same_line_if_fits(control_width(label, item)); }
+
+void radio_row(const char* title, int& value, std::initializer_list<const char*> names,
+               std::initializer_list<Rect*> rects) {
+    if (title) {
+        ImGui::TextUnformatted(title);
+        ImGui::SameLine();
+    }
+    int i = 0;
+    for (const char* name : names) {
+        if (i > 0) same_line_for(name, kBox);
+        ImGui::RadioButton(name, &value, i);
+        if (std::size_t(i) < rects.size() && rects.begin()[i]) rects.begin()[i]->record();
+        ++i;
+    }
+}
 
 void beside(const char* label, float item) {
     same_line_for(label, item);

@@ -12,6 +12,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdarg>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -88,7 +90,14 @@ int query_choice(const Query& q, const char* key, const char* const (&names)[N],
 using Clock = std::chrono::steady_clock;
 inline double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-/// Draws the panel's explanation in a wrapped, dimmed paragraph.
+/// printf into a std::string of the length the text needs: the panels' labels, cache keys, query values
+/// and summaries (vformat: the same from a va_list, for variadic helpers such as draw::tooltip).
+std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string vformat(const char* fmt, va_list args);
+
+/// Draws `text` as a wrapped, dimmed paragraph (a note beside the figures).
+void dim_text(const std::string& text);
+/// Draws the panel's explanation: a dimmed paragraph (dim_text) and a separator under it.
 void explain(const char* text);
 
 /// A block of the panel `width` pixels wide (an ImGui group) whose text wraps at its right edge, so two
@@ -112,6 +121,11 @@ constexpr float kBox = -1;
 float control_width(const char* label, float item = 0);
 /// same_line_if_fits(control_width(label, item)).
 void same_line_for(const char* label, float item = 0);
+/// A choice among `names` as radio buttons (`value` is the chosen index), after `title` on the same line
+/// if one is given, each further button beside the previous when it fits (same_line_for). rects[i], where
+/// given and not null, records button i for the browser tests.
+void radio_row(const char* title, int& value, std::initializer_list<const char*> names,
+               std::initializer_list<Rect*> rects = {});
 /// A slider, combo or input `item` pixels wide next: beside the previous control when it fits
 /// (same_line_for), with that width.
 void beside(const char* label, float item);

@@ -40,16 +40,12 @@ void synthetic(Fp8Panel& p) {
     p.cols = 512;
     std::size_t outliers = 0;
     p.x = fp8_outlier_tensor(p.rows * p.cols, p.outlier_fraction, p.outlier_magnitude, 7, &outliers);
-    char name[96];
-    std::snprintf(name, sizeof name, "synthetic N(0,1) 256x512, %zu outliers at +-%.0f", outliers, p.outlier_magnitude);
-    p.tensor_name = name;
+    p.tensor_name = format("synthetic N(0,1) 256x512, %zu outliers at +-%.0f", outliers, p.outlier_magnitude);
 }
 
 std::string tensor_key(const Fp8Panel& p, Pretrained& ck) {
-    char buf[128];
-    std::snprintf(buf, sizeof buf, "%d|%d|%d|%d|%g|%g|", p.source, int(ck.state), p.layer, p.point,
-                  p.outlier_fraction, p.outlier_magnitude);
-    return buf + p.weight + "|" + p.text;
+    return format("%d|%d|%d|%d|%g|%g|", p.source, int(ck.state), p.layer, p.point, p.outlier_fraction,
+                  p.outlier_magnitude) + p.weight + "|" + p.text;
 }
 
 void load_tensor(Fp8Panel& p, Pretrained& ck) {
@@ -123,10 +119,8 @@ void update(Fp8Panel& p, Pretrained& ck) {
         p.key.clear();
     }
     if (p.x.empty()) return;
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "%d|%d|%d|%d|%d|%d", p.format, p.granularity, int(p.pow2), int(p.relative_heatmap),
-                  p.history_length, int(p.spike));
-    const std::string k = tk + buf;
+    const std::string k = tk + format("%d|%d|%d|%d|%d|%d", p.format, p.granularity, int(p.pow2),
+                                      int(p.relative_heatmap), p.history_length, int(p.spike));
     const bool changed = k != p.key;
     p.key = k;
     if (p.granularity != Fp8Panel::Delayed) {
@@ -186,12 +180,10 @@ void draw_histogram(const Fp8Panel& p, ImVec2 size) {
         dl->AddLine(ImVec2(x, o.y + plot_h + 1), ImVec2(x, o.y + plot_h + comb - 2), IM_COL32(240, 200, 90, 200));
     }
     for (int e = int(std::ceil(H.lo)); e <= int(H.lo + octaves); e += 4) {
-        char t[16];
-        std::snprintf(t, sizeof t, "2^%d", e);
         const float x = x_of(float(e));
         if (x < o.x + 4 || x > o.x + size.x - 30) continue;  // keep the labels inside the chart
         dl->AddLine(ImVec2(x, o.y + plot_h + comb), ImVec2(x, o.y + plot_h + comb + 3), IM_COL32(200, 200, 200, 255));
-        dl->AddText(ImVec2(x - 8, o.y + plot_h + comb + 2), IM_COL32(200, 200, 200, 255), t);
+        dl->AddText(ImVec2(x - 8, o.y + plot_h + comb + 2), IM_COL32(200, 200, 200, 255), format("2^%d", e).c_str());
     }
     if (ImGui::IsItemHovered()) {
         const int b = int((ImGui::GetIO().MousePos.x - o.x) / bw);
@@ -204,25 +196,14 @@ void draw_histogram(const Fp8Panel& p, ImVec2 size) {
 }
 
 void draw_controls(Fp8Panel& p, Pretrained& ck) {
-    ImGui::RadioButton("trained weight", &p.source, Fp8Panel::Weight);
-    same_line_for("activation", kBox);
-    ImGui::RadioButton("activation", &p.source, Fp8Panel::Activation);
-    same_line_for("synthetic", kBox);
-    ImGui::RadioButton("synthetic", &p.source, Fp8Panel::Synthetic);
+    radio_row(nullptr, p.source, {"trained weight", "activation", "synthetic"});  // Fp8Panel's Source order
     same_line_for("E4M3", kBox);
-    ImGui::RadioButton("E4M3", &p.format, 0);
-    same_line_for("E5M2", kBox);
-    ImGui::RadioButton("E5M2", &p.format, 1);
-    p.e5m2_rect.record();
+    radio_row(nullptr, p.format, {"E4M3", "E5M2"}, {nullptr, &p.e5m2_rect});
     same_line_for("power-of-two scales", kBox);
     ImGui::Checkbox("power-of-two scales", &p.pow2);
 
-    for (int g = Fp8Panel::Tensor; g <= Fp8Panel::Delayed; ++g) {
-        if (g) same_line_for(granularity_label(g), kBox);
-        ImGui::RadioButton(granularity_label(g), &p.granularity, g);
-        if (g == Fp8Panel::Block) p.block_rect.record();
-        if (g == Fp8Panel::Delayed) p.delayed_rect.record();
-    }
+    radio_row(nullptr, p.granularity, {granularity_label(0), granularity_label(1), granularity_label(2), granularity_label(3)},
+              {nullptr, nullptr, &p.block_rect, &p.delayed_rect});
     ImGui::SetNextItemWidth(320);
     if (p.source == Fp8Panel::Weight) {
         Model<float>* m = ck.shown();
@@ -277,9 +258,8 @@ void draw_stored(Fp8Panel& p, float width) {
             for (std::size_t c = 0; c < sc; ++c) {
                 ImGui::TableNextColumn();
                 const int b = int(r * sc + c);
-                char label[48];
-                std::snprintf(label, sizeof label, "%.4e##s%d", double(q.scales[std::size_t(b)]), b);
-                if (ImGui::Selectable(label, p.stored_block == b)) p.stored_block = b;
+                if (ImGui::Selectable(format("%.4e##s%d", double(q.scales[std::size_t(b)]), b).c_str(), p.stored_block == b))
+                    p.stored_block = b;
             }
         ImGui::EndTable();
     }
@@ -377,11 +357,7 @@ void fp8_panel(Fp8Panel& p, Pretrained& ck) {
             "histogram shows |x|/s against the format's grid (the yellow comb): values in the left red region "
             "flush to zero, and an outlier in a group pushes the rest down into the sparse subnormal end of the "
             "grid - which is why DeepSeek-V3 scales per 1x128 tile and 128x128 block.");
-    if (ck.state == Pretrained::State::ready) {  // how the file stores the model, and its size
-        ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
-        ImGui::TextWrapped("%s", ck.message.c_str());
-        ImGui::PopStyleColor();
-    }
+    if (ck.state == Pretrained::State::ready) dim_text(ck.message);  // how the file stores the model, and its size
     draw_controls(p, ck);
     update(p, ck);
     if (!p.accum.finished()) {  // bounded work per frame: 65536 products per accumulator variant
@@ -470,19 +446,14 @@ Query fp8_to_query(const Fp8Panel& p) {
 }
 
 std::string fp8_summary(const Fp8Panel& p) {
-    char buf[512];
-    std::snprintf(buf, sizeof buf, "FP8 %s, %s scales, %s: SNR %.1f dB, mean relative error %.2e, %zu saturated, %zu "
-                  "flushed to zero of %zu.", fp8_format_name(format_of(p)), granularity_label(p.granularity),
-                  p.tensor_name.c_str(), p.metrics.snr_db, p.metrics.mean_rel_error, p.metrics.saturated,
-                  p.metrics.underflow, p.metrics.count);
-    std::string out = buf;
+    std::string out = format("FP8 %s, %s scales, %s: SNR %.1f dB, mean relative error %.2e, %zu saturated, %zu "
+                             "flushed to zero of %zu.", fp8_format_name(format_of(p)), granularity_label(p.granularity),
+                             p.tensor_name.c_str(), p.metrics.snr_db, p.metrics.mean_rel_error, p.metrics.saturated,
+                             p.metrics.underflow, p.metrics.count);
     for (std::size_t i = 0; i < p.accum.never.size(); ++i)
-        if (p.accum.k(int(i)) == 4096) {
-            std::snprintf(buf, sizeof buf, " GEMM accumulation at K = 4096 with a %d-bit accumulator: %.2f%% without "
-                          "promotion, %.3f%% promoted every 128.", p.accum.accum_bits,
-                          100.0 * p.accum.never[i], 100.0 * p.accum.promoted[i]);
-            out += buf;
-        }
+        if (p.accum.k(int(i)) == 4096)
+            out += format(" GEMM accumulation at K = 4096 with a %d-bit accumulator: %.2f%% without promotion, %.3f%% "
+                          "promoted every 128.", p.accum.accum_bits, 100.0 * p.accum.never[i], 100.0 * p.accum.promoted[i]);
     return out;
 }
 

@@ -37,10 +37,8 @@ void gemm_from_query(GemmPanel& g, const Query& q) { g.size = query_int(q, "n", 
 Query gemm_to_query(const GemmPanel& g) { return {{"n", std::to_string(g.size)}}; }
 
 std::string gemm_summary(const GemmPanel& g) {
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "GEMM n = %d: %.2f GFLOP/s, max error / max |C| against the double loop %.1e.", g.size,
-                  g.last.gflops, g.last.error.max_rel);
-    return buf;
+    return format("GEMM n = %d: %.2f GFLOP/s, max error / max |C| against the double loop %.1e.", g.size, g.last.gflops,
+                  g.last.error.max_rel);
 }
 
 nlohmann::json gemm_self_test() {

@@ -17,7 +17,6 @@
 #include "eva/checked.hpp"
 #include "eva/data.hpp"
 #include "eva/mla.hpp"
-#include "train_worker.hpp"
 
 namespace eva::web {
 namespace {
@@ -176,14 +175,9 @@ void decode_controls(KvPanel& s, const Model<float>& m) {
     ImGui::SetNextItemWidth(280);
     const bool entered = ImGui::InputText("prompt", s.prompt, sizeof s.prompt, ImGuiInputTextFlags_EnterReturnsTrue);
     beside("sample", 200);
-    if (ImGui::BeginCombo("sample", kSamples[s.sample])) {
-        for (int i = 0; i < int(std::size(kSamples)); ++i)
-            if (ImGui::Selectable(kSamples[i], i == s.sample)) {
-                s.sample = i;
-                std::snprintf(s.prompt, sizeof s.prompt, "%s", kSamples[i]);
-                s.restart = true;
-            }
-        ImGui::EndCombo();
+    if (ImGui::Combo("sample", &s.sample, kSamples, int(std::size(kSamples)))) {  // a choice restarts the run
+        std::snprintf(s.prompt, sizeof s.prompt, "%s", kSamples[s.sample]);
+        s.restart = true;
     }
     same_line_for("Restart");
     if (ImGui::Button("Restart") || entered) s.restart = true;
@@ -337,10 +331,8 @@ std::string kv_summary(const KvPanel& s) {
     std::string out = std::string("KV cache of ") + mm.label + " for " + std::to_string(s.seq_len) + " tokens in bf16:";
     for (const auto& row : mm.memory(s.seq_len, CacheDType::bf16))
         out += " " + row.name + " " + format_bytes_binary(double(row.bytes_sequence)) + ";";
-    char buf[160];
-    std::snprintf(buf, sizeof buf, " decoding: %zu tokens, naive vs absorbed max logit difference %.1e.",
-                  s.run ? s.run->fed_naive : 0, s.run ? s.run->max_diff : 0);
-    return out + buf;
+    return out + format(" decoding: %zu tokens, naive vs absorbed max logit difference %.1e.", s.run ? s.run->fed_naive : 0,
+                        s.run ? s.run->max_diff : 0);
 }
 
 nlohmann::json kv_self_test() {

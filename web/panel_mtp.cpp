@@ -3,7 +3,6 @@
 #include "panel_mtp.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 
 #include <imgui.h>
@@ -19,9 +18,7 @@ namespace {
 // The slider's float as the decimal the CLI would be given (0.8f is 0.800000011920929 as a double; the
 // command line's --temperature 0.8 is 0.8), so both sample with the same temperature.
 SamplingConfig sampling(const SpecDecode& s, float temperature) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.6g", double(temperature));
-    return {std::strtod(text, nullptr), s.top_k, 1.0};
+    return {std::strtod(format("%.6g", double(temperature)).c_str(), nullptr), s.top_k, 1.0};
 }
 
 void restart(SpecDecode& s, const Model<float>& m, const std::string& prompt, float temperature) {
@@ -93,11 +90,10 @@ void speculative_section(SpecDecode& s, const Model<float>* m, const std::string
     same_line_for("Restart##mtp");
     const bool again = ImGui::Button("Restart##mtp");
     if (!m) return;
-    char key[96];
-    std::snprintf(key, sizeof key, "%p|%d|%d|%d|%.6g|", static_cast<const void*>(m), s.seed, s.max_new_tokens, s.top_k,
-                  double(temperature));
-    if (again || s.key != key + prompt) {
-        s.key = key + prompt;
+    const std::string key = format("%p|%d|%d|%d|%.6g|", static_cast<const void*>(m), s.seed, s.max_new_tokens, s.top_k,
+                                   double(temperature)) + prompt;
+    if (again || s.key != key) {
+        s.key = key;
         restart(s, *m, prompt, temperature);
     }
     if (!s.error.empty()) {
@@ -131,19 +127,9 @@ bool spec_busy(const SpecDecode& s) {
 }
 
 nlohmann::json spec_state(const SpecDecode& s) {
-    nlohmann::json j = {{"seed", s.seed}, {"max_new_tokens", s.max_new_tokens}, {"top_k", s.top_k}, {"temperature", s.temperature},
-                        {"prompt", s.prompt}, {"error", s.error},
-                        {"done", s.run && !spec_busy(s)}};
-    if (!s.run) return j;
-    const SpeculativeRun& r = *s.run;
-    const SpeculativeStats& st = r.stats();
-    const double tps = double(r.tokens.size()) / r.seconds, plain_tps = double(r.plain_tokens.size()) / r.plain_seconds;
-    j.update({{"text", decode_bytes(r.tokens)}, {"new_tokens", r.tokens.size()}, {"drafted", st.drafted},
-              {"accepted", st.accepted}, {"acceptance_rate", st.acceptance_rate()}, {"verify_forwards", st.rounds},
-              {"rejected", r.rejected.size()}, {"accepted_shown", std::count(r.drafted.begin(), r.drafted.end(), 1)},
-              {"spec_ms", 1000 * r.seconds}, {"plain_ms", 1000 * r.plain_seconds}, {"plain_tokens", r.plain_tokens.size()},
-              {"tokens_per_s", tps}, {"plain_tokens_per_s", plain_tps}, {"speedup", tps / plain_tps},
-              {"identical_to_plain", r.plain_tokens == r.tokens}});
+    nlohmann::json j = s.run ? s.run->to_json() : nlohmann::json::object();  // the run's figures, as the CLI's
+    j.update({{"seed", s.seed}, {"max_new_tokens", s.max_new_tokens}, {"top_k", s.top_k}, {"temperature", s.temperature},
+              {"prompt", s.prompt}, {"error", s.error}, {"done", s.run && !spec_busy(s)}});
     return j;
 }
 

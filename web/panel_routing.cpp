@@ -21,11 +21,9 @@
 #include "panel_routing.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <string>
 
-#include <emscripten.h>
 #include <imgui.h>
 
 #include "app.hpp"
@@ -102,9 +100,7 @@ std::string config_changes(const MoeConfig& now, const MoeConfig& trained) {
 std::string byte_label(Token t) {
     if (t == ' ') return "\xC2\xB7";  // middle dot: spaces stay visible
     if (t >= 33 && t < 127) return std::string(1, char(t));
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "%02x", unsigned(t));
-    return buf;
+    return format("%02x", unsigned(t));
 }
 
 // ------------------------------------------------------------------------------------ the controls
@@ -142,51 +138,37 @@ void draw_controls(RoutingPanel& s, const Model<float>& m) {
     beside("text (bytes = tokens)", 420);
     ImGui::InputText("text (bytes = tokens)", s.text, sizeof s.text);
     const int n_layers = int(n_moe_layers(m));
-    char layer_fmt[48];
-    std::snprintf(layer_fmt, sizeof layer_fmt, "model layer %d", int(m.args.n_dense_layers) + s.layer);
-    ImGui::SliderInt("MoE layer", &s.layer, 0, n_layers - 1, layer_fmt);
+    const std::string layer_fmt = format("model layer %d", int(m.args.n_dense_layers) + s.layer);
+    ImGui::SliderInt("MoE layer", &s.layer, 0, n_layers - 1, layer_fmt.c_str());
 
     // Routing settings: each kept valid by construction (the sliders' ranges follow each other).
     MoeConfig& c = s.cfg;
     const int E = int(c.n_routed_experts);
-    int score = c.score_func == ScoreFunc::sigmoid ? 1 : 0;
-    ImGui::Text("scores:");
-    ImGui::SameLine();
-    ImGui::RadioButton("softmax", &score, 0);
-    s.softmax_rect.record();
-    same_line_for("sigmoid", kBox);
-    ImGui::RadioButton("sigmoid", &score, 1);
-    c.score_func = score ? ScoreFunc::sigmoid : ScoreFunc::softmax;
+    int score = int(c.score_func);  // the buttons in ScoreFunc's order
+    radio_row("scores:", score, {"softmax", "sigmoid"}, {&s.softmax_rect});
+    c.score_func = ScoreFunc(score);
     static const int kGroupChoices[] = {1, 2, 4, 8};  // divisors of 16 with >= 2 experts a group
     int groups = int(c.n_expert_groups), gi = 0;
     for (int i = 0; i < 4; ++i)
         if (kGroupChoices[i] == groups) gi = i;
-    same_line_for("groups", 90);
-    ImGui::PushItemWidth(90);
+    beside("groups", 90);
     if (ImGui::Combo("groups", &gi, "1\0" "2\0" "4\0" "8\0")) {
         c.n_expert_groups = std::size_t(kGroupChoices[gi]);
         c.n_limited_groups = std::min(c.n_limited_groups, c.n_expert_groups);
     }
-    same_line_for("kept groups", 90);
+    beside("kept groups", 90);
     int kept = int(c.n_limited_groups);
     ImGui::SliderInt("kept groups", &kept, 1, int(c.n_expert_groups));
     c.n_limited_groups = std::size_t(std::clamp(kept, 1, int(c.n_expert_groups)));
-    same_line_for("top-k", 90);
+    beside("top-k", 90);
     const int reachable = int(c.n_limited_groups) * (E / int(c.n_expert_groups));
     int k = std::min(int(c.n_activated_experts), reachable);
     ImGui::SliderInt("top-k", &k, 1, std::min(8, reachable));
     c.n_activated_experts = std::size_t(std::clamp(k, 1, reachable));
-    ImGui::PopItemWidth();
 
-    int balance = c.balance == Balance::aux_free ? 1 : c.balance == Balance::seq_loss ? 2 : 0;
-    ImGui::Text("balancing:");
-    ImGui::SameLine();
-    ImGui::RadioButton("none", &balance, 0);
-    same_line_for("aux-free bias", kBox);
-    ImGui::RadioButton("aux-free bias", &balance, 1);
-    same_line_for("sequence-wise loss", kBox);
-    ImGui::RadioButton("sequence-wise loss", &balance, 2);
-    c.balance = balance == 1 ? Balance::aux_free : balance == 2 ? Balance::seq_loss : Balance::none;
+    int balance = c.balance == Balance::aux_loss ? 0 : int(c.balance);  // Balance's first three, in its order
+    radio_row("balancing:", balance, {"none", "aux-free bias", "sequence-wise loss"});
+    c.balance = Balance(balance);
     if (c.balance != Balance::none) same_line_for("bias speed gamma", 140);
     float gamma = float(c.gamma), alpha = float(c.alpha);
     ImGui::PushItemWidth(140);
@@ -357,14 +339,9 @@ void advance_run(RunSection& r, const Model<float>& m) {
 void draw_run(RoutingPanel& s, const Model<float>& m) {
     RunSection& r = s.run;
     ImGui::Separator();
-    int source = r.source == RunSection::Source::text ? 0 : 1;
-    ImGui::Text("Run balancing on:");
-    ImGui::SameLine();
-    ImGui::RadioButton("text windows (this layer's trained gate)", &source, 0);
-    same_line_for("synthetic skewed router", kBox);
-    ImGui::RadioButton("synthetic skewed router", &source, 1);
-    const auto chosen = source == 0 ? RunSection::Source::text : RunSection::Source::synthetic;
-    if (chosen != r.source && !r.running) r.source = chosen;
+    int source = int(r.source);  // the buttons in Source's order
+    radio_row("Run balancing on:", source, {"text windows (this layer's trained gate)", "synthetic skewed router"});
+    if (!r.running) r.source = RunSection::Source(source);
     beside("steps", 120);
     ImGui::SliderInt("steps", &r.max_steps, 20, 2000);
     same_line_for(r.running ? "stop" : "run balancing");
@@ -382,12 +359,10 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
     if (r.running && r.max_vio.empty())
         ImGui::Text("computing hidden states of sample windows: %zu / %zu", r.pool ? r.pool->windows() : 0, kPoolWindows);
     if (r.max_vio.empty()) {
-        ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyleColorVec4(ImGuiCol_TextDisabled));
-        ImGui::TextWrapped("Each step routes a batch of %zu tokens with the settings above, then balances: aux-free "
-                           "moves b by gamma against each expert's load (starting from b = 0); the sequence-wise "
-                           "loss takes one SGD step (rate %g) on a copy of the gate; none only measures.",
-                           r.source == RunSection::Source::text ? kBatchWindows * kWindow : kSyntheticTokens, kSeqLossLr);
-        ImGui::PopStyleColor();
+        dim_text(format("Each step routes a batch of %zu tokens with the settings above, then balances: aux-free moves b "
+                        "by gamma against each expert's load (starting from b = 0); the sequence-wise loss takes one SGD "
+                        "step (rate %g) on a copy of the gate; none only measures.",
+                        r.source == RunSection::Source::text ? kBatchWindows * kWindow : kSyntheticTokens, kSeqLossLr));
         return;
     }
     const draw::Series series{"MaxVio", r.max_vio.data(), int(r.max_vio.size()), IM_COL32(250, 200, 80, 255)};
@@ -427,9 +402,8 @@ void routing_panel(RoutingPanel& s, Pretrained& p) {
     if (!s.configured) {
         s.cfg = m->moe;
         if (s.cfg.gamma < 0.005) s.cfg.gamma = 0.005;  // a visible bias speed for the run (V3: 0.001)
-        std::snprintf(s.text, sizeof s.text, "%s", kSamples[0]);
         s.configured = true;
-        apply_query(s, *m);
+        apply_query(s, *m);  // also sets the text from the chosen sample
     }
     if (p.state != Pretrained::State::ready)
         ImGui::TextColored(ImVec4(1, 0.8f, 0.3f, 1), "%s: a fresh seeded model (untrained gate)", p.message.c_str());
@@ -464,27 +438,19 @@ void routing_from_query(RoutingPanel& s, const Query& q) { s.query = q; }
 
 Query routing_to_query(const RoutingPanel& s) {
     const MoeConfig& c = s.cfg;
-    char gamma[32];
-    std::snprintf(gamma, sizeof gamma, "%g", c.gamma);
     return {{"text_sample", std::to_string(s.sample)}, {"moe_layer", std::to_string(s.layer)},
             {"score", to_string(c.score_func)}, {"groups", std::to_string(c.n_expert_groups)},
             {"kept", std::to_string(c.n_limited_groups)}, {"topk", std::to_string(c.n_activated_experts)},
-            {"balance", to_string(c.balance)}, {"route_gamma", gamma}};
+            {"balance", to_string(c.balance)}, {"route_gamma", format("%g", c.gamma)}};
 }
 
 std::string routing_summary(const RoutingPanel& s) {
-    std::string out = "Routing, MoE layer " + std::to_string(s.layer + 1) + ", " + std::to_string(s.n_tokens) +
-                      " tokens, top-" + std::to_string(s.cfg.n_activated_experts) + " of " +
-                      std::to_string(s.cfg.n_routed_experts) + " experts; tokens per expert:";
+    std::string out = format("Routing, MoE layer %d, %zu tokens, top-%zu of %zu experts; tokens per expert:", s.layer + 1,
+                             s.n_tokens, s.cfg.n_activated_experts, s.cfg.n_routed_experts);
     for (std::size_t c : s.stats.tokens_per_expert) out += " " + std::to_string(c);
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "; MaxVio %.2f.", s.stats.max_vio);
-    out += buf;
-    if (!s.run.max_vio.empty()) {
-        std::snprintf(buf, sizeof buf, " Balancing run: %zu steps, MaxVio %.2f.", s.run.max_vio.size(),
-                      double(s.run.max_vio.back()));
-        out += buf;
-    }
+    out += format("; MaxVio %.2f.", s.stats.max_vio);
+    if (!s.run.max_vio.empty())
+        out += format(" Balancing run: %zu steps, MaxVio %.2f.", s.run.max_vio.size(), double(s.run.max_vio.back()));
     return out;
 }
 

@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <deque>
 #include <stdexcept>
 
@@ -152,27 +151,26 @@ ImU32 dimmed(ImU32 c) { return (c & 0x00FFFFFFu) | (0x60u << IM_COL32_A_SHIFT); 
 void settings(TrainPanel& p) {
     const bool locked = p.runs[0].worker >= 0 || p.runs[1].worker >= 0;
     if (locked) ImGui::BeginDisabled();
-    ImGui::PushItemWidth(120);
     ImGui::Checkbox("fp32", &p.train_fp32);
     same_line_for("FP8 (E4M3, 1x128 / 128x128 scales)", kBox);
     ImGui::Checkbox("FP8 (E4M3, 1x128 / 128x128 scales)", &p.train_fp8);
     same_line_for("continue the pretrained checkpoint", kBox);
     ImGui::Checkbox("continue the pretrained checkpoint", &p.from_pretrained);
+    ImGui::SetNextItemWidth(120);
     ImGui::SliderInt("batch", &p.cfg.batch, 1, 16);
-    same_line_for("sequence length", 120);
+    beside("sequence length", 120);
     ImGui::SliderInt("sequence length", &p.cfg.seq_len, 16, 256);
-    same_line_for("peak lr", 120);
+    beside("peak lr", 120);
     float lr = float(p.cfg.schedule.lr);
     if (ImGui::SliderFloat("peak lr", &lr, 1e-4f, 1e-2f, "%.4f", ImGuiSliderFlags_Logarithmic)) p.cfg.schedule.lr = lr;
-    same_line_for("warmup", 120);
+    beside("warmup", 120);
     ImGui::SliderInt("warmup", &p.cfg.schedule.warmup_steps, 0, 200);
-    same_line_for("bias speed gamma", 120);
+    beside("bias speed gamma", 120);
     ImGui::SliderFloat("bias speed gamma", &p.gamma, 1e-4f, 0.1f, "%.4f", ImGuiSliderFlags_Logarithmic);
     if (ImGui::IsItemHovered())
         draw::tooltip("Aux-free balancing moves each expert's bias by gamma per step. DeepSeek-V3 uses 0.001 over "
                           "~2e5 steps; a run of a few hundred steps needs a faster bias (default %.2f).",
-                          tp::kPanelGamma);
-    ImGui::PopItemWidth();
+                          kTrainPanelGamma);
     if (locked) ImGui::EndDisabled();
 }
 
@@ -242,9 +240,7 @@ void balance_charts(TrainPanel& p, ImVec2 size) {
         if (!r.h.loss.empty()) shown[n++] = &r;
     if (n == 0) return;
     if (n == 2) {
-        ImGui::RadioButton("fp32##load", &p.load_run, 0);
-        ImGui::SameLine();
-        ImGui::RadioButton("FP8##load", &p.load_run, 1);
+        radio_row(nullptr, p.load_run, {"fp32##load", "FP8##load"});
         ImGui::SameLine();
     }
     const TrainRun& r = n == 2 ? p.runs[p.load_run] : *shown[0];
@@ -330,8 +326,8 @@ TrainPanel::TrainPanel() {
     runs[0].label = "fp32", runs[0].precision = "fp32", runs[0].colour = IM_COL32(110, 180, 255, 255);
     runs[1].label = "FP8", runs[1].precision = "fp8", runs[1].colour = IM_COL32(255, 160, 70, 255);
     for (TrainRun& r : runs) r.panel = this;
-    cfg = tp::default_config();
-    gamma = float(tp::kPanelGamma);
+    cfg = train_panel_config();
+    gamma = float(kTrainPanelGamma);
 }
 
 void TrainPanel::start() {
@@ -437,17 +433,13 @@ void train_from_query(TrainPanel& p, const Query& q) {  // the ranges of the set
 }
 
 Query train_to_query(const TrainPanel& p) {
-    char lr[32], gamma[32];
-    std::snprintf(lr, sizeof lr, "%g", p.cfg.schedule.lr);
-    std::snprintf(gamma, sizeof gamma, "%g", double(p.gamma));
-    return {{"batch", std::to_string(p.cfg.batch)}, {"seq_len", std::to_string(p.cfg.seq_len)}, {"lr", lr},
-            {"warmup", std::to_string(p.cfg.schedule.warmup_steps)}, {"gamma", gamma}, {"fp32", p.train_fp32 ? "1" : "0"},
-            {"fp8", p.train_fp8 ? "1" : "0"}};
+    return {{"batch", std::to_string(p.cfg.batch)}, {"seq_len", std::to_string(p.cfg.seq_len)},
+            {"lr", format("%g", p.cfg.schedule.lr)}, {"warmup", std::to_string(p.cfg.schedule.warmup_steps)},
+            {"gamma", format("%g", double(p.gamma))}, {"fp32", p.train_fp32 ? "1" : "0"}, {"fp8", p.train_fp8 ? "1" : "0"}};
 }
 
 std::string train_summary(const TrainPanel& p) {
     std::string out = "Train:";
-    char buf[160];
     for (const TrainRun& r : p.runs) {
         if (r.state == TrainRun::State::failed) {
             out += " " + std::string(r.label) + " failed: " + r.error + ".";
@@ -455,13 +447,9 @@ std::string train_summary(const TrainPanel& p) {
         }
         const TrainHistory& h = r.h;
         if (h.loss.empty()) continue;
-        std::snprintf(buf, sizeof buf, " %s step %d, loss %.3f nats/byte (smoothed %.3f); MaxVio over the last %zu steps:",
-                      r.label, int(h.steps.back()), double(h.loss.back()), double(h.loss_ema.back()), TrainHistory::kVioWindow);
-        out += buf;
-        for (const auto& v : h.max_vio_window) {
-            std::snprintf(buf, sizeof buf, " %.2f", double(v.back()));
-            out += buf;
-        }
+        out += format(" %s step %d, loss %.3f nats/byte (smoothed %.3f); MaxVio over the last %zu steps:", r.label,
+                      int(h.steps.back()), double(h.loss.back()), double(h.loss_ema.back()), TrainHistory::kVioWindow);
+        for (const auto& v : h.max_vio_window) out += format(" %.2f", double(v.back()));
         out += ".";
     }
     if (out == "Train:") out += " not started (bias speed gamma " + std::to_string(p.gamma).substr(0, 6) + ").";
@@ -469,22 +457,16 @@ std::string train_summary(const TrainPanel& p) {
 }
 
 nlohmann::json train_self_test() {
-    // Four steps of a tiny model with mini's structure (2 layers, the second MoE with 8 experts,
-    // 134 K parameters; mini itself takes seconds per step in wasm) from seed 1 on the fixed text,
-    // 2 × 32 tokens per step, peak lr 3e-3 with one warmup step: the exact run that
-    //   eva train --config CONFIG.json --data TEXT --steps 4 --batch 2 --seq-len 32 --lr 0.003 --warmup 1
+    // Four steps of the `tiny` preset (mini's structure at 134 K parameters; mini itself takes seconds
+    // per step in wasm) from seed 1 on the fixed text, 2 × 32 tokens per step, peak lr 3e-3 with one
+    // warmup step: the exact run that
+    //   eva train --config tiny --data TEXT --steps 4 --batch 2 --seq-len 32 --lr 0.003 --warmup 1
     //             --seed 1 --precision fp32|fp8
     // performs natively (tests/browser/train.test.mjs runs it and compares the losses).
-    const ModelArgs args = model_args_from_json(
-        {{"vocab_size", 256}, {"dim", 64}, {"inter_dim", 128}, {"moe_inter_dim", 32}, {"n_layers", 2},
-         {"n_dense_layers", 1}, {"n_heads", 2}, {"n_routed_experts", 8}, {"n_shared_experts", 1},
-         {"n_activated_experts", 2}, {"n_expert_groups", 2}, {"n_limited_groups", 1}, {"score_func", "sigmoid"},
-         {"route_scale", 1.0}, {"q_lora_rank", 32}, {"kv_lora_rank", 32}, {"qk_nope_head_dim", 16},
-         {"qk_rope_head_dim", 8}, {"v_head_dim", 16}, {"max_seq_len", 64}});
+    const ModelArgs args = preset("tiny");
     const std::string text = selftest_text();
     const Corpus corpus = corpus_from_text(text, "selftest");
-    nlohmann::json j = {{"train_selftest_text", text}, {"train_selftest_config", to_json(args)},
-                        {"train_selftest_params", parameter_count(args)}};
+    nlohmann::json j = {{"train_selftest_text", text}, {"train_selftest_params", parameter_count(args)}};
     for (const char* precision : {"fp32", "fp8"}) {
         const TrainConfig cfg = TrainConfig::from_json({{"batch", 2}, {"seq_len", 32}, {"steps", 4}, {"warmup_steps", 1},
                                                         {"shards", 0}, {"precision", precision}});  // lr 3e-3, seed 1

@@ -34,9 +34,9 @@ struct TrainRun {
 };
 
 struct TrainPanel {
-    // Settings, applied when training (re)starts, from train_protocol::default_config() and kPanelGamma.
+    // Settings, applied when training (re)starts, from train_panel_config() and kTrainPanelGamma.
     TrainConfig cfg;
-    float gamma = 0;  // the aux-free bias update speed (V3: 0.001; see train_protocol::kPanelGamma)
+    float gamma = 0;  // the aux-free bias update speed (V3: 0.001; see eva::kTrainPanelGamma)
     bool train_fp32 = true, train_fp8 = true, from_pretrained = false;
     // Run state.
     bool running = false, start_pending = false;
@@ -60,8 +60,8 @@ nlohmann::json train_state(const TrainPanel& state);
 void train_from_query(TrainPanel& p, const Query& q);
 Query train_to_query(const TrainPanel& p);
 std::string train_summary(const TrainPanel& state);
-/// Figures for window.eva.selfTest(): a few steps of mini training from a fixed seed on fixed text,
-/// computed by the wasm core (the browser test repeats them with the native `eva train`).
+/// Figures for window.eva.selfTest(): a few steps of training the `tiny` preset from a fixed seed on fixed
+/// text, computed by the wasm core (the browser test repeats them with the native `eva train --config tiny`).
 nlohmann::json train_self_test();
 
 }  // namespace eva::web

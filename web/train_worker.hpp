@@ -1,7 +1,7 @@
 // The Train panel talks to its trainers, which run in Web Workers (web/train_worker.cpp), through
 // Emscripten's worker calls: the page sends bytes, the worker answers with one JSON message per call.
-// This header holds what both sides must agree on: the worker's function names, the layout of the
-// start message ({"train": TrainConfig::to_json(), "gamma"}), and the panel's default run.
+// This header holds what both sides must agree on: the worker's function names and the layout of the
+// start message ({"train": TrainConfig::to_json(), "gamma"}).
 #pragma once
 
 #include <cstring>
@@ -10,7 +10,6 @@
 #include <nlohmann/json.hpp>
 
 #include "eva/error.hpp"
-#include "eva/trainer.hpp"
 
 namespace eva::web::train_protocol {
 
@@ -43,23 +42,6 @@ inline Start unpack_start(const char* data, std::size_t size) {
     s.corpus.assign(end + 1, corpus);
     s.checkpoint.assign(end + 1 + corpus, size - head - corpus);
     return s;
-}
-
-/// The bias update speed γ of the Train panel's runs. DeepSeek-V3's γ = 0.001 is tuned for ~14.3T
-/// tokens: with ~60M-token batches that is ~2·10^5 steps, over which a bias can travel ±200 — far more than
-/// the spread of the gate's scores. The panel's run is a few hundred steps of 256 tokens, in which
-/// γ = 0.001 moves a bias by at most 0.2 while the gate's scores drift apart by more (its weights learn at
-/// lr 3e-3 per step): the bias cannot keep up and a few experts take most tokens. γ sets how fast the bias
-/// can follow; 0.02 per step lets it cross the scores' spread in a few tens of steps, so the load evens out
-/// within the first 200 (tests/test_train_panel.cpp checks it), while its ±γ jitter stays small against
-/// the gaps between experts' scores.
-constexpr double kPanelGamma = 0.02;
-
-/// The Train panel's default run (the settings its controls start from, with γ = kPanelGamma), also what
-/// tests/test_train_panel.cpp trains natively to check the balancing lesson the panel tells: 4 × 64
-/// tokens a step, a 2000-step schedule with 20 warmup steps, and TrainConfig's defaults (lr 3e-3, seed 1).
-inline TrainConfig default_config() {
-    return TrainConfig::from_json({{"batch", 4}, {"seq_len", 64}, {"steps", 2000}, {"warmup_steps", 20}, {"shards", 0}});
 }
 
 }  // namespace eva::web::train_protocol

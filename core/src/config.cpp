@@ -187,7 +187,7 @@ ModelArgs load_model_args(const std::string& path) {
 }
 
 const std::vector<std::string>& preset_names() {
-    static const std::vector<std::string> names = {"v2-lite", "v2", "v3", "mini", "baby"};
+    static const std::vector<std::string> names = {"v2-lite", "v2", "v3", "mini", "baby", "tiny"};
     return names;
 }
 
@@ -229,6 +229,17 @@ ModelArgs preset(const std::string& name) {
                                      {"n_expert_groups", 1}, {"n_limited_groups", 1}, {"score_func", "sigmoid"},
                                      {"route_scale", 1.0}, {"q_lora_rank", 64}, {"kv_lora_rank", 32},
                                      {"qk_nope_head_dim", 16}, {"qk_rope_head_dim", 16}, {"v_head_dim", 32}});
+    if (name == "tiny")
+        // mini's structure at the smallest size that keeps every part (a dense block, then a MoE block of 8
+        // experts in 2 groups keeping 1, q and kv compression, decoupled RoPE): 134 K parameters, a few
+        // milliseconds a step even in WebAssembly, for the page's selfTest, which trains it in wasm and
+        // compares the losses with `eva train --config tiny` (tests/browser/train.test.mjs).
+        return model_args_from_json({{"max_seq_len", 64}, {"vocab_size", 256}, {"dim", 64}, {"inter_dim", 128},
+                                     {"moe_inter_dim", 32}, {"n_layers", 2}, {"n_dense_layers", 1}, {"n_heads", 2},
+                                     {"n_routed_experts", 8}, {"n_shared_experts", 1}, {"n_activated_experts", 2},
+                                     {"n_expert_groups", 2}, {"n_limited_groups", 1}, {"score_func", "sigmoid"},
+                                     {"route_scale", 1.0}, {"q_lora_rank", 32}, {"kv_lora_rank", 32},
+                                     {"qk_nope_head_dim", 16}, {"qk_rope_head_dim", 8}, {"v_head_dim", 16}});
     std::string known;
     for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
     throw ConfigError("unknown config preset '" + name + "' (presets: " + known + ", or a .json file)");

@@ -833,4 +833,19 @@ json inspect_checkpoint(const std::string& path) {
     return r;
 }
 
+std::string storage_summary(const nlohmann::json& inspect) {
+    const json& by = inspect.at("stored_by_dtype");
+    const std::string how = by.contains("F8_E4M3") ? "weights stored as DeepSeek-V3 stores them: FP8 E4M3 Linear weights "
+                                                     "with 128x128 scales (weight_scale_inv), the rest BF16"
+                            : by.contains("BF16") ? "weights stored in BF16"
+                                                  : "weights stored in float32";
+    // The file's own tensors in float32 (stored_by_dtype counts every tensor once; an FP8 weight's scales
+    // are part of it, not elements of their own, and float32 needs none).
+    std::uint64_t elements = 0;
+    for (const auto& [dtype, d] : by.items()) elements = checked_add(elements, d.at("elements").get<std::uint64_t>(), "elements");
+    const std::uint64_t f32_bytes = checked_mul(4, elements, "float32 bytes of the stored elements");
+    return how + ", " + format_bytes(inspect.at("file_bytes").get<std::uint64_t>()) + " (float32 would be " +
+           format_bytes(f32_bytes) + ")";
+}
+
 }  // namespace eva

@@ -6,8 +6,10 @@
 #include <chrono>
 #include <string>
 
+#include <nlohmann/json.hpp>
 #include <xtensor/xview.hpp>
 
+#include "eva/data.hpp"
 #include "eva/error.hpp"
 #include "eva/gemm.hpp"
 #include "eva/rmsnorm.hpp"
@@ -357,6 +359,17 @@ bool SpeculativeRun::step_plain() {
     plain_logits_ = plain_.feed({plain_tokens.back()});
     plain_seconds += Seconds(std::chrono::steady_clock::now() - t0).count();
     return true;
+}
+
+nlohmann::json SpeculativeRun::to_json() const {
+    const SpeculativeStats& st = stats();
+    const double tps = double(tokens.size()) / seconds, plain_tps = double(plain_tokens.size()) / plain_seconds;
+    return {{"text", decode_bytes(tokens)}, {"new_tokens", tokens.size()}, {"drafted", st.drafted},
+            {"accepted", st.accepted}, {"acceptance_rate", st.acceptance_rate()}, {"verify_forwards", st.rounds},
+            {"rejected", rejected.size()}, {"accepted_shown", std::count(drafted.begin(), drafted.end(), 1)},
+            {"plain_tokens", plain_tokens.size()}, {"spec_ms", 1000 * seconds}, {"plain_ms", 1000 * plain_seconds},
+            {"tokens_per_s", tps}, {"plain_tokens_per_s", plain_tps}, {"speedup", tps / plain_tps},
+            {"identical_to_plain", plain_tokens == tokens}};
 }
 
 #define EVA_MTP_INSTANCES(T)                                                                                   \

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "eva/error.hpp"
 
 namespace eva {
@@ -68,6 +70,10 @@ Curve thin_curve(const std::vector<float>& x, const std::vector<float>& y, std::
         c.y.push_back(sy / float(e - i));
     }
     return c;
+}
+
+TrainConfig train_panel_config() {
+    return TrainConfig::from_json({{"batch", 4}, {"seq_len", 64}, {"steps", 2000}, {"warmup_steps", 20}, {"shards", 0}});
 }
 
 }  // namespace eva

@@ -46,7 +46,7 @@ test("?panel=train&embed=1 renders the panel alone, without console errors", asy
   const s = await trainState(page);
   assert.equal(s.drawn, true);
   assert.equal(s.running, false);
-  assert.equal(s.gamma.toFixed(4), "0.0200");  // train_protocol::kPanelGamma (tests/test_train_panel.cpp checks its run)
+  assert.equal(s.gamma.toFixed(4), "0.0200");  // eva::kTrainPanelGamma (tests/test_train_panel.cpp checks its run)
   const shot = await page.screenshot({ path: join(root, "build", "wasm", "train.png") });
   const colours = distinctColours(shot);
   // Measured: ~25 colours before training starts (text, widgets), hundreds with the charts; blank: 1.
@@ -116,9 +116,8 @@ test("selfTest(): the wasm core's training losses match the native eva train", a
   const r = await page.evaluate(() => window.eva.selfTest());
   await page.close();
   const dir = mkdtempSync(join(tmpdir(), "eva-train-"));
-  const text = join(dir, "selftest.txt"), config = join(dir, "selftest.json");
+  const text = join(dir, "selftest.txt");
   writeFileSync(text, r.train_selftest_text);
-  writeFileSync(config, JSON.stringify(r.train_selftest_config));
   // Identical code, data, config and seeds; only the GEMM's summation order differs (SIMD128 4-lane
   // tiles in wasm, AVX-512 or AVX2 tiles natively), which perturbs float results in their last bits
   // (~1e-7 relative). Training carries that forward: AdamW's first updates are about ±lr·sign(g), so a
@@ -131,7 +130,7 @@ test("selfTest(): the wasm core's training losses match the native eva train", a
   try {
     for (const precision of ["fp32", "fp8"]) {
       // The run train_self_test() performs (web/panel_train.cpp), natively.
-      const out = execFileSync(eva, ["train", "--config", config, "--data", text, "--steps", "4", "--batch", "2",
+      const out = execFileSync(eva, ["train", "--config", "tiny", "--data", text, "--steps", "4", "--batch", "2",
                                      "--seq-len", "32", "--lr", "0.003", "--warmup", "1", "--seed", "1",
                                      "--precision", precision, "--eval-every", "4", "--json"], { encoding: "utf8" });
       const native = out.trim().split("\n").map((l) => JSON.parse(l)).filter((l) => "step" in l).map((l) => l.loss);

@@ -80,8 +80,9 @@ nlohmann::json to_json(const ModelArgs& a);
 /// Reads a JSON config file (FileError if unreadable or not JSON; ConfigError if invalid).
 ModelArgs load_model_args(const std::string& path);
 
-/// Named presets: "v2-lite", "v2", "v3" (the official configs), "mini" (eva's trainable model) and "baby"
-/// (mini's structure at the size of nanoGPT's CPU "baby" run).
+/// Named presets: "v2-lite", "v2", "v3" (the official configs), "mini" (eva's trainable model), "baby"
+/// (mini's structure at the size of nanoGPT's CPU "baby" run) and "tiny" (mini's structure at 134 K
+/// parameters, for the page's selfTest).
 ModelArgs preset(const std::string& name);
 const std::vector<std::string>& preset_names();
 /// A preset name or, failing that, a JSON file path.

@@ -164,6 +164,11 @@ void save_checkpoint(Model<float>& m, const std::string& path, const CheckpointW
 /// file bytes, KV-cache bytes per token (MLA vs MHA) and FP8 scale statistics — from the headers (and the
 /// small scale tensors) only. `path`: an eva file, a Hugging Face folder (shards optional) or a config.json.
 nlohmann::json inspect_checkpoint(const std::string& path);
+/// How a checkpoint stores its weights, in one sentence from inspect_checkpoint's figures of its files
+/// (stored_by_dtype, file_bytes): FP8 E4M3 Linear weights with 128x128 scales as DeepSeek-V3 stores them,
+/// BF16, or float32; its size, and what its tensors would take in float32 (without the FP8 scales).
+/// `eva inspect` prints it; the page shows it.
+std::string storage_summary(const nlohmann::json& inspect);
 
 /// Parameters of the MTP modules as Hugging Face stores them: per module one MoE block, eh_proj [dim, 2·dim],
 /// enorm, hnorm and shared_head.norm ("unique"), plus its copies of the embedding and the head ("stored").

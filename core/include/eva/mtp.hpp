@@ -31,6 +31,8 @@
 #include <cstddef>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "eva/model.hpp"
 
 namespace eva {
@@ -144,6 +146,13 @@ public:
     bool plain_done() const;
     const SpeculativeStats& stats() const { return gen_.stats(); }
     std::size_t cache_floats() const { return gen_.main().cache_floats(); }  // the speculative main cache
+    /// The run's figures so far, as `eva generate --speculative --json` prints them and the KV panel
+    /// exports them: text and new_tokens (the speculative output), drafted, accepted, acceptance_rate,
+    /// verify_forwards (one main-model forward per round), rejected and accepted_shown (the drafts replaced,
+    /// and the tokens marked as accepted drafts), plain_tokens, spec_ms, plain_ms, tokens_per_s and
+    /// plain_tokens_per_s over each one's wall time, speedup (their ratio), and identical_to_plain (always
+    /// true under greedy decoding: the run shows it).
+    nlohmann::json to_json() const;
 
     std::vector<Token> tokens, plain_tokens;              // generated after the prompt by each
     std::vector<unsigned char> drafted;                   // per token: 1 an accepted draft, 0 the main model's

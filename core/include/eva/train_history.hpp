@@ -40,6 +40,22 @@ struct TrainHistory {
     double tokens_per_s() const;
 };
 
+/// The bias update speed γ of the browser's Train panel. DeepSeek-V3's γ = 0.001 is tuned for ~14.3T
+/// tokens: with ~60M-token batches that is ~2·10^5 steps, over which a bias can travel ±200 — far more than
+/// the spread of the gate's scores. The panel's run is a few hundred steps of 256 tokens, in which
+/// γ = 0.001 moves a bias by at most 0.2 while the gate's scores drift apart by more (its weights learn at
+/// lr 3e-3 per step): the bias cannot keep up and a few experts take most tokens. γ sets how fast the bias
+/// can follow; 0.02 per step lets it cross the scores' spread in a few tens of steps, so the load evens out
+/// within the first 200 (tests/test_train_panel.cpp checks it), while its ±γ jitter stays small against
+/// the gaps between experts' scores.
+constexpr double kTrainPanelGamma = 0.02;
+
+/// The Train panel's default run (the settings its controls start from, with γ = kTrainPanelGamma): 4 × 64
+/// tokens a step, a 2000-step schedule with 20 warmup steps, and TrainConfig's defaults (lr 3e-3, seed 1).
+/// tests/test_train_panel.cpp trains it natively to check the balancing lesson the panel tells, and
+/// eva_speed (native/speed.cpp) times its step.
+TrainConfig train_panel_config();
+
 /// A curve of at most `max_points` points for drawing: consecutive points averaged in buckets of
 /// ceil(n / max_points) (the last may be shorter); returned unchanged when it already fits.
 struct Curve {
