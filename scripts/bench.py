@@ -530,8 +530,9 @@ def bench_mpi(r):
 # (one per thread: the fewest parallel regions), peak lr 4e-3 after 50 warmup steps and an aux-free bias speed
 # γ of 0.01 (a few hundred steps need a faster bias than V3's 0.001; these won a scan of 500–1,100-step runs),
 # and the loss over the whole validation text at the end (73 batches of 24 windows of 64 bytes, 1,752 windows
-# spread evenly over its 111,540 bytes). A single run's loss moves by about ±0.01 with the seed (a chaotic
-# trajectory: routing decisions flip), so the first run is trained from three seeds and reports their median.
+# spread evenly over its 111,540 bytes). A single run's loss moves by a few hundredths with the seed (a
+# chaotic trajectory: routing decisions flip), so the first run is trained from three seeds and reports
+# their median.
 # The 255 s run's step count is chosen from the first runs' measured speed, to end within nanoGPT's time.
 SHAKESPEARE_BYTES = 1115394  # the corpus's size as char-rnn and nanoGPT distribute it
 SHAKESPEARE_TRAIN = ["train", "--config", "baby", "--batch", "24", "--seq-len", "64", "--shards", "2", "--lr", "4e-3",
@@ -563,7 +564,7 @@ def bench_shakespeare(r):
                 "eva: give `--shakespeare PATH`) on 2 threads, batch 24 × 64 bytes in 2 gradient shards, peak lr 4e-3, "
                 "bias speed γ 0.01; the wall time of the whole process, and the validation loss over the whole "
                 "validation text (the last 10%, as nanoGPT splits it) at the end. The first run is trained from "
-                f"seed(s) {', '.join(map(str, seeds))} (a run's loss moves by about ±0.01 with the seed), then their "
+                f"seed(s) {', '.join(map(str, seeds))} (a run's loss moves by a few hundredths with the seed), then their "
                 f"median; the last run's step count is chosen from their speed to end within {SHAKESPEARE_SECONDS} s. "
                 "The reference: nanoGPT's "
                 "shakespeare_char README gives about 1.88 for its CPU baby run (0.80 M parameters, 2000 "
