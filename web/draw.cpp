@@ -104,7 +104,7 @@ void bars(const char* id, const float* values, int n, float top, ImVec2 size, co
     if (ImGui::IsItemHovered()) {
         const int i = std::clamp(int((ImGui::GetIO().MousePos.x - p.x) / slot), 0, n - 1);
         tooltip("%s%s%.5g", labels && labels[i] ? labels[i] : "", labels && labels[i] ? ": " : "",
-                          double(values[i]));
+                double(values[i]));
     }
 }
 

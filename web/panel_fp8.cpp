@@ -190,7 +190,7 @@ void draw_histogram(const Fp8Panel& p, ImVec2 size) {
         if (b >= 0 && b < bins) {
             const float l = H.lo + float(b) / float(H.bins_per_octave);
             draw::tooltip("|x|/s in [%.3g, %.3g): %.0f values", std::exp2(l), std::exp2(l + 1.0f / float(H.bins_per_octave)),
-                              H.counts[std::size_t(b)]);
+                          H.counts[std::size_t(b)]);
         }
     }
 }
@@ -278,7 +278,7 @@ void draw_stored(Fp8Panel& p, float width) {
             ImGui::Text("%02X", code);
             if (ImGui::IsItemHovered())
                 draw::tooltip("code 0x%02X = %g, x scale %.4e = %.6g", code, double(fp8_decode(code, q.format)),
-                                  double(s), double(fp8_decode(code, q.format) * s));
+                              double(s), double(fp8_decode(code, q.format) * s));
         }
     }
     ImGui::EndGroup();

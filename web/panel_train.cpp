@@ -169,8 +169,8 @@ void settings(TrainPanel& p) {
     ImGui::SliderFloat("bias speed gamma", &p.gamma, 1e-4f, 0.1f, "%.4f", ImGuiSliderFlags_Logarithmic);
     if (ImGui::IsItemHovered())
         draw::tooltip("Aux-free balancing moves each expert's bias by gamma per step. DeepSeek-V3 uses 0.001 over "
-                          "~2e5 steps; a run of a few hundred steps needs a faster bias (default %.2f).",
-                          kTrainPanelGamma);
+                      "~2e5 steps; a run of a few hundred steps needs a faster bias (default %.2f).",
+                      kTrainPanelGamma);
     if (locked) ImGui::EndDisabled();
 }
 

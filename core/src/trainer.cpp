@@ -422,9 +422,7 @@ void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level,
     const std::vector<Param>& g = levels_.at(level);
     if (hi - lo == 1) {
         const ExpertParallelScope use(m_, ep_.get(), true);  // for this forward and backward only
-        shard_leaf(b, lo, level, acts_, losses, counts);
-        if (emulator_) emulator_->add_shard(moe_caches(m_, acts_));  // this shard's MoE blocks
-        return;
+        return record_leaf(shard_leaf(b, lo, level, acts_), acts_, losses, counts);
     }
     const int mid = lo + (hi - lo) / 2;
     if (hi - lo == 2 && !ep_ && detail::available_threads() > 1) {
@@ -434,18 +432,10 @@ void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level,
         // same bits on any number of threads, and the leaves' losses and counts are recorded in shard
         // order, so the step is the sequential one bit for bit. (Under expert parallelism a shard's
         // forward is collective: the leaves go one after the other.)
-        std::vector<double> leaf_losses[2];
-        std::vector<std::uint64_t> leaf_counts[2];
+        Loss leaf[2];
         ModelActivations<float>* acts[2] = {&acts_, &sibling_acts_};
-        detail::parallel_for(2, [&](std::size_t i) {
-            shard_leaf(b, lo + int(i), level + i, *acts[i], leaf_losses[i], leaf_counts[i]);
-        });
-        for (std::size_t i = 0; i < 2; ++i) {
-            if (emulator_) emulator_->add_shard(moe_caches(m_, *acts[i]));  // in shard order
-            losses.insert(losses.end(), leaf_losses[i].begin(), leaf_losses[i].end());
-            counts.resize(std::max(counts.size(), leaf_counts[i].size()), 0);
-            for (std::size_t k = 0; k < leaf_counts[i].size(); ++k) counts[k] += leaf_counts[i][k];
-        }
+        detail::parallel_for(2, [&](std::size_t i) { leaf[i] = shard_leaf(b, lo + int(i), level + i, *acts[i]); });
+        for (std::size_t i = 0; i < 2; ++i) record_leaf(leaf[i], *acts[i], losses, counts);
     } else {
         shard_gradients(b, lo, mid, level, 1.0f, losses, counts);
         shard_gradients(b, mid, hi, level + 1, 1.0f, losses, counts);
@@ -465,8 +455,7 @@ void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level,
     if (ep_) ep_->add_level(level);  // the held experts' gradients, per source, follow the same tree
 }
 
-void Trainer::shard_leaf(const Batch& b, int shard, std::size_t level, ModelActivations<float>& acts,
-                         std::vector<double>& losses, std::vector<std::uint64_t>& counts) {
+Loss Trainer::shard_leaf(const Batch& b, int shard, std::size_t level, ModelActivations<float>& acts) {
     // Shard `shard`'s sequences alone, from zero (the partial buffers are kept zero between uses).
     const std::vector<Param>& g = levels_.at(level);
     if (level == 0) detail::parallel_for(g.size(), [&](std::size_t k) { std::fill(g[k].grad, g[k].grad + g[k].size, 0.0f); });
@@ -476,7 +465,12 @@ void Trainer::shard_leaf(const Batch& b, int shard, std::size_t level, ModelActi
     const auto first_t = b.targets.begin() + std::ptrdiff_t(std::size_t(shard) * per * T);
     const std::vector<Token> in(first, first + std::ptrdiff_t(per * T)), out(first_t, first_t + std::ptrdiff_t(per * T));
     ModelWeights<float>& target = level == 0 ? grad_ : partial_[level - 1];
-    const Loss l = model_loss_and_grad(m_, in, out, per, T, target, &acts);
+    return model_loss_and_grad(m_, in, out, per, T, target, &acts);
+}
+
+void Trainer::record_leaf(const Loss& l, const ModelActivations<float>& acts, std::vector<double>& losses,
+                          std::vector<std::uint64_t>& counts) {
+    if (emulator_) emulator_->add_shard(moe_caches(m_, acts));  // this shard's MoE blocks
     losses.push_back(l.cross_entropy);
     losses.push_back(l.balance);
     for (double x : l.mtp_cross_entropy) losses.push_back(x);

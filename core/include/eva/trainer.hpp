@@ -174,10 +174,13 @@ private:
     // multiplied by `scale` in the same pass as the last addition (1: none).
     void shard_gradients(const Batch& b, int lo, int hi, std::size_t level, float scale, std::vector<double>& losses,
                          std::vector<std::uint64_t>& counts);
-    // One leaf of that tree: shard `shard`'s gradient into levels_[level], its activations in `acts`,
-    // its losses and balancing counts appended to `losses` and `counts`.
-    void shard_leaf(const Batch& b, int shard, std::size_t level, ModelActivations<float>& acts,
-                    std::vector<double>& losses, std::vector<std::uint64_t>& counts);
+    // One leaf of that tree: shard `shard`'s gradient into levels_[level], its activations in `acts`;
+    // returns its losses.
+    Loss shard_leaf(const Batch& b, int shard, std::size_t level, ModelActivations<float>& acts);
+    // What the step keeps of a leaf, in shard order: its losses and balancing counts appended to `losses`
+    // and `counts`, its MoE blocks to the traffic emulator.
+    void record_leaf(const Loss& l, const ModelActivations<float>& acts, std::vector<double>& losses,
+                     std::vector<std::uint64_t>& counts);
     // Expert sharding (ep_ only): keep this rank's experts, and the parameter lists that point into them.
     void shard_experts();
     void bind_params();
