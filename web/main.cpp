@@ -270,7 +270,8 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_embed_query() {
 }
 
 // One panel's state as JSON (window.eva.state(id)): {"id", "drawn": false} until it is first drawn, then
-// its settings and figures with "drawn": true while it is on screen; {"error"} for an unknown id.
+// its settings and figures with "drawn": true while it is on screen, and the model the panels show
+// ("loading", "fresh": the untrained fallback, or "pretrained"); {"error"} for an unknown id.
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
     nlohmann::json j = {{"error", std::string("no panel '") + id + "'"}};
     for (const auto& p : eva::web::panels)
@@ -282,6 +283,9 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
             j["summary"] = p.summary(*g_app);
             j["drawn"] = ever && at->second >= g_app->frames - 1;  // drawn in the latest frame
             j["panel_ms"] = ever ? g_app->panel_ms.at(p.id) : 0.0;
+            j["model"] = g_app->pretrained.state == eva::web::Pretrained::State::loading ? "loading"
+                         : g_app->pretrained.fresh()                                    ? "fresh"
+                                                                                        : "pretrained";
         }
     return answer(j);
 }
@@ -359,5 +363,10 @@ int main() {
     eva::web::publish_panels();
     emscripten_async_wget2("mini.safetensors", eva::web::Pretrained::kFile, "GET", "", &app.pretrained, pretrained_loaded,
                            pretrained_failed, nullptr);
+    emscripten_async_wget_data("corpus.txt", &app.pretrained, [](void* arg, void* data, int size) {
+        auto& p = *static_cast<eva::web::Pretrained*>(arg);
+        p.corpus.assign(static_cast<const char*>(data), std::size_t(size));
+        p.corpus_state = eva::web::Pretrained::State::ready;
+    }, [](void* arg) { static_cast<eva::web::Pretrained*>(arg)->corpus_state = eva::web::Pretrained::State::missing; });
     emscripten_set_main_loop_arg(frame, &app, 0, true);
 }
