@@ -270,8 +270,9 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_embed_query() {
 }
 
 // One panel's state as JSON (window.eva.state(id)): {"id", "drawn": false} until it is first drawn, then
-// its settings and figures with "drawn": true while it is on screen, and the model the panels show
-// ("loading", "fresh": the untrained fallback, or "pretrained"); {"error"} for an unknown id.
+// its settings and figures with "drawn": true while it is on screen, the model the panels show
+// ("loading", "fresh": the untrained fallback, or "pretrained") and how the checkpoint was loaded (the
+// message the page shows, inspect_checkpoint's figures of the file); {"error"} for an unknown id.
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
     nlohmann::json j = {{"error", std::string("no panel '") + id + "'"}};
     for (const auto& p : eva::web::panels)
@@ -283,9 +284,9 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
             j["summary"] = p.summary(*g_app);
             j["drawn"] = ever && at->second >= g_app->frames - 1;  // drawn in the latest frame
             j["panel_ms"] = ever ? g_app->panel_ms.at(p.id) : 0.0;
-            j["model"] = g_app->pretrained.state == eva::web::Pretrained::State::loading ? "loading"
-                         : g_app->pretrained.fresh()                                    ? "fresh"
-                                                                                        : "pretrained";
+            const eva::web::Pretrained& ck = g_app->pretrained;
+            j["model"] = ck.state == eva::web::Pretrained::State::loading ? "loading" : ck.fresh() ? "fresh" : "pretrained";
+            j["checkpoint"] = {{"message", ck.message}, {"inspect", ck.inspect}};
         }
     return answer(j);
 }
@@ -316,15 +317,6 @@ static void pretrained_failed(unsigned, void* arg, int) {
     auto& p = *static_cast<eva::web::Pretrained*>(arg);
     p.state = eva::web::Pretrained::State::missing;
     p.message = "no pretrained checkpoint beside the page (build it with scripts/web.sh); using a fresh model";
-}
-
-// How the pretrained checkpoint was loaded, for the browser tests: state, the message the page shows,
-// and inspect_checkpoint's figures of the file (Module.ccall("eva_pretrained_state", "string", [], [])).
-extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_pretrained_state() {
-    static const char* states[] = {"loading", "ready", "missing"};
-    if (!g_app) return answer(nlohmann::json::object());
-    const auto& p = g_app->pretrained;
-    return answer(nlohmann::json{{"state", states[int(p.state)]}, {"message", p.message}, {"inspect", p.inspect}});
 }
 
 int main() {
