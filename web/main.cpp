@@ -270,7 +270,9 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_embed_query() {
 }
 
 // One panel's state as JSON (window.eva.state(id)): {"id", "drawn": false} until it is first drawn, then
-// its settings and figures with "drawn": true while it is on screen; {"error"} for an unknown id.
+// its settings and figures with "drawn": true while it is on screen, the model the panels show
+// ("loading", "fresh": the untrained fallback, or "pretrained") and how the checkpoint was loaded (the
+// message the page shows, inspect_checkpoint's figures of the file); {"error"} for an unknown id.
 extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
     nlohmann::json j = {{"error", std::string("no panel '") + id + "'"}};
     for (const auto& p : eva::web::panels)
@@ -282,6 +284,9 @@ extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_panel_state(const char* id) {
             j["summary"] = p.summary(*g_app);
             j["drawn"] = ever && at->second >= g_app->frames - 1;  // drawn in the latest frame
             j["panel_ms"] = ever ? g_app->panel_ms.at(p.id) : 0.0;
+            const eva::web::Pretrained& ck = g_app->pretrained;
+            j["model"] = ck.state == eva::web::Pretrained::State::loading ? "loading" : ck.fresh() ? "fresh" : "pretrained";
+            j["checkpoint"] = {{"message", ck.message}, {"inspect", ck.inspect}};
         }
     return answer(j);
 }
@@ -312,15 +317,6 @@ static void pretrained_failed(unsigned, void* arg, int) {
     auto& p = *static_cast<eva::web::Pretrained*>(arg);
     p.state = eva::web::Pretrained::State::missing;
     p.message = "no pretrained checkpoint beside the page (build it with scripts/web.sh); using a fresh model";
-}
-
-// How the pretrained checkpoint was loaded, for the browser tests: state, the message the page shows,
-// and inspect_checkpoint's figures of the file (Module.ccall("eva_pretrained_state", "string", [], [])).
-extern "C" EMSCRIPTEN_KEEPALIVE const char* eva_pretrained_state() {
-    static const char* states[] = {"loading", "ready", "missing"};
-    if (!g_app) return answer(nlohmann::json::object());
-    const auto& p = g_app->pretrained;
-    return answer(nlohmann::json{{"state", states[int(p.state)]}, {"message", p.message}, {"inspect", p.inspect}});
 }
 
 int main() {
@@ -359,5 +355,10 @@ int main() {
     eva::web::publish_panels();
     emscripten_async_wget2("mini.safetensors", eva::web::Pretrained::kFile, "GET", "", &app.pretrained, pretrained_loaded,
                            pretrained_failed, nullptr);
+    emscripten_async_wget_data("corpus.txt", &app.pretrained, [](void* arg, void* data, int size) {
+        auto& p = *static_cast<eva::web::Pretrained*>(arg);
+        p.corpus.assign(static_cast<const char*>(data), std::size_t(size));
+        p.corpus_state = eva::web::Pretrained::State::ready;
+    }, [](void* arg) { static_cast<eva::web::Pretrained*>(arg)->corpus_state = eva::web::Pretrained::State::missing; });
     emscripten_set_main_loop_arg(frame, &app, 0, true);
 }

@@ -205,8 +205,7 @@ float control_width(const char* label, float item) {
 
 void same_line_for(const char* label, float item) { same_line_if_fits(control_width(label, item)); }
 
-void radio_row(const char* title, int& value, std::initializer_list<const char*> names,
-               std::initializer_list<Rect*> rects) {
+void radio_row(const char* title, int& value, const std::vector<const char*>& names, const std::vector<Rect*>& rects) {
     if (title) {
         ImGui::TextUnformatted(title);
         ImGui::SameLine();
@@ -215,7 +214,7 @@ void radio_row(const char* title, int& value, std::initializer_list<const char*>
     for (const char* name : names) {
         if (i > 0) same_line_for(name, kBox);
         ImGui::RadioButton(name, &value, i);
-        if (std::size_t(i) < rects.size() && rects.begin()[i]) rects.begin()[i]->record();
+        if (std::size_t(i) < rects.size() && rects[std::size_t(i)]) rects[std::size_t(i)]->record();
         ++i;
     }
 }

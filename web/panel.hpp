@@ -3,20 +3,20 @@
 // loaded from — and each panel is drawn from that context and its own state. The contract of a panel
 // NAME, in web/panel_NAME.{hpp,cpp} (main.cpp's table lists them): `void NAME_panel(NamePanel&,
 // Pretrained&)` draws it; `nlohmann::json NAME_state(const NamePanel&)` is its settings and key figures
-// (window.eva.state("NAME"), to which the app adds the id, the summary, whether it is drawn and its own
-// time per frame, panel_ms); `std::string NAME_summary(const NamePanel&)` says those figures in one plain
-// sentence (mirrored into the page's aria-live region); `NAME_from_query` / `NAME_to_query` map its
-// controls to the query string; `nlohmann::json NAME_self_test()` gives figures the browser tests compare
-// with the native CLI. A panel records the screen rectangles of the controls the browser tests click
-// (`Rect`), and says what it is showing in `explain`.
+// (window.eva.state("NAME"), to which the app adds the id, the summary, whether it is drawn, its own
+// time per frame, panel_ms, and the model shown); `std::string NAME_summary(const NamePanel&)` says those
+// figures in one plain sentence (mirrored into the page's aria-live region); `NAME_from_query` /
+// `NAME_to_query` map its controls to the query string; `nlohmann::json NAME_self_test()` gives figures
+// the browser tests compare with the native CLI. A panel records the screen rectangles of the controls
+// the browser tests click (`Rect`), and says what it is showing in `explain`.
 #pragma once
 
 #include <chrono>
 #include <cstdarg>
-#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -37,6 +37,10 @@ struct Pretrained {
     std::unique_ptr<Model<float>> model;      // set when state == ready
     std::unique_ptr<eva::Checkpoint> stored;  // the file as stored (its FP8 codes and scales), when ready
     nlohmann::json inspect;                   // inspect_checkpoint of the file: dtypes, bytes, scales
+    /// corpus.txt beside the page, fetched once at start: six of Debian's fortunes files, the text the
+    /// checkpoint learned from. The Train panel trains on it; the Routing panel balances on its windows.
+    State corpus_state = State::loading;
+    std::string corpus;
 
     /// The model the panels show: the checkpoint once loaded, nullptr while it is loading, and without one
     /// the untrained mini model that `eva init --config mini --seed 1` writes, built once here.
@@ -124,8 +128,7 @@ void same_line_for(const char* label, float item = 0);
 /// A choice among `names` as radio buttons (`value` is the chosen index), after `title` on the same line
 /// if one is given, each further button beside the previous when it fits (same_line_for). rects[i], where
 /// given and not null, records button i for the browser tests.
-void radio_row(const char* title, int& value, std::initializer_list<const char*> names,
-               std::initializer_list<Rect*> rects = {});
+void radio_row(const char* title, int& value, const std::vector<const char*>& names, const std::vector<Rect*>& rects = {});
 /// A slider, combo or input `item` pixels wide next: beside the previous control when it fits
 /// (same_line_for), with that width.
 void beside(const char* label, float item);

@@ -401,8 +401,9 @@ void fp8_panel(Fp8Panel& p, Pretrained& ck) {
 }
 
 namespace {
-// The names of the source and granularity choices in the state and the query string.
+// The names of the source, format and granularity choices in the state and the query string.
 const char* const kSources[] = {"weight", "activation", "synthetic"};
+const char* const kFormats[] = {"e4m3", "e5m2"};
 const char* const kGranularities[] = {"tensor", "tile", "block", "delayed"};
 }  // namespace
 
@@ -431,16 +432,15 @@ nlohmann::json fp8_state(const Fp8Panel& p) {
 }
 
 void fp8_from_query(Fp8Panel& p, const Query& q) {
-    static const char* const formats[] = {"e4m3", "e5m2"};
     p.source = query_choice(q, "source", kSources, p.source);
-    p.format = query_choice(q, "format", formats, p.format);
+    p.format = query_choice(q, "format", kFormats, p.format);
     p.granularity = query_choice(q, "granularity", kGranularities, p.granularity);
     p.pow2 = query_int(q, "pow2", p.pow2, 0, 1) == 1;
     p.accum.accum_bits = query_int(q, "accum_bits", p.accum.accum_bits, 8, 23);
 }
 
 Query fp8_to_query(const Fp8Panel& p) {
-    return {{"source", kSources[p.source]}, {"format", p.format == 0 ? "e4m3" : "e5m2"},
+    return {{"source", kSources[p.source]}, {"format", kFormats[p.format]},
             {"granularity", kGranularities[p.granularity]}, {"pow2", p.pow2 ? "1" : "0"},
             {"accum_bits", std::to_string(p.accum.accum_bits)}};
 }

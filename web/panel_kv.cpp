@@ -4,9 +4,8 @@
 // newest token's attention, the logit difference of the two paths and the time each takes per token.
 #include "panel_kv.hpp"
 
-#include <emscripten.h>
-
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <iterator>
 
@@ -109,12 +108,9 @@ void own_scheme_bars(float width, float height) {
 
 void memory_section(KvPanel& s) {
     const auto& models = kv_cache_models();
-    for (int i = 0; i < int(models.size()); ++i) {
-        const char* label = models[std::size_t(i)].label.c_str();
-        if (i) same_line_for(label, kBox);
-        if (ImGui::RadioButton(label, s.preset == i)) s.preset = i;
-        if (i == 2) s.preset_v2_rect.record();
-    }
+    std::vector<const char*> labels;
+    for (const KVCacheModel& mm : models) labels.push_back(mm.label.c_str());
+    radio_row(nullptr, s.preset, labels, {nullptr, nullptr, &s.preset_v2_rect});
     ImGui::SetNextItemWidth(320);
     ImGui::SliderInt("sequence length", &s.seq_len, 1, 131072, "%d tokens", ImGuiSliderFlags_Logarithmic);
     s.seq_len = std::clamp(s.seq_len, 1, 131072);  // ctrl-click typing can leave the range
@@ -259,7 +255,6 @@ void decode_section(KvPanel& s, Pretrained& pretrained) {
         s.restart = false;
     }
     CacheLockstep& r = *s.run;
-    s.fresh = pretrained.fresh();
     decode_controls(s, *m);
     // The frame's decoding work alternates between the lockstep caches and the speculative run while both
     // have work, so one frame does one of them (either alone fits the frame budget, both do not).
@@ -282,12 +277,9 @@ void decode_section(KvPanel& s, Pretrained& pretrained) {
     if (r.fed_absorbed > 0) cache_views(s, r);
 }
 
-KvPanel* g_shown = nullptr;  // the panel last drawn, for eva_kv_speculative()
-
 }  // namespace
 
 void kv_panel(KvPanel& s, Pretrained& pretrained) {
-    g_shown = &s;
     explain("Each generated token attends to every earlier one, so a decoder caches their keys and values: "
             "multi-head attention (MHA) keeps a key and a value per head, per token, per layer, and GQA and MQA "
             "share them among query heads. DeepSeek's Multi-head Latent Attention (MLA) caches one compressed "
@@ -305,7 +297,6 @@ void kv_panel(KvPanel& s, Pretrained& pretrained) {
 nlohmann::json kv_state(const KvPanel& s) {
     const CacheLockstep* r = s.run.get();
     return {{"preset", kv_cache_models()[std::size_t(s.preset)].label}, {"seq_len", s.seq_len},
-            {"model", !r ? "waiting" : s.fresh ? "fresh" : "pretrained"},
             {"tokens", r ? r->fed_naive : 0}, {"prompt_len", r ? r->prompt_len : 0}, {"runs", s.runs},
             {"decoding", r && !s.paused && !r->finished()}, {"layer", s.layer},
             {"max_diff", r ? r->max_diff : 0}, {"ms_absorbed", r ? r->ms_absorbed : 0}, {"ms_naive", r ? r->ms_naive : 0},
@@ -317,13 +308,18 @@ namespace {
 const char* const kPresetKeys[] = {"mini", "v2-lite", "v2", "v3", "llama3-8b"};  // kv_cache_models() order
 }
 
-void kv_from_query(KvPanel& s, const Query& q) {
+void kv_from_query(KvPanel& s, const Query& q) {  // the ranges of the controls
     s.preset = query_choice(q, "model", kPresetKeys, s.preset);
     s.seq_len = query_int(q, "tokens", s.seq_len, 1, 131072);
+    s.temperature = query_float(q, "temperature", s.temperature, 0.0f, 1.5f);
+    s.spec.seed = query_int(q, "spec_seed", s.spec.seed, 0, INT_MAX);
+    s.spec.max_new_tokens = query_int(q, "new_tokens", s.spec.max_new_tokens, 1, 240);
 }
 
 Query kv_to_query(const KvPanel& s) {
-    return {{"model", kPresetKeys[s.preset]}, {"tokens", std::to_string(s.seq_len)}};
+    return {{"model", kPresetKeys[s.preset]}, {"tokens", std::to_string(s.seq_len)},
+            {"temperature", format("%g", double(s.temperature))}, {"spec_seed", std::to_string(s.spec.seed)},
+            {"new_tokens", std::to_string(s.spec.max_new_tokens)}};
 }
 
 std::string kv_summary(const KvPanel& s) {
@@ -363,12 +359,3 @@ nlohmann::json kv_self_test() {
 
 }  // namespace eva::web
 
-// Sets the speculative run's seed, new-token count and the panel's temperature, as the controls would
-// (the run restarts on the next frame), so a browser test can compare several settings with the CLI
-// quickly: Module.ccall("eva_kv_speculative", null, ["number", "number", "number"], [seed, tokens, T]).
-extern "C" EMSCRIPTEN_KEEPALIVE void eva_kv_speculative(int seed, int max_new_tokens, float temperature) {
-    if (!eva::web::g_shown) return;
-    eva::web::g_shown->spec.seed = seed;
-    eva::web::g_shown->spec.max_new_tokens = std::clamp(max_new_tokens, 1, 240);
-    eva::web::g_shown->temperature = std::clamp(temperature, 0.0f, 1.5f);
-}

@@ -29,7 +29,6 @@ struct KvPanel {
     // The run: the mini model through both caches in lockstep (eva/model.hpp), on the shown model.
     std::unique_ptr<CacheLockstep> run;
     const Model<float>* model = nullptr;  // the context's shown model it decodes (Pretrained::shown)
-    bool fresh = false;                   // that is the untrained fallback (no checkpoint beside the page)
     unsigned runs = 0;                    // restarts; each run samples from Rng(runs)
     SpecDecode spec;              // the same prompt and temperature decoded speculatively (MTP drafts)
     unsigned long frame = 0;      // frames decoded: odd ones go to the speculative run while it has work
@@ -41,7 +40,8 @@ void kv_panel(KvPanel& state, Pretrained& pretrained);
 /// `eva mla memory --json`) and the naive-vs-absorbed logit difference of a seeded mini model.
 nlohmann::json kv_self_test();
 nlohmann::json kv_state(const KvPanel& state);
-/// The memory comparison's controls from / to the query string: model=mini|v2-lite|v2|v3|llama3-8b, tokens=N.
+/// The controls from / to the query string: the memory comparison's model=mini|v2-lite|v2|v3|llama3-8b and
+/// tokens=N, the decoding's temperature=0…1.5 and the speculative run's spec_seed and new_tokens=1…240.
 void kv_from_query(KvPanel& state, const Query& q);
 Query kv_to_query(const KvPanel& state);
 std::string kv_summary(const KvPanel& state);

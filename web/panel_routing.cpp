@@ -8,9 +8,10 @@
 //
 // "Run balancing" repeats eva::balancing_step (the step `eva moe route --steps` runs natively) over
 // batches and plots MaxVio per step. Batches come from one of two sources, the learner's choice:
-//   text       random 64-byte windows of the built-in sample text below, through the model to the
-//              chosen layer: the trained gate on real hidden states, its selection bias started at 0
-//              (aux-free must find it again) or, for the sequence-wise loss, SGD on a copy of the gate.
+//   text       random 64-byte windows of corpus.txt (the fortunes the model learned from, fetched by
+//              the page at start), through the model to the chosen layer: the trained gate on real
+//              hidden states, its selection bias started at 0 (aux-free must find it again) or, for the
+//              sequence-wise loss, SGD on a copy of the gate.
 //              A forward of a window is the costly part, so the windows are computed a block a frame
 //              into a pool of kPoolWindows (eva::WindowPool), and each step routes kBatchWindows of them
 //              drawn at random.
@@ -52,24 +53,6 @@ const char* const kSamples[] = {
     "To be, or not to be, that is the question.",
     "int main() { return 0; } // a line of C",
 };
-
-// The balancing run's text: plain English in the style of the quotations the mini model was trained
-// on (written for eva), long enough for many distinct 64-byte windows.
-const char kSampleText[] =
-    "A teacher once said that the best way to learn a thing is to explain it to someone who does not "
-    "know it yet. The listener asks the questions you forgot to ask yourself. "
-    "Every morning the baker wakes before the sun, lights the oven and shapes the dough by hand; by noon "
-    "the shelves are empty and the street smells of bread. "
-    "If you want to go fast, go alone; if you want to go far, pack a lunch and bring a map. "
-    "The river does not argue with the stone. It goes around, and in a thousand years the stone is sand. "
-    "Computers are fast, accurate and stupid; people are slow, inaccurate and brilliant. Together they are "
-    "powerful beyond imagination, provided somebody reads the manual. "
-    "Never trust a cat with your sandwich, a politician with your vote, or a compiler with undefined behaviour. "
-    "The sea was calm that night, and the lighthouse keeper wrote in his log: nothing to report, which is "
-    "the best report of all. "
-    "Knowledge is knowing that a tomato is a fruit; wisdom is not putting it in a fruit salad. "
-    "She planted the seeds in rows, watered them every evening, and waited; patience, she said, is also work. "
-    "When in doubt, measure twice and cut once, then measure again because the first two were wrong.";
 
 std::size_t n_moe_layers(const Model<float>& m) {
     return m.w.layers.size() - std::size_t(m.args.n_dense_layers);
@@ -310,12 +293,12 @@ void start_run(RoutingPanel& s, const Model<float>& m) {
 
 // One unit of the run's work: while the text pool lacks windows, one block of a window's forward; then
 // one balancing step on the next batch.
-void run_unit(RunSection& r, const Model<float>& m) {
+void run_unit(RunSection& r, const Model<float>& m, const std::string& corpus) {
     std::size_t n = kBatchWindows * kWindow;
     std::vector<float> x;
     if (r.source == RunSection::Source::text) {
-        if (!r.pool) r.pool.emplace(encode_bytes(kSampleText), kWindow, kPoolWindows);
-        if (!r.pool->full()) {  // one block of the forward of a window of the sample text
+        if (!r.pool) r.pool.emplace(encode_bytes(corpus), kWindow, kPoolWindows);
+        if (!r.pool->full()) {  // one block of the forward of a window of the corpus
             r.pool->advance(m);
             return;
         }
@@ -328,15 +311,16 @@ void run_unit(RunSection& r, const Model<float>& m) {
     if (int(r.max_vio.size()) >= r.max_steps) r.running = false;
 }
 
-void advance_run(RunSection& r, const Model<float>& m) {
-    if (!r.running) return;
+void advance_run(RunSection& r, const Model<float>& m, const Pretrained& p) {
+    // Text windows wait for corpus.txt.
+    if (!r.running || (r.source == RunSection::Source::text && p.corpus_state != Pretrained::State::ready)) return;
     const auto t0 = Clock::now();
     do {  // at least one unit, then more while the frame's share lasts
-        run_unit(r, m);
+        run_unit(r, m, p.corpus);
     } while (r.running && ms_since(t0) < kStepBudgetMs);
 }
 
-void draw_run(RoutingPanel& s, const Model<float>& m) {
+void draw_run(RoutingPanel& s, const Model<float>& m, const Pretrained& p) {
     RunSection& r = s.run;
     ImGui::Separator();
     int source = int(r.source);  // the buttons in Source's order
@@ -355,9 +339,11 @@ void draw_run(RoutingPanel& s, const Model<float>& m) {
         r.max_vio.clear();
         r.running = false;
     }
-    advance_run(r, m);
-    if (r.running && r.max_vio.empty())
-        ImGui::Text("computing hidden states of sample windows: %zu / %zu", r.pool ? r.pool->windows() : 0, kPoolWindows);
+    advance_run(r, m, p);
+    if (r.running && r.max_vio.empty() && p.corpus_state == Pretrained::State::missing)
+        ImGui::TextUnformatted("corpus.txt is missing beside the page (scripts/web.sh writes it): try the synthetic router");
+    else if (r.running && r.max_vio.empty())
+        ImGui::Text("computing hidden states of corpus windows: %zu / %zu", r.pool ? r.pool->windows() : 0, kPoolWindows);
     if (r.max_vio.empty()) {
         dim_text(format("Each step routes a batch of %zu tokens with the settings above, then balances: aux-free moves b "
                         "by gamma against each expert's load (starting from b = 0); the sequence-wise loss takes one SGD "
@@ -393,12 +379,10 @@ void routing_panel(RoutingPanel& s, Pretrained& p) {
             "scores for every token with its chosen experts boxed; right, how many tokens each expert received. "
             "Run balancing to watch the auxiliary-loss-free bias (or the sequence-wise loss) even out that load.");
     const Model<float>* m = p.shown();
-    s.fresh = p.fresh();
     if (!m) {
         ImGui::Text("%s", p.message.c_str());
         return;
     }
-    s.model = m;
     if (!s.configured) {
         s.cfg = m->moe;
         if (s.cfg.gamma < 0.005) s.cfg.gamma = 0.005;  // a visible bias speed for the run (V3: 0.001)
@@ -411,13 +395,12 @@ void routing_panel(RoutingPanel& s, Pretrained& p) {
     update_hidden(s, *m);
     route_text(s, *m);
     draw_routing(s, *m);
-    draw_run(s, *m);
+    draw_run(s, *m, p);
 }
 
 nlohmann::json routing_state(const RoutingPanel& s) {
     const RunSection& r = s.run;
-    return {{"model", s.model == nullptr ? "none" : s.fresh ? "fresh" : "pretrained"},
-            {"config", s.cfg.to_json()},
+    return {{"config", s.cfg.to_json()},
             {"layer", s.layer},
             {"tokens", s.n_tokens},
             {"indices", s.routing.indices},

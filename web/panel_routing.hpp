@@ -26,8 +26,8 @@ struct RunSection {
     enum class Source { text, synthetic } source = Source::text;
     bool running = false;
     int max_steps = 300;
-    // Text source: hidden states of random 64-byte windows of the built-in sample text, forwarded a
-    // block a frame into a pool; each step routes 8 windows drawn from it.
+    // Text source: hidden states of random 64-byte windows of corpus.txt (Pretrained::corpus), forwarded
+    // a block a frame into a pool; each step routes 8 windows drawn from it.
     std::optional<WindowPool> pool;  // made on the first text run
     // The router being balanced: for text, a copy of the layer's trained gate, its bias from 0; for
     // synthetic, eva moe route's skewed gate (eva::skewed_gate) on its hidden states.
@@ -44,8 +44,6 @@ struct RoutingPanel {
     MoeConfig cfg;       // the routing settings in use; starts as the trained model's
     bool configured = false;
     Query query;         // the page's query string, applied once the model's settings are known
-    bool fresh = false;  // the model is the context's untrained fallback (no checkpoint beside the page)
-    const Model<float>* model = nullptr;
     // Hidden states (the MoE layers' inputs ffn_norm(h)) of `text`, recomputed on change, a block a frame.
     std::string hidden_text;
     const Model<float>* hidden_model = nullptr;
@@ -63,7 +61,7 @@ struct RoutingPanel {
 };
 
 void routing_panel(RoutingPanel& state, Pretrained& pretrained);
-/// The controls from / to the query string: text_sample=0..3, moe_layer, score=softmax|sigmoid, groups,
+/// The controls from / to the query string: text_sample=0..2, moe_layer, score=softmax|sigmoid, groups,
 /// kept, topk, balance=none|aux-free|seq-loss, route_gamma. A layout the model's rule refuses
 /// (validate_expert_groups) keeps the trained one.
 void routing_from_query(RoutingPanel& state, const Query& q);

@@ -103,7 +103,7 @@ void check_alive(TrainRun& r) {
 }
 
 // Starts a worker per enabled trainer, each from the corpus and, to continue it, the checkpoint's bytes.
-void launch(TrainPanel& p, const std::string& ckpt) {
+void launch(TrainPanel& p, const std::string& corpus, const std::string& ckpt) {
     for (TrainRun& r : p.runs) {
         const bool on = (&r == &p.runs[0]) ? p.train_fp32 : p.train_fp8;
         if (!on) continue;
@@ -119,18 +119,11 @@ void launch(TrainPanel& p, const std::string& ckpt) {
                                                      e.message || "the worker stopped"; });
         }, r.worker);
         r.state = TrainRun::State::starting;
-        call(r, tp::kStart, tp::pack_start(s, p.corpus, ckpt), on_answer<started>);
+        call(r, tp::kStart, tp::pack_start(s, corpus, ckpt), on_answer<started>);
     }
     p.start_pending = false;
     p.running = true;
 }
-
-void fetched(void* arg, void* data, int size) {
-    auto& p = *static_cast<TrainPanel*>(arg);
-    p.corpus.assign(static_cast<const char*>(data), std::size_t(size));
-    p.corpus_state = TrainPanel::Fetch::ready;
-}
-void fetch_failed(void* arg) { static_cast<TrainPanel*>(arg)->corpus_state = TrainPanel::Fetch::failed; }
 
 // A chart's curves (thinned to kMaxPlotPoints) and their names, which its draw::Series point into: a
 // deque, so adding one moves none of the others.
@@ -359,18 +352,14 @@ void train_panel(TrainPanel& p, Pretrained& pretrained) {
             "its own worker thread, so the page stays smooth.");
     settings(p);
     if (p.start_pending) {  // waiting for the corpus (and the pretrained checkpoint the page loads) to arrive
-        if (p.corpus_state == TrainPanel::Fetch::none) {
-            p.corpus_state = TrainPanel::Fetch::loading;
-            emscripten_async_wget_data("corpus.txt", &p, fetched, fetch_failed);
-        }
         const bool ckpt_missing = p.from_pretrained && pretrained.fresh();
         const bool ckpt_ready = !p.from_pretrained || pretrained.state == Pretrained::State::ready;
-        if (p.corpus_state == TrainPanel::Fetch::failed || ckpt_missing) {
+        if (pretrained.corpus_state == Pretrained::State::missing || ckpt_missing) {
             p.start_pending = false;
             p.message = ckpt_missing ? "mini.safetensors is missing beside the page (scripts/web.sh writes it)"
                                      : "corpus.txt is missing beside the page (scripts/web.sh writes it)";
-        } else if (p.corpus_state == TrainPanel::Fetch::ready && ckpt_ready) {
-            launch(p, p.from_pretrained ? pretrained.file_bytes() : std::string());
+        } else if (pretrained.corpus_state == Pretrained::State::ready && ckpt_ready) {
+            launch(p, pretrained.corpus, p.from_pretrained ? pretrained.file_bytes() : std::string());
         }
     }
     controls(p);

@@ -40,8 +40,6 @@ struct TrainPanel {
     bool train_fp32 = true, train_fp8 = true, from_pretrained = false;
     // Run state.
     bool running = false, start_pending = false;
-    enum class Fetch { none, loading, ready, failed } corpus_state = Fetch::none;
-    std::string corpus;  // corpus.txt beside the page, fetched at the first start
     TrainRun runs[2];
     int load_run = 0;  // whose expert loads the heatmap shows
     std::string message;

@@ -159,8 +159,8 @@ test("fp8 the page loads the model as stored (E4M3 + 128x128 scales) and shows t
   const file = join(root, "build", "wasm", "web", "mini.safetensors");
   const { page, errors } = await open("?panel=fp8&embed=1");
   const s = await shown(page);
-  const p = await page.evaluate(() => JSON.parse(Module.ccall("eva_pretrained_state", "string", [], [])));
-  assert.equal(p.state, "ready");
+  assert.equal(s.model, "pretrained");
+  const p = s.checkpoint;  // how the app loaded it
   // The page says how the weights are stored, with the file's size (core inspect_checkpoint).
   assert.match(p.message, /weights stored as DeepSeek-V3 stores them: FP8 E4M3 Linear weights with 128x128 scales/);
   const codes = safetensorsTensor(file, s.stored.name), scales = safetensorsTensor(file, s.stored.name.replace(/weight$/, "scale"));

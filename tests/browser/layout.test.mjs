@@ -42,7 +42,7 @@ async function assertWhole(page, what, size, ratio) {
 const ready = {
   kv: () => window.eva.state("kv").tokens >= 4,
   routing: () => window.eva.state("routing").tokens > 0,
-  fp8: () => window.eva.state("fp8").drawn && Module.ccall("eva_pretrained_state", "string", [], []).includes('"ready"'),
+  fp8: () => window.eva.state("fp8").drawn && window.eva.state("fp8").model === "pretrained",
   train: () => window.eva.state("train").drawn,
   gemm: () => window.eva.state("gemm").drawn,
 };

@@ -133,18 +133,20 @@ test("frames stay under 16 ms at default settings and while balancing runs; MaxV
   await page.waitForFunction(() => window.eva.state("routing").run.steps >= 5,
                              null, { timeout: 60000 });
   const running = await frameMsAfter(page, 60);
-  // The run is deterministic (fixed seeds pick the pool's windows and each batch): wait for 100 steps.
-  await page.waitForFunction(() => window.eva.state("routing").run.steps >= 100,
+  // The run is deterministic (fixed seeds pick the pool's windows of corpus.txt and each batch): wait for
+  // its 300 steps (the default).
+  await page.waitForFunction(() => window.eva.state("routing").run.steps >= 300,
                              null, { timeout: 180000 });
   const run = (await state(page)).run;
   console.log(`routing: frameMs ${idle.toFixed(2)} idle, ${running.toFixed(2)} while balancing; ` +
               `${run.source} MaxVio ${run.max_vio[0].toFixed(3)} -> ${run.max_vio.at(-1).toFixed(3)} over ${run.steps} steps`);
   assert.equal(run.source, "text");
-  // The trained gate without its bias starts far from balance (measured MaxVio 3.59 at layer 1); after
-  // 100 aux-free steps with γ = 0.005 the last ten batches average under half of it (measured ~0.7).
-  const tail = run.max_vio.slice(-10).reduce((a, b) => a + b, 0) / 10;
+  // The trained gate without its bias starts far from balance (measured MaxVio 7, every token choosing one
+  // expert, at layer 1); after 300 aux-free steps with γ = 0.005 the last 50 batches average under half of
+  // it (measured 2.25; docs/web-routing.md).
+  const tail = run.max_vio.slice(-50).reduce((a, b) => a + b, 0) / 50;
   assert.ok(run.max_vio[0] > 2, `MaxVio at step 0: ${run.max_vio[0]}`);
-  assert.ok(tail < 0.5 * run.max_vio[0], `MaxVio ${run.max_vio[0]} -> ${tail} (mean of the last 10 steps)`);
+  assert.ok(tail < 0.5 * run.max_vio[0], `MaxVio ${run.max_vio[0]} -> ${tail} (mean of the last 50 steps)`);
   assert.ok(idle < 16, `frameMs ${idle} at default settings`);
   assert.ok(running < 16, `frameMs ${running} while balancing`);
   assert.deepEqual(errors, []);
