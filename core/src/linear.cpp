@@ -8,6 +8,7 @@
 #include "eva/fp8.hpp"
 #include "eva/gemm.hpp"
 #include "eva/json.hpp"
+#include "parallel.hpp"
 
 namespace eva {
 
@@ -49,16 +50,19 @@ std::unique_ptr<float[]> scratch(std::size_t n) { return std::unique_ptr<float[]
 // column: each destination row is written sequentially while the tile's 16 source rows stay in the L1
 // cache. The other order (read along a row, write down a column) keeps 16–32 destination rows in flight
 // `rows` floats apart; with rows a power of two (2048 tokens: 8 KiB) they all fall into the same L1 set,
-// evict one another on every write, and the copy ran at ~1 GB/s instead of ~20.
+// evict one another on every write, and the copy ran at ~1 GB/s instead of ~20. Bands of 64 source rows
+// are independent and go to the threads.
 std::unique_ptr<float[]> transposed(const float* a, std::size_t rows, std::size_t cols, std::size_t lda) {
-    constexpr std::size_t kTile = 16;
+    constexpr std::size_t kTile = 16, kBand = 64;
     auto t = scratch(rows * cols);
-    for (std::size_t r0 = 0; r0 < rows; r0 += kTile)
-        for (std::size_t c0 = 0; c0 < cols; c0 += kTile) {
-            const std::size_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
-            for (std::size_t c = c0; c < c1; ++c)
-                for (std::size_t r = r0; r < r1; ++r) t[c * rows + r] = a[r * lda + c];
-        }
+    detail::parallel_ranges(rows, kBand, [&](std::size_t band0, std::size_t band1) {
+        for (std::size_t r0 = band0; r0 < band1; r0 += kTile)
+            for (std::size_t c0 = 0; c0 < cols; c0 += kTile) {
+                const std::size_t r1 = std::min(band1, r0 + kTile), c1 = std::min(cols, c0 + kTile);
+                for (std::size_t c = c0; c < c1; ++c)
+                    for (std::size_t r = r0; r < r1; ++r) t[c * rows + r] = a[r * lda + c];
+            }
+    });
     return t;
 }
 
