@@ -14,6 +14,9 @@
 // Each time is also given as model FLOPs utilisation: MFU = the step's model FLOPs (eva/flops.hpp,
 // counted from the config) ÷ time ÷ (threads × one core's fp32 FMA peak, eva/peak.hpp, measured in the
 // same run; the two vCPUs here are independent cores).
+// The same step with FP8 Linear layers (--precision fp8: E4M3 operands in 1×128 tiles and 128×128
+// blocks, emulated in fp32) is timed in each round right after the fp32 one; its ratio to the fp32 step
+// is the median of the per-round ratios.
 // Per thread count it also times `eva train`'s own step (eva::Trainer) with the whole batch and with the
 // default gradient shards, alternated step by step, and reports their ratio (the shard tree's cost) and
 // the sharded step's minor page faults (target 0: no memory is mapped anew after the first steps).
@@ -60,8 +63,10 @@ struct EvaSteps {
     double faults_per_step;  // minor page faults per timed step (the kernel mapping fresh pages)
 };
 
-EvaSteps eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps, int threads) {
+EvaSteps eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps, int threads,
+                         eva::LinearPrecision precision) {
     eva::set_num_threads(threads);
+    m.precision = precision;
     auto grad = eva::model_zeros(m);
     eva::ModelActivations<float> acts;
     eva::AdamW opt;
@@ -202,12 +207,15 @@ int main(int argc, char** argv) {
     std::printf("%-8s %-9s %12s %12s %12s %8s %14s\n", "threads", "trainer", "median ms", "min ms", "tokens/s", "MFU",
                 "eva speedup");
     for (int threads : thread_counts) {
-        std::vector<double> eva_s, torch_s, ratio, faults;
+        std::vector<double> eva_s, fp8_s, fp8_ratio, torch_s, ratio, faults;
         for (int r = 0; r < rounds; ++r) {
             auto m = init;  // every round trains the same initial weights
-            const EvaSteps e = eva_median_step(m, batch, seq_len, steps, threads);
+            const EvaSteps e = eva_median_step(m, batch, seq_len, steps, threads, eva::LinearPrecision::fp32);
             eva_s.push_back(e.median_seconds);
             faults.push_back(e.faults_per_step);
+            m = init;  // the same step with FP8 Linear layers (DeepSeek-V3's recipe, emulated)
+            fp8_s.push_back(eva_median_step(m, batch, seq_len, steps, threads, eva::LinearPrecision::fp8).median_seconds);
+            fp8_ratio.push_back(fp8_s.back() / eva_s.back());
             const double t = torch_median_step(model, batch, seq_len, steps, threads);
             if (t > 0) {
                 torch_s.push_back(t);
@@ -222,6 +230,13 @@ int main(int argc, char** argv) {
         j["eva_" + key + "_page_faults_per_step"] = median(faults);
         std::printf("%-8d %-9s %.0f minor page faults per step\n", threads, "eva", median(faults));
         j["eva_" + key + "_mfu"] = mfu(e, threads);
+        const double f = median(fp8_s);
+        std::printf("%-8d %-9s %12.1f %12.1f %12.0f %7.1f%% %13.2fx the fp32 step\n", threads, "eva fp8", f * 1e3,
+                    *std::min_element(fp8_s.begin(), fp8_s.end()) * 1e3, tokens / f, 100 * mfu(f, threads),
+                    median(fp8_ratio));
+        j["eva_fp8_" + key + "_seconds"] = fp8_s;
+        j["eva_fp8_" + key + "_mfu"] = mfu(f, threads);
+        j["fp8_vs_fp32_" + key] = median(fp8_ratio);
         const ShardCost c = shard_cost(init, batch, seq_len, steps, threads);
         std::printf("%-8d %-9s whole batch %.1f ms (CPU %.1f ms), %d shards %.1f ms (CPU %.1f ms): %.2fx (CPU %.2fx), "
                     "%.0f minor page faults per step\n", threads, "Trainer", c.whole_seconds * 1e3, c.whole_cpu * 1e3,

@@ -269,16 +269,17 @@ def number(v):
 
 def train_figures(raw):
     """(seconds, speedups) from eva_bench_train's JSON: seconds per step by (trainer, threads), from keys
-    such as eva_seconds, eva_2t_seconds, torch_1t_seconds (a number, or a list of per-round medians; no
-    thread count means 1 thread), and the benchmark's own speedup_vs_torch_Nt by N where it prints one."""
+    such as eva_seconds, eva_2t_seconds, eva_fp8_1t_seconds, torch_1t_seconds (a number, or a list of
+    per-round medians; no thread count means 1 thread), and the benchmark's own ratios by (kind, N) where
+    it prints them: ("torch", N) from speedup_vs_torch_Nt, ("fp8", N) from fp8_vs_fp32_Nt."""
     seconds, speedups = {}, {}
     for k, v in flatten(raw).items():
-        m = re.fullmatch(r"(eva|torch)_?(?:(\d+)_?t(?:hreads?)?)?_?(?:median_)?seconds", k)
+        m = re.fullmatch(r"(eva_fp8|eva|torch)_?(?:(\d+)_?t(?:hreads?)?)?_?(?:median_)?seconds", k)
         if m and number(v) is not None:
             seconds[(m.group(1), int(m.group(2) or 1))] = number(v)
-        m = re.fullmatch(r"speedup_vs_torch_(\d+)t", k)
+        m = re.fullmatch(r"(?:speedup_vs_(torch)|(fp8)_vs_fp32)_(\d+)t", k)
         if m and number(v) is not None:
-            speedups[int(m.group(1))] = number(v)
+            speedups[(m.group(1) or m.group(2), int(m.group(3)))] = number(v)
     return seconds, speedups
 
 
@@ -298,11 +299,11 @@ def bench_train(r, torch):
                          f"(log: {rel(os.path.join(r.log_dir, 'train.log'))})")
     tokens = batch * seq_len
     rows = []
-    for trainer, name in (("eva", "eva"), ("torch", "PyTorch fp32")):
+    for trainer, name in (("eva", "eva"), ("eva_fp8", "eva fp8"), ("torch", "PyTorch fp32")):
         for threads in sorted(th for t, th in seconds if t == trainer):
             s = seconds[(trainer, threads)]
             label = f"{name}, {threads} thread" + ("s" if threads > 1 else "")
-            ratio = None
+            ratio = fp8_ratio = None
             if trainer == "torch":
                 # eva's speedup against PyTorch at the same thread count, or against eva on 1 thread when
                 # eva was only measured there (the label then says so).
@@ -312,18 +313,26 @@ def bench_train(r, torch):
                     label += f", vs eva on {eva_threads} thread"
                     ratio = s / seconds[("eva", eva_threads)]
                 else:
-                    ratio = speedups.get(threads, s / seconds[("eva", eva_threads)])
-            rows.append([label, s * 1e3, tokens / s, raw[f"{trainer}_{threads}t_mfu"], ratio])
+                    ratio = speedups.get(("torch", threads), s / seconds[("eva", eva_threads)])
+            if trainer == "eva_fp8":  # the FP8 step against the fp32 one at the same thread count
+                fp8_ratio = speedups.get(("fp8", threads), s / seconds[("eva", threads)])
+            rows.append([label, s * 1e3, tokens / s, raw[f"{trainer}_{threads}t_mfu"], ratio, fp8_ratio])
     speedups = [x for x in rows if x[4] is not None]
     headline = ("Training: a PyTorch step takes " + ", ".join(f"{x[4]:.2f}× ({x[0]})" for x in speedups) +
                 " the time of eva-mini's step" if speedups
                 else f"Training: eva-mini trains at {rows[0][2]:.0f} tokens/s (PyTorch not measured)")
-    headline += "; eva's MFU " + ", ".join(f"{x[3]:.0%} ({x[0].split(', ')[1]})" for x in rows if x[0].startswith("eva"))
+    headline += "; eva's MFU " + ", ".join(f"{x[3]:.0%} ({x[0].split(', ')[1]})" for x in rows if x[0].startswith("eva,"))
+    fp8 = [x for x in rows if x[5] is not None]
+    if fp8:
+        headline += "; an FP8 step takes " + ", ".join(f"{x[5]:.2f}× ({x[0].split(', ')[1]})" for x in fp8) + \
+                    " the fp32 step's time"
     return {
         "title": "Training: eva vs PyTorch",
         "what": f"One training step of eva-`{raw.get('config', 'mini')}` (forward, hand-written backward, "
                 f"clipping, AdamW, bias update) on a batch of {batch}×{seq_len} tokens, against "
-                "the same model, data and optimizer in PyTorch (float32, autograd; native/bench_train.py); "
+                "the same model, data and optimizer in PyTorch (float32, autograd; native/bench_train.py), "
+                "and eva's same step with FP8 Linear layers (`--precision fp8`, emulated in fp32: E4M3 "
+                "operands in 1×128 tiles and 128×128 blocks, timed right after the fp32 step in each round); "
                 "median wall time per step (where the benchmark alternates the two over rounds: the median "
                 "over rounds, and its ratio is the median of the per-round ratios). MFU: the step's model FLOPs, "
                 f"counted from the config ({raw['step_gflop']:.2f} GFLOP = 6 × {raw['matmul_weights'] / 1e6:.3f} M "
@@ -333,7 +342,7 @@ def bench_train(r, torch):
         "baseline": f"PyTorch {torch} on /usr/bin/python3, same run" if torch else "PyTorch (not measured)",
         "command": command_text(cmd, one_thread=False),
         "tables": [table([("trainer", "case"), ("ms/step", "median"), ("tokens/s", "median"), ("MFU", "fraction"),
-                          ("PyTorch time / eva time", "ratio")], rows)],
+                          ("PyTorch time / eva time", "ratio"), ("time / eva fp32", "ratio")], rows)],
         "headline": headline + ".",
         "skipped": [] if torch else ["PyTorch: /usr/bin/python3 cannot import torch (install python3-torch)"],
         "raw": raw,

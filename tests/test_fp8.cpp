@@ -19,7 +19,7 @@
 #include "eva/error.hpp"
 #include "eva/fp8.hpp"
 #include "eva/rng.hpp"
-#if defined(EVA_FP8_KERNELS_X86)
+#if defined(EVA_SIMD_KERNELS_X86)
 #include "../core/src/fp8_kernel.hpp"
 namespace eva::detail {
 EVA_FP8_KERNEL_INSTANCE(extern, xsimd::avx512bw)
@@ -246,7 +246,7 @@ TEST_CASE("fp8: SIMD decoding of every code equals the scalar decoder, at any le
         }
 }
 
-#if defined(EVA_FP8_KERNELS_X86)
+#if defined(EVA_SIMD_KERNELS_X86)
 // The portable build carries the SIMD codec for AVX-512, AVX2 and SSE2 and runs the widest one the CPU has;
 // the others are checked here directly (on the CPUs that can run them), on the strided sweep's patterns.
 template <class Arch>

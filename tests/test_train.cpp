@@ -3,11 +3,21 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "eva/rng.hpp"
 #include "eva/error.hpp"
 #include "eva/train.hpp"
+#include "../core/src/adamw_kernel.hpp"
+
+#if defined(EVA_SIMD_KERNELS_X86)
+namespace eva::detail {
+EVA_ADAMW_KERNEL_INSTANCE(extern, xsimd::avx512bw)
+EVA_ADAMW_KERNEL_INSTANCE(extern, xsimd::fma3<xsimd::avx2>)
+EVA_ADAMW_KERNEL_INSTANCE(extern, xsimd::sse2)
+}  // namespace eva::detail
+#endif
 
 TEST_CASE("cross-entropy equals its closed form", "[train]") {
     // Uniform logits: every class has probability 1/V, so the loss is ln V whatever the target.
@@ -98,4 +108,71 @@ TEST_CASE("AdamW follows the decoupled-decay algorithm step by step", "[train]")
         CHECK(w[i] == Approx(rw[i]).margin(2e-6));
         CHECK(b[i] == Approx(rb[i]).margin(2e-6));
     }
+}
+
+namespace {
+
+// Gradients and moments over many binades (1e-30 to 1e6, both signs, zeros), so that the square root,
+// the division and ε all matter somewhere; n = 1000 + 13 leaves a tail after every batch width.
+struct AdamWCase {
+    std::vector<float> w, g, m, v;
+    explicit AdamWCase(std::uint64_t seed) {
+        eva::Rng rng(seed);
+        for (std::size_t i = 0; i < 1013; ++i) {
+            const float scale = std::pow(10.0f, float(rng.uniform() * 36 - 30));
+            w.push_back(float(rng.normal()));
+            g.push_back(i % 97 == 0 ? 0.0f : float(rng.normal()) * scale);
+            m.push_back(float(rng.normal()) * scale);
+            v.push_back(i % 89 == 0 ? 0.0f : float(rng.uniform()) * scale * scale);
+        }
+    }
+    bool operator==(const AdamWCase& o) const {  // bit for bit (memcmp: also tells -0 from 0)
+        auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+            return std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+        };
+        return same(w, o.w) && same(g, o.g) && same(m, o.m) && same(v, o.v);
+    }
+};
+
+// The definition, one element at a time (compiled here, for the baseline ISA: no fused multiply-add).
+void adamw_by_definition(const eva::detail::AdamWStep& s, AdamWCase& c) {
+    for (std::size_t i = 0; i < c.w.size(); ++i) eva::detail::adamw_element(s, c.w[i], c.g[i], c.m[i], c.v[i]);
+}
+
+}  // namespace
+
+TEST_CASE("AdamW's SIMD update equals its one-element definition bit for bit", "[train]") {
+    const eva::detail::AdamWStep s{0.9f, 0.95f, 3e-3f / 0.1f, float(1 / std::sqrt(0.05)), 1e-8f, 1 - 3e-4f};
+    AdamWCase expected(5);
+    adamw_by_definition(s, expected);
+    auto check = [&](auto arch, const char* name) {
+        AdamWCase c(5);
+        eva::detail::adamw_kernel(arch, s, c.w.data(), c.g.data(), c.m.data(), c.v.data(), c.w.size());
+        INFO(name);
+        CHECK(c == expected);
+    };
+#if defined(EVA_SIMD_KERNELS_X86)
+    check(xsimd::sse2{}, "sse2");
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) check(xsimd::fma3<xsimd::avx2>{}, "avx2");
+    else WARN("this CPU has no AVX2+FMA: that kernel was not checked");
+    if (__builtin_cpu_supports("avx512bw")) check(xsimd::avx512bw{}, "avx512bw");
+    else WARN("this CPU has no AVX-512BW: that kernel was not checked");
+#else
+    check(xsimd::default_arch{}, "default");
+#endif
+    // And through AdamW::step, whose constants come from its config and step count: the first step
+    // with lr 3e-3 has step size lr / (1 − β1) and 1 / √(1 − β2); decay applies to "w" only.
+    AdamWCase c(5);
+    AdamWCase by_def(5);
+    eva::AdamW opt(eva::AdamWConfig{0.9, 0.95, 1e-8, 0.1});
+    const std::size_t n = c.w.size();
+    opt.first_moments() = {c.m};
+    opt.second_moments() = {c.v};
+    opt.step({{"w", c.w.data(), c.g.data(), n, true}}, 3e-3);
+    const eva::detail::AdamWStep first{0.9f, 0.95f, float(3e-3 / (1 - 0.9)), float(1 / std::sqrt(1 - 0.95)), 1e-8f,
+                                       float(1 - 3e-3 * 0.1)};
+    adamw_by_definition(first, by_def);
+    c.m = opt.first_moments()[0];
+    c.v = opt.second_moments()[0];
+    CHECK(c == by_def);
 }

@@ -18,6 +18,7 @@
 #include "eva/json.hpp"
 #include "eva/rng.hpp"
 #include "fp8_kernel.hpp"
+#include "parallel.hpp"
 
 namespace eva {
 
@@ -333,23 +334,29 @@ void quantize_dequantize(const float* x, std::size_t rows, std::size_t cols, std
         throw ShapeError("quantize_dequantize: ldy " + std::to_string(ldy) + " is smaller than the row length " + std::to_string(cols));
     Fp8Matrix q = empty_matrix(rows, cols, ld, cfg, /*with_codes=*/false);
     const std::size_t gc = q.group_cols();
-    for (std::size_t br = 0; br < q.scale_rows(); ++br) {
-        const auto [r0, r1] = set_strip_scales(x, ld, cfg, br, q);
-        for (std::size_t r = r0; r < r1; ++r) {
-            float* yr = y + r * ldy;
-            const float* xr = x + r * ld;
-            // The same three steps as quantize then dequantize — divide by the scale, round to the FP8
-            // grid (saturating), multiply by the scale — with the same float operations, so the result
-            // is bit for bit dequantize(quantize(x)); only the codes never reach memory.
-            for (std::size_t c0 = 0; c0 < cols; c0 += gc) {
-                const float s = q.scale(r, c0);
-                const std::size_t len = std::min(gc, cols - c0), simd = len - len % detail::kFp8Multiple;
-                if (simd) run_codec<ScaledRoundRun>(xr + c0, s, yr + c0, simd, cfg.format);
-                for (std::size_t c = c0 + simd; c < c0 + len; ++c)
-                    yr[c] = fp8_decode(fp8_encode(xr[c] / s, cfg.format, /*saturate=*/true), cfg.format) * s;
+    // Strips are independent (each has its own scales and output rows), so they are spread over the
+    // threads, in pieces of at least 16K values: the training step's FP8 emulation quantizes every GEMM
+    // operand, and on one thread that work did not shrink when the GEMMs split over two.
+    const std::size_t strip = std::max<std::size_t>(1, q.group_rows() * cols);
+    detail::parallel_ranges(q.scale_rows(), std::max<std::size_t>(1, 16384 / strip), [&](std::size_t b0, std::size_t b1) {
+        for (std::size_t br = b0; br < b1; ++br) {
+            const auto [r0, r1] = set_strip_scales(x, ld, cfg, br, q);
+            for (std::size_t r = r0; r < r1; ++r) {
+                float* yr = y + r * ldy;
+                const float* xr = x + r * ld;
+                // The same three steps as quantize then dequantize — divide by the scale, round to the
+                // FP8 grid (saturating), multiply by the scale — with the same float operations, so the
+                // result is bit for bit dequantize(quantize(x)); only the codes never reach memory.
+                for (std::size_t c0 = 0; c0 < cols; c0 += gc) {
+                    const float s = q.scale(r, c0);
+                    const std::size_t len = std::min(gc, cols - c0), simd = len - len % detail::kFp8Multiple;
+                    if (simd) run_codec<ScaledRoundRun>(xr + c0, s, yr + c0, simd, cfg.format);
+                    for (std::size_t c = c0 + simd; c < c0 + len; ++c)
+                        yr[c] = fp8_decode(fp8_encode(xr[c] / s, cfg.format, /*saturate=*/true), cfg.format) * s;
+                }
             }
         }
-    }
+    });
 }
 
 Fp8Matrix quantize_tiles(const float* x, std::size_t rows, std::size_t cols, Fp8Format f) {

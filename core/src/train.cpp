@@ -3,10 +3,19 @@
 
 #include <algorithm>
 
+#include "adamw_kernel.hpp"
 #include "eva/error.hpp"
 #include "parallel.hpp"
 
 namespace eva {
+
+#if defined(EVA_GEMM_DISPATCH)
+namespace detail {  // compiled per x86 SIMD level in adamw_arch.cpp
+EVA_ADAMW_KERNEL_INSTANCE(extern, xsimd::avx512bw)
+EVA_ADAMW_KERNEL_INSTANCE(extern, xsimd::fma3<xsimd::avx2>)
+EVA_ADAMW_KERNEL_INSTANCE(extern, xsimd::sse2)
+}  // namespace detail
+#endif
 
 template <class T>
 T cross_entropy(const T* logits, const Token* targets, std::size_t N, std::size_t V, T* dlogits) {
@@ -103,6 +112,29 @@ double clip_grad_norm(const std::vector<Param>& params, double max_norm) {
     return norm;
 }
 
+namespace {
+
+#if defined(EVA_GEMM_DISPATCH)
+struct AdamWRun {  // the functor xsimd::dispatch calls with the chosen architecture
+    template <class Arch, class... Args>
+    void operator()(Arch arch, Args... args) const { detail::adamw_kernel<Arch>(arch, args...); }
+};
+#endif
+
+// AdamW's update of n elements on the widest SIMD level the CPU has (adamw_kernel.hpp).
+void adamw_update(const detail::AdamWStep& s, float* w, const float* g, float* m, float* v, std::size_t n) {
+#if defined(EVA_GEMM_DISPATCH)
+    using Archs = xsimd::arch_list<xsimd::avx512bw, xsimd::fma3<xsimd::avx2>, xsimd::sse2>;
+    static const auto dispatched = xsimd::dispatch<Archs>(AdamWRun{});  // reads CPUID once
+    auto run = dispatched;
+    run(s, w, g, m, v, n);
+#else
+    detail::adamw_kernel(xsimd::default_arch{}, s, w, g, m, v, n);
+#endif
+}
+
+}  // namespace
+
 void AdamW::step(const std::vector<Param>& params, double lr) {
     if (m_.empty()) {
         for (const Param& p : params) {
@@ -115,20 +147,16 @@ void AdamW::step(const std::vector<Param>& params, double lr) {
         if (m_[k].size() != params[k].size) throw ShapeError("AdamW: parameter " + params[k].name + " changed size");
     ++t_;
     const double bc1 = 1.0 - std::pow(c_.beta1, double(t_)), bc2 = 1.0 - std::pow(c_.beta2, double(t_));
-    const float b1 = float(c_.beta1), b2 = float(c_.beta2);
-    const float step_size = float(lr / bc1), inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2)), eps = float(c_.eps);
+    const detail::AdamWStep with_decay{float(c_.beta1), float(c_.beta2), float(lr / bc1),
+                                       float(1.0 / std::sqrt(bc2)), float(c_.eps), float(1.0 - lr * c_.weight_decay)};
+    detail::AdamWStep without_decay = with_decay;
+    without_decay.decay = 1.0f;
     const auto cs = chunks(params);
     detail::parallel_for(cs.size(), [&](std::size_t c) {  // every element's update is independent
         const Param& p = params[cs[c].param];
-        float* m = m_[cs[c].param].data();
-        float* v = v_[cs[c].param].data();
-        const float decay = p.decay ? float(1.0 - lr * c_.weight_decay) : 1.0f;
-        for (std::size_t i = cs[c].begin; i < cs[c].end; ++i) {
-            const float g = p.grad[i];
-            m[i] = b1 * m[i] + (1 - b1) * g;
-            v[i] = b2 * v[i] + (1 - b2) * g * g;
-            p.value[i] = p.value[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-        }
+        const std::size_t i = cs[c].begin, n = cs[c].end - cs[c].begin;
+        adamw_update(p.decay ? with_decay : without_decay, p.value + i, p.grad + i, m_[cs[c].param].data() + i,
+                     v_[cs[c].param].data() + i, n);
     });
 }
 
