@@ -19,6 +19,7 @@
 #include "eva/rng.hpp"
 #include "fp8_kernel.hpp"
 #include "parallel.hpp"
+#include "simd_dispatch.hpp"
 
 namespace eva {
 
@@ -128,32 +129,17 @@ struct ScaledRoundRun {
     void operator()(Arch arch, Args... args) const { detail::fp8_scaled_round_kernel<Arch>(arch, args...); }
 };
 
-#if defined(EVA_GEMM_DISPATCH)
-using Fp8Archs = xsimd::arch_list<xsimd::avx512bw, xsimd::fma3<xsimd::avx2>, xsimd::sse2>;
-#endif
-
-template <class Run, class... Args>
-auto run_codec(Args... args) {
-#if defined(EVA_GEMM_DISPATCH)
-    static const auto dispatched = xsimd::dispatch<Fp8Archs>(Run{});  // reads CPUID once
-    auto run = dispatched;
-    return run(args...);
-#else
-    return Run{}(xsimd::default_arch{}, args...);
-#endif
-}
-
 }  // namespace
 
 void fp8_encode(const float* x, std::uint8_t* codes, std::size_t n, Fp8Format f, bool saturate) {
     const std::size_t simd = n - n % detail::kFp8Multiple;
-    if (simd) run_codec<EncodeRun>(x, codes, simd, f, saturate);
+    if (simd) detail::run_on_best_arch<EncodeRun>(x, codes, simd, f, saturate);
     for (std::size_t i = simd; i < n; ++i) codes[i] = fp8_encode(x[i], f, saturate);  // the last n mod 16
 }
 
 void fp8_decode(const std::uint8_t* codes, float* x, std::size_t n, Fp8Format f) {
     const std::size_t simd = n - n % detail::kFp8Multiple;
-    if (simd) run_codec<DecodeRun>(codes, x, simd, f);
+    if (simd) detail::run_on_best_arch<DecodeRun>(codes, x, simd, f);
     for (std::size_t i = simd; i < n; ++i) x[i] = fp8_decode(codes[i], f);
 }
 
@@ -259,7 +245,7 @@ void encode_rows(const float* x, std::size_t ld, std::size_t r0, std::size_t r1,
             const float s = q.scale(r, c0), *xr = x + r * ld + c0;
             std::uint8_t* codes = q.codes.data() + r * q.cols + c0;
             const std::size_t len = std::min(gc, q.cols - c0), simd = len - len % detail::kFp8Multiple;
-            if (simd) q.saturated += run_codec<ScaledEncodeRun>(xr, s, codes, simd, q.format);
+            if (simd) q.saturated += detail::run_on_best_arch<ScaledEncodeRun>(xr, s, codes, simd, q.format);
             for (std::size_t c = simd; c < len; ++c) {
                 q.saturated += overflows(xr[c] / s, q.format);
                 codes[c] = fp8_encode(xr[c] / s, q.format, /*saturate=*/true);
@@ -271,7 +257,7 @@ void encode_rows(const float* x, std::size_t ld, std::size_t r0, std::size_t r1,
 // group's scale).
 std::int32_t run_amax_bits(const float* xr, std::size_t c0, std::size_t c1) {
     const std::size_t len = c1 - c0, simd = len - len % detail::kFp8Multiple;
-    std::int32_t amax = simd ? run_codec<AmaxRun>(xr + c0, simd) : 0;
+    std::int32_t amax = simd ? detail::run_on_best_arch<AmaxRun>(xr + c0, simd) : 0;
     for (std::size_t c = c0 + simd; c < c1; ++c) amax = std::max(amax, abs_bits_unless_nan(xr[c]));
     return amax;
 }
@@ -350,7 +336,7 @@ void quantize_dequantize(const float* x, std::size_t rows, std::size_t cols, std
                 for (std::size_t c0 = 0; c0 < cols; c0 += gc) {
                     const float s = q.scale(r, c0);
                     const std::size_t len = std::min(gc, cols - c0), simd = len - len % detail::kFp8Multiple;
-                    if (simd) run_codec<ScaledRoundRun>(xr + c0, s, yr + c0, simd, cfg.format);
+                    if (simd) detail::run_on_best_arch<ScaledRoundRun>(xr + c0, s, yr + c0, simd, cfg.format);
                     for (std::size_t c = c0 + simd; c < c0 + len; ++c)
                         yr[c] = fp8_decode(fp8_encode(xr[c] / s, cfg.format, /*saturate=*/true), cfg.format) * s;
                 }

@@ -11,6 +11,7 @@
 #include "eva/error.hpp"
 #include "eva/rng.hpp"
 #include "gemm_kernel.hpp"
+#include "simd_dispatch.hpp"
 #include "parallel.hpp"
 
 namespace eva {
@@ -32,7 +33,7 @@ namespace {
 
 using detail::GemmWorkspace;
 
-struct GemmRun {  // the functor xsimd::dispatch calls with the chosen architecture
+struct GemmRun {  // the functor run_on_best_arch calls with the chosen architecture
     template <class Arch, class T, class... Args>
     void operator()(Arch arch, Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A,
                     Args... rest) const {
@@ -40,20 +41,10 @@ struct GemmRun {  // the functor xsimd::dispatch calls with the chosen architect
     }
 };
 
-#if defined(EVA_GEMM_DISPATCH)
-using GemmArchs = xsimd::arch_list<xsimd::avx512bw, xsimd::fma3<xsimd::avx2>, xsimd::sse2>;
-#endif
-
 template <class T>
 void run_kernel(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
                 const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate, const GemmWorkspace& ws) {
-#if defined(EVA_GEMM_DISPATCH)
-    static const auto dispatched = xsimd::dispatch<GemmArchs>(GemmRun{});  // reads CPUID once
-    auto run = dispatched;
-    run(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ws);
-#else
-    GemmRun{}(xsimd::default_arch{}, op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ws);
-#endif
+    detail::run_on_best_arch<GemmRun>(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ws);
 }
 
 void check_args(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const void* A, std::size_t lda,

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "peak_kernel.hpp"
+#include "simd_dispatch.hpp"
 
 namespace eva {
 
@@ -21,7 +22,7 @@ EVA_PEAK_KERNEL_INSTANCE(extern, xsimd::sse2)
 
 namespace {
 
-struct PeakRun {  // the functor xsimd::dispatch calls with the chosen architecture
+struct PeakRun {  // the functor run_on_best_arch calls with the chosen architecture
     template <class Arch>
     FmaPeak operator()(Arch arch, double seconds, int repeats) const {
         const detail::PeakSample s = detail::peak_run(arch, seconds, repeats);
@@ -64,12 +65,7 @@ double measure_ghz(double seconds) {
 }  // namespace
 
 FmaPeak measure_fma_peak(double seconds, int repeats) {
-#if defined(EVA_GEMM_DISPATCH)
-    using Archs = xsimd::arch_list<xsimd::avx512bw, xsimd::fma3<xsimd::avx2>, xsimd::sse2>;
-    FmaPeak p = xsimd::dispatch<Archs>(PeakRun{})(seconds, repeats);
-#else
-    FmaPeak p = PeakRun{}(xsimd::default_arch{}, seconds, repeats);
-#endif
+    FmaPeak p = detail::run_on_best_arch<PeakRun>(seconds, repeats);
     p.ghz = measure_ghz(seconds);
     return p;
 }

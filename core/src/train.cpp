@@ -6,6 +6,7 @@
 #include "adamw_kernel.hpp"
 #include "eva/error.hpp"
 #include "parallel.hpp"
+#include "simd_dispatch.hpp"
 
 namespace eva {
 
@@ -114,23 +115,14 @@ double clip_grad_norm(const std::vector<Param>& params, double max_norm) {
 
 namespace {
 
-#if defined(EVA_GEMM_DISPATCH)
-struct AdamWRun {  // the functor xsimd::dispatch calls with the chosen architecture
+struct AdamWRun {  // the functor run_on_best_arch calls with the chosen architecture
     template <class Arch, class... Args>
     void operator()(Arch arch, Args... args) const { detail::adamw_kernel<Arch>(arch, args...); }
 };
-#endif
 
 // AdamW's update of n elements on the widest SIMD level the CPU has (adamw_kernel.hpp).
 void adamw_update(const detail::AdamWStep& s, float* w, const float* g, float* m, float* v, std::size_t n) {
-#if defined(EVA_GEMM_DISPATCH)
-    using Archs = xsimd::arch_list<xsimd::avx512bw, xsimd::fma3<xsimd::avx2>, xsimd::sse2>;
-    static const auto dispatched = xsimd::dispatch<Archs>(AdamWRun{});  // reads CPUID once
-    auto run = dispatched;
-    run(s, w, g, m, v, n);
-#else
-    detail::adamw_kernel(xsimd::default_arch{}, s, w, g, m, v, n);
-#endif
+    detail::run_on_best_arch<AdamWRun>(s, w, g, m, v, n);
 }
 
 }  // namespace
