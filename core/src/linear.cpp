@@ -84,6 +84,17 @@ std::unique_ptr<float[]> fp8_image(LinearPrecision p, const float* X, std::size_
     return out;
 }
 
+// An activation or gradient X [tokens, features] (stride ld) quantized along the tokens, 128×1 tiles:
+// bit for bit the transpose of Xᵀ's 1×128-tile image (quantize_dequantize_columns). One scale per tensor
+// does not care which way the tensor lies.
+std::unique_ptr<float[]> token_image(LinearPrecision p, const float* X, std::size_t rows, std::size_t cols, std::size_t ld) {
+    const Fp8QuantConfig c = quant_config(p, false);
+    if (c.granularity == Fp8Granularity::Tensor) return fp8_image(p, X, rows, cols, ld, false);
+    auto out = scratch(rows * cols);
+    quantize_dequantize_columns(X, rows, cols, ld, c, out.get(), cols);
+    return out;
+}
+
 // W's FP8 image [out, in], or Wᵀ's [in, out]: the transpose of W's image, which is Wᵀ's own (see
 // Fp8WeightCache).
 std::unique_ptr<float[]> weight_image(LinearPrecision p, const Matrix<float>& W, bool transpose) {
@@ -147,11 +158,11 @@ void linear_backward(LinearMode mode, const T* dy, std::size_t lddy, const T* x,
     const LinearPrecision p = mode.precision;
     if constexpr (std::is_same_v<T, float>) {
         if (p != LinearPrecision::fp32) {
-            // dW += dyᵀ·x: both operands need K = tokens contiguous, so they are transposed (the
-            // report's 128×1 tiles of the backward pass); dx = dy·W needs Wᵀ in 128×128 blocks.
-            const auto dyt = transposed(dy, n, out, lddy), xt = transposed(x, n, in, ldx);
-            gemm<float>(Op::N, Op::T, out, in, n, fp8_image(p, dyt.get(), out, n, n, false).get(), n,
-                        fp8_image(p, xt.get(), in, n, n, false).get(), n, dW.data(), in, true);
+            // dW += dyᵀ·x: K = tokens runs down the columns of dy and x, so they are quantized in 128×1
+            // tiles (the report's tiling for this product) as they lie, and the GEMM reads them
+            // transposed; dx = dy·W needs Wᵀ in 128×128 blocks.
+            gemm<float>(Op::T, Op::N, out, in, n, token_image(p, dy, n, out, lddy).get(), out,
+                        token_image(p, x, n, in, ldx).get(), in, dW.data(), in, true);
             std::unique_ptr<float[]> own;
             const float* wt = weight_image(mode, W, true, own);
             return gemm<float>(Op::N, Op::T, n, in, out, fp8_image(p, dy, n, out, lddy, false).get(), out, wt, out, dx,
