@@ -210,6 +210,14 @@ int main(int argc, char** argv) {
     std::printf("fp32 FMA peak of one core: %.1f GFLOP/s (%s, %.2f GHz), measured now\n", peak.gflops, peak.simd.c_str(), peak.ghz);
     std::printf("%-8s %-9s %12s %12s %12s %8s %14s\n", "threads", "trainer", "median ms", "min ms", "tokens/s", "MFU",
                 "eva speedup");
+    // A fresh process's heap grows to the steps' working set over their first few dozen steps: thousands
+    // of page faults per step (the first round then ran ~10% slower than the next), which a training run
+    // pays once at its start. One untimed pass of each step first, so that every round times the steady
+    // state.
+    for (auto precision : {eva::LinearPrecision::fp32, eva::LinearPrecision::fp8}) {
+        auto m = init;
+        eva_median_step(m, batch, seq_len, steps, thread_counts.front(), precision);
+    }
     for (int threads : thread_counts) {
         std::vector<double> eva_s, fp8_s, fp8_ratio, torch_s, ratio, faults;
         for (int r = 0; r < rounds; ++r) {
