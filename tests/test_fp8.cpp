@@ -427,6 +427,39 @@ TEST_CASE("fp8: quantize_dequantize is dequantize(quantize(x)), bit for bit", "[
     CHECK_THROWS_AS(eva::quantize_dequantize(m.data(), 2, 300, ld, eva::Fp8QuantConfig{}, small.data(), 2), eva::ShapeError);
 }
 
+TEST_CASE("fp8: 128x1 tiles down the columns are the transpose of 1x128 tiles of the transpose", "[fp8]") {
+    // quantize_dequantize_columns against its definition: transpose, quantize_dequantize in 1×128 tiles,
+    // transpose back. Ragged: 300 rows (a strip of 44 after two of 128), 37 columns (a SIMD run of 32 and
+    // a scalar tail of 5), strided input and output; a zero column strip, an outlier, NaN and inf.
+    const std::size_t rows = 300, cols = 37, ld = 41, ldy = 39;
+    std::vector<float> m = normal_matrix(rows, ld, 13);
+    for (std::size_t r = 0; r < 128; ++r) m[r * ld + 4] = 0;
+    m[140 * ld + 20] = 3000;
+    m[9 * ld + 33] = std::numeric_limits<float>::quiet_NaN();
+    m[299 * ld + 36] = -std::numeric_limits<float>::infinity();
+    std::vector<float> t(cols * rows);  // mᵀ [cols, rows]
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t c = 0; c < cols; ++c) t[c * rows + r] = m[r * ld + c];
+    for (Fp8Format f : {Fp8Format::E4M3, Fp8Format::E5M2})
+        for (bool pow2 : {false, true}) {
+            eva::Fp8QuantConfig cfg;
+            cfg.format = f;
+            cfg.granularity = eva::Fp8Granularity::Tile;
+            cfg.pow2_scales = pow2;
+            std::vector<float> by_rows(cols * rows), by_columns(rows * ldy);
+            eva::quantize_dequantize(t.data(), cols, rows, rows, cfg, by_rows.data(), rows);
+            eva::quantize_dequantize_columns(m.data(), rows, cols, ld, cfg, by_columns.data(), ldy);
+            std::size_t bad = 0;
+            for (std::size_t r = 0; r < rows; ++r)
+                for (std::size_t c = 0; c < cols; ++c) bad += to_bits(by_rows[c * rows + r]) != to_bits(by_columns[r * ldy + c]);
+            INFO(name(f) << " pow2 " << pow2);
+            CHECK(bad == 0);
+        }
+    std::vector<float> small(4);
+    CHECK_THROWS_AS(eva::quantize_dequantize_columns(m.data(), 2, 37, 30, eva::Fp8QuantConfig{}, small.data(), 37),
+                    eva::ShapeError);
+}
+
 TEST_CASE("fp8: power-of-two scales", "[fp8]") {
     const std::size_t rows = 4, cols = 256;
     const std::vector<float> x = normal_matrix(rows, cols, 12, 3);

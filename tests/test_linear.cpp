@@ -114,3 +114,49 @@ TEST_CASE("FP8 Linear layers exist only in float32", "[linear]") {
     CHECK(eva::parse_linear_precision("fp8-e5m2") == eva::LinearPrecision::fp8_e5m2);
     CHECK_THROWS_WITH(eva::parse_linear_precision("bf16"), Catch::Contains("fp8-tensor"));
 }
+
+TEST_CASE("Fp8WeightCache: a step's weight images have the bits the layer computes without it", "[linear]") {
+    eva::Rng rng(6);
+    const std::size_t n = 40, in = 300, out = 200;  // partial 128x128 blocks on both sides
+    auto W = random(out, in, rng, 0.05f);
+    for (std::size_t c = 0; c < in; c += 37) W(130, c) = 40.0f;  // outliers in some blocks: their scales differ
+    const auto x = random(n, in, rng), dy = random(n, out, rng);
+    eva::Fp8WeightCache cache;
+    for (auto p : {eva::LinearPrecision::fp8, eva::LinearPrecision::fp8_tensor, eva::LinearPrecision::fp8_e5m2}) {
+        const eva::LinearMode alone(p), cached(p, &cache);
+        for (int step = 0; step < 2; ++step) {
+            // Forward and backward through the cache, twice (the second time from the images already
+            // made), against the same calls quantizing the weight themselves: bit for bit.
+            eva::Matrix<float> y = eva::Matrix<float>::from_shape({n, out}), yc = y;
+            eva::Matrix<float> dx = eva::Matrix<float>::from_shape({n, in}), dxc = dx;
+            eva::Matrix<float> dW = eva::Matrix<float>::from_shape({out, in}), dWc = dW;
+            dW.fill(0), dWc.fill(0);
+            eva::linear_forward(alone, x.data(), in, W, y.data(), out, n);
+            eva::linear_backward(alone, dy.data(), out, x.data(), in, W, dW, dx.data(), in, n);
+            for (int use = 0; use < 2; ++use) {
+                eva::linear_forward(cached, x.data(), in, W, yc.data(), out, n);
+                dWc.fill(0);
+                eva::linear_backward(cached, dy.data(), out, x.data(), in, W, dWc, dxc.data(), in, n);
+                CHECK(std::equal(y.begin(), y.end(), yc.begin()));
+                CHECK(std::equal(dx.begin(), dx.end(), dxc.begin()));
+                CHECK(std::equal(dW.begin(), dW.end(), dWc.begin()));
+            }
+            // The transposed image is Wᵀ's own block quantization: a block's transpose holds the same
+            // values, so the same amax and scale.
+            eva::Matrix<float> Wt = eva::Matrix<float>::from_shape({in, out});
+            for (std::size_t r = 0; r < out; ++r)
+                for (std::size_t c = 0; c < in; ++c) Wt(c, r) = W(r, c);
+            std::vector<float> own(in * out);
+            eva::Fp8QuantConfig q;
+            q.format = p == eva::LinearPrecision::fp8_e5m2 ? eva::Fp8Format::E5M2 : eva::Fp8Format::E4M3;
+            q.granularity = p == eva::LinearPrecision::fp8_tensor ? eva::Fp8Granularity::Tensor : eva::Fp8Granularity::Block;
+            eva::quantize_dequantize(Wt.data(), in, out, out, q, own.data(), out);
+            const float* image = cache.image(p, W, true);
+            CHECK(std::equal(own.begin(), own.end(), image));
+            // After the optimizer's update the images follow the new weights: a stale one would give the
+            // old product.
+            cache.next_step();
+            for (auto& v : W) v *= 1.5f;
+        }
+    }
+}

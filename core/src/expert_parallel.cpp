@@ -246,7 +246,7 @@ std::vector<std::size_t> ExpertParallel::rows_from(const MoeCache<float>& c) con
     return rows;
 }
 
-void ExpertParallel::forward(const Moe<float>& m, MoeCache<float>& c, LinearPrecision precision) {
+void ExpertParallel::forward(const Moe<float>& m, MoeCache<float>& c, LinearMode precision) {
     const std::size_t El = layout_.per_rank(), ep = std::size_t(layout_.ep), D = m.cfg.dim, k = c.routing.top_k;
     // 1. counts: to place p, how many rows go to each of its experts (c.offsets differences, as 64-bit words).
     std::vector<std::uint64_t> mine(ep * El), theirs(ep * El);
@@ -284,7 +284,7 @@ void ExpertParallel::forward(const Moe<float>& m, MoeCache<float>& c, LinearPrec
 }
 
 void ExpertParallel::backward(const Moe<float>& m, const MoeCache<float>& c, const float* dyg, float* dxg,
-                              LinearPrecision precision) {
+                              LinearMode precision) {
     const std::size_t El = layout_.per_rank(), ep = std::size_t(layout_.ep), D = m.cfg.dim;
     const std::vector<std::size_t> out = rows_to(c), in = rows_from(c);
     exchange(dyg, out, dy_recv_, in, D);

@@ -128,6 +128,10 @@ struct ScaledRoundRun {
     template <class Arch, class... Args>
     void operator()(Arch arch, Args... args) const { detail::fp8_scaled_round_kernel<Arch>(arch, args...); }
 };
+struct ScaledRoundLanesRun {
+    template <class Arch, class... Args>
+    void operator()(Arch arch, Args... args) const { detail::fp8_scaled_round_lanes_kernel<Arch>(arch, args...); }
+};
 
 }  // namespace
 
@@ -340,6 +344,36 @@ void quantize_dequantize(const float* x, std::size_t rows, std::size_t cols, std
                     for (std::size_t c = c0 + simd; c < c0 + len; ++c)
                         yr[c] = fp8_decode(fp8_encode(xr[c] / s, cfg.format, /*saturate=*/true), cfg.format) * s;
                 }
+            }
+        }
+    });
+}
+
+// Strip by strip of 128 rows (spread over the threads like quantize_dequantize's): each column's amax
+// over the strip as the bits of |x|, NaNs left out as run_amax_bits leaves them, read row by row in
+// memory order; then every row rounded with its columns' scales.
+void quantize_dequantize_columns(const float* x, std::size_t rows, std::size_t cols, std::size_t ld,
+                                 const Fp8QuantConfig& cfg, float* y, std::size_t ldy) {
+    if (ld < cols || ldy < cols)
+        throw ShapeError("quantize_dequantize_columns: a row stride is smaller than the row length " + std::to_string(cols));
+    check_config(cfg);
+    const std::size_t G = cfg.group, strips = (rows + G - 1) / G, simd = cols - cols % detail::kFp8Multiple;
+    detail::parallel_ranges(strips, std::max<std::size_t>(1, 16384 / std::max<std::size_t>(1, G * cols)),
+                            [&](std::size_t b0, std::size_t b1) {
+        std::vector<std::int32_t> amax(cols);
+        std::vector<float> scale(cols);
+        for (std::size_t b = b0; b < b1; ++b) {
+            const std::size_t r0 = b * G, r1 = std::min(rows, r0 + G);
+            std::fill(amax.begin(), amax.end(), 0);
+            for (std::size_t r = r0; r < r1; ++r)
+                for (std::size_t c = 0; c < cols; ++c) amax[c] = std::max(amax[c], abs_bits_unless_nan(x[r * ld + c]));
+            for (std::size_t c = 0; c < cols; ++c) scale[c] = fp8_scale(bits_float(amax[c]), cfg);
+            for (std::size_t r = r0; r < r1; ++r) {
+                const float* xr = x + r * ld;
+                float* yr = y + r * ldy;
+                if (simd) detail::run_on_best_arch<ScaledRoundLanesRun>(xr, scale.data(), yr, simd, cfg.format);
+                for (std::size_t c = simd; c < cols; ++c)
+                    yr[c] = fp8_decode(fp8_encode(xr[c] / scale[c], cfg.format, /*saturate=*/true), cfg.format) * scale[c];
             }
         }
     });

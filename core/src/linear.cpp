@@ -52,9 +52,8 @@ std::unique_ptr<float[]> scratch(std::size_t n) { return std::unique_ptr<float[]
 // `rows` floats apart; with rows a power of two (2048 tokens: 8 KiB) they all fall into the same L1 set,
 // evict one another on every write, and the copy ran at ~1 GB/s instead of ~20. Bands of 64 source rows
 // are independent and go to the threads.
-std::unique_ptr<float[]> transposed(const float* a, std::size_t rows, std::size_t cols, std::size_t lda) {
+void transpose_into(const float* a, std::size_t rows, std::size_t cols, std::size_t lda, float* t) {
     constexpr std::size_t kTile = 16, kBand = 64;
-    auto t = scratch(rows * cols);
     detail::parallel_ranges(rows, kBand, [&](std::size_t band0, std::size_t band1) {
         for (std::size_t r0 = band0; r0 < band1; r0 += kTile)
             for (std::size_t c0 = 0; c0 < cols; c0 += kTile) {
@@ -63,22 +62,52 @@ std::unique_ptr<float[]> transposed(const float* a, std::size_t rows, std::size_
                     for (std::size_t r = r0; r < r1; ++r) t[c * rows + r] = a[r * lda + c];
             }
     });
+}
+std::unique_ptr<float[]> transposed(const float* a, std::size_t rows, std::size_t cols, std::size_t lda) {
+    auto t = scratch(rows * cols);
+    transpose_into(a, rows, cols, lda, t.get());
     return t;
 }
 
-// C (+)= A·Bᵀ with A [M, K] (stride lda) and B [N, K] (stride ldb) both quantized to FP8 first.
+// X [rows, cols] (stride ld) rounded to FP8 in precision p's groups along its rows (1×128 tiles) or
+// in 128×128 blocks (`weight`), each value multiplied back by its group's scale: what an FP8 GEMM sees.
 //
 // With an exact fp32 accumulator, promoting every 128 products — Σ_I s_A·s_B·Σ_{k∈I} a_k·b_k — equals
 // Σ_k (s_A·a_k)·(s_B·b_k) up to fp32 rounding (an FP8 code times a scale is exact to 2^-24), so the
-// operands are dequantized once and multiplied by eva::gemm. Every input the GEMM sees is an FP8 value
-// times its group's scale: the recipe's rounding is emulated exactly, at fp32 GEMM speed. (fp8_gemm
-// models the limited-precision accumulator itself; eva fp8 gemm-error shows that effect.)
-void fp8_product(LinearPrecision p, const float* A, std::size_t M, std::size_t lda, bool a_weight, const float* B,
-                 std::size_t N, std::size_t ldb, bool b_weight, std::size_t K, float* C, std::size_t ldc, bool accumulate) {
-    const auto a = scratch(M * K), b = scratch(N * K);
-    quantize_dequantize(A, M, K, lda, quant_config(p, a_weight), a.get(), K);
-    quantize_dequantize(B, N, K, ldb, quant_config(p, b_weight), b.get(), K);
-    gemm<float>(Op::N, Op::T, M, N, K, a.get(), K, b.get(), K, C, ldc, accumulate);
+// operands of a product are dequantized once and multiplied by eva::gemm. Every input the GEMM sees is an
+// FP8 value times its group's scale: the recipe's rounding is emulated exactly, at fp32 GEMM speed.
+// (fp8_gemm models the limited-precision accumulator itself; eva fp8 gemm-error shows that effect.)
+std::unique_ptr<float[]> fp8_image(LinearPrecision p, const float* X, std::size_t rows, std::size_t cols,
+                                   std::size_t ld, bool weight) {
+    auto out = scratch(rows * cols);
+    quantize_dequantize(X, rows, cols, ld, quant_config(p, weight), out.get(), cols);
+    return out;
+}
+
+// An activation or gradient X [tokens, features] (stride ld) quantized along the tokens, 128×1 tiles:
+// bit for bit the transpose of Xᵀ's 1×128-tile image (quantize_dequantize_columns). One scale per tensor
+// does not care which way the tensor lies.
+std::unique_ptr<float[]> token_image(LinearPrecision p, const float* X, std::size_t rows, std::size_t cols, std::size_t ld) {
+    const Fp8QuantConfig c = quant_config(p, false);
+    if (c.granularity == Fp8Granularity::Tensor) return fp8_image(p, X, rows, cols, ld, false);
+    auto out = scratch(rows * cols);
+    quantize_dequantize_columns(X, rows, cols, ld, c, out.get(), cols);
+    return out;
+}
+
+// W's FP8 image [out, in], or Wᵀ's [in, out]: the transpose of W's image, which is Wᵀ's own (see
+// Fp8WeightCache).
+std::unique_ptr<float[]> weight_image(LinearPrecision p, const Matrix<float>& W, bool transpose) {
+    const std::size_t out = W.shape(0), in = W.shape(1);
+    auto image = fp8_image(p, W.data(), out, in, in, true);
+    return transpose ? transposed(image.get(), out, in, in) : std::move(image);
+}
+
+// The weight's image from the step's cache, else made for this call in `own`.
+const float* weight_image(LinearMode mode, const Matrix<float>& W, bool transpose, std::unique_ptr<float[]>& own) {
+    if (mode.weights) return mode.weights->image(mode.precision, W, transpose);
+    own = weight_image(mode.precision, W, transpose);
+    return own.get();
 }
 
 void require_fp32(LinearPrecision p) {
@@ -87,13 +116,35 @@ void require_fp32(LinearPrecision p) {
 
 }  // namespace
 
+const float* Fp8WeightCache::image(LinearPrecision p, const Matrix<float>& W, bool transpose) {
+    Entry* e;
+    {
+        const std::lock_guard<std::mutex> hold(lock_);
+        e = &entries_[{W.data(), p, transpose}];  // a map's entries stay where they are
+    }
+    const std::lock_guard<std::mutex> hold(e->lock);
+    if (e->generation != generation_) {
+        const std::size_t out = W.shape(0), in = W.shape(1);
+        if (e->size != W.size()) e->data = scratch(e->size = W.size());
+        if (transpose) transpose_into(image(p, W, false), out, in, in, e->data.get());
+        else quantize_dequantize(W.data(), out, in, in, quant_config(p, true), e->data.get(), in);
+        e->generation = generation_;
+    }
+    return e->data.get();
+}
+
 template <class T>
-void linear_forward(LinearPrecision p, const T* x, std::size_t ldx, const Matrix<T>& W, T* y, std::size_t ldy,
+void linear_forward(LinearMode mode, const T* x, std::size_t ldx, const Matrix<T>& W, T* y, std::size_t ldy,
                     std::size_t n, bool accumulate) {
     const std::size_t out = W.shape(0), in = W.shape(1);
+    const LinearPrecision p = mode.precision;
     if constexpr (std::is_same_v<T, float>) {
-        if (p != LinearPrecision::fp32)
-            return fp8_product(p, x, n, ldx, false, W.data(), out, in, true, in, y, ldy, accumulate);
+        if (p != LinearPrecision::fp32) {
+            std::unique_ptr<float[]> own;
+            const float* w = weight_image(mode, W, false, own);
+            return gemm<float>(Op::N, Op::T, n, out, in, fp8_image(p, x, n, in, ldx, false).get(), in, w, in, y, ldy,
+                               accumulate);
+        }
     } else {
         require_fp32(p);
     }
@@ -101,17 +152,21 @@ void linear_forward(LinearPrecision p, const T* x, std::size_t ldx, const Matrix
 }
 
 template <class T>
-void linear_backward(LinearPrecision p, const T* dy, std::size_t lddy, const T* x, std::size_t ldx, const Matrix<T>& W,
+void linear_backward(LinearMode mode, const T* dy, std::size_t lddy, const T* x, std::size_t ldx, const Matrix<T>& W,
                      Matrix<T>& dW, T* dx, std::size_t lddx, std::size_t n, bool accumulate_dx) {
     const std::size_t out = W.shape(0), in = W.shape(1);
+    const LinearPrecision p = mode.precision;
     if constexpr (std::is_same_v<T, float>) {
         if (p != LinearPrecision::fp32) {
-            // dW += dyᵀ·x: both operands need K = tokens contiguous, so they are transposed (the
-            // report's 128×1 tiles of the backward pass); dx = dy·W needs Wᵀ in 128×128 blocks.
-            const auto dyt = transposed(dy, n, out, lddy), xt = transposed(x, n, in, ldx);
-            fp8_product(p, dyt.get(), out, n, false, xt.get(), in, n, false, n, dW.data(), in, true);
-            const auto wt = transposed(W.data(), out, in, in);
-            return fp8_product(p, dy, n, lddy, false, wt.get(), in, out, true, out, dx, lddx, accumulate_dx);
+            // dW += dyᵀ·x: K = tokens runs down the columns of dy and x, so they are quantized in 128×1
+            // tiles (the report's tiling for this product) as they lie, and the GEMM reads them
+            // transposed; dx = dy·W needs Wᵀ in 128×128 blocks.
+            gemm<float>(Op::T, Op::N, out, in, n, token_image(p, dy, n, out, lddy).get(), out,
+                        token_image(p, x, n, in, ldx).get(), in, dW.data(), in, true);
+            std::unique_ptr<float[]> own;
+            const float* wt = weight_image(mode, W, true, own);
+            return gemm<float>(Op::N, Op::T, n, in, out, fp8_image(p, dy, n, out, lddy, false).get(), out, wt, out, dx,
+                               lddx, accumulate_dx);
         }
     } else {
         require_fp32(p);
@@ -120,13 +175,13 @@ void linear_backward(LinearPrecision p, const T* dy, std::size_t lddy, const T* 
     gemm<T>(Op::N, Op::N, n, in, out, dy, lddy, W.data(), in, dx, lddx, accumulate_dx);
 }
 
-template void linear_forward<float>(LinearPrecision, const float*, std::size_t, const Matrix<float>&, float*,
+template void linear_forward<float>(LinearMode, const float*, std::size_t, const Matrix<float>&, float*,
                                     std::size_t, std::size_t, bool);
-template void linear_forward<double>(LinearPrecision, const double*, std::size_t, const Matrix<double>&, double*,
+template void linear_forward<double>(LinearMode, const double*, std::size_t, const Matrix<double>&, double*,
                                      std::size_t, std::size_t, bool);
-template void linear_backward<float>(LinearPrecision, const float*, std::size_t, const float*, std::size_t,
+template void linear_backward<float>(LinearMode, const float*, std::size_t, const float*, std::size_t,
                                      const Matrix<float>&, Matrix<float>&, float*, std::size_t, std::size_t, bool);
-template void linear_backward<double>(LinearPrecision, const double*, std::size_t, const double*, std::size_t,
+template void linear_backward<double>(LinearMode, const double*, std::size_t, const double*, std::size_t,
                                       const Matrix<double>&, Matrix<double>&, double*, std::size_t, std::size_t, bool);
 
 }  // namespace eva

@@ -75,7 +75,7 @@ void for_causal_blocks(size_t T_, F&& f) {
 // rows of a.x; rows are B sequences of seq_len tokens starting at position start_pos.
 template <class T>
 void project(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w, MLAActivations<T>& a,
-             size_t start_pos, LinearPrecision p) {
+             size_t start_pos, LinearMode p) {
     const Dims d(args);
     const size_t n = a.x.shape(0);
     a.q = Matrix<T>::from_shape({n, d.H * d.qk});
@@ -167,7 +167,7 @@ MLAWeights<T> mla_init(const ModelArgs& args, Rng& rng, double std) {
 
 template <class T>
 Matrix<T> mla_forward(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w, const Matrix<T>& x,
-                      size_t batch, size_t seq_len, MLAActivations<T>* acts, LinearPrecision precision) {
+                      size_t batch, size_t seq_len, MLAActivations<T>* acts, LinearMode precision) {
     const Dims d(args);
     require_shape(x, std::array<size_t, 2>{batch * seq_len, d.dim}, "mla_forward: x");
     if (seq_len > size_t(args.max_seq_len))
@@ -214,7 +214,7 @@ Matrix<T> mla_forward(const ModelArgs& args, const RopeTable& rope, const MLAWei
 template <class T>
 Matrix<T> mla_backward(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w,
                        const MLAActivations<T>& a, const Matrix<T>& dout, MLAWeights<T>& g,
-                       LinearPrecision precision) {
+                       LinearMode precision) {
     const Dims d(args);
     const size_t n = a.batch * a.seq_len, T_ = a.seq_len, ldq = d.H * d.qk, ldkv = d.H * (d.nope + d.v),
                  ldpe = d.kvr + d.rope, ldo = d.H * d.v;
@@ -508,9 +508,9 @@ std::vector<KVCacheScheme> kv_cache_memory(const ModelArgs& args, std::int64_t s
     template MLAWeights<T> mla_zeros<T>(const ModelArgs&);                                                       \
     template MLAWeights<T> mla_init<T>(const ModelArgs&, Rng&, double);                                          \
     template Matrix<T> mla_forward<T>(const ModelArgs&, const RopeTable&, const MLAWeights<T>&, const Matrix<T>&, \
-                                      size_t, size_t, MLAActivations<T>*, LinearPrecision);                     \
+                                      size_t, size_t, MLAActivations<T>*, LinearMode);                     \
     template Matrix<T> mla_backward<T>(const ModelArgs&, const RopeTable&, const MLAWeights<T>&,                 \
-                                       const MLAActivations<T>&, const Matrix<T>&, MLAWeights<T>&, LinearPrecision); \
+                                       const MLAActivations<T>&, const Matrix<T>&, MLAWeights<T>&, LinearMode); \
     template struct MLANaiveCache<T>;                                                                            \
     template struct MLAAbsorbedCache<T>;                                                                         \
     template Matrix<T> mla_decode<T>(const ModelArgs&, const RopeTable&, const MLAWeights<T>&, MLANaiveCache<T>&, \

@@ -43,7 +43,7 @@ Mlp<T> Mlp<T>::random(std::size_t dim, std::size_t inter_dim, Rng& rng, float st
 
 template <class T>
 void mlp_forward(const Mlp<T>& m, const T* x, std::size_t n, T* y, MlpCache<T>& c, bool accumulate,
-                 LinearPrecision p) {
+                 LinearMode p) {
     const std::size_t D = m.dim, F = m.inter_dim;
     c.h1.resize(n * F);
     c.h3.resize(n * F);
@@ -59,7 +59,7 @@ void mlp_forward(const Mlp<T>& m, const T* x, std::size_t n, T* y, MlpCache<T>& 
 
 template <class T>
 void mlp_backward(const Mlp<T>& m, const T* x, std::size_t n, const MlpCache<T>& c, const T* dy, T* dx,
-                  Mlp<T>& g, bool accumulate_dx, LinearPrecision p) {
+                  Mlp<T>& g, bool accumulate_dx, LinearMode p) {
     const std::size_t D = m.dim, F = m.inter_dim;
     if (n == 0) return;
     std::vector<T> dh1(n * F), dh3(n * F);
@@ -77,9 +77,9 @@ void mlp_backward(const Mlp<T>& m, const T* x, std::size_t n, const MlpCache<T>&
 
 #define EVA_MLP_INSTANTIATE(T)                                                                         \
     template struct Mlp<T>;                                                                            \
-    template void mlp_forward<T>(const Mlp<T>&, const T*, std::size_t, T*, MlpCache<T>&, bool, LinearPrecision); \
+    template void mlp_forward<T>(const Mlp<T>&, const T*, std::size_t, T*, MlpCache<T>&, bool, LinearMode); \
     template void mlp_backward<T>(const Mlp<T>&, const T*, std::size_t, const MlpCache<T>&, const T*, T*, \
-                                  Mlp<T>&, bool, LinearPrecision);
+                                  Mlp<T>&, bool, LinearMode);
 EVA_MLP_INSTANTIATE(float)
 EVA_MLP_INSTANTIATE(double)
 #undef EVA_MLP_INSTANTIATE

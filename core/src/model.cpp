@@ -205,7 +205,7 @@ namespace {
 // FFN of one block on n rows: the dense SwiGLU or the MoE (seq_len groups rows for the seq-wise loss).
 template <class T>
 Matrix<T> ffn_forward(const Block<T>& b, const Matrix<T>& hn, std::size_t seq_len, LayerActivations<T>& L,
-                      LinearPrecision precision, const NodeLimit& limit, ExpertParallel* ep) {
+                      LinearMode precision, const NodeLimit& limit, ExpertParallel* ep) {
     const std::size_t n = hn.shape(0), D = hn.shape(1);
     Matrix<T> f = Matrix<T>::from_shape({n, D});
     if (b.dense) mlp_forward(b.mlp, hn.data(), n, f.data(), L.mlp, false, precision);
@@ -233,7 +233,7 @@ namespace {
 // cache. Every block of training, of the MTP modules and of generation goes through here.
 template <class T, class Attention>
 Matrix<T> pre_norm_block(const Block<T>& b, const Matrix<T>& x, std::size_t seq_len, LayerActivations<T>& L,
-                         LinearPrecision precision, const NodeLimit& limit, ExpertParallel* ep, Attention&& attention) {
+                         LinearMode precision, const NodeLimit& limit, ExpertParallel* ep, Attention&& attention) {
     rmsnorm_rows(x, b.attn_norm, L.xn, L.attn_rstd);
     L.h = x + attention(L.xn);
     rmsnorm_rows(L.h, b.ffn_norm, L.hn, L.ffn_rstd);
@@ -250,8 +250,8 @@ Matrix<T> block_forward(const Model<T>& m, std::size_t l, const Matrix<T>& x, st
 template <class T>
 Matrix<T> block_forward(const Model<T>& m, const Block<T>& b, const Matrix<T>& x, std::size_t batch,
                         std::size_t seq_len, LayerActivations<T>& L, bool keep_attention) {
-    return pre_norm_block(b, x, seq_len, L, m.precision, m.node_limit, m.expert_parallel, [&](const Matrix<T>& xn) {
-        return mla_forward(m.args, m.rope, b.attn, xn, batch, seq_len, keep_attention ? &L.mla : nullptr, m.precision);
+    return pre_norm_block(b, x, seq_len, L, m.linear(), m.node_limit, m.expert_parallel, [&](const Matrix<T>& xn) {
+        return mla_forward(m.args, m.rope, b.attn, xn, batch, seq_len, keep_attention ? &L.mla : nullptr, m.linear());
     });
 }
 
@@ -288,11 +288,11 @@ void block_backward(const Model<T>& m, const Block<T>& b, const LayerActivations
     const std::size_t n = dx.shape(0), D = dx.shape(1);
     // x_out = h + FFN(ffn_norm(h)): the residual passes dx to h unchanged.
     Matrix<T> dhn = Matrix<T>::from_shape({n, D});
-    if (b.dense) mlp_backward(b.mlp, L.hn.data(), n, L.mlp, dx.data(), dhn.data(), gb.mlp, false, m.precision);
-    else moe_backward(b.moe, L.hn.data(), L.moe, dx.data(), dhn.data(), gb.moe, m.precision, m.expert_parallel);
+    if (b.dense) mlp_backward(b.mlp, L.hn.data(), n, L.mlp, dx.data(), dhn.data(), gb.mlp, false, m.linear());
+    else moe_backward(b.moe, L.hn.data(), L.moe, dx.data(), dhn.data(), gb.moe, m.linear(), m.expert_parallel);
     rmsnorm_rows_grad_add(dhn, L.h, b.ffn_norm, L.ffn_rstd, dx, gb.ffn_norm);  // dx now holds dL/dh
     // h = x + MLA(attn_norm(x)).
-    const Matrix<T> dxn_attn = mla_backward(m.args, m.rope, b.attn, L.mla, dx, gb.attn, m.precision);
+    const Matrix<T> dxn_attn = mla_backward(m.args, m.rope, b.attn, L.mla, dx, gb.attn, m.linear());
     rmsnorm_rows_grad_add(dxn_attn, L.x, b.attn_norm, L.attn_rstd, dx, gb.attn_norm);  // dx: dL/d(block input)
 }
 

@@ -469,7 +469,7 @@ ExpertParallel* float_only(ExpertParallel* ep) {
 
 template <class T>
 void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len, T* y, MoeCache<T>& c,
-                 LinearPrecision precision, const NodeLimit& limit, ExpertParallel* ep) {
+                 LinearMode precision, const NodeLimit& limit, ExpertParallel* ep) {
     const MoeConfig& cfg = m.cfg;
     const std::size_t E = cfg.n_routed_experts, k = cfg.n_activated_experts, D = cfg.dim;
     c.n_tokens = n;
@@ -516,7 +516,7 @@ void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len
 
 template <class T>
 void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy, T* dx, Moe<T>& g,
-                  LinearPrecision precision, ExpertParallel* ep) {
+                  LinearMode precision, ExpertParallel* ep) {
     const MoeConfig& cfg = m.cfg;
     const std::size_t n = c.n_tokens, E = cfg.n_routed_experts, k = cfg.n_activated_experts, D = cfg.dim;
     const Routing<T>& r = c.routing;
@@ -624,9 +624,9 @@ void moe_backward_naive(const Moe<T>& m, const T* x, std::size_t n, const T* dy,
     template RoutingStats balancing_step<T>(const MoeConfig&, Matrix<T>&, std::vector<T>&, const T*, std::size_t, \
                                             std::size_t, double, Routing<T>&);                                \
     template void moe_forward<T>(const Moe<T>&, const T*, std::size_t, std::size_t, T*, MoeCache<T>&,          \
-                                 LinearPrecision, const NodeLimit&, ExpertParallel*);                          \
+                                 LinearMode, const NodeLimit&, ExpertParallel*);                          \
     template void moe_backward<T>(const Moe<T>&, const T*, const MoeCache<T>&, const T*, T*, Moe<T>&,          \
-                                  LinearPrecision, ExpertParallel*);                                           \
+                                  LinearMode, ExpertParallel*);                                           \
     template void moe_forward_naive<T>(const Moe<T>&, const T*, std::size_t, T*);                              \
     template void moe_backward_naive<T>(const Moe<T>&, const T*, std::size_t, const T*, T*, Moe<T>&);
 EVA_MOE_INSTANTIATE(float)

@@ -245,6 +245,25 @@ namespace {
 // The model's MoE blocks run their routed experts through `ep` (nullptr: all of them here) for one
 // scope; `count_traffic`: whether the exchanges are a training step's (a forward without its backward
 // is not).
+// In FP8, the model multiplies by `cache`'s weight images for one scope: a step's forwards and
+// backwards, over which the weights stay fixed. The images are stale once the scope ends.
+class Fp8WeightScope {
+public:
+    Fp8WeightScope(Model<float>& m, Fp8WeightCache& cache) : m_(m), cache_(cache) {
+        if (m.precision != LinearPrecision::fp32) m.fp8_weights = &cache;
+    }
+    ~Fp8WeightScope() {
+        m_.fp8_weights = nullptr;
+        cache_.next_step();
+    }
+    Fp8WeightScope(const Fp8WeightScope&) = delete;
+    Fp8WeightScope& operator=(const Fp8WeightScope&) = delete;
+
+private:
+    Model<float>& m_;
+    Fp8WeightCache& cache_;
+};
+
 class ExpertParallelScope {
 public:
     ExpertParallelScope(Model<float>& m, ExpertParallel* ep, bool count_traffic) : m_(m), ep_(ep) {
@@ -495,7 +514,10 @@ StepStats Trainer::step() {
     partial_zero_ = false;
     // Alone, the mean over the shards (1/S, exact for a power of two) joins the root's addition.
     const bool scale_at_root = N == 1 && cfg_.shards > 1;
-    shard_gradients(b, lo, lo + per_rank, 0, scale_at_root ? 1.0f / float(cfg_.shards) : 1.0f, losses, counts);
+    {
+        const Fp8WeightScope images(m_, fp8_weights_);  // the weights change only at opt_.step below
+        shard_gradients(b, lo, lo + per_rank, 0, scale_at_root ? 1.0f / float(cfg_.shards) : 1.0f, losses, counts);
+    }
     partial_zero_ = true;
     if (ep_) ep_->reduce();  // this rank's experts: the tree over its group's shards
     const auto& ps = params_;

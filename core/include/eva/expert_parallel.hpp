@@ -130,9 +130,9 @@ public:
     const ExpertLayout& layout() const { return layout_; }
 
     /// Steps 1–4 above for c's grouped rows c.xg: fills c.yg (and c's received rows and caches).
-    void forward(const Moe<float>& m, MoeCache<float>& c, LinearPrecision precision);
+    void forward(const Moe<float>& m, MoeCache<float>& c, LinearMode precision);
     /// The mirror: dyg [n·k, dim] out, dxg back; the weight gradients go to the current leaf's buffers.
-    void backward(const Moe<float>& m, const MoeCache<float>& c, const float* dyg, float* dxg, LinearPrecision precision);
+    void backward(const Moe<float>& m, const MoeCache<float>& c, const float* dyg, float* dxg, LinearMode precision);
 
     /// The trainer's shard tree: a leaf at `level` starts (its buffers are zeroed and receive the
     /// backward's gradients), and an inner node adds level + 1 into level.

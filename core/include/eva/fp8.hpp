@@ -100,6 +100,12 @@ void dequantize(const Fp8Matrix& q, float* x, std::size_t ld);
 /// codes: what an emulated FP8 GEMM feeds its fp32 product (eva/linear.hpp).
 void quantize_dequantize(const float* x, std::size_t rows, std::size_t cols, std::size_t ld, const Fp8QuantConfig& cfg,
                          float* y, std::size_t ldy);
+/// The same in 128×1 tiles — cfg.group consecutive rows of one column share a scale — for an operand
+/// whose inner dimension K runs down the columns (the backward's dW = dyᵀ·x, K = tokens): bit for bit the
+/// transpose of quantize_dequantize(xᵀ) in 1×128 tiles, without transposing x. cfg.granularity is not
+/// read.
+void quantize_dequantize_columns(const float* x, std::size_t rows, std::size_t cols, std::size_t ld,
+                                 const Fp8QuantConfig& cfg, float* y, std::size_t ldy);
 
 /// The 256 codes decoded and encoded back (non-saturating), by the scalar codec and the SIMD one: the
 /// page's selfTest compares it with `eva fp8 table`. A non-NaN code must come back unchanged, a NaN code

@@ -14,7 +14,11 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <tuple>
 
 #include "eva/tensor.hpp"
 
@@ -26,14 +30,52 @@ enum class LinearPrecision { fp32, fp8, fp8_tensor, fp8_e5m2 };
 LinearPrecision parse_linear_precision(const std::string& s, const std::string& field = "precision");
 std::string to_string(LinearPrecision p);
 
+/// The FP8 images of the weights during one training step: each Linear weight rounded to FP8 in its
+/// 128×128 blocks and multiplied back by the blocks' scales (the values the FP8 GEMM sees), and the
+/// same for Wᵀ. The weights only change at the optimizer step, but a step multiplies by each of them
+/// twice per gradient shard (y = x·Wᵀ forward, dx = dy·W backward): 8 quantizations of every weight
+/// and 4 transposes in a step of 4 shards, where one of each suffices. The trainer keeps one cache,
+/// hands it to the model for a step's forwards and backwards (Model::fp8_weights), and calls
+/// next_step() before the weights change. An image is computed on first use; shards running side by
+/// side may ask for the same one, so each entry is filled under its own lock. The images have the same
+/// bits as those the layer computes without a cache (block quantization commutes with transposition:
+/// a block's transpose holds the same values, so it gets the same amax and scale).
+class Fp8WeightCache {
+public:
+    /// The FP8 image of W [out, in] in precision p's weight groups, or of Wᵀ [in, out] when `transpose`;
+    /// valid until next_step().
+    const float* image(LinearPrecision p, const Matrix<float>& W, bool transpose);
+    /// The weights are about to change: every image is recomputed on its next use (its memory is kept).
+    void next_step() { ++generation_; }
+
+private:
+    struct Entry {
+        std::mutex lock;
+        unsigned long generation = 0;  // generation_ when `data` was computed (0: never)
+        std::size_t size = 0;  // floats in `data`
+        std::unique_ptr<float[]> data;
+    };
+    std::mutex lock_;  // guards the map, not the entries
+    std::map<std::tuple<const float*, LinearPrecision, bool>, Entry> entries_;
+    unsigned long generation_ = 1;
+};
+
+/// How the Linear layers of a forward or backward multiply: their precision and, during a training
+/// step in FP8, the cache of the weights' FP8 images (nullptr: each call quantizes its weight itself).
+struct LinearMode {
+    LinearPrecision precision = LinearPrecision::fp32;
+    Fp8WeightCache* weights = nullptr;
+    LinearMode(LinearPrecision p = LinearPrecision::fp32, Fp8WeightCache* w = nullptr) : precision(p), weights(w) {}
+};
+
 /// y[n, out] (+)= x[n, in]·Wᵀ; rows of x and y have strides ldx and ldy.
 template <class T>
-void linear_forward(LinearPrecision p, const T* x, std::size_t ldx, const Matrix<T>& W, T* y, std::size_t ldy,
+void linear_forward(LinearMode p, const T* x, std::size_t ldx, const Matrix<T>& W, T* y, std::size_t ldy,
                     std::size_t n, bool accumulate = false);
 
 /// dW += dyᵀ·x and dx (+)= dy·W for the forward above.
 template <class T>
-void linear_backward(LinearPrecision p, const T* dy, std::size_t lddy, const T* x, std::size_t ldx, const Matrix<T>& W,
+void linear_backward(LinearMode p, const T* dy, std::size_t lddy, const T* x, std::size_t ldx, const Matrix<T>& W,
                      Matrix<T>& dW, T* dx, std::size_t lddx, std::size_t n, bool accumulate_dx = false);
 
 }  // namespace eva

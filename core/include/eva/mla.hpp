@@ -104,13 +104,13 @@ double mla_softmax_scale(const ModelArgs& args, const RopeTable& rope);
 template <class T>
 Matrix<T> mla_forward(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w, const Matrix<T>& x,
                       std::size_t batch, std::size_t seq_len, MLAActivations<T>* acts = nullptr,
-                      LinearPrecision precision = LinearPrecision::fp32);
+                      LinearMode precision = {});
 
 /// Backward of mla_forward: accumulates every weight's gradient into `grad` and returns dL/dx.
 template <class T>
 Matrix<T> mla_backward(const ModelArgs& args, const RopeTable& rope, const MLAWeights<T>& w,
                        const MLAActivations<T>& acts, const Matrix<T>& dout, MLAWeights<T>& grad,
-                       LinearPrecision precision = LinearPrecision::fp32);
+                       LinearMode precision = {});
 
 /// Naive KV cache of one sequence: per-head keys [capacity, H, nope+rope] and values [capacity, H, v].
 template <class T>

@@ -43,12 +43,12 @@ struct MlpCache {
 /// y[n, dim] (+)= MLP(x[n, dim]). With `accumulate` the output is added to y (the MoE combine).
 template <class T>
 void mlp_forward(const Mlp<T>& m, const T* x, std::size_t n, T* y, MlpCache<T>& cache, bool accumulate = false,
-                 LinearPrecision precision = LinearPrecision::fp32);
+                 LinearMode precision = {});
 
 /// Gradients of the forward above: adds into g.w1/w2/w3, and writes (or with `accumulate_dx` adds)
 /// dx[n, dim]. `cache` must hold this x's forward.
 template <class T>
 void mlp_backward(const Mlp<T>& m, const T* x, std::size_t n, const MlpCache<T>& cache, const T* dy, T* dx,
-                  Mlp<T>& g, bool accumulate_dx = false, LinearPrecision precision = LinearPrecision::fp32);
+                  Mlp<T>& g, bool accumulate_dx = false, LinearMode precision = {});
 
 }  // namespace eva

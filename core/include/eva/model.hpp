@@ -93,6 +93,11 @@ struct Model {
     /// During a training step of an expert-parallel run: where the routed experts run (set by the
     /// trainer; nullptr: all here).
     ExpertParallel* expert_parallel = nullptr;
+    /// During a training step in FP8: the step's FP8 images of the Linear weights, computed once for
+    /// all its shards (set by the trainer; nullptr: each Linear call quantizes its weight).
+    Fp8WeightCache* fp8_weights = nullptr;
+    /// How the blocks' Linear layers multiply in training: `precision`, with the step's weight images.
+    LinearMode linear() const { return {precision, fp8_weights}; }
 };
 
 /// A model with every tensor allocated: Linear weights and biases 0, norm gains 1.

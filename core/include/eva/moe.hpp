@@ -228,7 +228,7 @@ struct MoeCache {
 /// (float only; nullptr: every expert here).
 template <class T>
 void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len, T* y, MoeCache<T>& c,
-                 LinearPrecision precision = LinearPrecision::fp32, const NodeLimit& limit = {},
+                 LinearMode precision = {}, const NodeLimit& limit = {},
                  ExpertParallel* ep = nullptr);
 
 /// Gradients for dy (plus the balance loss's own gradient, whose weight is 1 in the total loss):
@@ -237,7 +237,7 @@ void moe_forward(const Moe<T>& m, const T* x, std::size_t n, std::size_t seq_len
 /// instead of g.experts (see ExpertParallel).
 template <class T>
 void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy, T* dx, Moe<T>& g,
-                  LinearPrecision precision = LinearPrecision::fp32, ExpertParallel* ep = nullptr);
+                  LinearMode precision = {}, ExpertParallel* ep = nullptr);
 
 /// Reference: the same layer as a loop over tokens and their chosen experts (one row at a time).
 template <class T>
