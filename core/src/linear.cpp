@@ -9,6 +9,7 @@
 #include "eva/gemm.hpp"
 #include "eva/json.hpp"
 #include "parallel.hpp"
+#include "scratch.hpp"
 
 namespace eva {
 
@@ -42,10 +43,6 @@ Fp8QuantConfig quant_config(LinearPrecision p, bool weight) {
     return c;
 }
 
-// A buffer for n floats that the caller overwrites completely: std::vector would first fill it with
-// zeros, a whole extra pass over memory.
-std::unique_ptr<float[]> scratch(std::size_t n) { return std::unique_ptr<float[]>(new float[n]); }
-
 // a[rows, cols] (stride lda) transposed into a dense [cols, rows], in 16×16 tiles walked column by
 // column: each destination row is written sequentially while the tile's 16 source rows stay in the L1
 // cache. The other order (read along a row, write down a column) keeps 16–32 destination rows in flight
@@ -64,7 +61,7 @@ void transpose_into(const float* a, std::size_t rows, std::size_t cols, std::siz
     });
 }
 std::unique_ptr<float[]> transposed(const float* a, std::size_t rows, std::size_t cols, std::size_t lda) {
-    auto t = scratch(rows * cols);
+    auto t = detail::scratch<float>(rows * cols);
     transpose_into(a, rows, cols, lda, t.get());
     return t;
 }
@@ -79,7 +76,7 @@ std::unique_ptr<float[]> transposed(const float* a, std::size_t rows, std::size_
 // (fp8_gemm models the limited-precision accumulator itself; eva fp8 gemm-error shows that effect.)
 std::unique_ptr<float[]> fp8_image(LinearPrecision p, const float* X, std::size_t rows, std::size_t cols,
                                    std::size_t ld, bool weight) {
-    auto out = scratch(rows * cols);
+    auto out = detail::scratch<float>(rows * cols);
     quantize_dequantize(X, rows, cols, ld, quant_config(p, weight), out.get(), cols);
     return out;
 }
@@ -90,7 +87,7 @@ std::unique_ptr<float[]> fp8_image(LinearPrecision p, const float* X, std::size_
 std::unique_ptr<float[]> token_image(LinearPrecision p, const float* X, std::size_t rows, std::size_t cols, std::size_t ld) {
     const Fp8QuantConfig c = quant_config(p, false);
     if (c.granularity == Fp8Granularity::Tensor) return fp8_image(p, X, rows, cols, ld, false);
-    auto out = scratch(rows * cols);
+    auto out = detail::scratch<float>(rows * cols);
     quantize_dequantize_columns(X, rows, cols, ld, c, out.get(), cols);
     return out;
 }
@@ -125,7 +122,7 @@ const float* Fp8WeightCache::image(LinearPrecision p, const Matrix<float>& W, bo
     const std::lock_guard<std::mutex> hold(e->lock);
     if (e->generation != generation_) {
         const std::size_t out = W.shape(0), in = W.shape(1);
-        if (e->size != W.size()) e->data = scratch(e->size = W.size());
+        if (e->size != W.size()) e->data = detail::scratch<float>(e->size = W.size());
         if (transpose) transpose_into(image(p, W, false), out, in, in, e->data.get());
         else quantize_dequantize(W.data(), out, in, in, quant_config(p, true), e->data.get(), in);
         e->generation = generation_;

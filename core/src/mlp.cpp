@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "parallel.hpp"
+#include "scratch.hpp"
 
 namespace eva {
 
@@ -62,8 +63,8 @@ void mlp_backward(const Mlp<T>& m, const T* x, std::size_t n, const MlpCache<T>&
                   Mlp<T>& g, bool accumulate_dx, LinearMode p) {
     const std::size_t D = m.dim, F = m.inter_dim;
     if (n == 0) return;
-    std::vector<T> dh1(n * F), dh3(n * F);
-    linear_backward(p, dy, D, c.a.data(), F, m.w2, g.w2, dh1.data(), F, n);  // dw2 += dyᵀ·a, da = dy·w2 (into dh1)
+    const auto dh1 = detail::scratch<T>(n * F), dh3 = detail::scratch<T>(n * F);  // both written in full below
+    linear_backward(p, dy, D, c.a.data(), F, m.w2, g.w2, dh1.get(), F, n);  // dw2 += dyᵀ·a, da = dy·w2 (into dh1)
     detail::parallel_ranges(n * F, kElementChunk, [&](std::size_t i0, std::size_t i1) {
         for (std::size_t i = i0; i < i1; ++i) {
             const T h = c.h1[i], s = sigmoid(h), da = dh1[i];
@@ -71,8 +72,8 @@ void mlp_backward(const Mlp<T>& m, const T* x, std::size_t n, const MlpCache<T>&
             dh1[i] = da * c.h3[i] * s * (T(1) + h * (T(1) - s));  // silu'(h1)·h3
         }
     });
-    linear_backward(p, dh1.data(), F, x, D, m.w1, g.w1, dx, D, n, accumulate_dx);  // dw1 += dh1ᵀ·x, dx (+)= dh1·w1
-    linear_backward(p, dh3.data(), F, x, D, m.w3, g.w3, dx, D, n, true);           // dw3 += dh3ᵀ·x, dx += dh3·w3
+    linear_backward(p, dh1.get(), F, x, D, m.w1, g.w1, dx, D, n, accumulate_dx);  // dw1 += dh1ᵀ·x, dx (+)= dh1·w1
+    linear_backward(p, dh3.get(), F, x, D, m.w3, g.w3, dx, D, n, true);           // dw3 += dh3ᵀ·x, dx += dh3·w3
 }
 
 #define EVA_MLP_INSTANTIATE(T)                                                                         \

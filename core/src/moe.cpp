@@ -14,6 +14,7 @@
 #include "eva/gemm.hpp"
 #include "eva/json.hpp"
 #include "parallel.hpp"
+#include "scratch.hpp"
 
 namespace eva {
 
@@ -524,11 +525,12 @@ void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy
     if (cfg.n_shared_experts > 0) mlp_backward(m.shared, x, n, c.shared_cache, dy, dx, g.shared, false, precision);
     else std::fill(dx, dx + n * D, T(0));
     // Combine backward: the expert's output gradient is w·dy, the weight's gradient ⟨dy, expert(x)⟩.
-    std::vector<T> dyg(n * k * D), dxg(n * k * D), dweights(n * k);
+    // Every row of dyg and dxg (one per token and chosen expert) and every dweights is written below.
+    const auto dyg = detail::scratch<T>(n * k * D), dxg = detail::scratch<T>(n * k * D), dweights = detail::scratch<T>(n * k);
     for (std::size_t p = 0; p < n * k; ++p) {
         const T* dyt = dy + p / k * D;
         const T* ye = c.yg.data() + c.row_of[p] * D;
-        T* d = dyg.data() + c.row_of[p] * D;
+        T* d = dyg.get() + c.row_of[p] * D;
         T dot = 0;
         for (std::size_t i = 0; i < D; ++i) {
             d[i] = r.weights[p] * dyt[i];
@@ -537,16 +539,16 @@ void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy
         dweights[p] = dot;
     }
     if (float_only<T>(ep)) {  // the experts' ranks: dyg out, dxg back
-        if constexpr (std::is_same_v<T, float>) ep->backward(m, c, dyg.data(), dxg.data(), precision);
+        if constexpr (std::is_same_v<T, float>) ep->backward(m, c, dyg.get(), dxg.get(), precision);
     } else {
         detail::parallel_for(E, [&](std::size_t e) {  // independent experts, as in the forward pass
             const std::size_t o = c.offsets[e], cnt = c.offsets[e + 1] - o;
-            mlp_backward(m.experts[e], c.xg.data() + o * D, cnt, c.expert_cache[e], dyg.data() + o * D,
-                         dxg.data() + o * D, g.experts[e], false, precision);
+            mlp_backward(m.experts[e], c.xg.data() + o * D, cnt, c.expert_cache[e], dyg.get() + o * D,
+                         dxg.get() + o * D, g.experts[e], false, precision);
         });
     }
     for (std::size_t p = 0; p < n * k; ++p) {
-        const T* d = dxg.data() + c.row_of[p] * D;
+        const T* d = dxg.get() + c.row_of[p] * D;
         T* dxt = dx + p / k * D;
         for (std::size_t i = 0; i < D; ++i) dxt[i] += d[i];
     }
@@ -554,7 +556,7 @@ void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy
     std::vector<T> dscores(n * E, T(0));
     if (cfg.balance == Balance::seq_loss) balance_loss<T>(cfg, r, c.seq_len, dscores.data());
     if (cfg.balance == Balance::aux_loss) balance_loss<T>(cfg, r, n, dscores.data());
-    gate_backward(cfg, m.gate, x, r, dweights.data(), dscores, g.gate, dx);
+    gate_backward(cfg, m.gate, x, r, dweights.get(), dscores, g.gate, dx);
 }
 
 template <class T>
