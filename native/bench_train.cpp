@@ -82,10 +82,10 @@ EvaSteps eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps
         const auto t0 = std::chrono::steady_clock::now();
         const long f0 = minor_faults();
         for (const auto& p : ps) std::fill(p.grad, p.grad + p.size, 0.0f);
-        m.fp8_weights = &images;
-        eva::model_loss_and_grad(m, in, out, std::size_t(batch), std::size_t(seq_len), grad, &acts);
-        m.fp8_weights = nullptr;
-        images.next_step();
+        {
+            const eva::Fp8WeightScope scope(m, images);
+            eva::model_loss_and_grad(m, in, out, std::size_t(batch), std::size_t(seq_len), grad, &acts);
+        }
         eva::clip_grad_norm(ps, 1.0);
         opt.step(ps, 1e-3);
         eva::update_balance_bias(m, acts);

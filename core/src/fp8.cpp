@@ -235,6 +235,8 @@ std::int32_t abs_bits_unless_nan(float x) {
     const std::int32_t b = float_bits(x) & 0x7FFFFFFF;
     return b > detail::kFloatInf ? 0 : b;
 }
+// decode(encode(x / s))·s, saturating: quantize then dequantize one value (fp8_scaled_round_kernel's form).
+float scaled_round(float x, float s, Fp8Format f) { return fp8_decode(fp8_encode(x / s, f, /*saturate=*/true), f) * s; }
 bool overflows(float y, Fp8Format f) {
     const float a = std::fabs(y);
     return f == Fp8Format::E4M3 ? a > 464.0f : a >= 61440.0f;
@@ -342,7 +344,7 @@ void quantize_dequantize(const float* x, std::size_t rows, std::size_t cols, std
                     const std::size_t len = std::min(gc, cols - c0), simd = len - len % detail::kFp8Multiple;
                     if (simd) detail::run_on_best_arch<ScaledRoundRun>(xr + c0, s, yr + c0, simd, cfg.format);
                     for (std::size_t c = c0 + simd; c < c0 + len; ++c)
-                        yr[c] = fp8_decode(fp8_encode(xr[c] / s, cfg.format, /*saturate=*/true), cfg.format) * s;
+                        yr[c] = scaled_round(xr[c], s, cfg.format);
                 }
             }
         }
@@ -373,7 +375,7 @@ void quantize_dequantize_columns(const float* x, std::size_t rows, std::size_t c
                 float* yr = y + r * ldy;
                 if (simd) detail::run_on_best_arch<ScaledRoundLanesRun>(xr, scale.data(), yr, simd, cfg.format);
                 for (std::size_t c = simd; c < cols; ++c)
-                    yr[c] = fp8_decode(fp8_encode(xr[c] / scale[c], cfg.format, /*saturate=*/true), cfg.format) * scale[c];
+                    yr[c] = scaled_round(xr[c], scale[c], cfg.format);
             }
         }
     });

@@ -60,14 +60,9 @@ void transpose_into(const float* a, std::size_t rows, std::size_t cols, std::siz
             }
     });
 }
-std::unique_ptr<float[]> transposed(const float* a, std::size_t rows, std::size_t cols, std::size_t lda) {
-    auto t = detail::scratch<float>(rows * cols);
-    transpose_into(a, rows, cols, lda, t.get());
-    return t;
-}
 
-// X [rows, cols] (stride ld) rounded to FP8 in precision p's groups along its rows (1×128 tiles) or
-// in 128×128 blocks (`weight`), each value multiplied back by its group's scale: what an FP8 GEMM sees.
+// X [rows, cols] (stride ld), an activation or gradient, rounded to FP8 in precision p's 1×128 tiles
+// along its rows, each value multiplied back by its tile's scale: what an FP8 GEMM sees.
 //
 // With an exact fp32 accumulator, promoting every 128 products — Σ_I s_A·s_B·Σ_{k∈I} a_k·b_k — equals
 // Σ_k (s_A·a_k)·(s_B·b_k) up to fp32 rounding (an FP8 code times a scale is exact to 2^-24), so the
@@ -75,9 +70,9 @@ std::unique_ptr<float[]> transposed(const float* a, std::size_t rows, std::size_
 // FP8 value times its group's scale: the recipe's rounding is emulated exactly, at fp32 GEMM speed.
 // (fp8_gemm models the limited-precision accumulator itself; eva fp8 gemm-error shows that effect.)
 std::unique_ptr<float[]> fp8_image(LinearPrecision p, const float* X, std::size_t rows, std::size_t cols,
-                                   std::size_t ld, bool weight) {
+                                   std::size_t ld) {
     auto out = detail::scratch<float>(rows * cols);
-    quantize_dequantize(X, rows, cols, ld, quant_config(p, weight), out.get(), cols);
+    quantize_dequantize(X, rows, cols, ld, quant_config(p, false), out.get(), cols);
     return out;
 }
 
@@ -86,25 +81,16 @@ std::unique_ptr<float[]> fp8_image(LinearPrecision p, const float* X, std::size_
 // does not care which way the tensor lies.
 std::unique_ptr<float[]> token_image(LinearPrecision p, const float* X, std::size_t rows, std::size_t cols, std::size_t ld) {
     const Fp8QuantConfig c = quant_config(p, false);
-    if (c.granularity == Fp8Granularity::Tensor) return fp8_image(p, X, rows, cols, ld, false);
+    if (c.granularity == Fp8Granularity::Tensor) return fp8_image(p, X, rows, cols, ld);
     auto out = detail::scratch<float>(rows * cols);
     quantize_dequantize_columns(X, rows, cols, ld, c, out.get(), cols);
     return out;
 }
 
-// W's FP8 image [out, in], or Wᵀ's [in, out]: the transpose of W's image, which is Wᵀ's own (see
-// Fp8WeightCache).
-std::unique_ptr<float[]> weight_image(LinearPrecision p, const Matrix<float>& W, bool transpose) {
-    const std::size_t out = W.shape(0), in = W.shape(1);
-    auto image = fp8_image(p, W.data(), out, in, in, true);
-    return transpose ? transposed(image.get(), out, in, in) : std::move(image);
-}
-
-// The weight's image from the step's cache, else made for this call in `own`.
-const float* weight_image(LinearMode mode, const Matrix<float>& W, bool transpose, std::unique_ptr<float[]>& own) {
-    if (mode.weights) return mode.weights->image(mode.precision, W, transpose);
-    own = weight_image(mode.precision, W, transpose);
-    return own.get();
+// W's FP8 image [out, in], or Wᵀ's [in, out], from the step's cache; outside a training step, from a
+// cache of this call's own (`own`), so that the image is made in one place either way.
+const float* weight_image(LinearMode mode, const Matrix<float>& W, bool transpose, Fp8WeightCache& own) {
+    return (mode.weights ? *mode.weights : own).image(mode.precision, W, transpose);
 }
 
 void require_fp32(LinearPrecision p) {
@@ -137,10 +123,9 @@ void linear_forward(LinearMode mode, const T* x, std::size_t ldx, const Matrix<T
     const LinearPrecision p = mode.precision;
     if constexpr (std::is_same_v<T, float>) {
         if (p != LinearPrecision::fp32) {
-            std::unique_ptr<float[]> own;
+            Fp8WeightCache own;
             const float* w = weight_image(mode, W, false, own);
-            return gemm<float>(Op::N, Op::T, n, out, in, fp8_image(p, x, n, in, ldx, false).get(), in, w, in, y, ldy,
-                               accumulate);
+            return gemm<float>(Op::N, Op::T, n, out, in, fp8_image(p, x, n, in, ldx).get(), in, w, in, y, ldy, accumulate);
         }
     } else {
         require_fp32(p);
@@ -160,10 +145,10 @@ void linear_backward(LinearMode mode, const T* dy, std::size_t lddy, const T* x,
             // transposed; dx = dy·W needs Wᵀ in 128×128 blocks.
             gemm<float>(Op::T, Op::N, out, in, n, token_image(p, dy, n, out, lddy).get(), out,
                         token_image(p, x, n, in, ldx).get(), in, dW.data(), in, true);
-            std::unique_ptr<float[]> own;
+            Fp8WeightCache own;
             const float* wt = weight_image(mode, W, true, own);
-            return gemm<float>(Op::N, Op::T, n, in, out, fp8_image(p, dy, n, out, lddy, false).get(), out, wt, out, dx,
-                               lddx, accumulate_dx);
+            return gemm<float>(Op::N, Op::T, n, in, out, fp8_image(p, dy, n, out, lddy).get(), out, wt, out, dx, lddx,
+                               accumulate_dx);
         }
     } else {
         require_fp32(p);

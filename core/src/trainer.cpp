@@ -245,25 +245,6 @@ namespace {
 // The model's MoE blocks run their routed experts through `ep` (nullptr: all of them here) for one
 // scope; `count_traffic`: whether the exchanges are a training step's (a forward without its backward
 // is not).
-// In FP8, the model multiplies by `cache`'s weight images for one scope: a step's forwards and
-// backwards, over which the weights stay fixed. The images are stale once the scope ends.
-class Fp8WeightScope {
-public:
-    Fp8WeightScope(Model<float>& m, Fp8WeightCache& cache) : m_(m), cache_(cache) {
-        if (m.precision != LinearPrecision::fp32) m.fp8_weights = &cache;
-    }
-    ~Fp8WeightScope() {
-        m_.fp8_weights = nullptr;
-        cache_.next_step();
-    }
-    Fp8WeightScope(const Fp8WeightScope&) = delete;
-    Fp8WeightScope& operator=(const Fp8WeightScope&) = delete;
-
-private:
-    Model<float>& m_;
-    Fp8WeightCache& cache_;
-};
-
 class ExpertParallelScope {
 public:
     ExpertParallelScope(Model<float>& m, ExpertParallel* ep, bool count_traffic) : m_(m), ep_(ep) {

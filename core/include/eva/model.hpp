@@ -100,6 +100,26 @@ struct Model {
     LinearMode linear() const { return {precision, fp8_weights}; }
 };
 
+/// In FP8, the model multiplies by `cache`'s weight images for one scope: a step's forwards and
+/// backwards, over which the weights stay fixed (the trainer's step; eva_bench_train's bare step). The
+/// images are stale once the scope ends, before the optimizer changes the weights.
+class Fp8WeightScope {
+public:
+    Fp8WeightScope(Model<float>& m, Fp8WeightCache& cache) : m_(m), cache_(cache) {
+        if (m.precision != LinearPrecision::fp32) m.fp8_weights = &cache;
+    }
+    ~Fp8WeightScope() {
+        m_.fp8_weights = nullptr;
+        cache_.next_step();
+    }
+    Fp8WeightScope(const Fp8WeightScope&) = delete;
+    Fp8WeightScope& operator=(const Fp8WeightScope&) = delete;
+
+private:
+    Model<float>& m_;
+    Fp8WeightCache& cache_;
+};
+
 /// A model with every tensor allocated: Linear weights and biases 0, norm gains 1.
 template <class T>
 Model<T> model_alloc(const ModelArgs& args, const MoeConfig& moe);
