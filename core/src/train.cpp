@@ -33,14 +33,18 @@ T cross_entropy(const T* logits, const Token* targets, std::size_t N, std::size_
             const T* z = logits + i * V;
             const Token y = targets[i];
             const T zmax = *std::max_element(z, z + V);
+            T* d = dlogits ? dlogits + i * V : nullptr;  // holds exp(z − zmax) until the sum is known
             T sum = 0;
-            for (std::size_t j = 0; j < V; ++j) sum += std::exp(z[j] - zmax);
+            for (std::size_t j = 0; j < V; ++j) {
+                const T e = std::exp(z[j] - zmax);
+                sum += e;
+                if (d) d[j] = e;
+            }
             // −log softmax(z)_y = log Σ exp(z − zmax) − (z_y − zmax): every term stays small, so no
             // precision is lost to a large zmax.
             row_loss[i] = double(std::log(sum) - (z[y] - zmax));
-            if (dlogits) {
-                T* d = dlogits + i * V;
-                for (std::size_t j = 0; j < V; ++j) d[j] = std::exp(z[j] - zmax) / sum / T(N);
+            if (d) {
+                for (std::size_t j = 0; j < V; ++j) d[j] = d[j] / sum / T(N);
                 d[y] -= T(1) / T(N);
             }
         }
