@@ -39,7 +39,7 @@ struct Mlp {
 /// (resized, not reallocated, when shapes repeat).
 template <class T>
 struct MlpCache {
-    std::vector<T> h1, h3, s, a;
+    Buffer<T> h1, h3, s, a;
 };
 
 /// y[n, dim] (+)= MLP(x[n, dim]). With `accumulate` the output is added to y (the MoE combine).
