@@ -125,13 +125,13 @@ struct AdamWRun {  // the functor run_on_best_arch calls with the chosen archite
 };
 
 // AdamW's update of n elements on the widest SIMD level the CPU has (adamw_kernel.hpp).
-void adamw_update(const detail::AdamWStep& s, float* w, const float* g, float* m, float* v, std::size_t n) {
-    detail::run_on_best_arch<AdamWRun>(s, w, g, m, v, n);
+void adamw_update(const detail::AdamWStep& s, float* w, float* g, float* m, float* v, std::size_t n, bool zero_g) {
+    detail::run_on_best_arch<AdamWRun>(s, w, g, m, v, n, zero_g);
 }
 
 }  // namespace
 
-void AdamW::step(const std::vector<Param>& params, double lr) {
+void AdamW::step(const std::vector<Param>& params, double lr, bool zero_grads) {
     if (m_.empty()) {
         for (const Param& p : params) {
             m_.emplace_back(p.size, 0.0f);
@@ -152,7 +152,7 @@ void AdamW::step(const std::vector<Param>& params, double lr) {
         const Param& p = params[cs[c].param];
         const std::size_t i = cs[c].begin, n = cs[c].end - cs[c].begin;
         adamw_update(p.decay ? with_decay : without_decay, p.value + i, p.grad + i, m_[cs[c].param].data() + i,
-                     v_[cs[c].param].data() + i, n);
+                     v_[cs[c].param].data() + i, n, zero_grads);
     });
 }
 
