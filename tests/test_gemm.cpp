@@ -115,12 +115,13 @@ TEST_CASE("gemm: a row of C in a product of 2 rows equals that row computed alon
             }
 }
 
-TEST_CASE("gemm: op(A) = A read in place equals the same A packed from its transpose, bit for bit", "[gemm]") {
-    // The micro-kernel broadcasts op(A) = A straight from A's rows (only a last partial panel of rows is
-    // packed) and op(A) = Aᵀ from packed panels. Both do the same fused multiply-adds in the same order,
-    // so the same product stored either way must give identical bits: shapes with whole and partial row
-    // panels, several KC blocks (K > 384) and MC blocks (M > 192), padded rows, with and without
-    // accumulation, both op(B).
+TEST_CASE("gemm: op(A) = A and op(A) = Aᵀ of the same matrix give the same bits", "[gemm]") {
+    // The micro-kernel broadcasts op(A) = A straight from A's rows and op(A) = Aᵀ straight from the
+    // stored rows of Aᵀ (whose MR neighbouring elements lie as in a packed panel); only a last partial
+    // panel of rows is packed, with zeros for its missing rows. All three read the same values into the
+    // same fused multiply-adds in the same order, so the same product stored either way must give
+    // identical bits: shapes with whole and partial row panels, several KC blocks (K > 384) and MC
+    // blocks (M > 192), padded rows, with and without accumulation, both op(B).
     eva::Rng rng(17);
     const std::array<std::size_t, 3> shapes[] = {{24, 64, 128}, {193, 97, 400}, {250, 33, 800}, {37, 130, 9}};
     for (const auto& [M, N, K] : shapes)

@@ -145,11 +145,15 @@ TEST_CASE("AdamW's SIMD update equals its one-element definition bit for bit", "
     const eva::detail::AdamWStep s{0.9f, 0.95f, 3e-3f / 0.1f, float(1 / std::sqrt(0.05)), 1e-8f, 1 - 3e-4f};
     AdamWCase expected(5);
     adamw_by_definition(s, expected);
+    AdamWCase expected_zeroed = expected;  // the same update, and every gradient zero afterwards
+    std::fill(expected_zeroed.g.begin(), expected_zeroed.g.end(), 0.0f);
     auto check = [&](auto arch, const char* name) {
-        AdamWCase c(5);
-        eva::detail::adamw_kernel(arch, s, c.w.data(), c.g.data(), c.m.data(), c.v.data(), c.w.size());
         INFO(name);
-        CHECK(c == expected);
+        for (const bool zero_g : {false, true}) {
+            AdamWCase c(5);
+            eva::detail::adamw_kernel(arch, s, c.w.data(), c.g.data(), c.m.data(), c.v.data(), c.w.size(), zero_g);
+            CHECK(c == (zero_g ? expected_zeroed : expected));
+        }
     };
 #if defined(EVA_SIMD_KERNELS_X86)
     check(xsimd::sse2{}, "sse2");

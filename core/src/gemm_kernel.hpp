@@ -4,9 +4,11 @@
 // panels of NR columns and A into panels of MR rows, both laid out k-major, so the micro-kernel streams
 // both from contiguous memory. The micro-kernel keeps an MR × NR tile of C in SIMD registers and does
 // MR·NR/lanes fused multiply-adds per step k: one broadcast of A's element, NV vector loads of B.
-// When op(A) = A, each of the MR rows is already contiguous in k, and the broadcasts read it in place:
-// packing would copy A element by element (a strided gather) for nothing, which costs as much as the
-// product itself when N spans only a few panels, as in a small model's layers.
+// The broadcasts read A in place whenever a whole panel of MR rows exists: when op(A) = A each row is
+// contiguous in k; when op(A) = Aᵀ (the weight gradient dyᵀ·x) the MR elements of one step k lie side by
+// side in a stored row, exactly as in a packed panel, only lda apart from step to step. Packing would
+// copy A element by element for nothing, which costs as much as the product itself when N spans only a
+// few panels, as in a small model's layers.
 //   register budget: MR·NV accumulators + NV B vectors + 1 broadcast ≤ number of vector registers
 //   (AVX-512: 32 → MR 12, NV 2; AVX2/SSE: 16 → MR 6, NV 2; wasm: MR 4, see kNarrowRows).
 // Block sizes keep the packed A block (MC × KC) in L2 and one B panel (KC × NR) in L1.
@@ -104,10 +106,11 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
 
     // C[0:m, 0:n] (+)= Ap · Bp over kc steps, for one MR × NR tile (m ≤ MR, n ≤ NR). Row p of the B
     // panel starts at Bp + p·ldbp: ldbp = NR for a packed panel, ldb when B is read in place. A's element
-    // (i, p) is Ap[p·MR + i] in a packed panel, Ap[i·lda + p] in place (PackedA false: m = MR rows exist).
-    template <bool PackedA = true>
-    static void micro(std::size_t kc, const T* Ap, const T* Bp, std::size_t ldbp, T* C, std::size_t ldc, bool add,
-                      std::size_t m, std::size_t n, std::size_t lda = 0) {
+    // (i, p) is Ap[i·lda + p] when ARows (op(A) = A in place), else Ap[p·lda + i] (a packed panel,
+    // lda = MR, or op(A) = Aᵀ in place). Read in place, all MR rows must exist.
+    template <bool ARows>
+    static void micro(std::size_t kc, const T* Ap, std::size_t lda, const T* Bp, std::size_t ldbp, T* C,
+                      std::size_t ldc, bool add, std::size_t m, std::size_t n) {
         batch acc[MR][NV];
         for (std::size_t i = 0; i < MR; ++i)
             for (std::size_t v = 0; v < NV; ++v) acc[i][v] = batch(T(0));
@@ -115,7 +118,7 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
             batch b[NV];
             for (std::size_t v = 0; v < NV; ++v) b[v] = batch::load_unaligned(Bp + p * ldbp + v * L);
             for (std::size_t i = 0; i < MR; ++i) {
-                const batch a(PackedA ? Ap[p * MR + i] : Ap[i * lda + p]);
+                const batch a(ARows ? Ap[i * lda + p] : Ap[p * lda + i]);
                 for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(a, b[v], acc[i][v]);
             }
         }
@@ -260,7 +263,7 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
                 for (std::size_t ic = 0; ic < M; ic += MC) {
                     const std::size_t mc = std::min(MC, M - ic);
                     // In place, only a last partial panel of rows is packed (its missing rows as zeros).
-                    const std::size_t whole = op_a == Op::N ? mc / MR * MR : 0;
+                    const std::size_t whole = mc / MR * MR;
                     if (whole < mc) pack_a(op_a, A, lda, ic + whole, mc - whole, pc, kc, Ap + whole * kc);
                     for (std::size_t jr = 0; jr < nc; jr += NR) {
                         const T* bp = Bp + jr * kc;
@@ -274,10 +277,15 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
                         }
                         T* c = C + ic * ldc + jc + jr;
                         const std::size_t n = std::min(NR, nc - jr);
-                        for (std::size_t ir = 0; ir < whole; ir += MR)
-                            micro<false>(kc, A + (ic + ir) * lda + pc, bp, ldbp, c + ir * ldc, ldc, add, MR, n, lda);
+                        for (std::size_t ir = 0; ir < whole; ir += MR) {
+                            const std::size_t i = ic + ir;
+                            if (op_a == Op::N)
+                                micro<true>(kc, A + i * lda + pc, lda, bp, ldbp, c + ir * ldc, ldc, add, MR, n);
+                            else
+                                micro<false>(kc, A + pc * lda + i, lda, bp, ldbp, c + ir * ldc, ldc, add, MR, n);
+                        }
                         for (std::size_t ir = whole; ir < mc; ir += MR)
-                            micro(kc, Ap + ir * kc, bp, ldbp, c + ir * ldc, ldc, add, std::min(MR, mc - ir), n);
+                            micro<false>(kc, Ap + ir * kc, MR, bp, ldbp, c + ir * ldc, ldc, add, std::min(MR, mc - ir), n);
                     }
                 }
             }

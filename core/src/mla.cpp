@@ -184,7 +184,7 @@ Matrix<T> mla_forward(const ModelArgs& args, const RopeTable& rope, const MLAWei
     a.kv_b = Matrix<T>::from_shape({n, ldkv});
     linear_forward(precision, a.kv_n.data(), d.kvr, w.wkv_b, a.kv_b.data(), ldkv, n);
 
-    a.probs.assign(batch * d.H * T_ * T_, T(0));
+    a.probs.resize(batch * d.H * T_ * T_);  // every entry written below: the products, then masked_softmax
     a.o = Matrix<T>::from_shape({n, d.H * d.v});
     const T scale = T(mla_softmax_scale(args, rope));
     // Sequences are independent (each writes its own rows of P and o): one thread per sequence.

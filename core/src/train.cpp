@@ -33,14 +33,18 @@ T cross_entropy(const T* logits, const Token* targets, std::size_t N, std::size_
             const T* z = logits + i * V;
             const Token y = targets[i];
             const T zmax = *std::max_element(z, z + V);
+            T* d = dlogits ? dlogits + i * V : nullptr;  // holds exp(z − zmax) until the sum is known
             T sum = 0;
-            for (std::size_t j = 0; j < V; ++j) sum += std::exp(z[j] - zmax);
+            for (std::size_t j = 0; j < V; ++j) {
+                const T e = std::exp(z[j] - zmax);
+                sum += e;
+                if (d) d[j] = e;
+            }
             // −log softmax(z)_y = log Σ exp(z − zmax) − (z_y − zmax): every term stays small, so no
             // precision is lost to a large zmax.
             row_loss[i] = double(std::log(sum) - (z[y] - zmax));
-            if (dlogits) {
-                T* d = dlogits + i * V;
-                for (std::size_t j = 0; j < V; ++j) d[j] = std::exp(z[j] - zmax) / sum / T(N);
+            if (d) {
+                for (std::size_t j = 0; j < V; ++j) d[j] = d[j] / sum / T(N);
                 d[y] -= T(1) / T(N);
             }
         }
@@ -121,13 +125,13 @@ struct AdamWRun {  // the functor run_on_best_arch calls with the chosen archite
 };
 
 // AdamW's update of n elements on the widest SIMD level the CPU has (adamw_kernel.hpp).
-void adamw_update(const detail::AdamWStep& s, float* w, const float* g, float* m, float* v, std::size_t n) {
-    detail::run_on_best_arch<AdamWRun>(s, w, g, m, v, n);
+void adamw_update(const detail::AdamWStep& s, float* w, float* g, float* m, float* v, std::size_t n, bool zero_g) {
+    detail::run_on_best_arch<AdamWRun>(s, w, g, m, v, n, zero_g);
 }
 
 }  // namespace
 
-void AdamW::step(const std::vector<Param>& params, double lr) {
+void AdamW::step(const std::vector<Param>& params, double lr, bool zero_grads) {
     if (m_.empty()) {
         for (const Param& p : params) {
             m_.emplace_back(p.size, 0.0f);
@@ -148,7 +152,7 @@ void AdamW::step(const std::vector<Param>& params, double lr) {
         const Param& p = params[cs[c].param];
         const std::size_t i = cs[c].begin, n = cs[c].end - cs[c].begin;
         adamw_update(p.decay ? with_decay : without_decay, p.value + i, p.grad + i, m_[cs[c].param].data() + i,
-                     v_[cs[c].param].data() + i, n);
+                     v_[cs[c].param].data() + i, n, zero_grads);
     });
 }
 

@@ -456,9 +456,8 @@ void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level,
 }
 
 Loss Trainer::shard_leaf(const Batch& b, int shard, std::size_t level, ModelActivations<float>& acts) {
-    // Shard `shard`'s sequences alone, from zero (the partial buffers are kept zero between uses).
-    const std::vector<Param>& g = levels_.at(level);
-    if (level == 0) detail::parallel_for(g.size(), [&](std::size_t k) { std::fill(g[k].grad, g[k].grad + g[k].size, 0.0f); });
+    // Shard `shard`'s sequences alone, from zero: every buffer of the tree is zero between uses (the
+    // partial sums are cleared as they are added, the root by AdamW's pass at the end of the step).
     if (ep_) ep_->start_leaf(level);
     const std::size_t per = std::size_t(cfg_.batch / cfg_.shards), T = std::size_t(cfg_.seq_len);
     const auto first = b.inputs.begin() + std::ptrdiff_t(std::size_t(shard) * per * T);
@@ -489,17 +488,16 @@ StepStats Trainer::step() {
     const int N = comm_->size(), per_rank = cfg_.shards / N, lo = comm_->rank() * per_rank;
     std::vector<double> losses;          // per shard: cross-entropy, balance, each MTP module's CE
     std::vector<std::uint64_t> counts;   // per MoE block and expert, over this rank's shards
-    if (!partial_zero_)  // a step that threw left a partial sum behind
-        for (std::size_t d = 1; d < levels_.size(); ++d)
-            for (const Param& p : levels_[d]) std::fill(p.grad, p.grad + p.size, 0.0f);
-    partial_zero_ = false;
+    if (!sums_zero_)  // a step that threw left a partial sum behind
+        for (const auto& level : levels_)
+            for (const Param& p : level) std::fill(p.grad, p.grad + p.size, 0.0f);
+    sums_zero_ = false;
     // Alone, the mean over the shards (1/S, exact for a power of two) joins the root's addition.
     const bool scale_at_root = N == 1 && cfg_.shards > 1;
     {
         const Fp8WeightScope images(m_, fp8_weights_);  // the weights change only at opt_.step below
         shard_gradients(b, lo, lo + per_rank, 0, scale_at_root ? 1.0f / float(cfg_.shards) : 1.0f, losses, counts);
     }
-    partial_zero_ = true;
     if (ep_) ep_->reduce();  // this rank's experts: the tree over its group's shards
     const auto& ps = params_;
     if (N > 1) {
@@ -521,7 +519,8 @@ StepStats Trainer::step() {
     StepStats s;
     s.grad_norm = ep_ ? clip_sharded() : clip_grad_norm(ps, cfg_.grad_clip);
     s.lr = learning_rate(cfg_.schedule, step_);
-    opt_.step(ps, s.lr);
+    opt_.step(ps, s.lr, true);  // and the gradients back to zero for the next step's first leaf
+    sums_zero_ = true;
     // The balancing counts of the whole batch, as one vector per MoE block (balance_counts' layout).
     std::vector<std::vector<std::size_t>> block_counts;
     std::size_t at = 0;

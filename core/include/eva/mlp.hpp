@@ -33,11 +33,13 @@ struct Mlp {
     static Mlp random(std::size_t dim, std::size_t inter_dim, Rng& rng, float std);
 };
 
-/// What the forward pass keeps for the backward pass, for n tokens: h1, h3 and a = silu(h1)⊙h3, each
-/// `[n, inter_dim]`. Reused across calls (resized, not reallocated, when shapes repeat).
+/// What the forward pass keeps for the backward pass, for n tokens: h1, h3, s = σ(h1) and
+/// a = silu(h1)⊙h3, each `[n, inter_dim]`. Keeping σ(h1) spares the backward a second exp and division
+/// per element (the two cost as much as the rest of the element-wise work). Reused across calls
+/// (resized, not reallocated, when shapes repeat).
 template <class T>
 struct MlpCache {
-    std::vector<T> h1, h3, a;
+    Buffer<T> h1, h3, s, a;
 };
 
 /// y[n, dim] (+)= MLP(x[n, dim]). With `accumulate` the output is added to y (the MoE combine).

@@ -61,7 +61,8 @@ public:
     explicit AdamW(AdamWConfig c = {}) : c_(c) {}
     /// One update of every parameter with learning rate `lr`. The moment buffers are created on the
     /// first call and matched to parameters by position; the parameter list must not change afterwards.
-    void step(const std::vector<Param>& params, double lr);
+    /// With `zero_grads`, every gradient is zero afterwards, ready for the next step's accumulation.
+    void step(const std::vector<Param>& params, double lr, bool zero_grads = false);
     long steps() const { return t_; }
     /// Moment buffers, exposed for checkpointing a resumable training state.
     std::vector<std::vector<float>>& first_moments() { return m_; }

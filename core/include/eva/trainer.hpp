@@ -206,7 +206,7 @@ private:
     // Partial sums of the shard tree below the root, one per depth (a deque: references stay valid).
     std::deque<ModelWeights<float>> partial_;
     std::vector<std::vector<Param>> levels_;  // levels_[0] = params_, levels_[d]: gradients in partial_[d-1]
-    bool partial_zero_ = true;                // every partial_ buffer is zero (between steps)
+    bool sums_zero_ = true;                   // every buffer of the shard tree is zero (between steps)
     std::vector<float> flat_, scratch_;       // the gradients packed for the all-reduce
     ModelActivations<float> acts_;
     ModelActivations<float> sibling_acts_;  // the right leaf's, when two sibling leaves run side by side
