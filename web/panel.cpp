@@ -109,12 +109,15 @@ using UvCorners = std::map<std::pair<float, float>, std::pair<float, float>>;
 // edge crosses it, or when ImGui shrank it to fit a frame (its texture corners are then no longer one
 // glyph's: `top_left` maps each glyph's (U0, V0) to its (U1, V1), `bottom_right` the reverse). Cut
 // vertically (by either), it is only hidden for good in a window that cannot scroll: a scrolling one shows
-// the rest of the line when scrolled.
+// the rest of the line when scrolled. ImGui sets a window's scroll range from the previous frame's
+// content, so in the frame where the content first outgrows the window (text that grows live, such as
+// the KV panel's decoded tokens, just wrapped to a new line) the range is still 0: this frame's content
+// reaching past the window (and its bottom padding, as ImGui measures it) counts too.
 void cut_glyphs(const ImGuiWindow& w, const UvCorners& top_left, const UvCorners& bottom_right, ImVec2 display,
                 long& glyphs, nlohmann::json& cut) {
     const ImDrawList& dl = *w.DrawList;
     const ImVec2 white = ImGui::GetIO().Fonts->TexUvWhitePixel;
-    const bool scrolls = w.ScrollMax.y > 0;
+    const bool scrolls = w.ScrollMax.y > 0 || w.DC.CursorMaxPos.y + w.WindowPadding.y > w.InnerRect.Max.y;
     for (const ImDrawCmd& cmd : dl.CmdBuffer) {
         const ImDrawIdx* idx = dl.IdxBuffer.Data + cmd.IdxOffset;
         const ImDrawVert* vtx = dl.VtxBuffer.Data + cmd.VtxOffset;
