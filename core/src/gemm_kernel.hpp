@@ -1,8 +1,8 @@
 // eva — GEMM kernel, generic over the scalar type and the SIMD architecture (private header).
 //
 // The classic Goto/BLIS structure. For each block of KC inner-dimension steps, B is packed once into
-// panels of NR columns and A into panels of MR rows, both laid out k-major, so the micro-kernel streams
-// both from contiguous memory. The micro-kernel keeps an MR × NR tile of C in SIMD registers and does
+// panels of NR columns, laid out k-major, so the micro-kernel streams it from contiguous memory (a last
+// partial panel of A's rows is packed the same way, into panels of MR rows). The micro-kernel keeps an MR × NR tile of C in SIMD registers and does
 // MR·NR/lanes fused multiply-adds per step k: one broadcast of A's element, NV vector loads of B.
 // The broadcasts read A in place whenever a whole panel of MR rows exists: when op(A) = A each row is
 // contiguous in k; when op(A) = Aᵀ (the weight gradient dyᵀ·x) the MR elements of one step k lie side by
@@ -11,7 +11,7 @@
 // few panels, as in a small model's layers.
 //   register budget: MR·NV accumulators + NV B vectors + 1 broadcast ≤ number of vector registers
 //   (AVX-512: 32 → MR 12, NV 2; AVX2/SSE: 16 → MR 6, NV 2; wasm: MR 4, see kNarrowRows).
-// Block sizes keep the packed A block (MC × KC) in L2 and one B panel (KC × NR) in L1.
+// Block sizes keep a block of A (MC × KC) in L2 and one B panel (KC × NR) in L1.
 //
 // This header is included by one translation unit per architecture, each compiled with that
 // architecture's flags. It must therefore allocate nothing and call no non-template library code, so
