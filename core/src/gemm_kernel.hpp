@@ -2,8 +2,9 @@
 //
 // The classic Goto/BLIS structure. For each block of KC inner-dimension steps, B is packed once into
 // panels of NR columns, laid out k-major, so the micro-kernel streams it from contiguous memory (a last
-// partial panel of A's rows is packed the same way, into panels of MR rows). The micro-kernel keeps an MR × NR tile of C in SIMD registers and does
-// MR·NR/lanes fused multiply-adds per step k: one broadcast of A's element, NV vector loads of B.
+// partial panel of A's rows is packed the same way, into panels of MR rows). The micro-kernel keeps an
+// MR × NR tile of C in SIMD registers and does MR·NR/lanes fused multiply-adds per step k: one broadcast
+// of A's element, NV vector loads of B.
 // The broadcasts read A in place whenever a whole panel of MR rows exists: when op(A) = A each row is
 // contiguous in k; when op(A) = Aᵀ (the weight gradient dyᵀ·x) the MR elements of one step k lie side by
 // side in a stored row, exactly as in a packed panel, only lda apart from step to step. Packing would
