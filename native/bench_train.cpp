@@ -81,13 +81,12 @@ EvaSteps eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps
         for (auto& t : out) t = eva::Token(rng.next_u32() % std::uint32_t(m.args.vocab_size));
         const auto t0 = std::chrono::steady_clock::now();
         const long f0 = minor_faults();
-        for (const auto& p : ps) std::fill(p.grad, p.grad + p.size, 0.0f);
         {
             const eva::Fp8WeightScope scope(m, images);
             eva::model_loss_and_grad(m, in, out, std::size_t(batch), std::size_t(seq_len), grad, &acts);
         }
         eva::clip_grad_norm(ps, 1.0);
-        opt.step(ps, 1e-3);
+        opt.step(ps, 1e-3, true);  // and the gradients back to zero for the next step, as eva::Trainer does
         eva::update_balance_bias(m, acts);
         if (s < 2) continue;
         times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
