@@ -669,7 +669,12 @@ def machine_info(build, torch):
     if commit and git("status", "--porcelain", "--untracked-files=no"):
         commit += " (with uncommitted changes)"
     build_type = cmake_cache(build, "CMAKE_BUILD_TYPE")
+    # The FMA peak is measured in every run, whichever sections it has: it names the machine where the CPU's
+    # name does not (and the GEMM section measures it again, beside its figures).
+    peak = json.loads(subprocess.run([os.path.join(build, "eva"), "info", "--json", "--peak"], stdout=subprocess.PIPE,
+                                     text=True, check=True).stdout)
     return {
+        "peak_gflops": peak["peak_gflops_per_core"], "peak_simd": peak["peak_simd"], "clock_ghz": peak["clock_ghz"],
         "cpu_model": cpu,
         "cores": os.cpu_count(),
         "compiler": compiler(build),
@@ -685,7 +690,7 @@ def measure(a):
     log_dir = os.path.join(a.build, "bench-logs")
     runner = Runner(a.build, a.wasm_build, a.quick, log_dir)
     runner.shakespeare = a.shakespeare
-    for name in ("eva_bench", "eva_bench_fp8", "eva_bench_mla", "eva_bench_moe", "eva_bench_train", "eva_bench_decode",
+    for name in ("eva", "eva_bench", "eva_bench_fp8", "eva_bench_mla", "eva_bench_moe", "eva_bench_train", "eva_bench_decode",
                  "eva_speed"):
         runner.binary(name)  # every binary checked before the first long run
     os.makedirs(log_dir, exist_ok=True)
@@ -707,8 +712,8 @@ def measure(a):
                 raise BenchError(f"{key}: the benchmark's output is not what this script reads ({e!r}); "
                                  f"its log is in {rel(log_dir)}/")
             section["seconds"] = round(time.monotonic() - t0, 1)
-            section["measured"] = {k: out["machine"][k] for k in ("date", "git_commit")}
             out["machine"].update(section.pop("machine", {}))
+            section["measured"] = {k: out["machine"].get(k) for k in STAMP}
             for why in section.get("skipped", []):
                 print(f"  skipped: {why}", file=sys.stderr)
             out["benchmarks"][key] = section
@@ -717,14 +722,29 @@ def measure(a):
     return out
 
 
+# What a section records of the run that measured it.
+STAMP = ("date", "git_commit", "cpu_model", "peak_gflops")
+
+
+def same_machine(a, b):
+    """Whether two runs' machines compare: the same CPU name and, as a guest's CPU name can hide its
+    generation (two kinds of "AMD EPYC" here, one executing AVX-512 at full width and one as 2×256 bits),
+    FMA peaks within 15% of each other."""
+    if a.get("cpu_model") != b.get("cpu_model"):
+        return False
+    pa, pb = a.get("peak_gflops"), b.get("peak_gflops")
+    return not (pa and pb) or abs(pa - pb) <= 0.15 * max(pa, pb)
+
+
 def merge(old, new):
     """The report `old` with the sections of `new` (an --only run) in their place. Each section keeps the
-    date and commit it was measured at; the machine must be the same CPU, or the figures would not compare."""
+    date and commit it was measured at; the machine must be the same, or the figures would not compare."""
     if old.get("schema") != new["schema"] or old.get("mode") != new["mode"]:
         raise BenchError("--only: the existing report is of another schema or mode; run every section")
-    if old["machine"].get("cpu_model") != new["machine"].get("cpu_model"):
-        raise BenchError(f"--only: the existing report was measured on {old['machine'].get('cpu_model')}, this is "
-                         f"{new['machine'].get('cpu_model')}: run every section")
+    if not same_machine(old["machine"], new["machine"]):
+        describe = lambda m: f"{m.get('cpu_model')} (fp32 FMA peak {m.get('peak_gflops') or 0:.0f} GFLOP/s per core)"
+        raise BenchError(f"--only: the existing report was measured on {describe(old['machine'])}, this is "
+                         f"{describe(new['machine'])}: run every section")
     for s in old["benchmarks"].values():  # reports written before sections were stamped
         s.setdefault("measured", {k: old["machine"].get(k) for k in ("date", "git_commit")})
     machine = dict(old["machine"], **new["machine"])
@@ -796,7 +816,9 @@ def render(data, json_name, json_path):
                   f"Command: `{s['command']}`"]
         when = s.get("measured", {})
         if when and when.get("git_commit") != m.get("git_commit"):
-            lines += ["", f"_Measured in an earlier run of this report: {when.get('date')}, commit {when.get('git_commit')}._"]
+            on = (f", on {when.get('cpu_model')} with an fp32 FMA peak of {when['peak_gflops']:.0f} GFLOP/s per core"
+                  if when.get("peak_gflops") else "")
+            lines += ["", f"_Measured in an earlier run of this report: {when.get('date')}, commit {when.get('git_commit')}{on}._"]
         for why in s.get("skipped", []):
             lines += ["", f"_Not measured in this run — {why}._"]
         for t in s["tables"]:

@@ -85,6 +85,16 @@ def main():
         check(all(merged["benchmarks"][k] == data["benchmarks"][k] for k in data["benchmarks"] if k != "fp8"),
               "--only leaves the other sections' figures as they were")
         check(merged["benchmarks"]["fp8"]["measured"]["date"] is not None, "--only stamps the section it measured")
+        check(merged["benchmarks"]["fp8"]["measured"].get("peak_gflops", 0) > 0, "the stamp has the run's FMA peak")
+        # A report from a machine of the same name but another peak (a guest's CPU name can hide its kind)
+        # is not merged into: its figures would not compare.
+        merged["machine"]["peak_gflops"] *= 3
+        with open(os.path.join(tmp, "performance.json"), "w") as f:
+            json.dump(merged, f)
+        p = subprocess.run([sys.executable, SCRIPT, "--quick", "--build", build, "--wasm-build", wasm_build,
+                            "--out-dir", tmp, "--only", "fp8"], stderr=subprocess.PIPE, text=True)
+        check(p.returncode == 2 and "run every section" in p.stderr,
+              f"--only into another machine's report: status 2 ({p.returncode}: {p.stderr.strip()[-200:]})")
         p = subprocess.run([sys.executable, SCRIPT, "--quick", "--build", build, "--out-dir", tmp, "--only", "nope"],
                            stderr=subprocess.PIPE, text=True)
         check(p.returncode == 2 and "no section nope" in p.stderr, f"--only with an unknown section: status 2 ({p.stderr.strip()})")

@@ -143,6 +143,34 @@ TEST_CASE("gemm: op(A) = A and op(A) = Aᵀ of the same matrix give the same bit
             }
 }
 
+TEST_CASE("gemm: the leading columns of C are the same bits in a narrow and a wide product", "[gemm]") {
+    // A product of at least 512 columns packs all of A, a narrower one reads whole row panels of A in
+    // place, on every instruction set: the same values enter the same fused multiply-adds in the same
+    // order either way, so C's first 64 columns, computed with 64 and with 1100 columns of B, must be
+    // equal bit for bit. Both op(A), both op(B), several KC blocks (K > 384), whole and partial row
+    // panels, with and without accumulation.
+    eva::Rng rng(23);
+    const std::size_t N_narrow = 64, N_wide = 1100;  // split over 2 threads, still ≥ 512 columns each
+    for (const auto& [M, K] : {std::array<std::size_t, 2>{50, 400}, std::array<std::size_t, 2>{193, 90}})
+        for (Op op_a : {Op::N, Op::T})
+            for (Op op_b : {Op::N, Op::T})
+                for (bool acc : {false, true}) {
+                    const std::size_t lda = (op_a == Op::N ? K : M) + 1, ldb = op_b == Op::N ? N_wide : K;
+                    const auto A = random_matrix<float>(op_a == Op::N ? M : K, lda, rng);
+                    const auto B = random_matrix<float>(op_b == Op::N ? K : N_wide, ldb, rng);
+                    const auto C0 = random_matrix<float>(M, N_wide, rng);
+                    std::vector<float> wide = C0, narrow = C0;  // narrow: the first 64 columns, ldc 1100
+                    eva::gemm<float>(op_a, op_b, M, N_wide, K, A.data(), lda, B.data(), ldb, wide.data(), N_wide, acc);
+                    eva::gemm<float>(op_a, op_b, M, N_narrow, K, A.data(), lda, B.data(), ldb, narrow.data(), N_wide, acc);
+                    std::size_t differ = 0;
+                    for (std::size_t i = 0; i < M; ++i)
+                        for (std::size_t j = 0; j < N_narrow; ++j) differ += wide[i * N_wide + j] != narrow[i * N_wide + j];
+                    INFO("M " << M << " K " << K << ", op_a " << (op_a == Op::N ? "N" : "T") << ", op_b "
+                              << (op_b == Op::N ? "N" : "T") << ", accumulate " << acc);
+                    CHECK(differ == 0);
+                }
+}
+
 TEST_CASE("gemm beyond one cache block in every dimension", "[gemm]") {
     // K > KC (384), M > MC (≤ 192), N > NC for double on narrow SIMD (768): all block loops iterate.
     check<float>(Case<float>{300, 1100, 900, Op::N, Op::T, 0}, false, 99);

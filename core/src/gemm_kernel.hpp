@@ -9,7 +9,8 @@
 // contiguous in k; when op(A) = Aᵀ (the weight gradient dyᵀ·x) the MR elements of one step k lie side by
 // side in a stored row, exactly as in a packed panel, only lda apart from step to step. Packing would
 // copy A element by element for nothing, which costs as much as the product itself when N spans only a
-// few panels, as in a small model's layers.
+// few panels, as in a small model's layers. A product of kPackAColumns columns or more, which reuses
+// each panel of A against many panels of B, packs A all the same (see run).
 //   register budget: MR·NV accumulators + NV B vectors + 1 broadcast ≤ number of vector registers
 //   (AVX-512: 32 → MR 12, NV 2; AVX2/SSE: 16 → MR 6, NV 2; wasm: MR 4, see kNarrowRows).
 // Block sizes keep a block of A (MC × KC) in L2 and one B panel (KC × NR) in L1.
@@ -58,13 +59,15 @@ struct GemmShape {
     // Fewer rows than this: B streamed, not packed. MR/2, but at least 3, so that a speculative verify
     // of 2 tokens takes this path on every instruction set (WebAssembly's 4-row tile included).
     static constexpr std::size_t kSmallRows = MR / 2 < 3 ? 3 : MR / 2;
+    // At least this many columns of C: A is packed even where it could be read in place (see run).
+    static constexpr std::size_t kPackAColumns = 512;
 };
 
 template <class T, class Arch>
 struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
     using batch = xsimd::batch<T, Arch>;
     using S = GemmShape<T, sizeof(batch)>;
-    using S::L, S::NV, S::NR, S::MR, S::KC, S::MC, S::NC, S::kShortRows, S::kSmallRows;
+    using S::L, S::NV, S::NR, S::MR, S::KC, S::MC, S::NC, S::kShortRows, S::kSmallRows, S::kPackAColumns;
 
     // Packs op(A)[i0 : i0+m, p0 : p0+kc] as ⌈m/MR⌉ panels of kc × MR; rows past m are zero.
     static void pack_a(Op op, const T* A, std::size_t lda, std::size_t i0, std::size_t m, std::size_t p0,
@@ -253,6 +256,12 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
         // With few rows of C, packing B would cost as much as using it: B is then read in place
         // (op(B) = B has its panel rows contiguous already); only a partial last panel is packed.
         const bool pack_all_b = !(op_b == Op::N && M <= kShortRows);
+        // A wide product uses each panel of A against many panels of B: packing it then costs little, and
+        // the micro-kernel streams one contiguous panel instead of MR rows lda apart, which share L1 sets
+        // when lda is a multiple of 1024 (one thread, 1024³: AVX-512 from ~90 to ~100 GFLOP/s, WebAssembly
+        // from ~34 to ~37). A narrow one reads A in place, where the copy would cost more than it saves
+        // (256 columns: 4% slower packed with AVX-512, 3% in WebAssembly).
+        const bool pack_all_a = N >= kPackAColumns;
         T* Ap = static_cast<T*>(ws.packed_a);
         T* Bp = static_cast<T*>(ws.packed_b);
         for (std::size_t jc = 0; jc < N; jc += NC) {
@@ -263,8 +272,9 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
                 if (pack_all_b) pack_b(op_b, B, ldb, pc, kc, jc, nc, Bp);
                 for (std::size_t ic = 0; ic < M; ic += MC) {
                     const std::size_t mc = std::min(MC, M - ic);
-                    // In place, only a last partial panel of rows is packed (its missing rows as zeros).
-                    const std::size_t whole = mc / MR * MR;
+                    // In place, only a last partial panel of rows is packed (its missing rows as zeros):
+                    // rows [0, whole) are read in place, the rest packed.
+                    const std::size_t whole = pack_all_a ? 0 : mc / MR * MR;
                     if (whole < mc) pack_a(op_a, A, lda, ic + whole, mc - whole, pc, kc, Ap + whole * kc);
                     for (std::size_t jr = 0; jr < nc; jr += NR) {
                         const T* bp = Bp + jr * kc;
