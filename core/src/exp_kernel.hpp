@@ -61,12 +61,13 @@ xsimd::batch<double, Arch> fused(xsimd::batch<double, Arch> a, xsimd::batch<doub
 /// instruction.
 template <class Arch>
 xsimd::batch<std::uint64_t, Arch> lookup(const std::uint64_t* table, xsimd::batch<std::uint64_t, Arch> i) {
-    const auto* base = reinterpret_cast<const long long*>(table);
 #if defined(__AVX512F__)
-    if constexpr (std::is_same_v<Arch, xsimd::avx512bw>) return _mm512_i64gather_epi64(i, base, 8);
+    if constexpr (std::is_same_v<Arch, xsimd::avx512bw>)
+        return _mm512_i64gather_epi64(i, reinterpret_cast<const long long*>(table), 8);
 #endif
 #if defined(__AVX2__)
-    if constexpr (std::is_same_v<Arch, xsimd::fma3<xsimd::avx2>>) return _mm256_i64gather_epi64(base, i, 8);
+    if constexpr (std::is_same_v<Arch, xsimd::fma3<xsimd::avx2>>)
+        return _mm256_i64gather_epi64(reinterpret_cast<const long long*>(table), i, 8);
 #endif
     return xsimd::batch<std::uint64_t, Arch>::gather(table, i);
 }
