@@ -686,6 +686,10 @@ def machine_info(build, torch):
     }
 
 
+# What a section records of the run that measured it.
+STAMP = ("date", "git_commit", "cpu_model", "peak_gflops")
+
+
 def measure(a):
     log_dir = os.path.join(a.build, "bench-logs")
     runner = Runner(a.build, a.wasm_build, a.quick, log_dir)
@@ -722,10 +726,6 @@ def measure(a):
     return out
 
 
-# What a section records of the run that measured it.
-STAMP = ("date", "git_commit", "cpu_model", "peak_gflops")
-
-
 def same_machine(a, b):
     """Whether two runs' machines compare: the same CPU name and, as a guest's CPU name can hide its
     generation (two kinds of "AMD EPYC" here, one executing AVX-512 at full width and one as 2×256 bits),
@@ -746,7 +746,7 @@ def merge(old, new):
         raise BenchError(f"--only: the existing report was measured on {describe(old['machine'])}, this is "
                          f"{describe(new['machine'])}: run every section")
     for s in old["benchmarks"].values():  # reports written before sections were stamped
-        s.setdefault("measured", {k: old["machine"].get(k) for k in ("date", "git_commit")})
+        s.setdefault("measured", {k: old["machine"].get(k) for k in STAMP})
     machine = dict(old["machine"], **new["machine"])
     sections = dict(old["benchmarks"], **new["benchmarks"])
     return dict(old, machine=machine, benchmarks={k: sections[k] for k in SECTIONS if k in sections})
