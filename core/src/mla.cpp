@@ -8,6 +8,7 @@
 
 #include "eva/checked.hpp"
 #include "eva/error.hpp"
+#include "eva/exp.hpp"
 #include "eva/gemm.hpp"
 #include "eva/json.hpp"
 #include "parallel.hpp"
@@ -50,8 +51,10 @@ void masked_softmax(T* s, size_t rows, size_t cols, T scale, Last last) {
         const size_t end = last(r) + 1;
         T mx = -std::numeric_limits<T>::infinity();
         for (size_t c = 0; c < end; ++c) mx = std::max(mx, p[c] * scale);
+        for (size_t c = 0; c < end; ++c) p[c] = p[c] * scale - mx;
+        exp_each(p, p, end);
         T sum = 0;
-        for (size_t c = 0; c < end; ++c) sum += (p[c] = std::exp(p[c] * scale - mx));
+        for (size_t c = 0; c < end; ++c) sum += p[c];
         for (size_t c = 0; c < end; ++c) p[c] /= sum;
         for (size_t c = end; c < cols; ++c) p[c] = 0;
     }

@@ -5,7 +5,9 @@
 
 #include "adamw_kernel.hpp"
 #include "eva/error.hpp"
+#include "eva/exp.hpp"
 #include "parallel.hpp"
+#include "scratch.hpp"
 #include "simd_dispatch.hpp"
 
 namespace eva {
@@ -29,17 +31,17 @@ T cross_entropy(const T* logits, const Token* targets, std::size_t N, std::size_
     std::vector<double> row_loss(N);
     constexpr std::size_t kRows = 64;
     detail::parallel_for((N + kRows - 1) / kRows, [&](std::size_t block) {
+        const auto own = detail::scratch<T>(dlogits ? 0 : V);  // the exps of a row, when there is no dlogits
         for (std::size_t i = block * kRows; i < std::min(N, (block + 1) * kRows); ++i) {
             const T* z = logits + i * V;
             const Token y = targets[i];
             const T zmax = *std::max_element(z, z + V);
             T* d = dlogits ? dlogits + i * V : nullptr;  // holds exp(z − zmax) until the sum is known
+            T* e = d ? d : own.get();
+            for (std::size_t j = 0; j < V; ++j) e[j] = z[j] - zmax;
+            exp_each(e, e, V);
             T sum = 0;
-            for (std::size_t j = 0; j < V; ++j) {
-                const T e = std::exp(z[j] - zmax);
-                sum += e;
-                if (d) d[j] = e;
-            }
+            for (std::size_t j = 0; j < V; ++j) sum += e[j];
             // −log softmax(z)_y = log Σ exp(z − zmax) − (z_y − zmax): every term stays small, so no
             // precision is lost to a large zmax.
             row_loss[i] = double(std::log(sum) - (z[y] - zmax));
