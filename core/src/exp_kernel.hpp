@@ -72,6 +72,12 @@ xsimd::batch<std::uint64_t, Arch> lookup(const std::uint64_t* table, xsimd::batc
     return xsimd::batch<std::uint64_t, Arch>::gather(table, i);
 }
 
+// GCC 12 warns that the AVX-512 intrinsics' deliberately undefined source register "may be used
+// uninitialized" once they are inlined here (GCC bug 105593, fixed in GCC 13): a false positive.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 template <class Arch>
 void expf_kernel(Arch, const float* x, float* y, std::size_t n, const std::uint64_t* table) {
     std::size_t i = 0;
@@ -91,13 +97,20 @@ void expf_kernel(Arch, const float* x, float* y, std::size_t n, const std::uint6
             const D p = fused(r, c0, c1);
             const D q = fused(r, c2, one);
             const D e = fused(p, r * r, q) * xsimd::bitwise_cast<D>(t);
-            e.store_unaligned(y + i);  // rounds each lane to float
-            if (xsimd::any((xsimd::abs(xd) >= D(88.0)) | xsimd::isnan(xd)))  // glibc's special cases
+            if (xsimd::any((xsimd::abs(xd) >= D(88.0)) | xsimd::isnan(xd))) {  // glibc's special cases
+                // Instead of the batch's store, not after it: when y is x, the store would overwrite the
+                // inputs and std::exp would get the batch's own results.
                 for (std::size_t j = i; j < i + D::size; ++j) y[j] = std::exp(x[j]);
+            } else {
+                e.store_unaligned(y + i);  // rounds each lane to float
+            }
         }
     }
     for (; i < n; ++i) y[i] = std::exp(x[i]);
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 #define EVA_EXP_KERNEL_INSTANCE(EXTERN, ARCH) \
     EXTERN template void expf_kernel<ARCH>(ARCH, const float*, float*, std::size_t, const std::uint64_t*);
