@@ -21,6 +21,11 @@ if [ ! -f "$asset" ]; then
   echo "web: training the pretrained mini checkpoint ($name; once)"
   ./build/release/eva train --steps "$steps" --seed "$seed" --mtp "$mtp" --lr "$lr" --warmup "$warmup" \
     --batch "$batch" --eval-every 100 --json --out "$tmp.safetensors" >"build/pretrained/$name.jsonl"
+  # A run that diverged ends with a null (non-finite) validation loss: the panels would then show a
+  # model of NaNs, so stop here instead of publishing it.
+  tail -n 1 "build/pretrained/$name.jsonl" | python3 -c 'import json, sys
+v = json.load(sys.stdin).get("val_loss")
+sys.exit(0 if isinstance(v, float) else "web: the pretrained run diverged (final val_loss %s); not publishing it" % json.dumps(v))'
   mv "$tmp.safetensors" "$asset"
   rm -f "$tmp.optim.safetensors"
 fi
