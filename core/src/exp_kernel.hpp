@@ -72,12 +72,6 @@ xsimd::batch<std::uint64_t, Arch> lookup(const std::uint64_t* table, xsimd::batc
     return xsimd::batch<std::uint64_t, Arch>::gather(table, i);
 }
 
-// GCC 12 warns that the AVX-512 intrinsics' deliberately undefined source register "may be used
-// uninitialized" once they are inlined here (GCC bug 105593, fixed in GCC 13): a false positive.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 template <class Arch>
 void expf_kernel(Arch, const float* x, float* y, std::size_t n, const std::uint64_t* table) {
     std::size_t i = 0;
@@ -108,9 +102,6 @@ void expf_kernel(Arch, const float* x, float* y, std::size_t n, const std::uint6
     }
     for (; i < n; ++i) y[i] = std::exp(x[i]);
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #define EVA_EXP_KERNEL_INSTANCE(EXTERN, ARCH) \
     EXTERN template void expf_kernel<ARCH>(ARCH, const float*, float*, std::size_t, const std::uint64_t*);

@@ -64,13 +64,6 @@ struct GemmShape {
     static constexpr std::size_t kPackAColumns = 512;
 };
 
-// GCC 12 warns that the AVX-512 intrinsics' deliberately undefined source register "may be used
-// uninitialized" once they are inlined into the kernel (GCC bug 105593, fixed in GCC 13): a false positive.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 #if defined(__AVX512F__)
 /// Transposes a 16 × 16 block of floats held as 16 rows (r[i] = row i), so that r[j] becomes column j:
 /// 64 shuffles for 256 values instead of 256 scalar stores. Three rounds: rows interleaved in pairs,
@@ -365,10 +358,6 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
         }
     }
 };
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 /// Runs the kernel for one architecture. Deliberately a non-inline function template: each
 /// architecture's unit instantiates it explicitly, and the dispatching unit declares those
