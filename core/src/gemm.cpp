@@ -87,7 +87,7 @@ void run_serial(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, c
     using Bound = detail::GemmShape<T, 64>;
     thread_local Scratch<T> a, b, row;
     const std::size_t kc = std::min(K, Bound::KC);
-    GemmWorkspace ws{a.get((std::min(M, Bound::MC) + Bound::MR) * kc), b.get((std::min(N, Bound::NC) + Bound::NR) * kc),
+    GemmWorkspace ws{a.get((std::min(M, Bound::MC) + Bound::MR) * kc), b.get((std::min(N, Bound::NC) + Bound::kWideCols) * kc),
                      // Short products gather up to DR (≤ 8) rows of a transposed A; matrix–vector ones a single row.
                      row.get(K * (M <= Bound::kShortRows ? 8 : 1))};
     run_kernel(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ws);

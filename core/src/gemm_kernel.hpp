@@ -1,18 +1,19 @@
 // eva — GEMM kernel, generic over the scalar type and the SIMD architecture (private header).
 //
 // The classic Goto/BLIS structure. For each block of KC inner-dimension steps, B is packed once into
-// panels of NR columns, laid out k-major, so the micro-kernel streams it from contiguous memory (a last
-// partial panel of A's rows is packed the same way, into panels of MR rows). The micro-kernel keeps an
-// MR × NR tile of C in SIMD registers and does MR·NR/lanes fused multiply-adds per step k: one broadcast
-// of A's element, NV vector loads of B.
-// The broadcasts read A in place whenever a whole panel of MR rows exists: when op(A) = A each row is
-// contiguous in k; when op(A) = Aᵀ (the weight gradient dyᵀ·x) the MR elements of one step k lie side by
-// side in a stored row, exactly as in a packed panel, only lda apart from step to step. Packing would
-// copy A element by element for nothing, which costs as much as the product itself when N spans only a
-// few panels, as in a small model's layers. A product of kPackAColumns columns or more, which reuses
-// each panel of A against many panels of B, packs A all the same (see run).
+// panels of NR columns, laid out k-major, so the micro-kernel streams it from contiguous memory. The
+// micro-kernel keeps an MR × NR tile of C in SIMD registers and does MR·NR/lanes fused multiply-adds
+// per step k: one broadcast of A's element per row, NV vector loads of B. A last partial panel of rows
+// has a micro-kernel of its own row count, so no multiply-add is spent on rows that do not exist.
+// The broadcasts read A in place: when op(A) = A each row is contiguous in k; when op(A) = Aᵀ (the
+// weight gradient dyᵀ·x) the MR elements of one step k lie side by side in a stored row, exactly as in
+// a packed panel, only lda apart from step to step. Packing would copy A element by element for
+// nothing, which costs as much as the product itself when N spans only a few panels, as in a small
+// model's layers. A product of kPackAColumns columns or more, which reuses each panel of A against
+// many panels of B, packs A all the same (see run).
 //   register budget: MR·NV accumulators + NV B vectors + 1 broadcast ≤ number of vector registers
-//   (AVX-512: 32 → MR 12, NV 2; AVX2/SSE: 16 → MR 6, NV 2; wasm: MR 4, see kNarrowRows).
+//   (AVX-512: 32 → MR 12, NV 2, or the wide tile MR 6, NV 4; AVX2/SSE: 16 → MR 6, NV 2; wasm: MR 4,
+//   see kNarrowRows).
 // Block sizes keep a block of A (MC × KC) in L2 and one B panel (KC × NR) in L1.
 //
 // This header is included by one translation unit per architecture, each compiled with that
@@ -23,6 +24,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <type_traits>
+#include <utility>
 
 #include <xsimd/xsimd.hpp>
 
@@ -53,9 +55,17 @@ struct GemmShape {
     static constexpr std::size_t NV = 2;                 // vectors per tile row
     static constexpr std::size_t NR = NV * L;            // tile columns
     static constexpr std::size_t MR = Bytes == 64 ? 12 : kNarrowRows;  // tile rows
+    // AVX-512's 32 registers also hold a wide tile of 6 rows × 4 vectors: the same 24 accumulators fed
+    // by 6 broadcasts and 4 loads per step k instead of 12 and 2 (one thread, eva gemm: 512 × 256 × 768
+    // from ~106 to ~111 GFLOP/s, 64 × 256 × 256 with op(B) = Bᵀ from ~91 to ~103). It is used where it
+    // pads N no more than the narrow tile does (GemmKernel::run): a product of 32 or 96 columns, as in
+    // attention, would compute half or a quarter of its wide panels on zeros.
+    static constexpr std::size_t kWideRows = Bytes == 64 ? 6 : MR;
+    static constexpr std::size_t kWideVectors = Bytes == 64 ? 4 : NV;
+    static constexpr std::size_t kWideCols = kWideVectors * L;  // the widest panel of B (workspace bound)
     static constexpr std::size_t KC = 384;
-    static constexpr std::size_t MC = MR * 16;
-    static constexpr std::size_t NC = NR * 128;
+    static constexpr std::size_t MC = MR * 16;  // a multiple of both tiles' rows
+    static constexpr std::size_t NC = NR * 128;  // a multiple of both tiles' columns
     static constexpr std::size_t kShortRows = 2 * MR;  // at most this many rows of C: B is not packed
     // Fewer rows than this: B streamed, not packed. MR/2, but at least 3, so that a speculative verify
     // of 2 tokens takes this path on every instruction set (WebAssembly's 4-row tile included).
@@ -94,25 +104,26 @@ inline void transpose16x16(__m512 r[16]) {
 }
 #endif
 
-template <class T, class Arch>
-struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
+/// The packed path with a register tile of MR rows × NV vectors of C (GemmShape's narrow or wide tile).
+template <class T, class Arch, std::size_t MR, std::size_t NV>
+struct GemmTile {
     using batch = xsimd::batch<T, Arch>;
     using S = GemmShape<T, sizeof(batch)>;
-    using S::L, S::NV, S::NR, S::MR, S::KC, S::MC, S::NC, S::kShortRows, S::kSmallRows, S::kPackAColumns;
+    static constexpr std::size_t L = S::L, NR = NV * L, KC = S::KC, MC = S::MC, NC = S::NC;
+    static_assert(MC % MR == 0 && NC % NR == 0, "blocks hold whole tiles");
 
-    // Packs op(A)[i0 : i0+m, p0 : p0+kc] as ⌈m/MR⌉ panels of kc × MR; rows past m are zero.
+    // Packs op(A)[i0 : i0+m, p0 : p0+kc] as ⌈m/MR⌉ panels of kc × MR (a last partial panel's missing
+    // rows are never read: its tile has exactly that many rows).
     static void pack_a(Op op, const T* A, std::size_t lda, std::size_t i0, std::size_t m, std::size_t p0,
                        std::size_t kc, T* out) {
         for (std::size_t ir = 0; ir < m; ir += MR) {
             const std::size_t mr = std::min(MR, m - ir);
             T* panel = out + ir * kc;
-            for (std::size_t p = 0; p < kc; ++p) {
+            for (std::size_t p = 0; p < kc; ++p)
                 for (std::size_t r = 0; r < mr; ++r) {
                     const std::size_t i = i0 + ir + r, k = p0 + p;
                     panel[p * MR + r] = op == Op::N ? A[i * lda + k] : A[k * lda + i];
                 }
-                for (std::size_t r = mr; r < MR; ++r) panel[p * MR + r] = T(0);
-            }
         }
     }
 
@@ -163,38 +174,100 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
             for (std::size_t p = 0; p < kc; ++p) panel[p * NR + c] = T(0);
     }
 
-    // C[0:m, 0:n] (+)= Ap · Bp over kc steps, for one MR × NR tile (m ≤ MR, n ≤ NR). Row p of the B
+    // C[0:R, 0:n] (+)= Ap · Bp over kc steps, for one R × NR tile (R ≤ MR, n ≤ NR). Row p of the B
     // panel starts at Bp + p·ldbp: ldbp = NR for a packed panel, ldb when B is read in place. A's element
     // (i, p) is Ap[i·lda + p] when ARows (op(A) = A in place), else Ap[p·lda + i] (a packed panel,
-    // lda = MR, or op(A) = Aᵀ in place). Read in place, all MR rows must exist.
-    template <bool ARows>
+    // lda = MR, or op(A) = Aᵀ in place). R is a template argument so that a last partial panel of rows
+    // keeps its accumulators in registers and spends no multiply-adds on missing rows.
+    template <bool ARows, std::size_t R>
     static void micro(std::size_t kc, const T* Ap, std::size_t lda, const T* Bp, std::size_t ldbp, T* C,
-                      std::size_t ldc, bool add, std::size_t m, std::size_t n) {
-        batch acc[MR][NV];
-        for (std::size_t i = 0; i < MR; ++i)
+                      std::size_t ldc, bool add, std::size_t n) {
+        batch acc[R][NV];
+        for (std::size_t i = 0; i < R; ++i)
             for (std::size_t v = 0; v < NV; ++v) acc[i][v] = batch(T(0));
         for (std::size_t p = 0; p < kc; ++p) {
             batch b[NV];
             for (std::size_t v = 0; v < NV; ++v) b[v] = batch::load_unaligned(Bp + p * ldbp + v * L);
-            for (std::size_t i = 0; i < MR; ++i) {
+            for (std::size_t i = 0; i < R; ++i) {
                 const batch a(ARows ? Ap[i * lda + p] : Ap[p * lda + i]);
                 for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(a, b[v], acc[i][v]);
             }
         }
-        if (m == MR && n == NR) {
-            for (std::size_t i = 0; i < MR; ++i)
+        if (n == NR) {
+            for (std::size_t i = 0; i < R; ++i)
                 for (std::size_t v = 0; v < NV; ++v) {
                     T* c = C + i * ldc + v * L;
                     (add ? acc[i][v] + batch::load_unaligned(c) : acc[i][v]).store_unaligned(c);
                 }
             return;
         }
-        alignas(64) T tile[MR * NR];
-        for (std::size_t i = 0; i < MR; ++i)
+        alignas(64) T tile[R * NR];
+        for (std::size_t i = 0; i < R; ++i)
             for (std::size_t v = 0; v < NV; ++v) acc[i][v].store_aligned(tile + i * NR + v * L);
-        for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t i = 0; i < R; ++i)
             for (std::size_t j = 0; j < n; ++j) C[i * ldc + j] = add ? C[i * ldc + j] + tile[i * NR + j] : tile[i * NR + j];
     }
+
+    // micro<ARows, rows> for a run-time row count 1 ≤ rows ≤ MR.
+    template <bool ARows, std::size_t... R>
+    static void micro_rows(std::size_t rows, std::index_sequence<R...>, std::size_t kc, const T* Ap, std::size_t lda,
+                           const T* Bp, std::size_t ldbp, T* C, std::size_t ldc, bool add, std::size_t n) {
+        using Micro = void (*)(std::size_t, const T*, std::size_t, const T*, std::size_t, T*, std::size_t, bool, std::size_t);
+        static constexpr Micro by_rows[] = {&micro<ARows, R + 1>...};
+        by_rows[rows - 1](kc, Ap, lda, Bp, ldbp, C, ldc, add, n);
+    }
+
+    // C (+)= op(A)·op(B) through packed panels: for each block of KC steps and NC columns, B packed once,
+    // then each MC block of rows swept against it tile by tile. `pack_all_b` false: B is read in place
+    // (op(B) = B with few rows of C), only a partial last panel packed. `pack_all_a` false: A is read in
+    // place (see GemmKernel::run).
+    static void run(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
+                    const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate, bool pack_all_a,
+                    bool pack_all_b, T* Ap, T* Bp) {
+        const auto rows = std::make_index_sequence<MR>{};
+        for (std::size_t jc = 0; jc < N; jc += NC) {
+            const std::size_t nc = std::min(NC, N - jc);
+            for (std::size_t pc = 0; pc < K; pc += KC) {
+                const std::size_t kc = std::min(KC, K - pc);
+                const bool add = accumulate || pc > 0;
+                if (pack_all_b) pack_b(op_b, B, ldb, pc, kc, jc, nc, Bp);
+                for (std::size_t ic = 0; ic < M; ic += MC) {
+                    const std::size_t mc = std::min(MC, M - ic);
+                    if (pack_all_a) pack_a(op_a, A, lda, ic, mc, pc, kc, Ap);
+                    for (std::size_t jr = 0; jr < nc; jr += NR) {
+                        const T* bp = Bp + jr * kc;
+                        std::size_t ldbp = NR;
+                        if (!pack_all_b && nc - jr >= NR) {
+                            bp = B + pc * ldb + jc + jr;
+                            ldbp = ldb;
+                        } else if (!pack_all_b) {
+                            pack_b(op_b, B, ldb, pc, kc, jc + jr, nc - jr, Bp);
+                            bp = Bp;
+                        }
+                        T* c = C + ic * ldc + jc + jr;
+                        const std::size_t n = std::min(NR, nc - jr);
+                        for (std::size_t ir = 0; ir < mc; ir += MR) {
+                            const std::size_t i = ic + ir, m = std::min(MR, mc - ir);
+                            if (pack_all_a)
+                                micro_rows<false>(m, rows, kc, Ap + ir * kc, MR, bp, ldbp, c + ir * ldc, ldc, add, n);
+                            else if (op_a == Op::N)
+                                micro_rows<true>(m, rows, kc, A + i * lda + pc, lda, bp, ldbp, c + ir * ldc, ldc, add, n);
+                            else
+                                micro_rows<false>(m, rows, kc, A + pc * lda + i, lda, bp, ldbp, c + ir * ldc, ldc, add, n);
+                        }
+                    }
+                }
+            }
+        }
+    }
+};
+
+template <class T, class Arch>
+struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
+    using batch = xsimd::batch<T, Arch>;
+    using S = GemmShape<T, sizeof(batch)>;
+    using S::L, S::NV, S::NR, S::MR, S::kWideRows, S::kWideVectors, S::kWideCols, S::kShortRows, S::kSmallRows,
+        S::kPackAColumns;
 
     static T dot(const T* x, const T* y, std::size_t K) {
         batch s0(T(0)), s1(T(0));
@@ -319,43 +392,14 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
         const bool pack_all_a = N >= kPackAColumns;
         T* Ap = static_cast<T*>(ws.packed_a);
         T* Bp = static_cast<T*>(ws.packed_b);
-        for (std::size_t jc = 0; jc < N; jc += NC) {
-            const std::size_t nc = std::min(NC, N - jc);
-            for (std::size_t pc = 0; pc < K; pc += KC) {
-                const std::size_t kc = std::min(KC, K - pc);
-                const bool add = accumulate || pc > 0;
-                if (pack_all_b) pack_b(op_b, B, ldb, pc, kc, jc, nc, Bp);
-                for (std::size_t ic = 0; ic < M; ic += MC) {
-                    const std::size_t mc = std::min(MC, M - ic);
-                    // In place, only a last partial panel of rows is packed (its missing rows as zeros):
-                    // rows [0, whole) are read in place, the rest packed.
-                    const std::size_t whole = pack_all_a ? 0 : mc / MR * MR;
-                    if (whole < mc) pack_a(op_a, A, lda, ic + whole, mc - whole, pc, kc, Ap + whole * kc);
-                    for (std::size_t jr = 0; jr < nc; jr += NR) {
-                        const T* bp = Bp + jr * kc;
-                        std::size_t ldbp = NR;
-                        if (!pack_all_b && nc - jr >= NR) {
-                            bp = B + pc * ldb + jc + jr;
-                            ldbp = ldb;
-                        } else if (!pack_all_b) {
-                            pack_b(op_b, B, ldb, pc, kc, jc + jr, nc - jr, Bp);
-                            bp = Bp;
-                        }
-                        T* c = C + ic * ldc + jc + jr;
-                        const std::size_t n = std::min(NR, nc - jr);
-                        for (std::size_t ir = 0; ir < whole; ir += MR) {
-                            const std::size_t i = ic + ir;
-                            if (op_a == Op::N)
-                                micro<true>(kc, A + i * lda + pc, lda, bp, ldbp, c + ir * ldc, ldc, add, MR, n);
-                            else
-                                micro<false>(kc, A + pc * lda + i, lda, bp, ldbp, c + ir * ldc, ldc, add, MR, n);
-                        }
-                        for (std::size_t ir = whole; ir < mc; ir += MR)
-                            micro<false>(kc, Ap + ir * kc, MR, bp, ldbp, c + ir * ldc, ldc, add, std::min(MR, mc - ir), n);
-                    }
-                }
-            }
-        }
+        // Both tiles sum every element of C over k in the same order, so the choice changes no bit.
+        auto padded = [N](std::size_t cols) { return (N + cols - 1) / cols * cols; };
+        if (kWideCols != NR && padded(kWideCols) <= padded(NR))
+            GemmTile<T, Arch, kWideRows, kWideVectors>::run(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate,
+                                                            pack_all_a, pack_all_b, Ap, Bp);
+        else
+            GemmTile<T, Arch, MR, NV>::run(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, pack_all_a,
+                                           pack_all_b, Ap, Bp);
     }
 };
 
