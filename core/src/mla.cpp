@@ -13,6 +13,7 @@
 #include "eva/json.hpp"
 #include "parallel.hpp"
 #include "eva/rmsnorm.hpp"
+#include "sum.hpp"
 
 namespace eva {
 namespace {
@@ -53,8 +54,7 @@ void masked_softmax(T* s, size_t rows, size_t cols, T scale, Last last) {
         for (size_t c = 0; c < end; ++c) mx = std::max(mx, p[c] * scale);
         for (size_t c = 0; c < end; ++c) p[c] = p[c] * scale - mx;
         exp_each(p, p, end);
-        T sum = 0;
-        for (size_t c = 0; c < end; ++c) sum += p[c];
+        const T sum = detail::sum8<T>(end, [&](size_t c) { return p[c]; });
         for (size_t c = 0; c < end; ++c) p[c] /= sum;
         for (size_t c = end; c < cols; ++c) p[c] = 0;
     }
@@ -253,8 +253,7 @@ Matrix<T> mla_backward(const ModelArgs& args, const RopeTable& rope, const MLAWe
                 gemm<T>(Op::N, Op::T, m, r1, d.v, dO + r0 * ldo, ldo, kv + d.nope, ldkv, dS.data() + r0 * T_, T_);  // dP
             });
             for (size_t s = 0; s < T_; ++s) {  // dS = P∘(dP − rowsum(P∘dP))·scale over the causal part
-                T dot = 0;
-                for (size_t t = 0; t <= s; ++t) dot += P[s * T_ + t] * dS[s * T_ + t];
+                const T dot = detail::sum8<T>(s + 1, [&](size_t t) { return P[s * T_ + t] * dS[s * T_ + t]; });
                 for (size_t t = 0; t <= s; ++t) dS[s * T_ + t] = P[s * T_ + t] * (dS[s * T_ + t] - dot) * scale;
                 std::fill(dS.begin() + std::ptrdiff_t(s * T_ + s + 1), dS.begin() + std::ptrdiff_t((s + 1) * T_), T(0));
             }

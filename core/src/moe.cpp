@@ -15,6 +15,7 @@
 #include "eva/json.hpp"
 #include "parallel.hpp"
 #include "scratch.hpp"
+#include "sum.hpp"
 
 namespace eva {
 
@@ -531,12 +532,8 @@ void moe_backward(const Moe<T>& m, const T* x, const MoeCache<T>& c, const T* dy
         const T* dyt = dy + p / k * D;
         const T* ye = c.yg.data() + c.row_of[p] * D;
         T* d = dyg.get() + c.row_of[p] * D;
-        T dot = 0;
-        for (std::size_t i = 0; i < D; ++i) {
-            d[i] = r.weights[p] * dyt[i];
-            dot += dyt[i] * ye[i];
-        }
-        dweights[p] = dot;
+        for (std::size_t i = 0; i < D; ++i) d[i] = r.weights[p] * dyt[i];
+        dweights[p] = detail::sum8<T>(D, [&](std::size_t i) { return dyt[i] * ye[i]; });
     }
     if (float_only<T>(ep)) {  // the experts' ranks: dyg out, dxg back
         if constexpr (std::is_same_v<T, float>) ep->backward(m, c, dyg.get(), dxg.get(), precision);
@@ -598,12 +595,8 @@ void moe_backward_naive(const Moe<T>& m, const T* x, std::size_t n, const T* dy,
         for (std::size_t j = 0; j < k; ++j) {
             const std::size_t e = std::size_t(r.indices[t * k + j]);
             mlp_forward(m.experts[e], xt, 1, out.data(), cache);
-            T dot = 0;
-            for (std::size_t d = 0; d < D; ++d) {
-                dyw[d] = r.weights[t * k + j] * dyt[d];
-                dot += dyt[d] * out[d];
-            }
-            dweights[t * k + j] = dot;
+            for (std::size_t d = 0; d < D; ++d) dyw[d] = r.weights[t * k + j] * dyt[d];
+            dweights[t * k + j] = detail::sum8<T>(D, [&](std::size_t d) { return dyt[d] * out[d]; });
             mlp_backward(m.experts[e], xt, 1, cache, dyw.data(), dx + t * D, g.experts[e], true);
         }
     }

@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "sum.hpp"
+
 namespace eva {
 
 template <class T>
@@ -11,8 +13,7 @@ void rmsnorm_forward(const T* x, std::size_t ldx, const T* w, T* y, std::size_t 
     for (std::size_t r = 0; r < rows; ++r) {
         const T* xr = x + r * ldx;
         T* yr = y + r * ldy;
-        T ss = 0;
-        for (std::size_t j = 0; j < dim; ++j) ss += xr[j] * xr[j];
+        const T ss = detail::sum8<T>(dim, [&](std::size_t j) { return xr[j] * xr[j]; });
         const T inv = T(1) / std::sqrt(ss / T(dim) + T(kRmsNormEps));
         for (std::size_t j = 0; j < dim; ++j) yr[j] = xr[j] * inv * w[j];
         if (rstd) rstd[r] = inv;
@@ -27,8 +28,7 @@ void rmsnorm_backward(const T* dy, std::size_t lddy, const T* x, std::size_t ldx
         const T* xr = x + r * ldx;
         T* dxr = dx + r * lddx;
         const T inv = rstd[r];
-        T gx = 0;  // Σ_j (dy_j w_j) x_j
-        for (std::size_t j = 0; j < dim; ++j) gx += dyr[j] * w[j] * xr[j];
+        const T gx = detail::sum8<T>(dim, [&](std::size_t j) { return dyr[j] * w[j] * xr[j]; });  // Σ_j (dy_j w_j) x_j
         const T c = inv * inv * inv * gx / T(dim);
         for (std::size_t j = 0; j < dim; ++j) {
             dxr[j] = inv * dyr[j] * w[j] - c * xr[j];

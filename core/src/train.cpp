@@ -9,6 +9,7 @@
 #include "parallel.hpp"
 #include "scratch.hpp"
 #include "simd_dispatch.hpp"
+#include "sum.hpp"
 
 namespace eva {
 
@@ -40,8 +41,7 @@ T cross_entropy(const T* logits, const Token* targets, std::size_t N, std::size_
             T* e = d ? d : own.get();
             for (std::size_t j = 0; j < V; ++j) e[j] = z[j] - zmax;
             exp_each(e, e, V);
-            T sum = 0;
-            for (std::size_t j = 0; j < V; ++j) sum += e[j];
+            const T sum = detail::sum8<T>(V, [&](std::size_t j) { return e[j]; });
             // −log softmax(z)_y = log Σ exp(z − zmax) − (z_y − zmax): every term stays small, so no
             // precision is lost to a large zmax.
             row_loss[i] = double(std::log(sum) - (z[y] - zmax));
