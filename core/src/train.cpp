@@ -92,10 +92,9 @@ std::vector<std::vector<double>> grad_square_sums(const std::vector<Param>& para
     std::vector<std::vector<double>> out(params.size());
     for (const Chunk& c : cs) out[c.param].push_back(0.0);
     detail::parallel_for(cs.size(), [&](std::size_t c) {
-        const float* g = params[cs[c].param].grad;
-        double sq = 0;
-        for (std::size_t i = cs[c].begin; i < cs[c].end; ++i) sq += double(g[i]) * g[i];
-        out[cs[c].param][cs[c].begin / kGradPiece] = sq;
+        const float* g = params[cs[c].param].grad + cs[c].begin;
+        out[cs[c].param][cs[c].begin / kGradPiece] =
+            detail::sum8<double>(cs[c].end - cs[c].begin, [&](std::size_t i) { return double(g[i]) * g[i]; });
     });
     return out;
 }
