@@ -71,7 +71,7 @@ EvaSteps eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps
     eva::ModelActivations<float> acts;
     eva::AdamW opt;
     const auto ps = eva::trainable_params(m.w, grad);
-    eva::Fp8WeightCache images;  // in FP8, each weight quantized once per step, as eva::Trainer does
+    eva::WeightCache prepared;  // each weight packed (or quantized) once per step, as eva::Trainer does
     eva::Rng rng(5);
     std::vector<double> times;
     long faults = 0;
@@ -82,7 +82,7 @@ EvaSteps eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps
         const auto t0 = std::chrono::steady_clock::now();
         const long f0 = minor_faults();
         {
-            const eva::Fp8WeightScope scope(m, images);
+            const eva::WeightCacheScope scope(m, prepared);
             eva::model_loss_and_grad(m, in, out, std::size_t(batch), std::size_t(seq_len), grad, &acts);
         }
         eva::clip_grad_norm(ps, 1.0);

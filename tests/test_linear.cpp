@@ -115,13 +115,50 @@ TEST_CASE("FP8 Linear layers exist only in float32", "[linear]") {
     CHECK_THROWS_WITH(eva::parse_linear_precision("bf16"), Catch::Contains("fp8-tensor"));
 }
 
-TEST_CASE("Fp8WeightCache: a step's weight images have the bits the layer computes without it", "[linear]") {
+TEST_CASE("WeightCache: a step's packed fp32 weights give the bits of the unpacked layer", "[linear]") {
+    // The cache packs W once per step as op(B) of x·Wᵀ and of dy·W; the layer then multiplies by the
+    // packed panels. Shapes: 130 columns (the narrow tile with a partial panel on AVX-512), 256 (the
+    // wide tile), K over one KC block (400); rows for every path of the GEMM: 2 (rows streamed), 20 (dot
+    // products / B in place), 77 (packed). Forward and backward, twice per step (the second from the
+    // panels already made), against the layer without a cache, bit for bit; after next_step() the
+    // panels follow the changed weights.
+    eva::Rng rng(8);
+    eva::WeightCache cache;
+    for (const auto& [out, in] : {std::pair<std::size_t, std::size_t>{130, 400}, {256, 96}})
+        for (std::size_t n : {std::size_t(2), std::size_t(20), std::size_t(77)}) {
+            auto W = random(out, in, rng);
+            const auto x = random(n, in, rng), dy = random(n, out, rng);
+            const eva::LinearMode alone, cached(eva::LinearPrecision::fp32, &cache);
+            for (int step = 0; step < 2; ++step) {
+                eva::Matrix<float> y = eva::Matrix<float>::from_shape({n, out}), dx = eva::Matrix<float>::from_shape({n, in});
+                eva::Matrix<float> dW = eva::Matrix<float>::from_shape({out, in});
+                dW.fill(0);
+                eva::linear_forward(alone, x.data(), in, W, y.data(), out, n);
+                eva::linear_backward(alone, dy.data(), out, x.data(), in, W, dW, dx.data(), in, n);
+                for (int use = 0; use < 2; ++use) {
+                    eva::Matrix<float> yc = eva::Matrix<float>::from_shape({n, out}), dxc = eva::Matrix<float>::from_shape({n, in});
+                    eva::Matrix<float> dWc = eva::Matrix<float>::from_shape({out, in});
+                    dWc.fill(0);
+                    eva::linear_forward(cached, x.data(), in, W, yc.data(), out, n);
+                    eva::linear_backward(cached, dy.data(), out, x.data(), in, W, dWc, dxc.data(), in, n);
+                    INFO("out " << out << " in " << in << " n " << n << " step " << step << " use " << use);
+                    CHECK(std::equal(y.begin(), y.end(), yc.begin()));
+                    CHECK(std::equal(dx.begin(), dx.end(), dxc.begin()));
+                    CHECK(std::equal(dW.begin(), dW.end(), dWc.begin()));
+                }
+                cache.next_step();
+                for (auto& v : W) v *= -0.5f;
+            }
+        }
+}
+
+TEST_CASE("WeightCache: a step's FP8 weight images have the bits the layer computes without it", "[linear]") {
     eva::Rng rng(6);
     const std::size_t n = 40, in = 300, out = 200;  // partial 128x128 blocks on both sides
     auto W = random(out, in, rng, 0.05f);
     for (std::size_t c = 0; c < in; c += 37) W(130, c) = 40.0f;  // outliers in some blocks: their scales differ
     const auto x = random(n, in, rng), dy = random(n, out, rng);
-    eva::Fp8WeightCache cache;
+    eva::WeightCache cache;
     for (auto p : {eva::LinearPrecision::fp8, eva::LinearPrecision::fp8_tensor, eva::LinearPrecision::fp8_e5m2}) {
         const eva::LinearMode alone(p), cached(p, &cache);
         for (int step = 0; step < 2; ++step) {

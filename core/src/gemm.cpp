@@ -41,6 +41,13 @@ struct GemmRun {  // the functor run_on_best_arch calls with the chosen architec
     }
 };
 
+struct GemmPack {  // the functor run_on_best_arch calls with the chosen architecture
+    template <class Arch, class T>
+    void operator()(Arch arch, Op op_b, std::size_t K, std::size_t N, const T* B, std::size_t ldb, T* out) const {
+        detail::run_gemm_pack<Arch, T>(arch, op_b, K, N, B, ldb, out);
+    }
+};
+
 template <class T>
 void run_kernel(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
                 const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate, const GemmWorkspace& ws) {
@@ -82,14 +89,14 @@ public:
 
 template <class T>
 void run_serial(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
-                const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate) {
+                const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate, const T* prepacked_b = nullptr) {
     // Upper bounds over all architectures (the widest registers need the largest panels).
     using Bound = detail::GemmShape<T, 64>;
     thread_local Scratch<T> a, b, row;
     const std::size_t kc = std::min(K, Bound::KC);
     GemmWorkspace ws{a.get((std::min(M, Bound::MC) + Bound::MR) * kc), b.get((std::min(N, Bound::NC) + Bound::kWideCols) * kc),
                      // Short products gather up to DR (≤ 8) rows of a transposed A; matrix–vector ones a single row.
-                     row.get(K * (M <= Bound::kShortRows ? 8 : 1))};
+                     row.get(K * (M <= Bound::kShortRows ? 8 : 1)), prepacked_b};
     run_kernel(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ws);
 }
 
@@ -98,10 +105,11 @@ void run_serial(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, c
 // depend on the thread count. A row split is used only when every block stays on the packed-panel
 // path (more than kShortRows rows, the path the whole product takes too); otherwise columns are split,
 // which no path's per-element arithmetic depends on. Small products stay on one thread: starting a
-// parallel region costs a few microseconds.
+// parallel region costs a few microseconds. A prepacked op(B) serves whole-row blocks; column blocks
+// pack their own columns.
 template <class T>
 void run_split(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
-               const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate) {
+               const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate, const T* prepacked_b = nullptr) {
     using Bound = detail::GemmShape<T, 64>;
     constexpr double kMinFlopsPerThread = 2.0e6;
     const std::size_t threads = std::size_t(detail::available_threads());
@@ -112,7 +120,8 @@ void run_split(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, co
     if (parts >= 2 && blocks >= 2 && last > Bound::kShortRows) {
         detail::parallel_for(blocks, [&](std::size_t p) {
             const std::size_t i0 = p * rows, m = std::min(rows, M - i0);
-            run_serial(op_a, op_b, m, N, K, op_a == Op::N ? A + i0 * lda : A + i0, lda, B, ldb, C + i0 * ldc, ldc, accumulate);
+            run_serial(op_a, op_b, m, N, K, op_a == Op::N ? A + i0 * lda : A + i0, lda, B, ldb, C + i0 * ldc, ldc, accumulate,
+                       prepacked_b);
         });
     } else if (parts >= 2 && N / parts >= Bound::NR) {
         const std::size_t cols = round_up((N + parts - 1) / parts, Bound::NR);
@@ -121,7 +130,7 @@ void run_split(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, co
             run_serial(op_a, op_b, M, n, K, A, lda, op_b == Op::N ? B + j0 : B + j0 * ldb, ldb, C + j0, ldc, accumulate);
         });
     } else {
-        run_serial(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+        run_serial(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, prepacked_b);
     }
 }
 
@@ -138,6 +147,23 @@ void gemm(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T
         return;
     }
     run_split(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+}
+
+void PackedB::pack(Op op_b, std::size_t K, std::size_t N, const float* B, std::size_t ldb) {
+    check_args(Op::N, op_b, 0, N, K, nullptr, K, B, ldb, nullptr, N);
+    // Whole panels of the widest tile any architecture uses bound every layout.
+    using Bound = detail::GemmShape<float, 64>;
+    panels_.resize((N + Bound::kWideCols - 1) / Bound::kWideCols * Bound::kWideCols * K);
+    op_ = op_b, K_ = K, N_ = N, ldb_ = ldb, B_ = B;
+    if (K > 0 && N > 0) detail::run_on_best_arch<GemmPack>(op_b, K, N, B, ldb, panels_.data());
+}
+
+void gemm(Op op_a, std::size_t M, const float* A, std::size_t lda, const PackedB& B, float* C, std::size_t ldc,
+          bool accumulate) {
+    if (M == 0 || B.N_ == 0 || B.K_ == 0)
+        return gemm<float>(op_a, B.op_, M, B.N_, B.K_, A, lda, B.B_, B.ldb_, C, ldc, accumulate);
+    check_args(op_a, B.op_, M, B.N_, B.K_, A, lda, B.B_, B.ldb_, C, ldc);
+    run_split(op_a, B.op_, M, B.N_, B.K_, A, lda, B.B_, B.ldb_, C, ldc, accumulate, B.panels_.data());
 }
 
 template <class T>

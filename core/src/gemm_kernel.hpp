@@ -36,6 +36,7 @@ struct GemmWorkspace {
     void* packed_a;  // MC × KC scalars, aligned
     void* packed_b;  // KC × NC scalars, aligned
     void* row;       // K · 8 scalars (short-M paths: up to DR gathered rows of A)
+    const void* prepacked_b = nullptr;  // all of op(B) packed already (GemmKernel::pack_all), or nullptr
 };
 
 #if defined(__EMSCRIPTEN__)
@@ -217,25 +218,39 @@ struct GemmTile {
         by_rows[rows - 1](kc, Ap, lda, Bp, ldbp, C, ldc, add, n);
     }
 
-    // C (+)= op(A)·op(B) through packed panels: for each block of KC steps and NC columns, B packed once,
-    // then each MC block of rows swept against it tile by tile. `pack_all_b` false: B is read in place
-    // (op(B) = B with few rows of C), only a partial last panel packed. `pack_all_a` false: A is read in
-    // place (see GemmKernel::run).
+    static std::size_t whole_panels(std::size_t n) { return (n + NR - 1) / NR * NR; }
+
+    // All of op(B) [K × N] packed as run packs it block by block: block (jc, pc) of the loops below at
+    // out + jc·K + pc·whole_panels(nc), out holding whole_panels(N)·K scalars.
+    static void pack_blocks(Op op_b, std::size_t K, std::size_t N, const T* B, std::size_t ldb, T* out) {
+        for (std::size_t jc = 0; jc < N; jc += NC)
+            for (std::size_t pc = 0; pc < K; pc += KC) {
+                const std::size_t nc = std::min(NC, N - jc), kc = std::min(KC, K - pc);
+                pack_b(op_b, B, ldb, pc, kc, jc, nc, out + jc * K + pc * whole_panels(nc));
+            }
+    }
+
+    // C (+)= op(A)·op(B) through packed panels: for each block of KC steps and NC columns, B packed once
+    // (or taken from `prepacked`, laid out by pack_blocks), then each MC block of rows swept against it
+    // tile by tile. `pack_all_b` false: B is read in place (op(B) = B with few rows of C), only a partial
+    // last panel packed. `pack_all_a` false: A is read in place (see GemmKernel::run).
     static void run(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
                     const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate, bool pack_all_a,
-                    bool pack_all_b, T* Ap, T* Bp) {
+                    bool pack_all_b, T* Ap, T* Bp, const T* prepacked) {
         const auto rows = std::make_index_sequence<MR>{};
+        if (prepacked) pack_all_b = true;
         for (std::size_t jc = 0; jc < N; jc += NC) {
             const std::size_t nc = std::min(NC, N - jc);
             for (std::size_t pc = 0; pc < K; pc += KC) {
                 const std::size_t kc = std::min(KC, K - pc);
                 const bool add = accumulate || pc > 0;
-                if (pack_all_b) pack_b(op_b, B, ldb, pc, kc, jc, nc, Bp);
+                const T* block = prepacked ? prepacked + jc * K + pc * whole_panels(nc) : Bp;
+                if (pack_all_b && !prepacked) pack_b(op_b, B, ldb, pc, kc, jc, nc, Bp);
                 for (std::size_t ic = 0; ic < M; ic += MC) {
                     const std::size_t mc = std::min(MC, M - ic);
                     if (pack_all_a) pack_a(op_a, A, lda, ic, mc, pc, kc, Ap);
                     for (std::size_t jr = 0; jr < nc; jr += NR) {
-                        const T* bp = Bp + jr * kc;
+                        const T* bp = block + jr * kc;
                         std::size_t ldbp = NR;
                         if (!pack_all_b && nc - jr >= NR) {
                             bp = B + pc * ldb + jc + jr;
@@ -268,6 +283,12 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
     using S = GemmShape<T, sizeof(batch)>;
     using S::L, S::NV, S::NR, S::MR, S::kWideRows, S::kWideVectors, S::kWideCols, S::kShortRows, S::kSmallRows,
         S::kPackAColumns;
+    using NarrowTile = GemmTile<T, Arch, MR, NV>;
+    using WideTile = GemmTile<T, Arch, kWideRows, kWideVectors>;
+
+    // The tile for a product of N columns: the wide one where it pads N no more than the narrow one.
+    // Both sum every element of C over k in the same order, so the choice changes no bit.
+    static bool wide(std::size_t N) { return kWideCols != NR && WideTile::whole_panels(N) <= NarrowTile::whole_panels(N); }
 
     static T dot(const T* x, const T* y, std::size_t K) {
         batch s0(T(0)), s1(T(0));
@@ -392,14 +413,17 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
         const bool pack_all_a = N >= kPackAColumns;
         T* Ap = static_cast<T*>(ws.packed_a);
         T* Bp = static_cast<T*>(ws.packed_b);
-        // Both tiles sum every element of C over k in the same order, so the choice changes no bit.
-        auto padded = [N](std::size_t cols) { return (N + cols - 1) / cols * cols; };
-        if (kWideCols != NR && padded(kWideCols) <= padded(NR))
-            GemmTile<T, Arch, kWideRows, kWideVectors>::run(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate,
-                                                            pack_all_a, pack_all_b, Ap, Bp);
+        const T* prepacked = static_cast<const T*>(ws.prepacked_b);
+        if (wide(N))
+            WideTile::run(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, pack_all_a, pack_all_b, Ap, Bp, prepacked);
         else
-            GemmTile<T, Arch, MR, NV>::run(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, pack_all_a,
-                                           pack_all_b, Ap, Bp);
+            NarrowTile::run(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, pack_all_a, pack_all_b, Ap, Bp, prepacked);
+    }
+
+    // All of op(B) packed for run's packed path (ws.prepacked_b): whole_panels(N)·K scalars at `out`.
+    static void pack_all(Op op_b, std::size_t K, std::size_t N, const T* B, std::size_t ldb, T* out) {
+        if (wide(N)) WideTile::pack_blocks(op_b, K, N, B, ldb, out);
+        else NarrowTile::pack_blocks(op_b, K, N, B, ldb, out);
     }
 };
 
@@ -418,9 +442,18 @@ void run_gemm_kernel(Arch, Op op_a, Op op_b, std::size_t M, std::size_t N, std::
     GemmKernel<T, Arch>::run(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, ws);
 }
 
+template <class Arch, class T>
+void run_gemm_pack(Arch, Op op_b, std::size_t K, std::size_t N, const T* B, std::size_t ldb, T* out);
+
+template <class Arch, class T>
+void run_gemm_pack(Arch, Op op_b, std::size_t K, std::size_t N, const T* B, std::size_t ldb, T* out) {
+    GemmKernel<T, Arch>::pack_all(op_b, K, N, B, ldb, out);
+}
+
 #define EVA_GEMM_KERNEL_INSTANCE(PREFIX, A, T)                                                          \
     PREFIX template void run_gemm_kernel<A, T>(A, Op, Op, std::size_t, std::size_t, std::size_t, const T*, \
                                                std::size_t, const T*, std::size_t, T*, std::size_t, bool,  \
-                                               const GemmWorkspace&);
+                                               const GemmWorkspace&);                                      \
+    PREFIX template void run_gemm_pack<A, T>(A, Op, std::size_t, std::size_t, const T*, std::size_t, T*);
 
 }  // namespace eva::detail

@@ -89,7 +89,7 @@ std::unique_ptr<float[]> token_image(LinearPrecision p, const float* X, std::siz
 
 // W's FP8 image [out, in], or Wᵀ's [in, out], from the step's cache; outside a training step, from a
 // cache of this call's own (`own`), so that the image is made in one place either way.
-const float* weight_image(LinearMode mode, const Matrix<float>& W, bool transpose, Fp8WeightCache& own) {
+const float* weight_image(LinearMode mode, const Matrix<float>& W, bool transpose, WeightCache& own) {
     return (mode.weights ? *mode.weights : own).image(mode.precision, W, transpose);
 }
 
@@ -99,11 +99,11 @@ void require_fp32(LinearPrecision p) {
 
 }  // namespace
 
-const float* Fp8WeightCache::image(LinearPrecision p, const Matrix<float>& W, bool transpose) {
-    Entry* e;
+const float* WeightCache::image(LinearPrecision p, const Matrix<float>& W, bool transpose) {
+    Image* e;
     {
         const std::lock_guard<std::mutex> hold(lock_);
-        e = &entries_[{W.data(), p, transpose}];  // a map's entries stay where they are
+        e = &images_[{W.data(), p, transpose}];  // a map's entries stay where they are
     }
     const std::lock_guard<std::mutex> hold(e->lock);
     if (e->generation != generation_) {
@@ -116,6 +116,23 @@ const float* Fp8WeightCache::image(LinearPrecision p, const Matrix<float>& W, bo
     return e->data.get();
 }
 
+const PackedB& WeightCache::packed(const Matrix<float>& W, Op op) {
+    Packed* e;
+    {
+        const std::lock_guard<std::mutex> hold(lock_);
+        e = &packed_[{W.data(), op}];
+    }
+    const std::lock_guard<std::mutex> hold(e->lock);
+    if (e->generation != generation_) {
+        const std::size_t out = W.shape(0), in = W.shape(1);
+        // x·Wᵀ: op(B) = Wᵀ, K = in, N = out; dy·W: op(B) = W, K = out, N = in. W's rows are `in` apart.
+        if (op == Op::T) e->panels.pack(Op::T, in, out, W.data(), in);
+        else e->panels.pack(Op::N, out, in, W.data(), in);
+        e->generation = generation_;
+    }
+    return e->panels;
+}
+
 template <class T>
 void linear_forward(LinearMode mode, const T* x, std::size_t ldx, const Matrix<T>& W, T* y, std::size_t ldy,
                     std::size_t n, bool accumulate) {
@@ -123,10 +140,11 @@ void linear_forward(LinearMode mode, const T* x, std::size_t ldx, const Matrix<T
     const LinearPrecision p = mode.precision;
     if constexpr (std::is_same_v<T, float>) {
         if (p != LinearPrecision::fp32) {
-            Fp8WeightCache own;
+            WeightCache own;
             const float* w = weight_image(mode, W, false, own);
             return gemm<float>(Op::N, Op::T, n, out, in, fp8_image(p, x, n, in, ldx).get(), in, w, in, y, ldy, accumulate);
         }
+        if (mode.weights) return gemm(Op::N, n, x, ldx, mode.weights->packed(W, Op::T), y, ldy, accumulate);
     } else {
         require_fp32(p);
     }
@@ -145,7 +163,7 @@ void linear_backward(LinearMode mode, const T* dy, std::size_t lddy, const T* x,
             // transposed; dx = dy·W needs Wᵀ in 128×128 blocks.
             gemm<float>(Op::T, Op::N, out, in, n, token_image(p, dy, n, out, lddy).get(), out,
                         token_image(p, x, n, in, ldx).get(), in, dW.data(), in, true);
-            Fp8WeightCache own;
+            WeightCache own;
             const float* wt = weight_image(mode, W, true, own);
             return gemm<float>(Op::N, Op::T, n, in, out, fp8_image(p, dy, n, out, lddy).get(), out, wt, out, dx, lddx,
                                accumulate_dx);
@@ -154,6 +172,8 @@ void linear_backward(LinearMode mode, const T* dy, std::size_t lddy, const T* x,
         require_fp32(p);
     }
     gemm<T>(Op::T, Op::N, out, in, n, dy, lddy, x, ldx, dW.data(), in, true);
+    if constexpr (std::is_same_v<T, float>)
+        if (mode.weights) return gemm(Op::N, n, dy, lddy, mode.weights->packed(W, Op::N), dx, lddx, accumulate_dx);
     gemm<T>(Op::N, Op::N, n, in, out, dy, lddy, W.data(), in, dx, lddx, accumulate_dx);
 }
 

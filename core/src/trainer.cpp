@@ -495,7 +495,7 @@ StepStats Trainer::step() {
     // Alone, the mean over the shards (1/S, exact for a power of two) joins the root's addition.
     const bool scale_at_root = N == 1 && cfg_.shards > 1;
     {
-        const Fp8WeightScope images(m_, fp8_weights_);  // the weights change only at opt_.step below
+        const WeightCacheScope prepared(m_, weight_cache_);  // the weights change only at opt_.step below
         shard_gradients(b, lo, lo + per_rank, 0, scale_at_root ? 1.0f / float(cfg_.shards) : 1.0f, losses, counts);
     }
     if (ep_) ep_->reduce();  // this rank's experts: the tree over its group's shards

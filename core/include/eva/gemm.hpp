@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "eva/tensor.hpp"
 
@@ -43,6 +44,28 @@ extern template void gemm_reference<float>(Op, Op, std::size_t, std::size_t, std
 extern template void gemm_reference<double>(Op, Op, std::size_t, std::size_t, std::size_t,
                                             const double*, std::size_t, const double*, std::size_t,
                                             double*, std::size_t, bool);
+
+/// op(B) [K×N] packed once for several products that share it: the panels `gemm` would pack on every
+/// call, kept. A training step multiplies by each Linear weight once per gradient shard in each
+/// direction (x·Wᵀ forward, dy·W backward); packing the weight once per step instead of once per shard
+/// leaves every value and every multiply-add as it was, so the products have the same bits.
+/// The packed panels refer to B: it must stay alive and unchanged while they are used.
+class PackedB {
+public:
+    /// Packs op(B) (B stored K×N for Op::N, N×K for Op::T, rows ldb apart), reusing this object's memory.
+    void pack(Op op_b, std::size_t K, std::size_t N, const float* B, std::size_t ldb);
+
+private:
+    friend void gemm(Op, std::size_t, const float*, std::size_t, const PackedB&, float*, std::size_t, bool);
+    Op op_ = Op::N;
+    std::size_t K_ = 0, N_ = 0, ldb_ = 0;
+    const float* B_ = nullptr;
+    std::vector<float> panels_;
+};
+
+/// C[M×N] (+)= op(A)·op(B) with op(B) packed: the same bits as gemm with B itself.
+void gemm(Op op_a, std::size_t M, const float* A, std::size_t lda, const PackedB& B, float* C, std::size_t ldc,
+          bool accumulate = false);
 
 /// op(A)·op(B) for row-major xtensor matrices; throws ShapeError if the inner dimensions differ.
 template <class T>

@@ -20,6 +20,7 @@
 #include <string>
 #include <tuple>
 
+#include "eva/gemm.hpp"
 #include "eva/tensor.hpp"
 
 namespace eva {
@@ -30,42 +31,53 @@ enum class LinearPrecision { fp32, fp8, fp8_tensor, fp8_e5m2 };
 LinearPrecision parse_linear_precision(const std::string& s, const std::string& field = "precision");
 std::string to_string(LinearPrecision p);
 
-/// The FP8 images of the weights during one training step: each Linear weight rounded to FP8 in its
-/// 128×128 blocks and multiplied back by the blocks' scales (the values the FP8 GEMM sees), and the
-/// same for Wᵀ. The weights only change at the optimizer step, but a step multiplies by each of them
-/// twice per gradient shard (y = x·Wᵀ forward, dx = dy·W backward): 8 quantizations of every weight
-/// and 4 transposes in a step of 4 shards, where one of each suffices. The trainer keeps one cache,
-/// hands it to the model for a step's forwards and backwards (Model::fp8_weights), and calls
-/// next_step() before the weights change. An image is computed on first use; shards running side by
-/// side may ask for the same one, so each entry is filled under its own lock. The images have the same
-/// bits as those the layer computes without a cache (block quantization commutes with transposition:
-/// a block's transpose holds the same values, so it gets the same amax and scale).
-class Fp8WeightCache {
+/// What a training step prepares once per Linear weight for all its gradient shards. The weights only
+/// change at the optimizer step, but a step multiplies by each of them twice per shard (y = x·Wᵀ
+/// forward, dx = dy·W backward). In fp32 the GEMM packs the weight into panels for each of those
+/// products (eva/gemm.hpp, PackedB); in FP8 it first rounds the weight to FP8 in its 128×128 blocks and
+/// multiplies back by the blocks' scales (the values the FP8 GEMM sees), and the backward needs that
+/// image transposed. A step of 4 shards did each of these 4 times where once suffices. The trainer
+/// keeps one cache, hands it to the model for a step's forwards and backwards (Model::weight_cache,
+/// WeightCacheScope), and calls next_step() before the weights change. An entry is computed on first
+/// use; shards running side by side may ask for the same one, so each entry is filled under its own
+/// lock. Everything has the same bits as what the layer computes without a cache (packing only moves
+/// values; block quantization commutes with transposition: a block's transpose holds the same values,
+/// so it gets the same amax and scale).
+class WeightCache {
 public:
     /// The FP8 image of W [out, in] in precision p's weight groups, or of Wᵀ [in, out] when `transpose`;
     /// valid until next_step().
     const float* image(LinearPrecision p, const Matrix<float>& W, bool transpose);
-    /// The weights are about to change: every image is recomputed on its next use (its memory is kept).
+    /// W [out, in] packed as op(B) of the forward x·Wᵀ (Op::T) or of the backward dy·W (Op::N); valid
+    /// until next_step().
+    const PackedB& packed(const Matrix<float>& W, Op op);
+    /// The weights are about to change: every entry is recomputed on its next use (its memory is kept).
     void next_step() { ++generation_; }
 
 private:
-    struct Entry {
+    struct Image {
         std::mutex lock;
         unsigned long generation = 0;  // generation_ when `data` was computed (0: never)
         std::size_t size = 0;  // floats in `data`
         std::unique_ptr<float[]> data;
     };
-    std::mutex lock_;  // guards the map, not the entries
-    std::map<std::tuple<const float*, LinearPrecision, bool>, Entry> entries_;
+    struct Packed {
+        std::mutex lock;
+        unsigned long generation = 0;
+        PackedB panels;
+    };
+    std::mutex lock_;  // guards the maps, not the entries
+    std::map<std::tuple<const float*, LinearPrecision, bool>, Image> images_;
+    std::map<std::pair<const float*, Op>, Packed> packed_;
     unsigned long generation_ = 1;
 };
 
 /// How the Linear layers of a forward or backward multiply: their precision and, during a training
-/// step in FP8, the cache of the weights' FP8 images (nullptr: each call quantizes its weight itself).
+/// step, the cache of the step's packed weights or FP8 images (nullptr: each call prepares its weight).
 struct LinearMode {
     LinearPrecision precision = LinearPrecision::fp32;
-    Fp8WeightCache* weights = nullptr;
-    LinearMode(LinearPrecision p = LinearPrecision::fp32, Fp8WeightCache* w = nullptr) : precision(p), weights(w) {}
+    WeightCache* weights = nullptr;
+    LinearMode(LinearPrecision p = LinearPrecision::fp32, WeightCache* w = nullptr) : precision(p), weights(w) {}
 };
 
 /// y[n, out] (+)= x[n, in]·Wᵀ; rows of x and y have strides ldx and ldy.

@@ -93,31 +93,29 @@ struct Model {
     /// During a training step of an expert-parallel run: where the routed experts run (set by the
     /// trainer; nullptr: all here).
     ExpertParallel* expert_parallel = nullptr;
-    /// During a training step in FP8: the step's FP8 images of the Linear weights, computed once for
-    /// all its shards (set by the trainer; nullptr: each Linear call quantizes its weight).
-    Fp8WeightCache* fp8_weights = nullptr;
-    /// How the blocks' Linear layers multiply in training: `precision`, with the step's weight images.
-    LinearMode linear() const { return {precision, fp8_weights}; }
+    /// During a training step: the Linear weights packed (fp32) or as FP8 images, prepared once for all
+    /// the step's shards (set by the trainer; nullptr: each Linear call prepares its weight).
+    WeightCache* weight_cache = nullptr;
+    /// How the blocks' Linear layers multiply in training: `precision`, with the step's prepared weights.
+    LinearMode linear() const { return {precision, weight_cache}; }
 };
 
-/// In FP8, the model multiplies by `cache`'s weight images for one scope: a step's forwards and
-/// backwards, over which the weights stay fixed (the trainer's step; eva_bench_train's bare step). The
-/// images are stale once the scope ends, before the optimizer changes the weights.
-class Fp8WeightScope {
+/// The model multiplies by `cache`'s prepared weights for one scope: a step's forwards and backwards,
+/// over which the weights stay fixed (the trainer's step; eva_bench_train's bare step). The entries are
+/// stale once the scope ends, before the optimizer changes the weights.
+class WeightCacheScope {
 public:
-    Fp8WeightScope(Model<float>& m, Fp8WeightCache& cache) : m_(m), cache_(cache) {
-        if (m.precision != LinearPrecision::fp32) m.fp8_weights = &cache;
-    }
-    ~Fp8WeightScope() {
-        m_.fp8_weights = nullptr;
+    WeightCacheScope(Model<float>& m, WeightCache& cache) : m_(m), cache_(cache) { m.weight_cache = &cache; }
+    ~WeightCacheScope() {
+        m_.weight_cache = nullptr;
         cache_.next_step();
     }
-    Fp8WeightScope(const Fp8WeightScope&) = delete;
-    Fp8WeightScope& operator=(const Fp8WeightScope&) = delete;
+    WeightCacheScope(const WeightCacheScope&) = delete;
+    WeightCacheScope& operator=(const WeightCacheScope&) = delete;
 
 private:
     Model<float>& m_;
-    Fp8WeightCache& cache_;
+    WeightCache& cache_;
 };
 
 /// A model with every tensor allocated: Linear weights and biases 0, norm gains 1.

@@ -210,7 +210,7 @@ private:
     std::vector<float> flat_, scratch_;       // the gradients packed for the all-reduce
     ModelActivations<float> acts_;
     ModelActivations<float> sibling_acts_;  // the right leaf's, when two sibling leaves run side by side
-    Fp8WeightCache fp8_weights_;            // in FP8: the step's weight images, shared by its shards
+    WeightCache weight_cache_;              // the step's packed weights (fp32) or FP8 images, shared by its shards
     ExpertLayout layout_;
     std::unique_ptr<ExpertParallel> ep_;          // several ranks with ep > 1
     std::unique_ptr<TrafficEmulator> emulator_;  // one process with ep > 1
