@@ -36,6 +36,30 @@ double rel_frobenius(const eva::Matrix<float>& a, const eva::Matrix<float>& b) {
     return std::sqrt(num / den);
 }
 
+// One Linear layer's forward and backward in `mode`: y = x·Wᵀ, and for the output gradient dy,
+// dx = dy·W and dW = dyᵀ·x (accumulated from zero).
+struct LayerPass {
+    eva::Matrix<float> y, dx, dW;
+};
+
+LayerPass layer_pass(const eva::LinearMode& mode, const eva::Matrix<float>& x, const eva::Matrix<float>& dy,
+                     const eva::Matrix<float>& W) {
+    const std::size_t n = x.shape(0), out = W.shape(0), in = W.shape(1);
+    LayerPass r{eva::Matrix<float>::from_shape({n, out}), eva::Matrix<float>::from_shape({n, in}),
+                eva::Matrix<float>::from_shape({out, in})};
+    r.dW.fill(0);
+    eva::linear_forward(mode, x.data(), in, W, r.y.data(), out, n);
+    eva::linear_backward(mode, dy.data(), out, x.data(), in, W, r.dW, r.dx.data(), in, n);
+    return r;
+}
+
+// The two passes agree bit for bit in y, dx and dW.
+void check_same_bits(const LayerPass& a, const LayerPass& b) {
+    CHECK(std::equal(a.y.begin(), a.y.end(), b.y.begin()));
+    CHECK(std::equal(a.dx.begin(), a.dx.end(), b.dx.begin()));
+    CHECK(std::equal(a.dW.begin(), a.dW.end(), b.dW.begin()));
+}
+
 }  // namespace
 
 TEST_CASE("FP8 forward = fp32 product of the FP8-rounded operands", "[linear]") {
@@ -130,21 +154,10 @@ TEST_CASE("WeightCache: a step's packed fp32 weights give the bits of the unpack
             const auto x = random(n, in, rng), dy = random(n, out, rng);
             const eva::LinearMode alone, cached(eva::LinearPrecision::fp32, &cache);
             for (int step = 0; step < 2; ++step) {
-                eva::Matrix<float> y = eva::Matrix<float>::from_shape({n, out}), dx = eva::Matrix<float>::from_shape({n, in});
-                eva::Matrix<float> dW = eva::Matrix<float>::from_shape({out, in});
-                dW.fill(0);
-                eva::linear_forward(alone, x.data(), in, W, y.data(), out, n);
-                eva::linear_backward(alone, dy.data(), out, x.data(), in, W, dW, dx.data(), in, n);
+                const LayerPass reference = layer_pass(alone, x, dy, W);
                 for (int use = 0; use < 2; ++use) {
-                    eva::Matrix<float> yc = eva::Matrix<float>::from_shape({n, out}), dxc = eva::Matrix<float>::from_shape({n, in});
-                    eva::Matrix<float> dWc = eva::Matrix<float>::from_shape({out, in});
-                    dWc.fill(0);
-                    eva::linear_forward(cached, x.data(), in, W, yc.data(), out, n);
-                    eva::linear_backward(cached, dy.data(), out, x.data(), in, W, dWc, dxc.data(), in, n);
                     INFO("out " << out << " in " << in << " n " << n << " step " << step << " use " << use);
-                    CHECK(std::equal(y.begin(), y.end(), yc.begin()));
-                    CHECK(std::equal(dx.begin(), dx.end(), dxc.begin()));
-                    CHECK(std::equal(dW.begin(), dW.end(), dWc.begin()));
+                    check_same_bits(reference, layer_pass(cached, x, dy, W));
                 }
                 cache.next_step();
                 for (auto& v : W) v *= -0.5f;
@@ -164,20 +177,8 @@ TEST_CASE("WeightCache: a step's FP8 weight images have the bits the layer compu
         for (int step = 0; step < 2; ++step) {
             // Forward and backward through the cache, twice (the second time from the images already
             // made), against the same calls quantizing the weight themselves: bit for bit.
-            eva::Matrix<float> y = eva::Matrix<float>::from_shape({n, out}), yc = y;
-            eva::Matrix<float> dx = eva::Matrix<float>::from_shape({n, in}), dxc = dx;
-            eva::Matrix<float> dW = eva::Matrix<float>::from_shape({out, in}), dWc = dW;
-            dW.fill(0), dWc.fill(0);
-            eva::linear_forward(alone, x.data(), in, W, y.data(), out, n);
-            eva::linear_backward(alone, dy.data(), out, x.data(), in, W, dW, dx.data(), in, n);
-            for (int use = 0; use < 2; ++use) {
-                eva::linear_forward(cached, x.data(), in, W, yc.data(), out, n);
-                dWc.fill(0);
-                eva::linear_backward(cached, dy.data(), out, x.data(), in, W, dWc, dxc.data(), in, n);
-                CHECK(std::equal(y.begin(), y.end(), yc.begin()));
-                CHECK(std::equal(dx.begin(), dx.end(), dxc.begin()));
-                CHECK(std::equal(dW.begin(), dW.end(), dWc.begin()));
-            }
+            const LayerPass reference = layer_pass(alone, x, dy, W);
+            for (int use = 0; use < 2; ++use) check_same_bits(reference, layer_pass(cached, x, dy, W));
             // The transposed image is Wᵀ's own block quantization: a block's transpose holds the same
             // values, so the same amax and scale.
             eva::Matrix<float> Wt = eva::Matrix<float>::from_shape({in, out});

@@ -148,8 +148,9 @@ struct GemmTile {
 
     // One panel of op(B) = Bᵀ (op(B)(k, j) = B[j, k]): stored rows j .. j+nr of B, steps p0 .. p0+kc,
     // each stored row read contiguously; columns past nr are zero. With AVX-512 a whole panel goes by
-    // 16 × 16 transposes in registers (the forward's x·Wᵀ packs every weight this way, once per
-    // gradient shard); the scalar loop does the rest, and is the reference the tests hold it to.
+    // 16 × 16 transposes in registers (the forward's x·Wᵀ packs every weight this way: once per
+    // training step, through WeightCache, or per product elsewhere); the scalar loop does the rest, and
+    // is the reference the tests hold it to.
     static void pack_bt_panel(const T* B, std::size_t ldb, std::size_t p0, std::size_t kc, std::size_t j,
                               std::size_t nr, T* panel) {
         std::size_t p_done = 0;  // steps below this are packed
@@ -232,13 +233,13 @@ struct GemmTile {
 
     // C (+)= op(A)·op(B) through packed panels: for each block of KC steps and NC columns, B packed once
     // (or taken from `prepacked`, laid out by pack_blocks), then each MC block of rows swept against it
-    // tile by tile. `pack_all_b` false: B is read in place (op(B) = B with few rows of C), only a partial
-    // last panel packed. `pack_all_a` false: A is read in place (see GemmKernel::run).
+    // tile by tile. `pack_all_b` false (never with `prepacked`): B is read in place (op(B) = B with few
+    // rows of C), only a partial last panel packed. `pack_all_a` false: A is read in place (see
+    // GemmKernel::run).
     static void run(Op op_a, Op op_b, std::size_t M, std::size_t N, std::size_t K, const T* A, std::size_t lda,
                     const T* B, std::size_t ldb, T* C, std::size_t ldc, bool accumulate, bool pack_all_a,
                     bool pack_all_b, T* Ap, T* Bp, const T* prepacked) {
         const auto rows = std::make_index_sequence<MR>{};
-        if (prepacked) pack_all_b = true;
         for (std::size_t jc = 0; jc < N; jc += NC) {
             const std::size_t nc = std::min(NC, N - jc);
             for (std::size_t pc = 0; pc < K; pc += KC) {
@@ -403,8 +404,10 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
         if (M < kSmallRows) return small_m(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, row);
         if (op_b == Op::T && M <= kShortRows) return dot_rows(op_a, M, N, K, A, lda, B, ldb, C, ldc, accumulate, row);
         // With few rows of C, packing B would cost as much as using it: B is then read in place
-        // (op(B) = B has its panel rows contiguous already); only a partial last panel is packed.
-        const bool pack_all_b = !(op_b == Op::N && M <= kShortRows);
+        // (op(B) = B has its panel rows contiguous already); only a partial last panel is packed. B
+        // packed already (ws.prepacked_b) is used as it is.
+        const T* prepacked = static_cast<const T*>(ws.prepacked_b);
+        const bool pack_all_b = prepacked || !(op_b == Op::N && M <= kShortRows);
         // A wide product uses each panel of A against many panels of B: packing it then costs little, and
         // the micro-kernel streams one contiguous panel instead of MR rows lda apart, which share L1 sets
         // when lda is a multiple of 1024 (one thread, 1024³: AVX-512 from ~90 to ~100 GFLOP/s, WebAssembly
@@ -413,7 +416,6 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
         const bool pack_all_a = N >= kPackAColumns;
         T* Ap = static_cast<T*>(ws.packed_a);
         T* Bp = static_cast<T*>(ws.packed_b);
-        const T* prepacked = static_cast<const T*>(ws.prepacked_b);
         if (wide(N))
             WideTile::run(op_a, op_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, pack_all_a, pack_all_b, Ap, Bp, prepacked);
         else

@@ -100,37 +100,21 @@ void require_fp32(LinearPrecision p) {
 }  // namespace
 
 const float* WeightCache::image(LinearPrecision p, const Matrix<float>& W, bool transpose) {
-    Image* e;
-    {
-        const std::lock_guard<std::mutex> hold(lock_);
-        e = &images_[{W.data(), p, transpose}];  // a map's entries stay where they are
-    }
-    const std::lock_guard<std::mutex> hold(e->lock);
-    if (e->generation != generation_) {
-        const std::size_t out = W.shape(0), in = W.shape(1);
-        if (e->size != W.size()) e->data = detail::scratch<float>(e->size = W.size());
-        if (transpose) transpose_into(image(p, W, false), out, in, in, e->data.get());
-        else quantize_dequantize(W.data(), out, in, in, quant_config(p, true), e->data.get(), in);
-        e->generation = generation_;
-    }
-    return e->data.get();
+    const std::size_t out = W.shape(0), in = W.shape(1);
+    return current(images_, std::make_tuple(W.data(), p, transpose), [&](Image& e) {
+               if (e.size != W.size()) e.data = detail::scratch<float>(e.size = W.size());
+               if (transpose) transpose_into(image(p, W, false), out, in, in, e.data.get());
+               else quantize_dequantize(W.data(), out, in, in, quant_config(p, true), e.data.get(), in);
+           }).data.get();
 }
 
 const PackedB& WeightCache::packed(const Matrix<float>& W, Op op) {
-    Packed* e;
-    {
-        const std::lock_guard<std::mutex> hold(lock_);
-        e = &packed_[{W.data(), op}];
-    }
-    const std::lock_guard<std::mutex> hold(e->lock);
-    if (e->generation != generation_) {
-        const std::size_t out = W.shape(0), in = W.shape(1);
-        // x·Wᵀ: op(B) = Wᵀ, K = in, N = out; dy·W: op(B) = W, K = out, N = in. W's rows are `in` apart.
-        if (op == Op::T) e->panels.pack(Op::T, in, out, W.data(), in);
-        else e->panels.pack(Op::N, out, in, W.data(), in);
-        e->generation = generation_;
-    }
-    return e->panels;
+    const std::size_t out = W.shape(0), in = W.shape(1);
+    return current(packed_, std::make_pair(W.data(), op), [&](Packed& e) {
+               // x·Wᵀ: op(B) = Wᵀ, K = in, N = out; dy·W: op(B) = W, K = out, N = in. W's rows are `in` apart.
+               if (op == Op::T) e.panels.pack(Op::T, in, out, W.data(), in);
+               else e.panels.pack(Op::N, out, in, W.data(), in);
+           }).panels;
 }
 
 template <class T>

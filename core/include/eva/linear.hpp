@@ -55,21 +55,37 @@ public:
     void next_step() { ++generation_; }
 
 private:
-    struct Image {
+    struct Entry {
         std::mutex lock;
-        unsigned long generation = 0;  // generation_ when `data` was computed (0: never)
+        unsigned long generation = 0;  // generation_ when the entry was filled (0: never)
+    };
+    struct Image : Entry {
         std::size_t size = 0;  // floats in `data`
         std::unique_ptr<float[]> data;
     };
-    struct Packed {
-        std::mutex lock;
-        unsigned long generation = 0;
+    struct Packed : Entry {
         PackedB panels;
     };
     std::mutex lock_;  // guards the maps, not the entries
     std::map<std::tuple<const float*, LinearPrecision, bool>, Image> images_;
     std::map<std::pair<const float*, Op>, Packed> packed_;
     unsigned long generation_ = 1;
+
+    // map[key], filled by fill(entry) under the entry's own lock unless it was filled in this generation.
+    template <class Key, class E, class Fill>
+    E& current(std::map<Key, E>& map, const Key& key, Fill&& fill) {
+        E* e;
+        {
+            const std::lock_guard<std::mutex> hold(lock_);
+            e = &map[key];  // a map's entries stay where they are
+        }
+        const std::lock_guard<std::mutex> hold(e->lock);
+        if (e->generation != generation_) {
+            fill(*e);
+            e->generation = generation_;
+        }
+        return *e;
+    }
 };
 
 /// How the Linear layers of a forward or backward multiply: their precision and, during a training
