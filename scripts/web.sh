@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 export NODE_PATH=/usr/share/nodejs EMSDK_PYTHON=/usr/bin/python3  # Emscripten 3.1.6 on Debian needs both
 jobs=$(nproc)
 # The pretrained checkpoint's training run (docs/web-kv.md quotes its validation loss and acceptance).
-steps=600 seed=1 mtp=1 lr=6e-3 warmup=30 batch=16
+steps=700 seed=1 mtp=1 lr=6e-3 warmup=30 batch=16
 name=mini-s${seed}-${steps}-b${batch}-lr${lr}-w${warmup}-mtp${mtp}
 asset=build/pretrained/$name.safetensors tmp=build/pretrained/partial fp8=build/pretrained/$name-fp8.safetensors
 if [ ! -f "$asset" ]; then

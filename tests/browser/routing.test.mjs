@@ -141,9 +141,10 @@ test("frames stay under 16 ms at default settings and while balancing runs; MaxV
   console.log(`routing: frameMs ${idle.toFixed(2)} idle, ${running.toFixed(2)} while balancing; ` +
               `${run.source} MaxVio ${run.max_vio[0].toFixed(3)} -> ${run.max_vio.at(-1).toFixed(3)} over ${run.steps} steps`);
   assert.equal(run.source, "text");
-  // The trained gate without its bias starts far from balance (measured MaxVio 7, every token choosing one
-  // expert, at layer 1); after 300 aux-free steps with γ = 0.005 the last 50 batches average under half of
-  // it (measured 2.25; docs/web-routing.md).
+  // The trained gate without its bias starts far from balance (measured MaxVio 6.11 of at most 7: one
+  // expert takes 89% of the tokens, at layer 1); after 300 aux-free steps with γ = 0.005 the last 50
+  // batches average under half of it (measured 2.81; docs/web-routing.md). The run is deterministic, so
+  // that margin (2.81 against 3.06) is the same on every run.
   const tail = run.max_vio.slice(-50).reduce((a, b) => a + b, 0) / 50;
   assert.ok(run.max_vio[0] > 2, `MaxVio at step 0: ${run.max_vio[0]}`);
   assert.ok(tail < 0.5 * run.max_vio[0], `MaxVio ${run.max_vio[0]} -> ${tail} (mean of the last 50 steps)`);
