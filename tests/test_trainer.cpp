@@ -215,14 +215,18 @@ TEST_CASE("checkpoints keep the official names and reject what does not fit", "[
     CHECK_THROWS_AS(eva::load_model(eva::SafetensorsFile::parse(w.serialize())), eva::FileError);
 }
 
-TEST_CASE("FP8 training follows FP32 training from the same seed", "[trainer]") {
-    // DeepSeek-V3 reports a relative loss gap below 0.25% at scale. On this small model and short run
-    // the bound is looser (5%, one-sided): the test guards that the FP8 path trains as well, not the exact gap,
-    // which `eva train --precision fp8` measures on the real corpus (docs/5-model.md).
+TEST_CASE("FP8 training follows FP32 training from the same seeds", "[trainer]") {
+    // DeepSeek-V3 reports a relative loss gap below 0.25% at scale. On this small model and a 60-step run
+    // one seed says little: over seeds 1–8 the gap of one seed ran from −8.0% to +4.8%, and fp32's own
+    // loss from 0.946 to 1.066. A single seed's gap (4.7% at seed 1 natively, 4.9% and 5.1% in
+    // WebAssembly with 4- and 5-row GEMM tiles: the summation order alone moves it) made a 5% bound flip
+    // with any change of the order. So the test bounds the mean relative gap over 8 seeds (measured
+    // +1.4%, standard error ≈ 1.6%) at 5%, one-sided: FP8 trains as well as fp32 within what 8 short
+    // runs can tell. docs/fp8-gap.md measures the gap itself on the real corpus, with its statistics.
     const auto args = small_args();
     const auto corpus = small_corpus();
-    auto final_loss = [&](eva::LinearPrecision p) {
-        eva::Rng rng(1);
+    auto final_loss = [&](eva::LinearPrecision p, std::uint64_t seed) {
+        eva::Rng rng(seed);
         auto m = eva::model_init<float>(args, eva::moe_config(args), rng);
         auto cfg = small_train(60);
         cfg.precision = p;
@@ -230,8 +234,14 @@ TEST_CASE("FP8 training follows FP32 training from the same seed", "[trainer]") 
         for (int i = 0; i < 60; ++i) tr.step();
         return tr.evaluate();
     };
-    const double fp32 = final_loss(eva::LinearPrecision::fp32), fp8 = final_loss(eva::LinearPrecision::fp8);
-    INFO("validation loss fp32 " << fp32 << ", fp8 " << fp8);
-    CHECK(fp8 < 3.0);
-    CHECK((fp8 - fp32) / fp32 < 0.05);  // not worse than fp32 by more than 5% (it may be better: noise)
+    constexpr int kSeeds = 8;
+    double mean_gap = 0;
+    for (std::uint64_t seed = 1; seed <= kSeeds; ++seed) {
+        const double fp32 = final_loss(eva::LinearPrecision::fp32, seed), fp8 = final_loss(eva::LinearPrecision::fp8, seed);
+        INFO("seed " << seed << ": validation loss fp32 " << fp32 << ", fp8 " << fp8);
+        CHECK(fp8 < 3.0);  // it trains at all (the initial loss is ln 256 ≈ 5.5)
+        mean_gap += (fp8 - fp32) / fp32 / kSeeds;
+    }
+    INFO("mean relative gap over " << kSeeds << " seeds: " << mean_gap);
+    CHECK(mean_gap < 0.05);  // it may be negative: noise
 }
