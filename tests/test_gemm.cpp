@@ -113,7 +113,7 @@ TEST_CASE("gemm: a row of C in a product of 2 rows equals that row computed alon
     // does each row's arithmetic as it would alone. Exact equality, over both op(B), with and without
     // accumulation, for K and N that leave SIMD tails. Two rows (one drafted token) take that path on
     // every instruction set (it is left from 3 rows on with SSE2 and AVX2, 6 with AVX-512, and 3 in
-    // WebAssembly, whose 4-row tile would otherwise send 2 rows to the dot-product path).
+    // WebAssembly, whose 5-row tile would otherwise send 2 rows to the dot-product path).
     eva::Rng rng(9);
     for (Op op_b : {Op::N, Op::T})
         for (bool acc : {false, true})

@@ -12,7 +12,7 @@
 // model's layers. A product of kPackAColumns columns or more, which reuses each panel of A against
 // many panels of B, packs A all the same (see run).
 //   register budget: MR·NV accumulators + NV B vectors + 1 broadcast ≤ number of vector registers
-//   (AVX-512: 32 → MR 12, NV 2, or the wide tile MR 6, NV 4; AVX2/SSE: 16 → MR 6, NV 2; wasm: MR 4,
+//   (AVX-512: 32 → MR 12, NV 2, or the wide tile MR 6, NV 4; AVX2/SSE: 16 → MR 6, NV 2; wasm: MR 5,
 //   see kNarrowRows).
 // Block sizes keep a block of A (MC × KC) in L2. A B panel (KC × NR: 48 KiB, or 96 KiB for the wide
 // tile, with AVX-512 floats) is larger than a 32 KiB L1 and streams from L2; a KC small enough to fit
@@ -42,10 +42,11 @@ struct GemmWorkspace {
 };
 
 #if defined(__EMSCRIPTEN__)
-// V8 keeps fewer WebAssembly SIMD values in registers than a native compiler does:
-// a 4-row tile (8 accumulators) ran faster than 6 rows under node 20 (eva_speed, 512³: ~28 vs ~21
-// GFLOP/s in one A/B run on a busy machine).
-constexpr std::size_t kNarrowRows = 4;
+// V8 keeps fewer WebAssembly SIMD values in registers than a native compiler does: 5 rows (10
+// accumulators, 2 B vectors, a broadcast and the product of the unfused multiply-add: 14 of x86-64's
+// 16) is the most that stays in registers. eva_speed under node 20, 5 alternating runs, medians:
+// 5 rows ~36 GFLOP/s at 256³–1024³, 4 rows ~33, 6 rows ~25 (spilled); a training step +6%.
+constexpr std::size_t kNarrowRows = 5;
 #else
 constexpr std::size_t kNarrowRows = 6;
 #endif
@@ -71,7 +72,7 @@ struct GemmShape {
     static constexpr std::size_t NC = NR * 128;  // a multiple of both tiles' columns
     static constexpr std::size_t kShortRows = 2 * MR;  // at most this many rows of C: B is not packed
     // Fewer rows than this: B streamed, not packed. MR/2, but at least 3, so that a speculative verify
-    // of 2 tokens takes this path on every instruction set (WebAssembly's 4-row tile included).
+    // of 2 tokens takes this path on every instruction set (WebAssembly's 5-row tile included).
     static constexpr std::size_t kSmallRows = MR / 2 < 3 ? 3 : MR / 2;
     // At least this many columns of C: A is packed even where it could be read in place (see run).
     static constexpr std::size_t kPackAColumns = 512;
