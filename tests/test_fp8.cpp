@@ -311,7 +311,19 @@ TEST_CASE("fp8: exhaustive sweep of all 2^32 float32 patterns", "[.exhaustive]")
     constexpr std::size_t kBlock = 1 << 16;
     std::vector<float> x(kBlock);
     std::vector<std::uint8_t> simd(kBlock);
-    std::uint64_t mismatches = 0, simd_mismatches = 0, checked = 0;
+    std::uint64_t mismatches = 0, simd_mismatches = 0, round_mismatches = 0, checked = 0;
+#if defined(EVA_SIMD_KERNELS_X86)
+    // The scaled-round kernel (quantize then dequantize without the code, scale 1) of the widest SIMD level
+    // this CPU runs, against decode(encode(x)) of the scalar codec.
+    std::vector<float> rounded(kBlock);
+    const auto scaled_round = [&](Fp8Format f) {
+        using namespace eva::detail;
+        if (__builtin_cpu_supports("avx512bw")) fp8_scaled_round_kernel(xsimd::avx512bw{}, x.data(), 1.0f, rounded.data(), kBlock, f);
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            fp8_scaled_round_kernel(xsimd::fma3<xsimd::avx2>{}, x.data(), 1.0f, rounded.data(), kBlock, f);
+        else fp8_scaled_round_kernel(xsimd::sse2{}, x.data(), 1.0f, rounded.data(), kBlock, f);
+    };
+#endif
     for (Fp8Format f : {Fp8Format::E4M3, Fp8Format::E5M2}) {
         const Reference ref(f);
         for (std::uint64_t base = 0; base < (std::uint64_t(1) << 32); base += kBlock) {
@@ -327,15 +339,23 @@ TEST_CASE("fp8: exhaustive sweep of all 2^32 float32 patterns", "[.exhaustive]")
                     simd_mismatches += simd[i] != got;
                     ++checked;
                 }
+#if defined(EVA_SIMD_KERNELS_X86)
+                if (!sat) continue;
+                scaled_round(f);
+                for (std::size_t i = 0; i < kBlock; ++i)
+                    round_mismatches += to_bits(rounded[i]) != to_bits(eva::fp8_decode(simd[i], f));
+#endif
             }
         }
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     WARN("exhaustive: " << checked << " encodings (2^32 patterns x 2 formats x 2 modes), " << mismatches
-                        << " scalar mismatches, " << simd_mismatches << " SIMD mismatches, " << seconds << " s");
+                        << " scalar mismatches, " << simd_mismatches << " SIMD mismatches, " << round_mismatches
+                        << " scaled-round mismatches, " << seconds << " s");
     CHECK(checked == (std::uint64_t(1) << 34));
     CHECK(mismatches == 0);
     CHECK(simd_mismatches == 0);
+    CHECK(round_mismatches == 0);
 }
 
 // ----------------------------------------------------------------------------- scaled quantization
