@@ -83,23 +83,20 @@ BI decode_lanes(BI c, const Fp8Layout& L, Fp8Format f) {
     return v | ((c & BI(0x80)) << 24);
 }
 
-/// decode(encode(u, saturating)) as float bits, without the code: the same two roundings on the float's
-/// own bits. A subnormal-range |y|: |y| + magic − magic is code · 2^(1 − bias − M), exactly the value
-/// decode gives (Sterbenz: the subtraction is exact). A normal one: round_normal's sum without its rebias,
-/// low bits cleared; the rebias is a multiple of 2^shift, so it and decode's exponent bias cancel.
-/// Saturation: a magnitude above the largest finite one is taken as that one before rounding (it lies on
-/// the grid, and nothing below it rounds past it), which also keeps the sum inside int32. NaN stays NaN.
-/// About half of the integer work of encode_lanes + decode_lanes.
+/// decode(encode(u, saturating)) as float bits, without the code: the codec's own roundings, with no
+/// byte, sign or NaN code in between. A subnormal-range |y|: |y| + magic − magic is code · 2^(1 − bias − M),
+/// exactly the value decode gives (Sterbenz: the subtraction is exact). A normal one: round_normal, then
+/// decode's normal formula. Saturation: a magnitude above the largest finite one is taken as that one
+/// before rounding (it lies on the grid, and nothing below it rounds past it). NaN stays NaN.
 template <class BI>
 BI round_lanes(BI u, const Fp8Layout& L) {
     using BF = xsimd::batch<float, typename BI::arch_type>;
     const BI a = u & BI(0x7FFFFFFF);
     const BF magic = xsimd::bitwise_cast<BF>(BI(L.magic_bits));
     const BI sub = xsimd::bitwise_cast<BI>((xsimd::bitwise_cast<BF>(a) + magic) - magic);
-    const BI half_minus_one((std::int32_t(1) << (L.shift() - 1)) - 1), low(~((std::int32_t(1) << L.shift()) - 1));
-    const BI max_bits((L.max_code << L.shift()) + float_exponent_bits(-L.bias));  // 448 (E4M3), 57344 (E5M2)
-    const BI c = xsimd::min(a, max_bits);
-    const BI normal = (c + half_minus_one + ((c >> L.shift()) & BI(1))) & low;
+    const BI exponent_bias(float_exponent_bits(-L.bias));
+    const BI max_bits = (BI(L.max_code) << L.shift()) + exponent_bias;  // 448 (E4M3), 57344 (E5M2)
+    const BI normal = (round_normal(xsimd::min(a, max_bits), L) << L.shift()) + exponent_bias;
     BI v = xsimd::select(a < BI(L.min_normal_bits), sub, normal);
     v = xsimd::select(a > BI(kFloatInf), BI(kFloatQuietNan), v);
     return v | (u ^ a);  // u ^ a: the sign bit alone
