@@ -106,6 +106,16 @@ inline void transpose16x16(__m512 r[16]) {
     }
     for (int j = 0; j < 16; ++j) r[j] = t[j];
 }
+
+/// Packs 16 steps of n ≤ 16 stored rows (`ld` floats apart, from `src`) as 16 packed rows `stride`
+/// apart: out[q·stride + c] = src[c·ld + q]. Rows past n enter the transpose as zeros and are not stored.
+inline void pack_transposed16(const float* src, std::size_t ld, std::size_t n, float* out, std::size_t stride) {
+    __m512 r[16];
+    for (std::size_t c = 0; c < 16; ++c) r[c] = c < n ? _mm512_loadu_ps(src + c * ld) : _mm512_setzero_ps();
+    transpose16x16(r);
+    const __mmask16 lanes = __mmask16((1u << n) - 1);
+    for (std::size_t q = 0; q < 16; ++q) _mm512_mask_storeu_ps(out + q * stride, lanes, r[q]);
+}
 #endif
 
 /// The packed path with a register tile of MR rows × NV vectors of C (GemmShape's narrow or wide tile).
@@ -146,13 +156,7 @@ struct GemmTile {
 #if defined(__AVX512F__)
         if constexpr (std::is_same_v<T, float> && std::is_same_v<Arch, xsimd::avx512bw>) {
             static_assert(MR <= 16, "a column of a panel fits one register");
-            const __mmask16 first = __mmask16((1u << MR) - 1);  // the MR rows of a column
-            for (std::size_t p = 0; p + 16 <= kc; p += 16) {
-                __m512 r[16];
-                for (std::size_t c = 0; c < 16; ++c) r[c] = c < MR ? _mm512_loadu_ps(rows + c * lda + p) : _mm512_setzero_ps();
-                transpose16x16(r);
-                for (std::size_t q = 0; q < 16; ++q) _mm512_mask_storeu_ps(panel + (p + q) * MR, first, r[q]);
-            }
+            for (std::size_t p = 0; p + 16 <= kc; p += 16) pack_transposed16(rows + p, lda, MR, panel + p * MR, MR);
             return kc / 16 * 16;
         }
 #endif
@@ -190,12 +194,8 @@ struct GemmTile {
             if (nr == NR) {
                 p_done = kc / 16 * 16;
                 for (std::size_t c0 = 0; c0 < NR; c0 += 16)
-                    for (std::size_t p = 0; p < p_done; p += 16) {
-                        __m512 r[16];
-                        for (std::size_t c = 0; c < 16; ++c) r[c] = _mm512_loadu_ps(B + (j + c0 + c) * ldb + p0 + p);
-                        transpose16x16(r);
-                        for (std::size_t q = 0; q < 16; ++q) _mm512_storeu_ps(panel + (p + q) * NR + c0, r[q]);
-                    }
+                    for (std::size_t p = 0; p < p_done; p += 16)
+                        pack_transposed16(B + (j + c0) * ldb + p0 + p, ldb, 16, panel + p * NR + c0, NR);
             }
         }
 #endif
