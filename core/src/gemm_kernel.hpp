@@ -47,8 +47,18 @@ struct GemmWorkspace {
 // 16) is the most that stays in registers. eva_speed under node 20, 5 alternating runs, medians:
 // 5 rows ~36 GFLOP/s at 256³–1024³, 4 rows ~33, 6 rows ~25 (spilled); a training step +6%.
 constexpr std::size_t kNarrowRows = 5;
+// Every WebAssembly address is a 32-bit index that V8 computes with instructions of its own, so MR rows
+// of A lda apart cost an address computation per row and step; a packed panel's MR elements sit at
+// constant offsets from one pointer, which V8 folds into the loads (the micro-kernel's loop, x86-64:
+// 5 address computations per step in place, none packed; eva_speed 1024³, packed, ~44 GFLOP/s, 93% of
+// the SIMD128 peak, against ~38.5 at 256³ in place). So A is packed from 128 columns up, where AVX-512
+// packs from 512 (see GemmKernel::run). 5 alternating eva_speed runs, medians of tokens/s of the
+// training step: 128 columns 1232, 512 1139, 256 1208, 64 1256, always 1217 (64 and 0 within noise of
+// 128; a narrower product reuses a packed panel too few times to repay the copy).
+constexpr std::size_t kPackAFrom = 128;
 #else
 constexpr std::size_t kNarrowRows = 6;
+constexpr std::size_t kPackAFrom = 512;
 #endif
 
 /// Tile and block sizes for scalar T with SIMD registers of `Bytes` bytes. Every size grows with the
@@ -75,7 +85,7 @@ struct GemmShape {
     // of 2 tokens takes this path on every instruction set (WebAssembly's 5-row tile included).
     static constexpr std::size_t kSmallRows = MR / 2 < 3 ? 3 : MR / 2;
     // At least this many columns of C: A is packed even where it could be read in place (see run).
-    static constexpr std::size_t kPackAColumns = 512;
+    static constexpr std::size_t kPackAColumns = kPackAFrom;
 };
 
 #if defined(__AVX512F__)
@@ -218,11 +228,17 @@ struct GemmTile {
         batch acc[R][NV];
         for (std::size_t i = 0; i < R; ++i)
             for (std::size_t v = 0; v < NV; ++v) acc[i][v] = batch(T(0));
-        for (std::size_t p = 0; p < kc; ++p) {
+        // One pointer into A and one into B advance by a step each: row i's element is then ap[i·a_row], a
+        // constant offset in a packed panel. (Indexing Ap and Bp by p instead cost WebAssembly an address
+        // computation per row and step: eva_speed under node, 512³ from ~35 to ~42.5 GFLOP/s, 1024³
+        // from ~37 to ~44; the AVX-512 loop is the same instructions.)
+        const std::size_t a_step = ARows ? 1 : lda, a_row = ARows ? lda : 1;
+        const T* bp = Bp;
+        for (const T *ap = Ap, *a_end = Ap + kc * a_step; ap != a_end; ap += a_step, bp += ldbp) {
             batch b[NV];
-            for (std::size_t v = 0; v < NV; ++v) b[v] = batch::load_unaligned(Bp + p * ldbp + v * L);
+            for (std::size_t v = 0; v < NV; ++v) b[v] = batch::load_unaligned(bp + v * L);
             for (std::size_t i = 0; i < R; ++i) {
-                const batch a(ARows ? Ap[i * lda + p] : Ap[p * lda + i]);
+                const batch a(ap[i * a_row]);
                 for (std::size_t v = 0; v < NV; ++v) acc[i][v] = xsimd::fma(a, b[v], acc[i][v]);
             }
         }
@@ -443,7 +459,7 @@ struct GemmKernel : GemmShape<T, sizeof(xsimd::batch<T, Arch>)> {
         // the micro-kernel streams one contiguous panel instead of MR rows lda apart, which share L1 sets
         // when lda is a multiple of 1024 (one thread, 1024³: AVX-512 from ~90 to ~100 GFLOP/s, WebAssembly
         // from ~34 to ~37). A narrow one reads A in place, where the copy would cost more than it saves
-        // (256 columns: 4% slower packed with AVX-512, 3% in WebAssembly).
+        // (256 columns: 4% slower packed with AVX-512). WebAssembly packs from 128 columns: see kPackAFrom.
         const bool pack_all_a = N >= kPackAColumns;
         T* Ap = static_cast<T*>(ws.packed_a);
         T* Bp = static_cast<T*>(ws.packed_b);
