@@ -211,9 +211,11 @@ int main(int argc, char** argv) {
                 "eva speedup");
     // A fresh process's heap grows to the steps' working set over their first few dozen steps: thousands
     // of page faults per step (the first round then ran ~10% slower than the next), which a training run
-    // pays once at its start. One untimed pass of each step first, so that every round times the steady
-    // state.
-    for (auto precision : {eva::LinearPrecision::fp32, eva::LinearPrecision::fp8}) {
+    // pays once at its start. Untimed passes first, so that every round times the steady state: each
+    // step twice, in the rounds' order (after one pass of each, the first fp32 round still took ~100
+    // page faults per step; the heap settles once an fp32 pass has followed an FP8 one).
+    for (auto precision : {eva::LinearPrecision::fp32, eva::LinearPrecision::fp8, eva::LinearPrecision::fp32,
+                           eva::LinearPrecision::fp8}) {
         auto m = init;
         eva_median_step(m, batch, seq_len, steps, thread_counts.front(), precision);
     }

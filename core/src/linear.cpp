@@ -1,14 +1,12 @@
 // eva — Linear layers in fp32 or emulated FP8.
 #include "eva/linear.hpp"
 
-#include <algorithm>
 #include <memory>
 
 #include "eva/error.hpp"
 #include "eva/fp8.hpp"
 #include "eva/gemm.hpp"
 #include "eva/json.hpp"
-#include "parallel.hpp"
 #include "scratch.hpp"
 
 namespace eva {
@@ -43,24 +41,6 @@ Fp8QuantConfig quant_config(LinearPrecision p, bool weight) {
     return c;
 }
 
-// a[rows, cols] (stride lda) transposed into a dense [cols, rows], in 16×16 tiles walked column by
-// column: each destination row is written sequentially while the tile's 16 source rows stay in the L1
-// cache. The other order (read along a row, write down a column) keeps 16–32 destination rows in flight
-// `rows` floats apart; with rows a power of two (2048 tokens: 8 KiB) they all fall into the same L1 set,
-// evict one another on every write, and the copy ran at ~1 GB/s instead of ~20. Bands of 64 source rows
-// are independent and go to the threads.
-void transpose_into(const float* a, std::size_t rows, std::size_t cols, std::size_t lda, float* t) {
-    constexpr std::size_t kTile = 16, kBand = 64;
-    detail::parallel_ranges(rows, kBand, [&](std::size_t band0, std::size_t band1) {
-        for (std::size_t r0 = band0; r0 < band1; r0 += kTile)
-            for (std::size_t c0 = 0; c0 < cols; c0 += kTile) {
-                const std::size_t r1 = std::min(band1, r0 + kTile), c1 = std::min(cols, c0 + kTile);
-                for (std::size_t c = c0; c < c1; ++c)
-                    for (std::size_t r = r0; r < r1; ++r) t[c * rows + r] = a[r * lda + c];
-            }
-    });
-}
-
 // X [rows, cols] (stride ld), an activation or gradient, rounded to FP8 in precision p's 1×128 tiles
 // along its rows, each value multiplied back by its tile's scale: what an FP8 GEMM sees.
 //
@@ -87,10 +67,10 @@ std::unique_ptr<float[]> token_image(LinearPrecision p, const float* X, std::siz
     return out;
 }
 
-// W's FP8 image [out, in], or Wᵀ's [in, out], from the step's cache; outside a training step, from a
-// cache of this call's own (`own`), so that the image is made in one place either way.
-const float* weight_image(LinearMode mode, const Matrix<float>& W, bool transpose, WeightCache& own) {
-    return (mode.weights ? *mode.weights : own).image(mode.precision, W, transpose);
+// W's FP8 image [out, in] from the step's cache; outside a training step, from a cache of this call's
+// own (`own`), so that the image is made in one place either way.
+const float* weight_image(LinearMode mode, const Matrix<float>& W, WeightCache& own) {
+    return (mode.weights ? *mode.weights : own).image(mode.precision, W);
 }
 
 void require_fp32(LinearPrecision p) {
@@ -99,12 +79,11 @@ void require_fp32(LinearPrecision p) {
 
 }  // namespace
 
-const float* WeightCache::image(LinearPrecision p, const Matrix<float>& W, bool transpose) {
+const float* WeightCache::image(LinearPrecision p, const Matrix<float>& W) {
     const std::size_t out = W.shape(0), in = W.shape(1);
-    return current(images_, std::make_tuple(W.data(), p, transpose), [&](Image& e) {
+    return current(images_, std::make_pair(W.data(), p), [&](Image& e) {
                if (e.size != W.size()) e.data = detail::scratch<float>(e.size = W.size());
-               if (transpose) transpose_into(image(p, W, false), out, in, in, e.data.get());
-               else quantize_dequantize(W.data(), out, in, in, quant_config(p, true), e.data.get(), in);
+               quantize_dequantize(W.data(), out, in, in, quant_config(p, true), e.data.get(), in);
            }).data.get();
 }
 
@@ -125,7 +104,7 @@ void linear_forward(LinearMode mode, const T* x, std::size_t ldx, const Matrix<T
     if constexpr (std::is_same_v<T, float>) {
         if (p != LinearPrecision::fp32) {
             WeightCache own;
-            const float* w = weight_image(mode, W, false, own);
+            const float* w = weight_image(mode, W, own);
             return gemm<float>(Op::N, Op::T, n, out, in, fp8_image(p, x, n, in, ldx).get(), in, w, in, y, ldy, accumulate);
         }
         if (mode.weights) return gemm(Op::N, n, x, ldx, mode.weights->packed(W, Op::T), y, ldy, accumulate);
@@ -144,12 +123,13 @@ void linear_backward(LinearMode mode, const T* dy, std::size_t lddy, const T* x,
         if (p != LinearPrecision::fp32) {
             // dW += dyᵀ·x: K = tokens runs down the columns of dy and x, so they are quantized in 128×1
             // tiles (the report's tiling for this product) as they lie, and the GEMM reads them
-            // transposed; dx = dy·W needs Wᵀ in 128×128 blocks.
+            // transposed; dx = dy·W multiplies by W's own image: Wᵀ's 128×128 blocks are W's blocks
+            // transposed, with the same values, so the same amax and scale.
             gemm<float>(Op::T, Op::N, out, in, n, token_image(p, dy, n, out, lddy).get(), out,
                         token_image(p, x, n, in, ldx).get(), in, dW.data(), in, true);
             WeightCache own;
-            const float* wt = weight_image(mode, W, true, own);
-            return gemm<float>(Op::N, Op::T, n, in, out, fp8_image(p, dy, n, out, lddy).get(), out, wt, out, dx, lddx,
+            const float* w = weight_image(mode, W, own);
+            return gemm<float>(Op::N, Op::N, n, in, out, fp8_image(p, dy, n, out, lddy).get(), out, w, in, dx, lddx,
                                accumulate_dx);
         }
     } else {

@@ -18,7 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <tuple>
+#include <utility>
 
 #include "eva/gemm.hpp"
 #include "eva/tensor.hpp"
@@ -35,19 +35,16 @@ std::string to_string(LinearPrecision p);
 /// change at the optimizer step, but a step multiplies by each of them twice per shard (y = x·Wᵀ
 /// forward, dx = dy·W backward). In fp32 the GEMM packs the weight into panels for each of those
 /// products (eva/gemm.hpp, PackedB); in FP8 it first rounds the weight to FP8 in its 128×128 blocks and
-/// multiplies back by the blocks' scales (the values the FP8 GEMM sees), and the backward needs that
-/// image transposed. A step of 4 shards did each of these 4 times where once suffices. The trainer
+/// multiplies back by the blocks' scales (the values the FP8 GEMM sees). A step of 4 shards did each of these 4 times where once suffices. The trainer
 /// keeps one cache, hands it to the model for a step's forwards and backwards (Model::weight_cache,
 /// WeightCacheScope), and calls next_step() before the weights change. An entry is computed on first
 /// use; shards running side by side may ask for the same one, so each entry is filled under its own
 /// lock. Everything has the same bits as what the layer computes without a cache (packing only moves
-/// values; block quantization commutes with transposition: a block's transpose holds the same values,
-/// so it gets the same amax and scale).
+/// values).
 class WeightCache {
 public:
-    /// The FP8 image of W [out, in] in precision p's weight groups, or of Wᵀ [in, out] when `transpose`;
-    /// valid until next_step().
-    const float* image(LinearPrecision p, const Matrix<float>& W, bool transpose);
+    /// The FP8 image of W [out, in] in precision p's weight groups; valid until next_step().
+    const float* image(LinearPrecision p, const Matrix<float>& W);
     /// W [out, in] packed as op(B) of the forward x·Wᵀ (Op::T) or of the backward dy·W (Op::N); valid
     /// until next_step().
     const PackedB& packed(const Matrix<float>& W, Op op);
@@ -67,7 +64,7 @@ private:
         PackedB panels;
     };
     std::mutex lock_;  // guards the maps, not the entries
-    std::map<std::tuple<const float*, LinearPrecision, bool>, Image> images_;
+    std::map<std::pair<const float*, LinearPrecision>, Image> images_;
     std::map<std::pair<const float*, Op>, Packed> packed_;
     unsigned long generation_ = 1;
 
