@@ -97,6 +97,16 @@ TEST_CASE("FP8 backward tracks fp32; E5M2 loses more", "[linear]") {
     run(eva::LinearPrecision::fp8_e5m2, dW5, dx5);
     CHECK(rel_frobenius(dx8, dx32) < 0.06);
     CHECK(rel_frobenius(dW8, dW32) < 0.06);
+    // dx = dy·W is the fp32 product of dy rounded in 1×128 tiles and of Wᵀ rounded in its own 128×128
+    // blocks (DeepSeek-V3's operands for this product), although the layer rounds W, not Wᵀ: a block
+    // of Wᵀ holds the values of a block of W. linear_forward(dy_r, Wᵀ_r) = dy_r·(Wᵀ_r)ᵀ. Same rounded
+    // operands, fp32 sums in another order: ~1e-7 relative, as in the forward test.
+    eva::Matrix<float> Wt = eva::Matrix<float>::from_shape({in, out}), dx_ref = dx8;
+    for (std::size_t r = 0; r < out; ++r)
+        for (std::size_t c = 0; c < in; ++c) Wt(c, r) = W(r, c);
+    eva::linear_forward(eva::LinearPrecision::fp32, fp8_rounded(dy, false).data(), out, fp8_rounded(Wt, true),
+                        dx_ref.data(), in, n);
+    CHECK(rel_frobenius(dx8, dx_ref) < 1e-5);
     // E5M2 has one mantissa bit fewer: about twice the rounding error of E4M3.
     CHECK(rel_frobenius(dx5, dx32) > 1.5 * rel_frobenius(dx8, dx32));
     CHECK(rel_frobenius(dW5, dW32) > 1.5 * rel_frobenius(dW8, dW32));

@@ -35,11 +35,11 @@ std::string to_string(LinearPrecision p);
 /// change at the optimizer step, but a step multiplies by each of them twice per shard (y = x·Wᵀ
 /// forward, dx = dy·W backward). In fp32 the GEMM packs the weight into panels for each of those
 /// products (eva/gemm.hpp, PackedB); in FP8 it first rounds the weight to FP8 in its 128×128 blocks and
-/// multiplies back by the blocks' scales (the values the FP8 GEMM sees). A step of 4 shards did each of these 4 times where once suffices. The trainer
-/// keeps one cache, hands it to the model for a step's forwards and backwards (Model::weight_cache,
-/// WeightCacheScope), and calls next_step() before the weights change. An entry is computed on first
-/// use; shards running side by side may ask for the same one, so each entry is filled under its own
-/// lock. Everything has the same bits as what the layer computes without a cache (packing only moves
+/// multiplies back by the blocks' scales (the values the FP8 GEMM sees). A step of 4 shards did each of
+/// these 4 times where once suffices. The trainer keeps one cache, hands it to the model for a step's
+/// forwards and backwards (Model::weight_cache, WeightCacheScope), and calls next_step() before the
+/// weights change. An entry is computed on first use; shards running side by side may ask for the same
+/// one, so each entry is filled under its own lock. Everything has the same bits as what the layer computes without a cache (packing only moves
 /// values).
 class WeightCache {
 public:
