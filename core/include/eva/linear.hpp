@@ -39,8 +39,8 @@ std::string to_string(LinearPrecision p);
 /// these 4 times where once suffices. The trainer keeps one cache, hands it to the model for a step's
 /// forwards and backwards (Model::weight_cache, WeightCacheScope), and calls next_step() before the
 /// weights change. An entry is computed on first use; shards running side by side may ask for the same
-/// one, so each entry is filled under its own lock. Everything has the same bits as what the layer computes without a cache (packing only moves
-/// values).
+/// one, so each entry is filled under its own lock. Everything has the same bits as what the layer
+/// computes without a cache (packing only moves values).
 class WeightCache {
 public:
     /// The FP8 image of W [out, in] in precision p's weight groups; valid until next_step().
