@@ -51,10 +51,11 @@ constexpr std::size_t kNarrowRows = 5;
 // of A lda apart cost an address computation per row and step; a packed panel's MR elements sit at
 // constant offsets from one pointer, which V8 folds into the loads (V8's x86-64 code for the
 // micro-kernel's loop: an address computation per row and step in place, none packed; eva_speed 1024³,
-// packed, ~44 GFLOP/s, about 90% of the SIMD128 peak, against ~38.5 at 256³ in place). So A is packed from 128 columns up, where AVX-512
-// packs from 512 (see GemmKernel::run). 5 alternating eva_speed runs, medians of tokens/s of the
-// training step: 128 columns 1232, 512 1139, 256 1208, 64 1256, always 1217 (64 and 0 within noise of
-// 128; a narrower product reuses a packed panel too few times to repay the copy).
+// packed, ~44 GFLOP/s, about 90% of the SIMD128 peak, against ~38.5 at 256³ in place). So A is packed
+// from 128 columns up, where AVX-512 packs from 512 (see GemmKernel::run). 5 alternating eva_speed
+// runs, medians of tokens/s of the training step: 128 columns 1232, 512 1139, 256 1208, 64 1256,
+// always 1217 (64 and 0 within noise of 128; a narrower product reuses a packed panel too few times to
+// repay the copy).
 constexpr std::size_t kPackAFrom = 128;
 #else
 constexpr std::size_t kNarrowRows = 6;
