@@ -85,8 +85,8 @@ EvaSteps eva_median_step(eva::Model<float>& m, int batch, int seq_len, int steps
             const eva::WeightCacheScope scope(m, prepared);
             eva::model_loss_and_grad(m, in, out, std::size_t(batch), std::size_t(seq_len), grad, &acts);
         }
-        eva::clip_grad_norm(ps, 1.0);
-        opt.step(ps, 1e-3, true);  // and the gradients back to zero for the next step, as eva::Trainer does
+        // Clipped as AdamW reads the gradients, then set to zero for the next step, as eva::Trainer does.
+        opt.step(ps, 1e-3, true, eva::clip_scale(eva::grad_norm(ps), 1.0));
         eva::update_balance_bias(m, acts);
         if (s < 2) continue;
         times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

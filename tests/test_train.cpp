@@ -142,7 +142,8 @@ void adamw_by_definition(const eva::detail::AdamWStep& s, AdamWCase& c) {
 }  // namespace
 
 TEST_CASE("AdamW's SIMD update equals its one-element definition bit for bit", "[train]") {
-    const eva::detail::AdamWStep s{0.9f, 0.95f, 3e-3f / 0.1f, float(1 / std::sqrt(0.05)), 1e-8f, 1 - 3e-4f};
+    // A clipping factor other than 1, so that the kernel's multiplication of each gradient is checked too.
+    const eva::detail::AdamWStep s{0.9f, 0.95f, 3e-3f / 0.1f, float(1 / std::sqrt(0.05)), 1e-8f, 1 - 3e-4f, 0.37f};
     AdamWCase expected(5);
     adamw_by_definition(s, expected);
     AdamWCase expected_zeroed = expected;  // the same update, and every gradient zero afterwards
@@ -179,4 +180,26 @@ TEST_CASE("AdamW's SIMD update equals its one-element definition bit for bit", "
     c.m = opt.first_moments()[0];
     c.v = opt.second_moments()[0];
     CHECK(c == by_def);
+}
+
+TEST_CASE("AdamW clipping as it reads the gradients equals clipping them first, bit for bit", "[train]") {
+    // The trainer hands clip_scale(grad_norm) to AdamW::step instead of scaling the gradients in place
+    // with clip_grad_norm: both multiply each gradient by the same float once, so the updates must agree
+    // to the bit, clipped (bound 0.5) or not (bound 1e9).
+    for (const double bound : {0.5, 1e9}) {
+        INFO("bound " << bound);
+        AdamWCase in_place(7), as_read(7);
+        const std::size_t n = in_place.w.size();
+        eva::AdamW a, b;
+        const std::vector<eva::Param> pa{{"w", in_place.w.data(), in_place.g.data(), n, true}},
+            pb{{"w", as_read.w.data(), as_read.g.data(), n, true}};
+        const double norm = eva::clip_grad_norm(pa, bound);
+        a.step(pa, 3e-3);
+        CHECK(eva::grad_norm(pb) == norm);
+        b.step(pb, 3e-3, false, eva::clip_scale(norm, bound));
+        CHECK(as_read.w == in_place.w);
+        CHECK(b.first_moments() == a.first_moments());
+        CHECK(b.second_moments() == a.second_moments());
+        CHECK((eva::clip_scale(norm, bound) == 1.0f) == (bound > norm));
+    }
 }

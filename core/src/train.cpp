@@ -99,22 +99,26 @@ std::vector<std::vector<double>> grad_square_sums(const std::vector<Param>& para
     return out;
 }
 
-void clip_grads(const std::vector<Param>& params, double norm, double max_norm) {
-    if (!(max_norm > 0 && norm > max_norm)) return;
-    const float scale = float(max_norm / (norm + 1e-6));
+double grad_norm(const std::vector<Param>& params) {
+    double sq = 0;  // the chunks' sums added in order: the same for every thread count
+    for (const auto& p : grad_square_sums(params))
+        for (double x : p) sq += x;
+    return std::sqrt(sq);
+}
+
+float clip_scale(double norm, double max_norm) {
+    return max_norm > 0 && norm > max_norm ? float(max_norm / (norm + 1e-6)) : 1.0f;
+}
+
+double clip_grad_norm(const std::vector<Param>& params, double max_norm) {
+    const double norm = grad_norm(params);
+    const float scale = clip_scale(norm, max_norm);
+    if (scale == 1.0f) return norm;
     const auto cs = chunks(params);
     detail::parallel_for(cs.size(), [&](std::size_t c) {
         float* g = params[cs[c].param].grad;
         for (std::size_t i = cs[c].begin; i < cs[c].end; ++i) g[i] *= scale;
     });
-}
-
-double clip_grad_norm(const std::vector<Param>& params, double max_norm) {
-    double sq = 0;  // the chunks' sums added in order: the same for every thread count
-    for (const auto& p : grad_square_sums(params))
-        for (double x : p) sq += x;
-    const double norm = std::sqrt(sq);
-    clip_grads(params, norm, max_norm);
     return norm;
 }
 
@@ -132,7 +136,7 @@ void adamw_update(const detail::AdamWStep& s, float* w, float* g, float* m, floa
 
 }  // namespace
 
-void AdamW::step(const std::vector<Param>& params, double lr, bool zero_grads) {
+void AdamW::step(const std::vector<Param>& params, double lr, bool zero_grads, float grad_scale) {
     if (m_.empty()) {
         for (const Param& p : params) {
             m_.emplace_back(p.size, 0.0f);
@@ -145,7 +149,8 @@ void AdamW::step(const std::vector<Param>& params, double lr, bool zero_grads) {
     ++t_;
     const double bc1 = 1.0 - std::pow(c_.beta1, double(t_)), bc2 = 1.0 - std::pow(c_.beta2, double(t_));
     const detail::AdamWStep with_decay{float(c_.beta1), float(c_.beta2), float(lr / bc1),
-                                       float(1.0 / std::sqrt(bc2)), float(c_.eps), float(1.0 - lr * c_.weight_decay)};
+                                       float(1.0 / std::sqrt(bc2)), float(c_.eps), float(1.0 - lr * c_.weight_decay),
+                                       grad_scale};
     detail::AdamWStep without_decay = with_decay;
     without_decay.decay = 1.0f;
     const auto cs = chunks(params);

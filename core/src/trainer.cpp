@@ -391,8 +391,8 @@ void Trainer::allreduce(const std::function<bool(std::size_t)>& pick, int stride
         }
 }
 
-double Trainer::clip_sharded() {
-    // clip_grad_norm adds the pieces' Σ g² in parameter order. Every rank computes its own pieces and
+double Trainer::sharded_grad_norm() {
+    // grad_norm adds the pieces' Σ g² in parameter order. Every rank computes its own pieces and
     // gathers the other places' expert pieces (each place holds as many of the same shapes, so every
     // rank sends as many), then adds them all in that order: the same bits as one process.
     const auto sums = grad_square_sums(params_);
@@ -412,9 +412,7 @@ double Trainer::clip_sharded() {
         for (std::size_t k = 0; k < pieces; ++k) sq += from[k];
         read[q] += pieces;
     }
-    const double norm = std::sqrt(sq);
-    clip_grads(params_, norm, cfg_.grad_clip);
-    return norm;
+    return std::sqrt(sq);
 }
 
 void Trainer::shard_gradients(const Batch& b, int lo, int hi, std::size_t level, float scale,
@@ -517,9 +515,10 @@ StepStats Trainer::step() {
         });
     }
     StepStats s;
-    s.grad_norm = ep_ ? clip_sharded() : clip_grad_norm(ps, cfg_.grad_clip);
+    s.grad_norm = ep_ ? sharded_grad_norm() : grad_norm(ps);
     s.lr = learning_rate(cfg_.schedule, step_);
-    opt_.step(ps, s.lr, true);  // and the gradients back to zero for the next step's first leaf
+    // Clipped as AdamW reads each gradient, which it then sets to zero for the next step's first leaf.
+    opt_.step(ps, s.lr, true, clip_scale(s.grad_norm, cfg_.grad_clip));
     sums_zero_ = true;
     // The balancing counts of the whole batch, as one vector per MoE block (balance_counts' layout).
     std::vector<std::vector<std::size_t>> block_counts;

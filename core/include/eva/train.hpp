@@ -43,14 +43,18 @@ struct Param {
     bool decay;  // apply weight decay (matrices yes, norm gains no)
 };
 
-/// Scales all gradients so their global L2 norm is at most `max_norm` (no-op if max_norm ≤ 0).
-/// Returns the norm before clipping: the square root of grad_square_sums' entries added in order.
-double clip_grad_norm(const std::vector<Param>& params, double max_norm);
-/// The two halves of clip_grad_norm, for gradients spread over ranks: per parameter, Σ g² (in double)
-/// of each piece of at most kGradPiece elements, in order; and the scaling given the norm they add up to.
+/// The global L2 norm of the gradients: the square root of grad_square_sums' entries added in order.
+double grad_norm(const std::vector<Param>& params);
+/// Per parameter, Σ g² (in double) of each piece of at most kGradPiece elements, in order: the norm's
+/// terms, which gradients spread over ranks compute where they lie.
 constexpr std::size_t kGradPiece = std::size_t(1) << 15;
 std::vector<std::vector<double>> grad_square_sums(const std::vector<Param>& params);
-void clip_grads(const std::vector<Param>& params, double norm, double max_norm);
+/// What clipping multiplies every gradient by so that the global norm is at most `max_norm`: 1 when it
+/// is already (or max_norm ≤ 0), else max_norm / (norm + 10⁻⁶).
+float clip_scale(double norm, double max_norm);
+/// Scales all gradients by clip_scale(grad_norm, max_norm); returns the norm before clipping. (A training
+/// step instead hands clip_scale to AdamW::step, which applies it as it reads each gradient.)
+double clip_grad_norm(const std::vector<Param>& params, double max_norm);
 
 struct AdamWConfig {
     double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
@@ -62,7 +66,9 @@ public:
     /// One update of every parameter with learning rate `lr`. The moment buffers are created on the
     /// first call and matched to parameters by position; the parameter list must not change afterwards.
     /// With `zero_grads`, every gradient is zero afterwards, ready for the next step's accumulation.
-    void step(const std::vector<Param>& params, double lr, bool zero_grads = false);
+    /// Each gradient is multiplied by `grad_scale` as it is read (clip_scale: clipping without a pass
+    /// of its own over the gradients), exactly as clip_grad_norm would have scaled it in place.
+    void step(const std::vector<Param>& params, double lr, bool zero_grads = false, float grad_scale = 1.0f);
     long steps() const { return t_; }
     /// Moment buffers, exposed for checkpointing a resumable training state.
     std::vector<std::vector<float>>& first_moments() { return m_; }

@@ -187,8 +187,9 @@ private:
     int place_of(std::size_t param) const { return place_of_.empty() ? -1 : place_of_[param]; }
     // Sums the gradients of the parameters `pick` selects over the ranks `stride` apart (tree_allreduce).
     void allreduce(const std::function<bool(std::size_t)>& pick, int stride);
-    // The global gradient norm, clipped as clip_grad_norm would clip the whole model's gradients.
-    double clip_sharded();
+    // The global gradient norm of the whole model's gradients (grad_norm's bits), with the experts' spread
+    // over the ranks.
+    double sharded_grad_norm();
     // with_full_model, with AdamW's moments gathered too (for save).
     void with_all_experts(bool moments, const std::function<void()>& use);
 
