@@ -229,10 +229,6 @@ struct GemmTile {
         batch acc[R][NV];
         for (std::size_t i = 0; i < R; ++i)
             for (std::size_t v = 0; v < NV; ++v) acc[i][v] = batch(T(0));
-        // One pointer into A and one into B advance by a step each: row i's element is then ap[i·a_row], a
-        // constant offset in a packed panel. (Indexing Ap and Bp by p instead cost WebAssembly an address
-        // computation per row and step: eva_speed under node, 512³ from ~35 to ~42.5 GFLOP/s, 1024³
-        // from ~37 to ~44; the AVX-512 loop is the same instructions.)
         // C's tile is read and written only after the loop; asking for it now hides its latency behind
         // the kc steps. It is often far away: a weight gradient dW += dyᵀ·x adds into a gradient buffer
         // last touched when it was cleared, a large C has left the caches since the previous block of
@@ -240,6 +236,10 @@ struct GemmTile {
         // ~5% faster. WebAssembly has no prefetch: the compiler drops it.)
         for (std::size_t i = 0; i < R; ++i)
             for (std::size_t v = 0; v < NV; ++v) __builtin_prefetch(C + i * ldc + v * L, 1);
+        // One pointer into A and one into B advance by a step each: row i's element is then ap[i·a_row], a
+        // constant offset in a packed panel. (Indexing Ap and Bp by p instead cost WebAssembly an address
+        // computation per row and step: eva_speed under node, 512³ from ~35 to ~42.5 GFLOP/s, 1024³
+        // from ~37 to ~44; the AVX-512 loop is the same instructions.)
         const std::size_t a_step = ARows ? 1 : lda, a_row = ARows ? lda : 1;
         const T* bp = Bp;
         for (const T *ap = Ap, *a_end = Ap + kc * a_step; ap != a_end; ap += a_step, bp += ldbp) {
