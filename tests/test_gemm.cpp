@@ -162,9 +162,9 @@ TEST_CASE("gemm: op(A) = A and op(A) = Aᵀ of the same matrix give the same bit
 
 TEST_CASE("gemm: the leading columns of C are the same bits in a narrow and a wide product", "[gemm]") {
     // A product of at least 512 columns (128 in WebAssembly) packs all of A, a narrower one reads whole
-    // row panels of A in place, on every instruction set: the same values enter the same fused multiply-adds in the same
-    // order either way, so C's first 64 columns, computed with 64 and with 1100 columns of B, must be
-    // equal bit for bit. Both op(A), both op(B), several KC blocks (K > 384), whole and partial row
+    // row panels of A in place, on every instruction set: the same values enter the same fused
+    // multiply-adds in the same order either way, so C's first 64 columns, computed with 64 and with 1100
+    // columns of B, must be equal bit for bit. Both op(A), both op(B), several KC blocks (K > 384), whole and partial row
     // panels, with and without accumulation.
     eva::Rng rng(23);
     const std::size_t N_narrow = 64, N_wide = 1100;  // split over 2 threads, still ≥ 512 columns each
