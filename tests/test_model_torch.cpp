@@ -113,8 +113,7 @@ TEST_CASE("the whole model matches PyTorch: logits, loss, gradients, 10 AdamW st
     for (std::size_t s = 0; s < steps; ++s) {
         for (const auto& p : ps) std::fill(p.grad, p.grad + p.size, 0.0f);
         const auto l = eva::model_loss_and_grad(m, inputs[s], targets[s], B, T, grad, &acts);
-        eva::clip_grad_norm(ps, 1.0);
-        opt.step(ps, 1e-2);
+        opt.step(ps, 1e-2, false, eva::clip_scale(eva::grad_norm(ps), 1.0));  // clipped as eva::Trainer clips
         eva::update_balance_bias(m, acts);
         std::vector<std::vector<std::int32_t>> routing;
         auto add_routing = [&](const eva::MoeCache<float>& c) {

@@ -110,18 +110,6 @@ float clip_scale(double norm, double max_norm) {
     return max_norm > 0 && norm > max_norm ? float(max_norm / (norm + 1e-6)) : 1.0f;
 }
 
-double clip_grad_norm(const std::vector<Param>& params, double max_norm) {
-    const double norm = grad_norm(params);
-    const float scale = clip_scale(norm, max_norm);
-    if (scale == 1.0f) return norm;
-    const auto cs = chunks(params);
-    detail::parallel_for(cs.size(), [&](std::size_t c) {
-        float* g = params[cs[c].param].grad;
-        for (std::size_t i = cs[c].begin; i < cs[c].end; ++i) g[i] *= scale;
-    });
-    return norm;
-}
-
 namespace {
 
 struct AdamWRun {  // the functor run_on_best_arch calls with the chosen architecture

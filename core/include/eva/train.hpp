@@ -50,11 +50,9 @@ double grad_norm(const std::vector<Param>& params);
 constexpr std::size_t kGradPiece = std::size_t(1) << 15;
 std::vector<std::vector<double>> grad_square_sums(const std::vector<Param>& params);
 /// What clipping multiplies every gradient by so that the global norm is at most `max_norm`: 1 when it
-/// is already (or max_norm ≤ 0), else max_norm / (norm + 10⁻⁶).
+/// is already (or max_norm ≤ 0), else max_norm / (norm + 10⁻⁶). AdamW::step applies it as it reads each
+/// gradient, so clipping takes no pass of its own over the gradients.
 float clip_scale(double norm, double max_norm);
-/// Scales all gradients by clip_scale(grad_norm, max_norm); returns the norm before clipping. (A training
-/// step instead hands clip_scale to AdamW::step, which applies it as it reads each gradient.)
-double clip_grad_norm(const std::vector<Param>& params, double max_norm);
 
 struct AdamWConfig {
     double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
@@ -66,8 +64,8 @@ public:
     /// One update of every parameter with learning rate `lr`. The moment buffers are created on the
     /// first call and matched to parameters by position; the parameter list must not change afterwards.
     /// With `zero_grads`, every gradient is zero afterwards, ready for the next step's accumulation.
-    /// Each gradient is multiplied by `grad_scale` as it is read (clip_scale: clipping without a pass
-    /// of its own over the gradients), exactly as clip_grad_norm would have scaled it in place.
+    /// Each gradient is multiplied by `grad_scale` as it is read (clip_scale), with the rounding of
+    /// scaling it in place first.
     void step(const std::vector<Param>& params, double lr, bool zero_grads = false, float grad_scale = 1.0f);
     long steps() const { return t_; }
     /// Moment buffers, exposed for checkpointing a resumable training state.
